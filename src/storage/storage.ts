@@ -1,0 +1,56 @@
+// The storage interface every backend implements. Keys are relative paths such as
+// `blobs/sha256/<hex>`, `builds/<key>.json`, `manifests/<key>.json`; they match STORAGE_KEY.
+
+import type { Readable } from 'node:stream';
+
+export const STORAGE_KEY = /^[A-Za-z0-9._-]+(?:\/[A-Za-z0-9._-]+)*$/;
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  /** Last modification time, ms since the epoch (used by garbage collection). */
+  modified: number;
+  contentType?: string;
+}
+
+export interface ByteRange {
+  /** First byte, inclusive. */
+  start: number;
+  /** Last byte, inclusive. */
+  end: number;
+}
+
+/** A write in progress: nothing is visible under the key until `commit` resolves. */
+export interface ObjectWriter {
+  /** Where the bytes go. */
+  stream: NodeJS.WritableStream;
+  /** Makes the object visible under its key (atomically). */
+  commit(): Promise<void>;
+  /** Discards what was written; the key is left as it was. */
+  abort(): Promise<void>;
+}
+
+export interface Storage {
+  /** For logs, e.g. `filesystem (/var/cache/nixery)`. */
+  readonly name: string;
+  /** Writes a whole object atomically. */
+  put(key: string, data: Buffer | string, options?: { contentType?: string }): Promise<void>;
+  /** Starts a streaming write; see ObjectWriter. */
+  writer(key: string, options?: { contentType?: string }): Promise<ObjectWriter>;
+  /** Reads an object (or a byte range of it); null when the key does not exist. */
+  get(key: string, range?: ByteRange): Promise<Readable | null>;
+  /** Reads a whole (small) object; null when missing. */
+  read(key: string): Promise<Buffer | null>;
+  stat(key: string): Promise<ObjectInfo | null>;
+  /** Renames an object atomically from a reader's point of view. */
+  move(from: string, to: string): Promise<void>;
+  /** Keys under a prefix (recursively), sorted. */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+  /** Deletes an object; deleting a missing key is not an error. */
+  delete(key: string): Promise<void>;
+  /**
+   * A URL clients may fetch the object from directly (signed, time-limited), or null to have
+   * the registry stream it. Optional: the filesystem backend has none.
+   */
+  redirectUrl?(key: string, options: { method: 'GET' | 'HEAD' }): Promise<string | null>;
+}
