@@ -1,0 +1,111 @@
+// Configuration: one table of settings, each readable from an environment variable (Nixery's
+// names where Nixery had one) and from a command-line flag. Values are validated once, at
+// startup; a bad value stops the program with one line saying which setting and why.
+
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError } from './errors.js';
+
+export interface Setting<T> {
+  env: string;
+  flag: string;
+  description: string;
+  /** Default when neither the flag nor the variable is set; undefined = optional. */
+  default?: T;
+  parse(raw: string): T;
+}
+
+function integer(min: number, max: number) {
+  return (raw: string): number => {
+    if (!/^\d+$/.test(raw.trim())) throw new Error(`must be a whole number, got ${JSON.stringify(raw)}`);
+    const n = Number(raw.trim());
+    if (n < min || n > max) throw new Error(`must be between ${min} and ${max}, got ${n}`);
+    return n;
+  };
+}
+
+function oneOf<T extends string>(...values: T[]) {
+  return (raw: string): T => {
+    if (!(values as string[]).includes(raw)) throw new Error(`must be one of ${values.join(', ')}, got ${JSON.stringify(raw)}`);
+    return raw as T;
+  };
+}
+
+function boolean(raw: string): boolean {
+  const v = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off'].includes(v)) return false;
+  throw new Error(`must be true or false, got ${JSON.stringify(raw)}`);
+}
+
+const text = (raw: string): string => raw;
+const nonEmpty = (raw: string): string => {
+  if (raw.trim() === '') throw new Error('must not be empty');
+  return raw;
+};
+
+function defaultStoragePath(): string {
+  const cache = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+  return path.join(cache, 'nixery-ts');
+}
+
+export const SETTINGS = {
+  port: { env: 'PORT', flag: '--port', description: 'TCP port the registry listens on', default: 8080, parse: integer(0, 65535) },
+  host: { env: 'NIXERY_HOST', flag: '--host', description: 'address the registry listens on', default: '0.0.0.0', parse: nonEmpty },
+  channel: { env: 'NIXERY_CHANNEL', flag: '--channel', description: 'nixpkgs channel or commit to build from', parse: nonEmpty },
+  pkgsRepo: { env: 'NIXERY_PKGS_REPO', flag: '--pkgs-repo', description: 'git repository of the package set (the image tag picks a branch, tag or commit)', parse: nonEmpty },
+  pkgsPath: { env: 'NIXERY_PKGS_PATH', flag: '--pkgs-path', description: 'local directory of the package set', parse: nonEmpty },
+  storageBackend: { env: 'NIXERY_STORAGE_BACKEND', flag: '--storage-backend', description: 'where blobs and caches live: filesystem, s3 or gcs', default: 'filesystem', parse: oneOf('filesystem', 's3', 'gcs') },
+  storagePath: { env: 'STORAGE_PATH', flag: '--storage-path', description: 'directory of the filesystem storage backend', default: defaultStoragePath(), parse: nonEmpty },
+  nixTimeout: { env: 'NIX_TIMEOUT', flag: '--nix-timeout', description: 'seconds each Nix invocation may take before it is killed', default: 60, parse: integer(1, 86400) },
+  popularityUrl: { env: 'NIX_POPULARITY_URL', flag: '--popularity-url', description: 'popularity data for layering: http(s) URL or file path of {"name": count} JSON', parse: nonEmpty },
+  layering: { env: 'NIXERY_LAYERING', flag: '--layering', description: 'layering strategy', default: 'stable', parse: nonEmpty },
+  layerBudget: { env: 'NIXERY_LAYER_BUDGET', flag: '--layer-budget', description: 'most layers for store paths (the customisation layer comes on top)', default: 94, parse: integer(1, 124) },
+  buildConcurrency: { env: 'NIXERY_BUILD_CONCURRENCY', flag: '--build-concurrency', description: 'image builds (Nix) running at once', default: Math.max(1, os.availableParallelism()), parse: integer(1, 1024) },
+  buildQueue: { env: 'NIXERY_BUILD_QUEUE', flag: '--build-queue', description: 'builds waiting for a slot before requests get 429', default: 32, parse: integer(0, 100000) },
+  resolveTtl: { env: 'NIXERY_RESOLVE_TTL', flag: '--resolve-ttl', description: 'seconds a moving target (branch, channel, latest) stays resolved to one revision', default: 60, parse: integer(0, 86400 * 365) },
+  manifestCacheSize: { env: 'NIXERY_MANIFEST_CACHE', flag: '--manifest-cache', description: 'manifests kept in memory', default: 1024, parse: integer(0, 10_000_000) },
+  logLevel: { env: 'NIXERY_LOG_LEVEL', flag: '--log-level', description: 'log level', default: 'info', parse: oneOf('trace', 'debug', 'info', 'warn', 'error', 'silent') },
+  blobRedirect: { env: 'NIXERY_BLOB_REDIRECT', flag: '--blob-redirect', description: 'answer blob GETs from object storage with a 307 to a signed URL', default: true, parse: boolean },
+  redirectTtl: { env: 'NIXERY_REDIRECT_TTL', flag: '--redirect-ttl', description: 'lifetime of signed blob URLs, seconds', default: 300, parse: integer(1, 7 * 86400) },
+} satisfies Record<string, Setting<unknown>>;
+
+export type SettingName = keyof typeof SETTINGS;
+type ValueOf<S> = S extends Setting<infer T> ? T : never;
+export type Config = {
+  [K in SettingName]: (typeof SETTINGS)[K] extends { default: unknown } ? ValueOf<(typeof SETTINGS)[K]> : ValueOf<(typeof SETTINGS)[K]> | undefined;
+};
+
+/**
+ * Reads every setting: a command-line value (by setting name) wins over the environment, which
+ * wins over the default. Throws ConfigError naming the variable and the problem.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: Partial<Record<SettingName, string>> = {}): Config {
+  const out: Record<string, unknown> = {};
+  for (const [name, setting] of Object.entries(SETTINGS) as Array<[SettingName, Setting<unknown>]>) {
+    const fromFlag = flags[name];
+    const fromEnv = env[setting.env];
+    const raw = fromFlag ?? (fromEnv === '' ? undefined : fromEnv);
+    if (raw === undefined) {
+      out[name] = setting.default;
+      continue;
+    }
+    try {
+      out[name] = setting.parse(raw);
+    } catch (err) {
+      const where = fromFlag !== undefined ? setting.flag : setting.env;
+      throw new ConfigError(`invalid ${where}: ${(err as Error).message}`);
+    }
+  }
+  return out as Config;
+}
+
+/** The effective configuration, for the startup log (no secrets are configured here). */
+export function describeConfig(config: Config): Record<string, unknown> {
+  const shown: Record<string, unknown> = {};
+  for (const [name, setting] of Object.entries(SETTINGS) as Array<[SettingName, Setting<unknown>]>) {
+    const value = config[name];
+    if (value !== undefined) shown[setting.env] = value;
+  }
+  return shown;
+}

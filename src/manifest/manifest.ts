@@ -1,0 +1,114 @@
+// Image config and manifests. One config blob, two manifest forms over the same blobs: OCI
+// (the default) and Docker schema 2 (for clients that accept only Docker types). Each form uses
+// only its own family's media types. Serialisation has a fixed key order, so the bytes are a
+// pure function of the inputs.
+
+import { createHash } from 'node:crypto';
+
+export const MEDIA_TYPES = {
+  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
+  ociIndex: 'application/vnd.oci.image.index.v1+json',
+  ociConfig: 'application/vnd.oci.image.config.v1+json',
+  ociLayerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
+  dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
+  dockerConfig: 'application/vnd.docker.container.image.v1+json',
+  dockerLayerGzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
+} as const;
+
+export type ManifestFormat = 'oci' | 'docker';
+
+/** Fixed creation time: the Nix store's mtime (1 s after the epoch). */
+export const CREATED = '1970-01-01T00:00:01Z';
+export const IMAGE_ENV = ['PATH=/bin:/usr/bin', 'SSL_CERT_FILE=/etc/ssl/certs/ca-bundle.crt'];
+
+export const LABELS = {
+  packages: 'dev.nixery.packages',
+  source: 'dev.nixery.source',
+  revision: 'org.opencontainers.image.revision',
+} as const;
+
+export interface LayerDescriptor {
+  /** sha256:<hex> of the compressed blob. */
+  digest: string;
+  size: number;
+  /** sha256:<hex> of the uncompressed tar. */
+  diffId: string;
+}
+
+export interface ImageSpec {
+  /** OCI platform architecture (amd64, arm64). */
+  architecture: string;
+  /** Layers in manifest order: most shared first, customisation layer last. */
+  layers: LayerDescriptor[];
+  /** Container command, e.g. ["bash"] when the shell is in the image. */
+  cmd?: string[];
+  /** The requested packages, sorted. */
+  packages: string[];
+  /** Human description of the package source, e.g. `git https://… (branch main)`. */
+  source: string;
+  /** Immutable source revision, when there is one. */
+  revision?: string | null;
+}
+
+export interface Blob {
+  mediaType: string;
+  digest: string;
+  size: number;
+  bytes: Buffer;
+}
+
+export interface ImageManifests {
+  config: Blob;
+  oci: Blob;
+  docker: Blob;
+}
+
+export function sha256Digest(bytes: Buffer | string): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+function blob(mediaType: string, json: unknown): Blob {
+  const bytes = Buffer.from(JSON.stringify(json));
+  return { mediaType, digest: sha256Digest(bytes), size: bytes.length, bytes };
+}
+
+/** The image config (the same bytes serve both manifest forms). */
+export function imageConfig(spec: ImageSpec): Buffer {
+  const labels: Record<string, string> = {};
+  labels[LABELS.packages] = spec.packages.join(' ');
+  if (spec.revision) labels[LABELS.revision] = spec.revision;
+  labels[LABELS.source] = spec.source;
+  const config: Record<string, unknown> = { Env: IMAGE_ENV };
+  if (spec.cmd) config.Cmd = spec.cmd;
+  config.Labels = labels;
+  return Buffer.from(
+    JSON.stringify({
+      created: CREATED,
+      architecture: spec.architecture,
+      os: 'linux',
+      config,
+      rootfs: { type: 'layers', diff_ids: spec.layers.map((l) => l.diffId) },
+    }),
+  );
+}
+
+export function buildManifests(spec: ImageSpec): ImageManifests {
+  const configBytes = imageConfig(spec);
+  const configDigest = sha256Digest(configBytes);
+  const config: Blob = { mediaType: MEDIA_TYPES.ociConfig, digest: configDigest, size: configBytes.length, bytes: configBytes };
+  const form = (manifestType: string, configType: string, layerType: string, withMediaTypeField: boolean) => ({
+    schemaVersion: 2,
+    mediaType: withMediaTypeField ? manifestType : undefined,
+    config: { mediaType: configType, digest: configDigest, size: configBytes.length },
+    layers: spec.layers.map((l) => ({ mediaType: layerType, digest: l.digest, size: l.size })),
+  });
+  return {
+    config,
+    oci: blob(MEDIA_TYPES.ociManifest, form(MEDIA_TYPES.ociManifest, MEDIA_TYPES.ociConfig, MEDIA_TYPES.ociLayerGzip, true)),
+    docker: blob(MEDIA_TYPES.dockerManifest, form(MEDIA_TYPES.dockerManifest, MEDIA_TYPES.dockerConfig, MEDIA_TYPES.dockerLayerGzip, true)),
+  };
+}
+
+/** Which manifest media types a digest-addressed manifest can have. */
+export const MANIFEST_MEDIA_TYPES: ReadonlySet<string> = new Set([MEDIA_TYPES.ociManifest, MEDIA_TYPES.dockerManifest]);

@@ -1,0 +1,83 @@
+// HTTP plumbing shared by the registry handlers: OCI JSON errors from the one catalogue,
+// common headers, conditional requests and byte ranges.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { describeError, ERROR_CATALOGUE, type ErrorKind, TooManyRequestsError } from '../errors.js';
+
+export interface RequestContext {
+  req: IncomingMessage;
+  res: ServerResponse;
+  /** Path without the query string. */
+  path: string;
+  id: string;
+  /** Filled in by handlers for the request log: how the answer was produced. */
+  log: Record<string, unknown>;
+}
+
+export const API_VERSION_HEADER = ['Docker-Distribution-API-Version', 'registry/2.0'] as const;
+
+/** Writes an OCI error body for any thrown value (unknown errors become 500 UNKNOWN). */
+export function sendError(ctx: RequestContext, err: unknown): void {
+  const { entry, message, detail } = describeError(err);
+  const headers: Record<string, string> = {};
+  if (err instanceof TooManyRequestsError) headers['Retry-After'] = String(err.retryAfterSeconds);
+  sendErrorBody(ctx, entry.status, entry.code, message, detail, headers);
+  if (entry.status >= 500) ctx.log.err = err instanceof Error ? err.message : String(err);
+}
+
+export function sendCatalogueError(ctx: RequestContext, kind: ErrorKind, message?: string): void {
+  const entry = ERROR_CATALOGUE[kind];
+  sendErrorBody(ctx, entry.status, entry.code, message ?? entry.message);
+}
+
+function sendErrorBody(ctx: RequestContext, status: number, code: string, message: string, detail?: unknown, headers: Record<string, string> = {}): void {
+  const error: Record<string, unknown> = { code, message };
+  if (detail !== undefined) error.detail = detail;
+  const body = Buffer.from(JSON.stringify({ errors: [error] }));
+  ctx.res.writeHead(status, {
+    ...headers,
+    'Content-Type': 'application/json',
+    'Content-Length': body.length,
+  });
+  ctx.res.end(ctx.req.method === 'HEAD' ? undefined : body);
+}
+
+/** True when an If-None-Match header matches the entity tag (or is `*`). */
+export function notModified(req: IncomingMessage, etag: string): boolean {
+  const header = req.headers['if-none-match'];
+  if (!header) return false;
+  return header
+    .split(',')
+    .map((t) => t.trim().replace(/^W\//, ''))
+    .some((t) => t === '*' || t === etag);
+}
+
+export type RangeResult = { kind: 'full' } | { kind: 'partial'; start: number; end: number } | { kind: 'unsatisfiable' };
+
+/**
+ * Parses a Range header for an entity of `size` bytes. Only a single `bytes=` range is
+ * honoured; multiple ranges or a malformed header are ignored (full response), per RFC 9110.
+ */
+export function parseRange(header: string | undefined, size: number): RangeResult {
+  if (!header) return { kind: 'full' };
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === '' && m[2] === '')) return { kind: 'full' };
+  let start: number;
+  let end: number;
+  if (m[1] === '') {
+    const suffix = Number(m[2]);
+    if (suffix === 0) return { kind: 'unsatisfiable' };
+    start = Math.max(0, size - suffix);
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+    if (m[2] !== '' && Number(m[2]) < start) return { kind: 'full' };
+  }
+  if (start >= size || size === 0) return { kind: 'unsatisfiable' };
+  return { kind: 'partial', start, end };
+}
+
+export function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+}

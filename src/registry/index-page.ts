@@ -1,0 +1,55 @@
+// The index page at `/`: what this instance serves, how to pull from it, the package source
+// and its current revision, and recent build errors. Everything from outside is escaped.
+
+import type { RecentError } from './service.js';
+import { escapeHtml } from './http.js';
+
+export interface IndexPageData {
+  /** The request's Host header (may be attacker-controlled: escaped below). */
+  host: string;
+  source: string;
+  revision: string | null;
+  errors: RecentError[];
+  version: string;
+}
+
+export function renderIndexPage(d: IndexPageData): string {
+  const host = escapeHtml(d.host || 'localhost:8080');
+  const errors = d.errors.length
+    ? `<h2>Recent build errors</h2>
+<p>The last images that failed to build, newest first.</p>
+${d.errors
+  .map((e) => `<details class="build-error"><summary>${escapeHtml(e.image)} <small>${escapeHtml(e.at)}</small></summary><pre>${escapeHtml(e.message)}</pre></details>`)
+  .join('\n')}`
+    : '';
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>nixery-ts</title>
+<style>
+body { font-family: system-ui, sans-serif; max-width: 52rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.5; }
+pre, code { background: #f6f8fa; padding: 0.1rem 0.3rem; }
+pre { padding: 1rem; overflow-x: auto; }
+</style>
+</head>
+<body>
+<h1>nixery-ts</h1>
+<p>This registry builds container images on demand from Nix packages. The image name is the list of
+packages: <code>${host}/shell/git/htop</code> is an image with a shell, git and htop. The meta-package
+<code>shell</code> adds bash and core utilities, <code>arm64</code> builds for aarch64-linux.</p>
+<h2>Pull an image</h2>
+<pre>ctr images pull --plain-http ${host}/shell/hello:latest
+ctr run --rm ${host}/shell/hello:latest demo hello
+skopeo inspect --tls-verify=false docker://${host}/shell/hello
+podman pull --tls-verify=false ${host}/shell/hello
+docker pull ${host}/shell/hello</pre>
+<h2>Package source</h2>
+<p>${escapeHtml(d.source)}${d.revision ? `, revision <code>${escapeHtml(d.revision)}</code>` : ''}</p>
+${errors}
+<p><small>nixery-ts ${escapeHtml(d.version)}</small></p>
+</body>
+</html>
+`;
+}

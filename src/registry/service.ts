@@ -1,0 +1,120 @@
+// What the registry needs beyond the builder: moving targets pinned for a while, a bound on
+// concurrent Nix builds with a bounded queue, and the recent build errors for the index page.
+
+import type { ImageRequest } from '../image/name.js';
+import { ImageBuilder, type BuiltImage } from '../builder/builder.js';
+import { pinSource, type PackageSource, type PinnedSource } from '../nix/source.js';
+import { NixeryError, TooManyRequestsError, type ErrorKind } from '../errors.js';
+import { Semaphore, QueueFullError } from '../util/semaphore.js';
+import { SingleFlight } from '../util/singleflight.js';
+
+export interface RecentError {
+  image: string;
+  message: string;
+  at: string;
+}
+
+/** Keeps the last `capacity` build errors, newest first, one per image. */
+export class ErrorRing {
+  private readonly items: RecentError[] = [];
+  constructor(readonly capacity = 15) {}
+  add(image: string, message: string): void {
+    const existing = this.items.findIndex((e) => e.image === image);
+    if (existing >= 0) this.items.splice(existing, 1);
+    this.items.unshift({ image, message, at: new Date().toISOString() });
+    this.items.length = Math.min(this.items.length, this.capacity);
+  }
+  list(): RecentError[] {
+    return [...this.items];
+  }
+}
+
+/** Resolves a source per tag, remembering the answer for `ttlMs` (moving targets move slowly). */
+export class PinCache {
+  private readonly entries = new Map<string, { pinned: PinnedSource; expires: number }>();
+  private readonly flights = new SingleFlight<string, PinnedSource>();
+  constructor(
+    private readonly ttlMs: number,
+    private readonly resolve: (source: PackageSource, tag: string) => Promise<PinnedSource>,
+  ) {}
+
+  pin(source: PackageSource, tag: string): Promise<PinnedSource> {
+    const now = Date.now();
+    const hit = this.entries.get(tag);
+    if (hit && hit.expires > now) return Promise.resolve(hit.pinned);
+    return this.flights.run(tag, async () => {
+      const pinned = await this.resolve(source, tag);
+      if (this.ttlMs > 0) {
+        if (this.entries.size > 10000) this.entries.clear();
+        this.entries.set(tag, { pinned, expires: Date.now() + this.ttlMs });
+      }
+      return pinned;
+    }).promise;
+  }
+
+  /** The last pin of a tag, for the index page (no resolution). */
+  peek(tag: string): PinnedSource | undefined {
+    return this.entries.get(tag)?.pinned;
+  }
+}
+
+export interface ServiceStats {
+  /** Image requests answered from a cache without building. */
+  cacheHits: number;
+  buildFailures: number;
+  rejected: number;
+}
+
+/** Errors that say something about the request, not about the build machinery. */
+const CLIENT_ERRORS: ReadonlySet<ErrorKind> = new Set(['NAME_INVALID', 'TAG_INVALID', 'MANIFEST_UNKNOWN', 'PACKAGES_NOT_FOUND', 'TOOMANYREQUESTS']);
+
+export class RegistryService {
+  readonly errors = new ErrorRing(15);
+  readonly stats: ServiceStats = { cacheHits: 0, buildFailures: 0, rejected: 0 };
+  private readonly slots: Semaphore;
+
+  constructor(
+    readonly builder: ImageBuilder,
+    readonly pins: PinCache,
+    buildConcurrency: number,
+    buildQueue: number,
+  ) {
+    this.slots = new Semaphore(buildConcurrency, buildQueue);
+  }
+
+  /** Builds or finds an image; Nix builds wait for a slot, and a full queue answers 429. */
+  async image(image: ImageRequest): Promise<BuiltImage> {
+    try {
+      const built = await this.builder.build(image, undefined, (fn) => this.limited(fn));
+      if (built.fromCache) this.stats.cacheHits++;
+      return built;
+    } catch (err) {
+      const kind = err instanceof NixeryError ? err.kind : 'UNKNOWN';
+      if (!CLIENT_ERRORS.has(kind)) {
+        this.stats.buildFailures++;
+        const stderr = (err as { stderr?: string }).stderr;
+        this.errors.add(`${image.name}:${image.tag}`, stderr?.trim() || (err instanceof Error ? err.message : String(err)));
+      }
+      throw err;
+    }
+  }
+
+  private async limited<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await this.slots.use(fn);
+    } catch (err) {
+      if (err instanceof QueueFullError) {
+        this.stats.rejected++;
+        throw new TooManyRequestsError(`build queue is full (${this.slots.limit} building, ${this.slots.queued} waiting); retry later`, 10);
+      }
+      throw err;
+    }
+  }
+
+  get building(): number {
+    return this.slots.active;
+  }
+  get queued(): number {
+    return this.slots.queued;
+  }
+}
