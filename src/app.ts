@@ -1,0 +1,100 @@
+// Wires the configuration into the running parts: logger, storage, package source, layering,
+// popularity, builder and (for `serve`) the registry.
+
+import { pino, type Logger as PinoLogger } from 'pino';
+import type { Config } from './config.js';
+import { describeConfig } from './config.js';
+import { createStorage } from './storage/index.js';
+import type { Storage } from './storage/storage.js';
+import { sourceFromConfig, describeSource, pinSource, type PackageSource } from './nix/source.js';
+import { getStrategy } from './layers/strategies.js';
+import { PopularitySource } from './layers/popularity.js';
+import { ImageBuilder } from './builder/builder.js';
+import { PinCache, RegistryService } from './registry/service.js';
+import { createRegistry, type Registry } from './registry/server.js';
+
+export interface App {
+  config: Config;
+  log: PinoLogger;
+  storage: Storage;
+  source: PackageSource;
+  builder: ImageBuilder;
+  service: RegistryService;
+  popularity: PopularitySource;
+  /** Starts the registry; resolves once it listens. */
+  serve(version: string): Promise<Registry>;
+}
+
+export interface AppOptions {
+  logDestination: 'stdout' | 'stderr';
+  defaultLogLevel: string;
+}
+
+/** The popularity data is refetched this often while the server runs. */
+const POPULARITY_REFRESH_MS = 6 * 3600_000;
+
+export async function createApp(config: Config, options: AppOptions): Promise<App> {
+  const log = pino(
+    { level: config.logLevel === 'info' ? options.defaultLogLevel : config.logLevel, base: { service: 'nixery' } },
+    pino.destination({ fd: options.logDestination === 'stdout' ? 1 : 2, sync: true }),
+  );
+  const source = sourceFromConfig(config);
+  const strategy = getStrategy(config.layering);
+  const storage = await createStorage(config);
+  const popularity = new PopularitySource(config.popularityUrl, (message) => log.warn({ popularity: config.popularityUrl }, message));
+  await popularity.reload();
+  const timeoutMs = config.nixTimeout * 1000;
+  const pins = new PinCache(config.resolveTtl * 1000, (s, tag) => pinSource(s, tag, { timeoutMs }));
+  const builder = new ImageBuilder({
+    storage,
+    source,
+    nixTimeoutSeconds: config.nixTimeout,
+    strategy,
+    budget: config.layerBudget,
+    popularity: () => popularity.current,
+    log,
+    manifestCacheSize: config.manifestCacheSize,
+    pin: (s, tag) => pins.pin(s, tag),
+  });
+  const service = new RegistryService(builder, pins, config.buildConcurrency, config.buildQueue);
+
+  return {
+    config,
+    log,
+    storage,
+    source,
+    builder,
+    service,
+    popularity,
+    async serve(version: string) {
+      const registry = createRegistry({
+        storage,
+        service,
+        blobRedirect: config.blobRedirect,
+        log,
+        sourceDescription: describeSource(source),
+        version,
+      });
+      const refresh = setInterval(() => void popularity.reload(), POPULARITY_REFRESH_MS);
+      refresh.unref();
+      await new Promise<void>((resolve, reject) => {
+        registry.server.once('error', reject);
+        registry.server.listen(config.port, config.host, () => resolve());
+      });
+      const address = registry.server.address();
+      log.info(
+        { version, listen: typeof address === 'object' && address ? `${address.address}:${address.port}` : String(address), storage: storage.name, config: describeConfig(config) },
+        'nixery-ts registry started',
+      );
+      for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+        process.once(signal, () => {
+          log.info({ signal }, 'shutting down');
+          registry.server.close();
+          registry.server.closeAllConnections();
+          process.exit(0);
+        });
+      }
+      return registry;
+    },
+  };
+}

@@ -1,0 +1,109 @@
+// Writes a built image out of storage: an OCI image layout directory (`oci:DIR`) or a
+// docker-archive tarball (`docker-archive:FILE`) that `docker load` and `ctr images import`
+// accept. The archive holds both an OCI layout and Docker's manifest.json, as `docker save` does.
+
+import { createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, rm, stat, writeFile, readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { ConfigError } from '../errors.js';
+import type { Storage } from '../storage/storage.js';
+import { blobKey, digestHex } from './layout.js';
+import { MEDIA_TYPES } from '../manifest/manifest.js';
+import type { BuiltImage } from './builder.js';
+import { writeTar } from '../archive/tar.js';
+import type { TarEntry } from '../archive/tar.js';
+
+export interface OutputTarget {
+  kind: 'oci' | 'docker-archive';
+  path: string;
+}
+
+export function parseOutputTarget(spec: string): OutputTarget {
+  const m = /^(oci|docker-archive):(.+)$/.exec(spec);
+  if (!m) throw new ConfigError(`invalid --output ${JSON.stringify(spec)}: expected oci:DIR or docker-archive:FILE`);
+  return { kind: m[1] as OutputTarget['kind'], path: path.resolve(m[2]!) };
+}
+
+export async function exportImage(built: BuiltImage, storage: Storage, target: OutputTarget): Promise<void> {
+  if (target.kind === 'oci') {
+    await writeOciLayout(built, storage, target.path);
+    return;
+  }
+  const dir = await mkdtemp(path.join(tmpdir(), 'nixery-export-'));
+  try {
+    await writeOciLayout(built, storage, dir);
+    const layers = built.layers.map((l) => `blobs/sha256/${digestHex(l.digest)}`);
+    const dockerManifest = [
+      {
+        Config: `blobs/sha256/${digestHex(built.manifests.config.digest)}`,
+        RepoTags: [`${built.image.name}:${built.image.tag}`],
+        Layers: layers,
+      },
+    ];
+    await writeFile(path.join(dir, 'manifest.json'), JSON.stringify(dockerManifest));
+    await writeTarOfDirectory(dir, target.path);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** An OCI image layout: oci-layout, index.json (the tag as ref.name) and every blob. */
+async function writeOciLayout(built: BuiltImage, storage: Storage, dir: string): Promise<void> {
+  const blobs = path.join(dir, 'blobs', 'sha256');
+  await mkdir(blobs, { recursive: true });
+  const digests = [built.manifests.oci.digest, built.manifests.config.digest, ...built.layers.map((l) => l.digest)];
+  for (const digest of digests) {
+    const file = path.join(blobs, digestHex(digest));
+    if (await exists(file)) continue;
+    const stream = await storage.get(blobKey(digest));
+    if (!stream) throw new Error(`blob ${digest} is missing from storage ${storage.name}`);
+    await pipeline(stream, createWriteStream(file));
+  }
+  await writeFile(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  const index = {
+    schemaVersion: 2,
+    mediaType: MEDIA_TYPES.ociIndex,
+    manifests: [
+      {
+        mediaType: MEDIA_TYPES.ociManifest,
+        digest: built.manifests.oci.digest,
+        size: built.manifests.oci.size,
+        annotations: {
+          'io.containerd.image.name': `${built.image.name}:${built.image.tag}`,
+          'org.opencontainers.image.ref.name': built.image.tag,
+        },
+      },
+    ],
+  };
+  await writeFile(path.join(dir, 'index.json'), JSON.stringify(index));
+}
+
+async function writeTarOfDirectory(dir: string, file: string): Promise<void> {
+  const entries: TarEntry[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    const names = (await readdir(path.join(dir, rel))).sort();
+    for (const name of names) {
+      const r = rel ? `${rel}/${name}` : name;
+      const st = await stat(path.join(dir, r));
+      if (st.isDirectory()) {
+        entries.push({ type: 'directory', path: r, mode: 0o755 });
+        await walk(r);
+      } else {
+        entries.push({ type: 'file', path: r, mode: 0o644, size: st.size, source: { file: path.join(dir, r) } });
+      }
+    }
+  };
+  await walk('');
+  await writeTar(entries, createWriteStream(file));
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await stat(file);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,148 @@
+#!/usr/bin/env node
+// Command line: `nixery build`, `nixery serve`, `nixery popcount`, `nixery layers`, `nixery gc`.
+// Errors are one line on stderr and a non-zero exit, never a stack trace.
+
+import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { Command, Option } from 'commander';
+import { SETTINGS, loadConfig, type Config, type SettingName } from './config.js';
+import { ConfigError, NixeryError } from './errors.js';
+import { parseReference } from './image/name.js';
+import { createApp } from './app.js';
+import { exportImage, parseOutputTarget } from './builder/export.js';
+import type { BuildProgress } from './builder/builder.js';
+import { runLayersCommand } from './layers/command.js';
+import { popcount } from './nix/popcount.js';
+import { AMD64 } from './image/name.js';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+/** Adds one flag per setting; values are validated by loadConfig, not by commander. */
+function withSettings(cmd: Command, names: SettingName[]): Command {
+  for (const name of names) {
+    const s = SETTINGS[name];
+    cmd.addOption(new Option(`${s.flag} <value>`, `${s.description} (env ${s.env})`));
+  }
+  return cmd;
+}
+
+function configFrom(opts: Record<string, unknown>, names: SettingName[]): Config {
+  const flags: Partial<Record<SettingName, string>> = {};
+  for (const name of names) {
+    const key = SETTINGS[name].flag.slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+    const v = opts[key];
+    if (typeof v === 'string') flags[name] = v;
+  }
+  return loadConfig(process.env, flags);
+}
+
+const SOURCE_SETTINGS: SettingName[] = ['channel', 'pkgsRepo', 'pkgsPath'];
+const BUILD_SETTINGS: SettingName[] = [...SOURCE_SETTINGS, 'storageBackend', 'storagePath', 'nixTimeout', 'popularityUrl', 'layering', 'layerBudget', 'logLevel'];
+const SERVE_SETTINGS: SettingName[] = [
+  'port',
+  'host',
+  ...BUILD_SETTINGS,
+  'buildConcurrency',
+  'buildQueue',
+  'resolveTtl',
+  'manifestCacheSize',
+  'blobRedirect',
+  'redirectTtl',
+];
+
+function progressPrinter(): (p: BuildProgress) => void {
+  if (!process.stderr.isTTY) return () => {};
+  let last = '';
+  return (p) => {
+    const line = p.layer ? `${p.message} (${(p.layer.bytes / 1e6).toFixed(1)} MB)` : p.message;
+    if (line === last) return;
+    last = line;
+    process.stderr.write(`\r\x1b[K${line}`);
+  };
+}
+
+const program = new Command()
+  .name('nixery')
+  .description('Container images built on demand from Nix packages')
+  .version(VERSION)
+  .showHelpAfterError();
+
+withSettings(
+  program
+    .command('build')
+    .description('build an image and write it out, without a server')
+    .argument('<image>', 'image name and tag, e.g. shell/hello:latest')
+    .requiredOption('-o, --output <target>', 'oci:DIR (OCI image layout) or docker-archive:FILE')
+    .option('--json', 'print digests and the layer list as JSON on stdout'),
+  BUILD_SETTINGS,
+).action(async (ref: string, opts: Record<string, unknown>) => {
+  const config = configFrom(opts, BUILD_SETTINGS);
+  const target = parseOutputTarget(String(opts.output));
+  const image = parseReference(ref);
+  const app = await createApp(config, { logDestination: 'stderr', defaultLogLevel: 'warn' });
+  const progress = progressPrinter();
+  const built = await app.builder.build(image, progress);
+  if (process.stderr.isTTY) process.stderr.write(`\r\x1b[Kwriting ${target.kind}:${target.path}\n`);
+  await exportImage(built, app.storage, target);
+  const summary = {
+    image: `${image.name}:${image.tag}`,
+    digest: built.manifests.oci.digest,
+    dockerDigest: built.manifests.docker.digest,
+    config: built.manifests.config.digest,
+    revision: built.revision,
+    output: `${target.kind}:${target.path}`,
+    layers: built.layers.map((l) => ({ digest: l.digest, size: l.size, diffId: l.diffId, storePaths: l.paths, cached: l.cached })),
+  };
+  if (opts.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+  else if (process.stdout.isTTY) process.stdout.write(`${summary.image} ${summary.digest} (${summary.layers.length} layers) → ${summary.output}\n`);
+});
+
+withSettings(program.command('serve').description('run the registry'), SERVE_SETTINGS).action(async (opts: Record<string, unknown>) => {
+  const config = configFrom(opts, SERVE_SETTINGS);
+  const app = await createApp(config, { logDestination: 'stdout', defaultLogLevel: config.logLevel });
+  await app.serve(VERSION);
+});
+
+withSettings(
+  program
+    .command('popcount')
+    .description('write popularity data for the package set: for each package, how many derivations refer to it')
+    .option('-o, --output <file>', 'write to a file instead of stdout')
+    .option('--tag <tag>', 'image tag selecting the source revision (git sources)', 'latest'),
+  [...SOURCE_SETTINGS, 'nixTimeout'],
+).action(async (opts: Record<string, unknown>) => {
+  const config = configFrom(opts, [...SOURCE_SETTINGS, 'nixTimeout']);
+  const { sourceFromConfig, pinSource } = await import('./nix/source.js');
+  const timeoutMs = config.nixTimeout * 1000;
+  const pinned = await pinSource(sourceFromConfig(config), String(opts.tag), { timeoutMs });
+  const counts = await popcount(pinned, AMD64.nixSystem, { timeoutMs });
+  const json = `${JSON.stringify(counts, null, 1)}\n`;
+  if (typeof opts.output === 'string') await writeFile(opts.output, json);
+  else process.stdout.write(json);
+});
+
+program
+  .command('layers')
+  .description('layering as a filter: reads a layering-benchmark request (JSON) on stdin, prints the layers')
+  .option('--strategy <name>', 'layering strategy')
+  .option('--budget <n>', 'override the request budget')
+  .action(async (opts: { strategy?: string; budget?: string }) => {
+    const chunks: Buffer[] = [];
+    for await (const c of process.stdin) chunks.push(c as Buffer);
+    const budget = opts.budget === undefined ? undefined : Number(opts.budget);
+    if (budget !== undefined && !(Number.isInteger(budget) && budget >= 1 && budget <= 125)) throw new ConfigError('invalid --budget: must be a whole number from 1 to 125');
+    const strategy = opts.strategy ?? loadConfig().layering;
+    process.stdout.write(`${runLayersCommand(Buffer.concat(chunks).toString('utf8'), strategy, budget)}\n`);
+  });
+
+function oneLine(err: unknown): string {
+  if (err instanceof ConfigError || err instanceof NixeryError) return err.message.replace(/\s*\n\s*/g, ' | ');
+  if (err instanceof Error) return err.message.replace(/\s*\n\s*/g, ' | ');
+  return String(err);
+}
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+  process.stderr.write(`nixery: ${oneLine(err)}\n`);
+  process.exit(err instanceof ConfigError ? 2 : 1);
+});
