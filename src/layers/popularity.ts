@@ -58,13 +58,13 @@ async function readSource(source: string, timeoutMs: number, maxBytes: number): 
   const declared = Number(response.headers.get('content-length') ?? NaN);
   if (declared > maxBytes) {
     await response.body?.cancel().catch(() => undefined);
-    throw new Error(`document is ${declared} bytes (at most ${maxBytes})`);
+    throw new Error(`document is ${declared} bytes, over the limit of ${maxBytes}`);
   }
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of response.body ?? []) {
     total += chunk.byteLength;
-    if (total > maxBytes) throw new Error(`document is more than ${maxBytes} bytes`);
+    if (total > maxBytes) throw new Error(`document is over the limit of ${maxBytes} bytes`);
     chunks.push(Buffer.from(chunk));
   }
   return Buffer.concat(chunks).toString('utf8');
@@ -72,7 +72,7 @@ async function readSource(source: string, timeoutMs: number, maxBytes: number): 
 
 async function readLimited(file: string, maxBytes: number): Promise<string> {
   const data = await readFile(file);
-  if (data.byteLength > maxBytes) throw new Error(`file is ${data.byteLength} bytes (at most ${maxBytes})`);
+  if (data.byteLength > maxBytes) throw new Error(`file is ${data.byteLength} bytes, over the limit of ${maxBytes}`);
   return data.toString('utf8');
 }
 
