@@ -96,7 +96,15 @@ async function writeTarOfDirectory(dir: string, file: string): Promise<void> {
     }
   };
   await walk('');
-  await writeTar(entries, createWriteStream(file));
+  const out = createWriteStream(file);
+  const sink = {
+    write: (chunk: Buffer) => (out.write(chunk) ? undefined : new Promise<void>((resolve) => out.once('drain', resolve))),
+  };
+  try {
+    await writeTar(entries, sink);
+  } finally {
+    await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+  }
 }
 
 async function exists(file: string): Promise<boolean> {
