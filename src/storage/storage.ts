@@ -1,7 +1,7 @@
 // The storage interface every backend implements. Keys are relative paths such as
 // `blobs/sha256/<hex>`, `builds/<key>.json`, `manifests/<key>.json`; they match STORAGE_KEY.
 
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 export const STORAGE_KEY = /^[A-Za-z0-9._-]+(?:\/[A-Za-z0-9._-]+)*$/;
 
@@ -22,8 +22,8 @@ export interface ByteRange {
 
 /** A write in progress: nothing is visible under the key until `commit` resolves. */
 export interface ObjectWriter {
-  /** Where the bytes go. */
-  stream: NodeJS.WritableStream;
+  /** Where the bytes go. Destroying it (or a failing pipeline) discards the write. */
+  stream: Writable;
   /** Makes the object visible under its key (atomically). */
   commit(): Promise<void>;
   /** Discards what was written; the key is left as it was. */
@@ -33,6 +33,11 @@ export interface ObjectWriter {
 export interface Storage {
   /** For logs, e.g. `filesystem (/var/cache/nixery)`. */
   readonly name: string;
+  /**
+   * Lines the server should log at startup about how this backend will behave, e.g. GCS
+   * redirecting to public URLs because it has no credentials to sign with.
+   */
+  readonly notices?: readonly string[];
   /** Writes a whole object atomically. */
   put(key: string, data: Buffer | string, options?: { contentType?: string }): Promise<void>;
   /** Starts a streaming write; see ObjectWriter. */

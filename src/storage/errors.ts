@@ -1,0 +1,77 @@
+// Errors the storage backends raise on purpose. Keys come from our own code (digests are
+// validated before they become keys), so a bad key is reported as a storage failure that says
+// exactly which key and why.
+
+import { NixeryError } from '../errors.js';
+import { STORAGE_KEY } from './storage.js';
+
+/** A key that does not match STORAGE_KEY, climbs out of the root, or uses a reserved name. */
+export class InvalidStorageKeyError extends NixeryError {
+  readonly key: string;
+  constructor(key: string, why: string) {
+    super('STORAGE_FAILED', `invalid storage key ${JSON.stringify(key.length > 120 ? `${key.slice(0, 117)}...` : key)}: ${why}`);
+    this.key = key;
+  }
+}
+
+/** An operation that needs an existing object (move) found none. */
+export class StorageObjectNotFoundError extends NixeryError {
+  readonly key: string;
+  constructor(key: string) {
+    super('BLOB_UNKNOWN', `storage object not found: ${key}`);
+    this.key = key;
+  }
+}
+
+/** A byte range outside the object. */
+export class StorageRangeError extends NixeryError {
+  constructor(key: string, start: number, end: number, size: number) {
+    super('RANGE_INVALID', `invalid byte range ${start}-${end} of ${key} (size ${size})`);
+  }
+}
+
+/** The backend itself failed (I/O error, the object store answered an error). */
+export class StorageFailedError extends NixeryError {
+  constructor(backend: string, operation: string, key: string, cause: unknown) {
+    super('STORAGE_FAILED', `${backend}: ${operation} ${key} failed: ${describeCause(cause)}`, { cause });
+  }
+}
+
+function describeCause(cause: unknown): string {
+  if (cause instanceof Error) return cause.message || cause.name;
+  return String(cause);
+}
+
+/**
+ * Throws InvalidStorageKeyError unless `key` is a valid storage key: STORAGE_KEY's characters,
+ * no `.` or `..` segment, and a first segment that does not start with `.` (backends keep
+ * their own bookkeeping there).
+ */
+export function validateKey(key: string): string {
+  if (typeof key !== 'string' || key === '') throw new InvalidStorageKeyError(String(key), 'it is empty');
+  if (key.startsWith('/')) throw new InvalidStorageKeyError(key, 'it must be relative (no leading /)');
+  if (key.length > 1024) throw new InvalidStorageKeyError(key, `it is ${key.length} characters long (at most 1024)`);
+  if (!STORAGE_KEY.test(key)) {
+    throw new InvalidStorageKeyError(key, 'segments must be non-empty and use only letters, digits, . _ and -, separated by single /');
+  }
+  const segments = key.split('/');
+  if (segments.some((s) => s === '.' || s === '..')) throw new InvalidStorageKeyError(key, '. and .. segments are not allowed');
+  if (segments[0]!.startsWith('.')) throw new InvalidStorageKeyError(key, 'the first segment must not start with . (reserved for the backend)');
+  return key;
+}
+
+/** Validates a list prefix: empty (everything) or a key, optionally ending with `/`. */
+export function validatePrefix(prefix: string): string {
+  if (prefix === '') return prefix;
+  validateKey(prefix.endsWith('/') ? prefix.slice(0, -1) : prefix);
+  return prefix;
+}
+
+/** Checks a range against an object size; the end is clamped to the last byte, as HTTP does. */
+export function checkRange(key: string, range: { start: number; end: number }, size: number): { start: number; end: number } {
+  const { start, end } = range;
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start || start >= size) {
+    throw new StorageRangeError(key, start, end, size);
+  }
+  return { start, end: Math.min(end, size - 1) };
+}

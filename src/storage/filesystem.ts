@@ -1,0 +1,358 @@
+// Filesystem storage: one file per object under a root directory (STORAGE_PATH).
+//
+// Writes go to `<root>/.tmp/<random>`, are fsynced and then renamed into place, so an object
+// appears under its key only when complete. The content type lives in a sidecar file
+// `<root>/.meta/<key>` (no xattrs: tmpfs and many filesystems lack user xattrs). The sidecar
+// records the size and mtime of the data file it describes; if they do not match (a crash
+// between the two renames, or two processes racing on one key with different types), the type
+// is reported as unknown rather than wrong. Everything starting with `.` at the root is ours
+// and never listed.
+
+import { randomUUID } from 'node:crypto';
+import { createWriteStream, type Stats, type BigIntStats } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import { NixeryError } from '../errors.js';
+import { compareStrings } from '../image/name.js';
+import { StorageFailedError, StorageObjectNotFoundError, checkRange, validateKey, validatePrefix } from './errors.js';
+import type { ByteRange, ObjectInfo, ObjectWriter, Storage } from './storage.js';
+
+const TMP_DIR = '.tmp';
+const META_DIR = '.meta';
+/** Temporary files older than this are leftovers of a crashed process and are removed at start. */
+const STALE_TEMP_MS = 24 * 3600 * 1000;
+
+interface Sidecar {
+  contentType?: string;
+  size: number;
+  /** mtime of the data file in nanoseconds, as a decimal string. */
+  mtimeNs: string;
+}
+
+export interface FilesystemStorageOptions {
+  /** fsync each object before it becomes visible (default true). */
+  fsync?: boolean;
+}
+
+export class FilesystemStorage implements Storage {
+  readonly name: string;
+  readonly root: string;
+  private readonly fsync: boolean;
+  private ready: Promise<void> | undefined;
+  /** Per-key chains that serialise the (sidecar, data) rename pairs within this process. */
+  private readonly locks = new Map<string, Promise<void>>();
+
+  constructor(root: string, options: FilesystemStorageOptions = {}) {
+    this.root = path.resolve(root);
+    this.name = `filesystem (${this.root})`;
+    this.fsync = options.fsync ?? true;
+  }
+
+  async put(key: string, data: Buffer | string, options: { contentType?: string } = {}): Promise<void> {
+    validateKey(key);
+    await this.init();
+    const tmp = this.tempPath();
+    try {
+      const fh = await fs.open(tmp, 'wx', 0o644);
+      try {
+        await fh.writeFile(data);
+        if (this.fsync) await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await this.publish(key, tmp, options.contentType);
+    } catch (err) {
+      await removeQuietly(tmp);
+      throw this.failure('put', key, err);
+    }
+  }
+
+  async writer(key: string, options: { contentType?: string } = {}): Promise<ObjectWriter> {
+    validateKey(key);
+    await this.init();
+    const tmp = this.tempPath();
+    const stream = createWriteStream(tmp, { flags: 'wx', mode: 0o644 });
+    let failure: unknown;
+    let state: 'open' | 'committing' | 'committed' | 'aborted' = 'open';
+    // A stream that errors (or is destroyed by a failing pipeline) takes its temp file with it,
+    // even if the caller never calls abort.
+    stream.on('error', (err) => {
+      failure ??= err;
+    });
+    stream.on('close', () => {
+      if (failure !== undefined || (stream.destroyed && !stream.writableFinished)) void removeQuietly(tmp);
+    });
+    const settle = () => finished(stream).catch(() => {});
+
+    return {
+      stream,
+      commit: async () => {
+        if (state !== 'open') throw new StorageFailedError(this.name, 'commit', key, new Error(`writer already ${state}`));
+        state = 'committing';
+        try {
+          failure ??= stream.errored ?? undefined;
+          if (failure === undefined && stream.destroyed && !stream.writableFinished) failure = new Error('the write stream was destroyed before commit');
+          if (failure !== undefined) throw failure;
+          if (!stream.writableEnded) stream.end();
+          await finished(stream);
+          if (!stream.closed) await new Promise<void>((resolve) => stream.once('close', () => resolve()));
+          if (failure !== undefined) throw failure;
+          if (this.fsync) {
+            const fh = await fs.open(tmp, 'r');
+            try {
+              await fh.sync();
+            } finally {
+              await fh.close();
+            }
+          }
+          await this.publish(key, tmp, options.contentType);
+          state = 'committed';
+        } catch (err) {
+          state = 'aborted';
+          stream.destroy();
+          await settle();
+          await removeQuietly(tmp);
+          throw this.failure('write', key, err);
+        }
+      },
+      abort: async () => {
+        if (state === 'committed' || state === 'aborted') return;
+        state = 'aborted';
+        stream.destroy();
+        await settle();
+        if (!stream.closed) await new Promise<void>((resolve) => stream.once('close', () => resolve()));
+        await removeQuietly(tmp);
+      },
+    };
+  }
+
+  async get(key: string, range?: ByteRange): Promise<Readable | null> {
+    validateKey(key);
+    let fh: fs.FileHandle;
+    try {
+      fh = await fs.open(this.dataPath(key), 'r');
+    } catch (err) {
+      if (isMissing(err)) return null;
+      throw this.failure('get', key, err);
+    }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) {
+        await fh.close();
+        return null;
+      }
+      const bounds = range ? checkRange(key, range, st.size) : undefined;
+      return fh.createReadStream({ autoClose: true, ...(bounds ?? {}) });
+    } catch (err) {
+      await fh.close().catch(() => {});
+      if (err instanceof NixeryError) throw err;
+      throw this.failure('get', key, err);
+    }
+  }
+
+  async read(key: string): Promise<Buffer | null> {
+    validateKey(key);
+    try {
+      return await fs.readFile(this.dataPath(key));
+    } catch (err) {
+      if (isMissing(err) || (err as NodeJS.ErrnoException).code === 'EISDIR') return null;
+      throw this.failure('read', key, err);
+    }
+  }
+
+  async stat(key: string): Promise<ObjectInfo | null> {
+    validateKey(key);
+    let st: BigIntStats;
+    try {
+      st = await fs.stat(this.dataPath(key), { bigint: true });
+    } catch (err) {
+      if (isMissing(err)) return null;
+      throw this.failure('stat', key, err);
+    }
+    if (!st.isFile()) return null;
+    const info: ObjectInfo = { key, size: Number(st.size), modified: Number(st.mtimeMs) };
+    const sidecar = await this.readSidecar(key);
+    if (sidecar && sidecar.size === info.size && sidecar.mtimeNs === st.mtimeNs.toString() && sidecar.contentType !== undefined) {
+      info.contentType = sidecar.contentType;
+    }
+    return info;
+  }
+
+  async move(from: string, to: string): Promise<void> {
+    validateKey(from);
+    validateKey(to);
+    if (from === to) {
+      if (!(await this.stat(from))) throw new StorageObjectNotFoundError(from);
+      return;
+    }
+    await this.withLocks([from, to], async () => {
+      try {
+        await fs.mkdir(path.dirname(this.dataPath(to)), { recursive: true });
+        await fs.rename(this.dataPath(from), this.dataPath(to));
+      } catch (err) {
+        if (isMissing(err)) throw new StorageObjectNotFoundError(from);
+        throw this.failure('move', `${from} -> ${to}`, err);
+      }
+      // rename keeps the mtime, so the sidecar stays valid for the moved data.
+      try {
+        await fs.mkdir(path.dirname(this.metaPath(to)), { recursive: true });
+        await fs.rename(this.metaPath(from), this.metaPath(to));
+      } catch (err) {
+        if (!isMissing(err)) throw this.failure('move', `${from} -> ${to}`, err);
+        await removeQuietly(this.metaPath(to));
+      }
+    });
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    validatePrefix(prefix);
+    const slash = prefix.lastIndexOf('/');
+    const baseKey = slash < 0 ? '' : prefix.slice(0, slash + 1);
+    yield* this.walk(baseKey, prefix);
+  }
+
+  async delete(key: string): Promise<void> {
+    validateKey(key);
+    await this.withLocks([key], async () => {
+      for (const p of [this.dataPath(key), this.metaPath(key)]) {
+        try {
+          await fs.unlink(p);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (!isMissing(err) && code !== 'EISDIR' && code !== 'EPERM') throw this.failure('delete', key, err);
+        }
+      }
+    });
+  }
+
+  /**
+   * Keys in code-unit order, streamed: directory entries are sorted with `/` appended to
+   * directory names, which is exactly the order of the full keys.
+   */
+  private async *walk(dirKey: string, prefix: string): AsyncGenerator<ObjectInfo> {
+    let entries;
+    try {
+      entries = await fs.readdir(path.join(this.root, dirKey), { withFileTypes: true });
+    } catch (err) {
+      if (isMissing(err)) return;
+      throw this.failure('list', dirKey || '/', err);
+    }
+    const named = entries
+      .filter((e) => (e.isFile() || e.isDirectory()) && !(dirKey === '' && e.name.startsWith('.')))
+      .map((e) => ({ entry: e, sortKey: e.isDirectory() ? `${dirKey}${e.name}/` : `${dirKey}${e.name}` }))
+      .sort((a, b) => compareStrings(a.sortKey, b.sortKey));
+    for (const { entry, sortKey } of named) {
+      if (entry.isDirectory()) {
+        if (sortKey.startsWith(prefix) || prefix.startsWith(sortKey)) yield* this.walk(sortKey, prefix);
+        continue;
+      }
+      if (!sortKey.startsWith(prefix)) continue;
+      let st: Stats;
+      try {
+        st = await fs.stat(path.join(this.root, sortKey));
+      } catch (err) {
+        if (isMissing(err)) continue; // deleted while we listed
+        throw this.failure('list', sortKey, err);
+      }
+      yield { key: sortKey, size: st.size, modified: st.mtimeMs };
+    }
+  }
+
+  /** Writes the sidecar, then renames the data into place (both under the key's lock). */
+  private async publish(key: string, tmp: string, contentType: string | undefined): Promise<void> {
+    const st = await fs.stat(tmp, { bigint: true });
+    const sidecar: Sidecar = { size: Number(st.size), mtimeNs: st.mtimeNs.toString() };
+    if (contentType !== undefined) sidecar.contentType = contentType;
+    const metaTmp = `${tmp}.meta`;
+    await this.withLocks([key], async () => {
+      try {
+        await fs.writeFile(metaTmp, JSON.stringify(sidecar), { flag: 'wx', mode: 0o644 });
+        await fs.mkdir(path.dirname(this.metaPath(key)), { recursive: true });
+        await fs.rename(metaTmp, this.metaPath(key));
+        await fs.mkdir(path.dirname(this.dataPath(key)), { recursive: true });
+        await fs.rename(tmp, this.dataPath(key));
+      } finally {
+        await removeQuietly(metaTmp);
+      }
+    });
+  }
+
+  private async readSidecar(key: string): Promise<Sidecar | null> {
+    try {
+      const parsed = JSON.parse(await fs.readFile(this.metaPath(key), 'utf8')) as Partial<Sidecar>;
+      if (typeof parsed.size !== 'number' || typeof parsed.mtimeNs !== 'string') return null;
+      if (parsed.contentType !== undefined && typeof parsed.contentType !== 'string') return null;
+      return parsed as Sidecar;
+    } catch {
+      return null; // missing or unreadable: the type is unknown
+    }
+  }
+
+  private async withLocks<T>(keys: string[], fn: () => Promise<T>): Promise<T> {
+    const sorted = [...new Set(keys)].sort(compareStrings); // one global order: no deadlock
+    const release: Array<() => void> = [];
+    try {
+      for (const key of sorted) {
+        const previous = this.locks.get(key) ?? Promise.resolve();
+        let done!: () => void;
+        const mine = new Promise<void>((resolve) => (done = resolve));
+        const chained = previous.then(() => mine);
+        this.locks.set(key, chained);
+        release.push(() => {
+          done();
+          if (this.locks.get(key) === chained) this.locks.delete(key);
+        });
+        await previous;
+      }
+      return await fn();
+    } finally {
+      for (const r of release.reverse()) r();
+    }
+  }
+
+  private init(): Promise<void> {
+    this.ready ??= (async () => {
+      const tmpDir = path.join(this.root, TMP_DIR);
+      await fs.mkdir(tmpDir, { recursive: true });
+      await fs.mkdir(path.join(this.root, META_DIR), { recursive: true });
+      const now = Date.now();
+      for (const name of await fs.readdir(tmpDir)) {
+        const p = path.join(tmpDir, name);
+        const st = await fs.stat(p).catch(() => null);
+        if (st && now - st.mtimeMs > STALE_TEMP_MS) await removeQuietly(p);
+      }
+    })().catch((err) => {
+      this.ready = undefined;
+      throw this.failure('initialise', this.root, err);
+    });
+    return this.ready;
+  }
+
+  private tempPath(): string {
+    return path.join(this.root, TMP_DIR, randomUUID());
+  }
+
+  private dataPath(key: string): string {
+    return path.join(this.root, key);
+  }
+
+  private metaPath(key: string): string {
+    return path.join(this.root, META_DIR, key);
+  }
+
+  private failure(operation: string, key: string, err: unknown): Error {
+    if (err instanceof NixeryError) return err; // already one of ours
+    return new StorageFailedError(this.name, operation, key, err);
+  }
+}
+
+function isMissing(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+async function removeQuietly(p: string): Promise<void> {
+  await fs.rm(p, { force: true }).catch(() => {});
+}

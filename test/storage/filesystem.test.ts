@@ -1,0 +1,136 @@
+// The filesystem backend: the shared contract, plus what only a directory tree can show
+// (temporary files, sidecars, leftovers of a crash).
+
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError } from '../../src/errors.js';
+import { FilesystemStorage } from '../../src/storage/filesystem.js';
+import { createStorage } from '../../src/storage/index.js';
+import { runStorageContract } from './contract.js';
+
+async function tempRoot(): Promise<{ root: string; cleanup: () => Promise<void> }> {
+  const root = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-fs-storage-'));
+  return { root, cleanup: () => fs.rm(root, { recursive: true, force: true }) };
+}
+
+runStorageContract('filesystem', async () => {
+  const { root, cleanup } = await tempRoot();
+  return { storage: new FilesystemStorage(root), cleanup };
+});
+
+/** Every file under `dir`, relative, sorted. */
+async function filesUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await fs.readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) out.push(path.relative(dir, path.join(e.parentPath ?? e.path, e.name)));
+  }
+  return out.sort();
+}
+
+describe('filesystem storage', () => {
+  it('stores objects as plain files under their keys, and leaves no temporary files behind', async () => {
+    const { root, cleanup } = await tempRoot();
+    try {
+      const s = new FilesystemStorage(root);
+      await s.put('blobs/sha256/ab', 'data', { contentType: 'application/x-test' });
+      const w = await s.writer('blobs/sha256/cd');
+      w.stream.write('partial');
+      await w.abort();
+      const failed = await s.writer('blobs/sha256/ef');
+      failed.stream.destroy(new Error('boom'));
+      await assert.rejects(failed.commit(), /boom/);
+      assert.equal(await fs.readFile(path.join(root, 'blobs/sha256/ab'), 'utf8'), 'data');
+      assert.deepEqual(await fs.readdir(path.join(root, '.tmp')), []);
+      assert.deepEqual(await filesUnder(root), ['.meta/blobs/sha256/ab', 'blobs/sha256/ab']);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('a writer destroyed by its producer removes its temporary file without abort being called', async () => {
+    const { root, cleanup } = await tempRoot();
+    try {
+      const s = new FilesystemStorage(root);
+      const w = await s.writer('blobs/x');
+      await new Promise<void>((resolve) => w.stream.write('bytes', () => resolve()));
+      w.stream.destroy(new Error('producer failed'));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.deepEqual(await fs.readdir(path.join(root, '.tmp')), []);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('reports the content type as unknown, never wrong, when the data no longer matches its sidecar', async () => {
+    const { root, cleanup } = await tempRoot();
+    try {
+      const s = new FilesystemStorage(root);
+      await s.put('blobs/typed', 'original', { contentType: 'application/x-original' });
+      assert.equal((await s.stat('blobs/typed'))?.contentType, 'application/x-original');
+      // As if a crash happened between the sidecar and the data renames of a newer write.
+      await fs.writeFile(path.join(root, 'blobs/typed'), 'replaced by something else');
+      const info = await s.stat('blobs/typed');
+      assert.equal(info?.size, 26);
+      assert.equal(info?.contentType, undefined);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('removes stale temporary files of a crashed process at start, and keeps fresh ones', async () => {
+    const { root, cleanup } = await tempRoot();
+    try {
+      await fs.mkdir(path.join(root, '.tmp'), { recursive: true });
+      const stale = path.join(root, '.tmp', 'stale');
+      const fresh = path.join(root, '.tmp', 'fresh');
+      await fs.writeFile(stale, 'old');
+      await fs.writeFile(fresh, 'new');
+      const old = new Date(Date.now() - 48 * 3600 * 1000);
+      await fs.utimes(stale, old, old);
+      const s = new FilesystemStorage(root);
+      await s.put('k', 'v');
+      assert.deepEqual((await fs.readdir(path.join(root, '.tmp'))).sort(), ['fresh']);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('a key that collides with a directory fails with a storage error naming the key', async () => {
+    const { root, cleanup } = await tempRoot();
+    try {
+      const s = new FilesystemStorage(root);
+      await s.put('a/b', 'x');
+      await assert.rejects(s.put('a', 'y'), (err: Error) => /filesystem .*put a failed/.test(err.message));
+      await assert.rejects(s.put('a/b/c', 'y'), (err: Error) => /put a\/b\/c failed/.test(err.message));
+      assert.deepEqual(await fs.readdir(path.join(root, '.tmp')), []);
+    } finally {
+      await cleanup();
+    }
+  });
+});
+
+describe('createStorage', () => {
+  it('builds the filesystem backend by default from STORAGE_PATH', async () => {
+    const { root, cleanup } = await tempRoot();
+    try {
+      const s = await createStorage({}, { STORAGE_PATH: root });
+      assert.ok(s instanceof FilesystemStorage);
+      assert.equal(s.name, `filesystem (${root})`);
+      const fromConfig = await createStorage({ storageBackend: 'filesystem', storagePath: root }, {});
+      assert.ok(fromConfig instanceof FilesystemStorage);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('stops with one clear ConfigError line for a missing path or an unknown backend', async () => {
+    await assert.rejects(createStorage({ storageBackend: 'filesystem' }, {}), (err: Error) => err instanceof ConfigError && /STORAGE_PATH/.test(err.message));
+    await assert.rejects(
+      createStorage({}, { NIXERY_STORAGE_BACKEND: 'ftp' }),
+      (err: Error) => err instanceof ConfigError && err.message === 'invalid NIXERY_STORAGE_BACKEND: must be one of filesystem, s3, gcs, got "ftp"',
+    );
+  });
+});
