@@ -86,14 +86,6 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
         { version, listen: typeof address === 'object' && address ? `${address.address}:${address.port}` : String(address), storage: storage.name, config: describeConfig(config) },
         'nixery-ts registry started',
       );
-      for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-        process.once(signal, () => {
-          log.info({ signal }, 'shutting down');
-          registry.server.close();
-          registry.server.closeAllConnections();
-          process.exit(0);
-        });
-      }
       return registry;
     },
   };

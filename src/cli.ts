@@ -100,7 +100,15 @@ withSettings(
 withSettings(program.command('serve').description('run the registry'), SERVE_SETTINGS).action(async (opts: Record<string, unknown>) => {
   const config = configFrom(opts, SERVE_SETTINGS);
   const app = await createApp(config, { logDestination: 'stdout', defaultLogLevel: config.logLevel });
-  await app.serve(VERSION);
+  const registry = await app.serve(VERSION);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      app.log.info({ signal }, 'shutting down');
+      registry.server.close();
+      registry.server.closeAllConnections();
+      process.exit(0);
+    });
+  }
 });
 
 withSettings(
