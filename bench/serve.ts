@@ -1,0 +1,198 @@
+// `npm run bench:serve`: our registry against Debian's docker-registry (distribution 2.8), in
+// one script, on the same blobs and the same manifest bytes, with wrk as the load generator.
+// Prints blob GET throughput (4 MB blob, 8 and 64 connections), cached manifest GET requests/s
+// and p99 latency (64 connections), server CPU per request, and our/their ratios.
+
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { FilesystemStorage } from '../src/storage/filesystem.js';
+import { blobKey } from '../src/builder/layout.js';
+import { MEDIA_TYPES } from '../src/manifest/manifest.js';
+
+const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+const DURATION = process.env.BENCH_SECONDS ?? '8';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+async function waitHttp(url: string, timeoutMs = 60_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const res = await fetch(url);
+      await res.arrayBuffer();
+      if (res.status < 500) return;
+    } catch {
+      /* not up yet */
+    }
+    if (Date.now() > until) throw new Error(`${url} did not come up`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** User+system CPU seconds of a process so far. */
+function cpuSeconds(pid: number): number {
+  const stat = execFileSync('cat', [`/proc/${pid}/stat`]).toString();
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
+  return (Number(fields[11]) + Number(fields[12])) / ticks;
+}
+
+interface WrkResult {
+  requestsPerSec: number;
+  mbPerSec: number;
+  p99ms: number;
+  requests: number;
+  cpuMsPerRequest: number;
+}
+
+function parseDuration(s: string): number {
+  const m = /^([\d.]+)(us|ms|s|m)$/.exec(s.trim());
+  if (!m) return NaN;
+  const v = Number(m[1]);
+  return m[2] === 'us' ? v / 1000 : m[2] === 'ms' ? v : m[2] === 's' ? v * 1000 : v * 60000;
+}
+
+function parseSize(s: string): number {
+  const m = /^([\d.]+)(B|KB|MB|GB)$/.exec(s.trim());
+  if (!m) return NaN;
+  const mult = { B: 1 / 1e6, KB: 1024 / 1e6, MB: (1024 * 1024) / 1e6, GB: (1024 * 1024 * 1024) / 1e6 }[m[2] as 'B'];
+  return Number(m[1]) * mult;
+}
+
+function wrk(url: string, connections: number, pid: number, headers: string[] = []): WrkResult {
+  const cpu0 = cpuSeconds(pid);
+  const out = execFileSync('wrk', ['-t2', `-c${connections}`, `-d${DURATION}s`, '--latency', ...headers.flatMap((h) => ['-H', h]), url], {
+    maxBuffer: 16 * 1024 * 1024,
+  }).toString();
+  const cpu1 = cpuSeconds(pid);
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
+  const transfer = parseSize(/Transfer\/sec:\s+(\S+)/.exec(out)?.[1] ?? '');
+  const p99 = parseDuration(/\s99%\s+(\S+)/.exec(out)?.[1] ?? '');
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
+  if (non2xx) throw new Error(`${url}: ${non2xx[1]} failed responses\n${out}`);
+  return { requestsPerSec: rps, mbPerSec: transfer, p99ms: p99, requests, cpuMsPerRequest: ((cpu1 - cpu0) * 1000) / requests };
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nixery-bench-serve-'));
+  const children: ChildProcess[] = [];
+  try {
+    // The same bytes for both: a 4 MB random blob, and the hello image our registry builds.
+    const blob = randomBytes(4 * 1024 * 1024);
+    const blobDigest = `sha256:${createHash('sha256').update(blob).digest('hex')}`;
+    const ours = new FilesystemStorage(path.join(dir, 'ours'));
+    await ours.put(blobKey(blobDigest), blob, { contentType: 'application/octet-stream' });
+
+    const ourPort = await freePort();
+    const env = {
+      ...process.env,
+      NIX_CONFIG: 'substituters =',
+      NIXERY_PKGS_PATH: path.join(ROOT, 'examples/pkgs'),
+      STORAGE_PATH: path.join(dir, 'ours'),
+      PORT: String(ourPort),
+      NIXERY_HOST: '127.0.0.1',
+    };
+    const ourServer = spawn('node', [path.join(ROOT, 'dist/src/cli.js'), 'serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+    children.push(ourServer);
+    const ourUrl = `http://127.0.0.1:${ourPort}`;
+    await waitHttp(`${ourUrl}/v2/`);
+    const manifestRes = await fetch(`${ourUrl}/v2/hello/manifests/latest`, { headers: { Accept: MEDIA_TYPES.ociManifest } });
+    if (manifestRes.status !== 200) throw new Error(`building hello failed: ${await manifestRes.text()}`);
+    const manifestBytes = Buffer.from(await manifestRes.arrayBuffer());
+    const manifest = JSON.parse(manifestBytes.toString()) as { config: { digest: string }; layers: Array<{ digest: string }> };
+
+    // docker-registry with the same content, pushed through its API.
+    const theirPort = await freePort();
+    const config = path.join(dir, 'docker-registry.yml');
+    await writeFile(
+      config,
+      `version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: ${path.join(dir, 'theirs')}
+  delete:
+    enabled: false
+http:
+  addr: 127.0.0.1:${theirPort}
+`,
+    );
+    const theirServer = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'ignore'] });
+    children.push(theirServer);
+    const theirUrl = `http://127.0.0.1:${theirPort}`;
+    await waitHttp(`${theirUrl}/v2/`);
+    const push = async (digest: string, bytes: Buffer) => {
+      const res = await fetch(`${theirUrl}/v2/hello/blobs/uploads/?digest=${digest}`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(bytes.length) },
+        body: bytes,
+      });
+      if (res.status !== 201) throw new Error(`push ${digest}: ${res.status} ${await res.text()}`);
+    };
+    await push(blobDigest, blob);
+    for (const d of [manifest.config.digest, ...manifest.layers.map((l) => l.digest)]) {
+      await push(d, await readFile(path.join(dir, 'ours', 'blobs', 'sha256', d.slice(7))));
+    }
+    const put = await fetch(`${theirUrl}/v2/hello/manifests/latest`, {
+      method: 'PUT',
+      headers: { 'Content-Type': MEDIA_TYPES.ociManifest },
+      body: manifestBytes,
+    });
+    if (put.status !== 201) throw new Error(`manifest push: ${put.status} ${await put.text()}`);
+
+    const accept = `Accept: ${MEDIA_TYPES.ociManifest}`;
+    const rows: Array<[string, WrkResult, WrkResult]> = [];
+    for (const c of [8, 64]) {
+      rows.push([
+        `blob GET 4 MB, ${c} connections`,
+        wrk(`${ourUrl}/v2/hello/blobs/${blobDigest}`, c, ourServer.pid!),
+        wrk(`${theirUrl}/v2/hello/blobs/${blobDigest}`, c, theirServer.pid!),
+      ]);
+    }
+    rows.push([
+      'cached manifest GET, 64 connections',
+      wrk(`${ourUrl}/v2/hello/manifests/latest`, 64, ourServer.pid!, [accept]),
+      wrk(`${theirUrl}/v2/hello/manifests/latest`, 64, theirServer.pid!, [accept]),
+    ]);
+
+    const f = (n: number, d = 1) => n.toFixed(d);
+    console.log(`\nregistry benchmark (${DURATION} s per run, wrk -t2, loopback, ${process.env.BENCH_LABEL ?? 'this machine'})\n`);
+    console.log('| workload | nixery-ts | docker-registry | ratio |');
+    console.log('|---|---|---|---|');
+    for (const [name, a, b] of rows) {
+      if (name.startsWith('blob')) {
+        console.log(`| ${name}: MB/s | ${f(a.mbPerSec)} | ${f(b.mbPerSec)} | ${f(a.mbPerSec / b.mbPerSec, 2)}× |`);
+      } else {
+        console.log(`| ${name}: requests/s | ${f(a.requestsPerSec, 0)} | ${f(b.requestsPerSec, 0)} | ${f(a.requestsPerSec / b.requestsPerSec, 2)}× |`);
+        console.log(`| ${name}: p99 latency ms | ${f(a.p99ms, 2)} | ${f(b.p99ms, 2)} | |`);
+      }
+      console.log(`| ${name}: server CPU ms/request | ${f(a.cpuMsPerRequest, 3)} | ${f(b.cpuMsPerRequest, 3)} | ${f(b.cpuMsPerRequest / a.cpuMsPerRequest, 2)}× less |`);
+    }
+  } finally {
+    for (const c of children) c.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 300));
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(`bench:serve: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});
