@@ -142,7 +142,7 @@ http:
       const res = await fetch(`${theirUrl}/v2/hello/blobs/uploads/?digest=${digest}`, {
         method: 'POST',
         headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(bytes.length) },
-        body: bytes,
+        body: new Uint8Array(bytes),
       });
       if (res.status !== 201) throw new Error(`push ${digest}: ${res.status} ${await res.text()}`);
     };
@@ -153,7 +153,7 @@ http:
     const put = await fetch(`${theirUrl}/v2/hello/manifests/latest`, {
       method: 'PUT',
       headers: { 'Content-Type': MEDIA_TYPES.ociManifest },
-      body: manifestBytes,
+      body: new Uint8Array(manifestBytes),
     });
     if (put.status !== 201) throw new Error(`manifest push: ${put.status} ${await put.text()}`);
 

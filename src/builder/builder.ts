@@ -8,7 +8,8 @@ import type { Storage } from '../storage/storage.js';
 import type { LayeringStrategy, Popularity } from '../layers/types.js';
 import type { ClosureGraph, ResolvedPackage } from '../nix/types.js';
 import { pinSource, type PackageSource, type PinnedSource } from '../nix/source.js';
-import { resolvePackages, realise } from '../nix/resolve.js';
+import { resolvePackages } from '../nix/resolve.js';
+import { realise } from '../nix/realise.js';
 import { queryClosure } from '../nix/closure.js';
 import { buildManifests, MEDIA_TYPES, type Blob, type ImageManifests, type LayerDescriptor } from '../manifest/manifest.js';
 import { LayerStore } from './layer-store.js';
@@ -130,7 +131,25 @@ export class ImageBuilder {
     onProgress({ phase: 'resolve', message: `resolving ${image.packages.length} packages` });
     const resolved = await resolvePackages(pinned, image.packages, image.arch.nixSystem, nixOptions);
     onProgress({ phase: 'realise', message: 'Nix is realising the packages' });
-    await realise(resolved, nixOptions);
+    const realised = await realise(resolved, nixOptions);
+    try {
+      return await this.packImage(image, pinned, cacheKey, resolved, started, onProgress);
+    } finally {
+      // The GC roots kept the outputs alive while their files were read into layers.
+      await realised.release();
+    }
+  }
+
+  private async packImage(
+    image: ImageRequest,
+    pinned: PinnedSource,
+    cacheKey: string | null,
+    resolved: ResolvedPackage[],
+    started: number,
+    onProgress: (p: BuildProgress) => void,
+  ): Promise<BuiltImage> {
+    const { log } = this.options;
+    const nixOptions = { timeoutMs: this.options.nixTimeoutSeconds * 1000 };
     const roots = rootPaths(resolved);
     onProgress({ phase: 'closure', message: 'reading the runtime closure' });
     const closure = await queryClosure(roots, nixOptions);
@@ -144,7 +163,9 @@ export class ImageBuilder {
     const packed = await mapLimit(groups, this.options.packConcurrency ?? 2, (group, i) =>
       this.layers.storePathLayer(group.paths, progress(i, false)),
     );
-    const custom = await this.layers.customisationLayer(roots, closure, progress(groups.length, false));
+    // Collisions in the symlink forest go to the package named first (packages are sorted).
+    const forestOrder = [...new Set(resolved.flatMap((p) => Object.values(p.outputs)))];
+    const custom = await this.layers.customisationLayer(forestOrder, closure, progress(groups.length, false));
     for (const c of custom.collisions) log.warn({ image: image.name, collision: c }, 'customisation layer collision');
 
     onProgress({ phase: 'manifest', message: 'writing the manifests' });
@@ -155,7 +176,7 @@ export class ImageBuilder {
     const manifests = buildManifests({
       architecture: image.arch.imageArch,
       layers,
-      cmd: resolved.some((p) => p.attrPath.length === 1 && p.attrPath[0] === 'bashInteractive') ? ['bash'] : undefined,
+      cmd: resolved.some((p: ResolvedPackage) => p.attrPath.length === 1 && p.attrPath[0] === 'bashInteractive') ? ['bash'] : undefined,
       packages: image.packages,
       source: pinned.description,
       revision: pinned.revision,

@@ -49,7 +49,7 @@ export class LayerStore {
 
   /**
    * The customisation layer (symlink forest, /usr/bin/env, /tmp). Store paths are immutable, so
-   * the requested outputs decide its content; the key is derived from them.
+   * the requested outputs (in priority order) decide its content; the key is derived from them.
    */
   async customisationLayer(roots: string[], closure: ClosureGraph, onProgress?: (bytes: number) => void): Promise<CustomisationLayer> {
     const key = sha256Hex(`${LAYER_FORMAT}\ncustomisation\n${roots.join('\n')}`);
