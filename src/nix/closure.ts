@@ -1,0 +1,97 @@
+// The runtime closure of store paths, with references and sizes, from `nix path-info --json`.
+
+import { dirname } from 'node:path';
+import { NixFailedError } from '../errors.js';
+import { compareStrings, sortedUnique } from '../image/name.js';
+import type { NixCallOptions } from './resolve.js';
+import { NIX_COMMAND_FLAGS, runNix } from './run.js';
+import type { ClosureGraph, StorePathInfo } from './types.js';
+
+/** Reads the closure of `roots` (which must be valid) with one Nix call. */
+export async function queryClosure(roots: readonly string[], opts: NixCallOptions): Promise<ClosureGraph> {
+  const sortedRoots = sortedUnique(roots);
+  if (sortedRoots.length === 0) return { roots: [], paths: [] };
+  const what = `reading the closure of ${sortedRoots.length} store path${sortedRoots.length === 1 ? '' : 's'}`;
+  const { stdout } = await runNix(
+    'nix',
+    [...NIX_COMMAND_FLAGS, 'path-info', '--json', '--recursive', '--closure-size', ...sortedRoots],
+    { timeoutMs: opts.timeoutMs, what, signal: opts.signal, env: opts.env },
+  );
+  let json: unknown;
+  try {
+    json = JSON.parse(stdout);
+  } catch {
+    throw new NixFailedError(what, `nix path-info printed something that is not JSON: ${stdout.slice(0, 200)}`, 0);
+  }
+  let paths: StorePathInfo[];
+  try {
+    paths = parsePathInfo(json, dirname(sortedRoots[0]!));
+  } catch (err) {
+    throw new NixFailedError(what, (err as Error).message, 0);
+  }
+  const known = new Set(paths.map((p) => p.path));
+  const missing = sortedRoots.filter((r) => !known.has(r));
+  if (missing.length > 0) throw new NixFailedError(what, `not valid store paths (not realised?): ${missing.join(', ')}`, null);
+  for (const p of paths) {
+    for (const ref of p.references) {
+      if (!known.has(ref)) throw new NixFailedError(what, `${p.path} refers to ${ref}, which nix path-info did not list`, null);
+    }
+  }
+  return { roots: sortedRoots, paths };
+}
+
+interface RawPathInfo {
+  path?: unknown;
+  valid?: unknown;
+  narSize?: unknown;
+  closureSize?: unknown;
+  references?: unknown;
+}
+
+/**
+ * Parses `nix path-info --json` in either shape: the array of `{ path, … }` objects (Nix ≤ 2.18)
+ * or the object keyed by store path (Nix 2.19+, Lix), where a null value or `valid: false`
+ * marks an invalid path (skipped). References may be absolute or bare `<hash>-<name>`; they
+ * are made absolute with `storeDir`, self-references dropped, everything sorted by path.
+ */
+export function parsePathInfo(json: unknown, storeDir = '/nix/store'): StorePathInfo[] {
+  const entries: [string, RawPathInfo | null][] = [];
+  if (Array.isArray(json)) {
+    for (const item of json as RawPathInfo[]) {
+      if (item === null || typeof item !== 'object' || typeof item.path !== 'string') {
+        throw new Error(`nix path-info entry without a path: ${JSON.stringify(item)}`);
+      }
+      entries.push([item.path, item]);
+    }
+  } else if (json !== null && typeof json === 'object') {
+    for (const [path, item] of Object.entries(json as Record<string, RawPathInfo | null>)) entries.push([path, item]);
+  } else {
+    throw new Error('nix path-info --json printed neither an array nor an object');
+  }
+  const absolute = (p: string): string => (p.startsWith('/') ? p : `${storeDir}/${p}`);
+  const byPath = new Map<string, StorePathInfo>();
+  for (const [rawPath, item] of entries) {
+    if (item === null || item.valid === false) continue;
+    const path = absolute(rawPath);
+    const references = Array.isArray(item.references) ? (item.references as unknown[]) : [];
+    byPath.set(path, {
+      path,
+      references: sortedUnique(references.map((r) => absolute(String(r))).filter((r) => r !== path)),
+      narSize: toNumber(item.narSize, 'narSize', path),
+      closureSize: toNumber(item.closureSize, 'closureSize', path),
+    });
+  }
+  return [...byPath.values()].sort((a, b) => compareStrings(a.path, b.path));
+}
+
+function toNumber(value: unknown, field: string, path: string): number {
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value;
+  throw new Error(`nix path-info gave no valid ${field} for ${path}`);
+}
+
+/** The package name of a store path: `/nix/store/<hash>-glibc-2.40-66` → `glibc-2.40-66`. */
+export function packageFromPath(path: string): string {
+  const base = path.slice(path.lastIndexOf('/') + 1);
+  const m = /^[0-9a-z]{32}-(.+)$/.exec(base);
+  return m ? m[1]! : base;
+}

@@ -1,0 +1,121 @@
+// The Nix expressions we evaluate. They are constants: everything that comes from a user (package
+// names, the source's URL, path or revision) reaches them as `--argstr` data, never as code.
+// Builtins only, so any package set that is a function of `system` works, nixpkgs or not.
+
+/** Loads the package set from `srcType` / `srcArgs` (see PinnedSource) for `system`. */
+const LOAD_PACKAGE_SET = `
+  loadPackageSet = srcType: srcArgs: system:
+    let
+      args = builtins.fromJSON srcArgs;
+      src =
+        if srcType == "path" then /. + args.path
+        else if srcType == "git" then builtins.fetchGit args
+        else if srcType == "channel" then builtins.fetchTarball args.url
+        else throw "unknown package source type \${srcType}";
+    in import src { inherit system; };
+`;
+
+/**
+ * Resolves `packages` (JSON list of `{ name, path }`, `path` = the dotted name split on ".").
+ * Per path component: the exact attribute, then `_<name>` for a name starting with a digit, then
+ * a case-insensitive match when exactly one attribute matches (several → not found, "ambiguous").
+ * The result is `{ missing = [ { requested, reason } ]; }` when anything is missing (nothing is
+ * instantiated then), else `{ resolved = [ { requested, attrPath, drvPath, outputs } ]; }`.
+ * Evaluated with --read-write-mode so reading drvPath writes the .drv files.
+ */
+export const RESOLVE_EXPRESSION = `
+{ srcType, srcArgs, system, packages }:
+let
+  ${LOAD_PACKAGE_SET}
+  pkgs = loadPackageSet srcType srcArgs system;
+  inherit (builtins) attrNames concatStringsSep elem filter head length listToAttrs map substring tail;
+
+  upperChars = [ "A" "B" "C" "D" "E" "F" "G" "H" "I" "J" "K" "L" "M" "N" "O" "P" "Q" "R" "S" "T" "U" "V" "W" "X" "Y" "Z" ];
+  lowerChars = [ "a" "b" "c" "d" "e" "f" "g" "h" "i" "j" "k" "l" "m" "n" "o" "p" "q" "r" "s" "t" "u" "v" "w" "x" "y" "z" ];
+  toLower = builtins.replaceStrings upperChars lowerChars;
+  digits = [ "0" "1" "2" "3" "4" "5" "6" "7" "8" "9" ];
+
+  pick = set: name:
+    let
+      candidates = [ name ] ++ (if elem (substring 0 1 name) digits then [ "_\${name}" ] else [ ]);
+      exact = filter (c: set ? \${c}) candidates;
+      folded = map toLower candidates;
+      loose = filter (n: elem (toLower n) folded) (attrNames set);
+    in
+    if exact != [ ] then { found = head exact; }
+    else if length loose == 1 then { found = head loose; }
+    else if loose == [ ] then { reason = "no attribute \${name}"; }
+    else { reason = "\${name} is ambiguous (\${concatStringsSep ", " loose})"; };
+
+  walk = value: path: rest:
+    if rest == [ ] then { inherit value path; }
+    else if !(builtins.isAttrs value) then { reason = "\${concatStringsSep "." path} is not an attribute set"; }
+    else
+      let r = pick value (head rest); in
+      if r ? found then walk value.\${r.found} (path ++ [ r.found ]) (tail rest)
+      else { reason = if path == [ ] then r.reason else "\${r.reason} in \${concatStringsSep "." path}"; };
+
+  isDerivation = v: builtins.isAttrs v && (v.type or null) == "derivation";
+
+  outputsOf = drv:
+    let
+      all = drv.outputs or [ "out" ];
+      default = drv.outputName or "out";
+      wanted =
+        if drv.outputSpecified or false then [ default ]
+        else drv.meta.outputsToInstall or [ default ];
+      chosen = filter (o: elem o all) wanted;
+      names = if chosen == [ ] then [ default ] else chosen;
+    in listToAttrs (map (o: { name = o; value = drv.\${o}.outPath; }) names);
+
+  lookups = map
+    (p:
+      let r = walk pkgs [ ] p.path; in
+      if r ? reason then { requested = p.name; inherit (r) reason; }
+      else if !(isDerivation r.value) then { requested = p.name; reason = "\${concatStringsSep "." r.path} is not a derivation"; }
+      else { requested = p.name; attrPath = r.path; drv = r.value; })
+    (builtins.fromJSON packages);
+  missing = filter (l: l ? reason) lookups;
+in
+if missing != [ ] then { missing = map (l: { inherit (l) requested reason; }) missing; }
+else {
+  resolved = map
+    (l: { inherit (l) requested attrPath; drvPath = l.drv.drvPath; outputs = outputsOf l.drv; })
+    lookups;
+}
+`;
+
+/**
+ * Every package of the set: top-level derivations, recursing into sets with
+ * \`recurseForDerivations = true\`; attributes that fail to evaluate (throw, assert) are skipped.
+ * Returns the sorted, de-duplicated list of .drv paths (written, with --read-write-mode).
+ */
+export const POPCOUNT_EXPRESSION = `
+{ srcType, srcArgs, system }:
+let
+  ${LOAD_PACKAGE_SET}
+  pkgs = loadPackageSet srcType srcArgs system;
+  inherit (builtins) attrNames concatMap filter tryEval;
+
+  drvPathOf = v:
+    let r = tryEval (if builtins.isAttrs v && (v.type or null) == "derivation" then v.drvPath else null); in
+    if r.success && r.value != null then [ r.value ] else [ ];
+
+  collect = depth: set:
+    concatMap
+      (name:
+        let
+          attempt = tryEval set.\${name};
+          v = attempt.value;
+          isSet = attempt.success && builtins.isAttrs v;
+          isDrv = isSet && (tryEval ((v.type or null) == "derivation")).value == true;
+          recurse = isSet && !isDrv && depth < 8 && (tryEval (v.recurseForDerivations or false)).value == true;
+        in
+        if isDrv then drvPathOf v
+        else if recurse then collect (depth + 1) v
+        else [ ])
+      (attrNames set);
+in
+builtins.sort builtins.lessThan (builtins.attrNames (builtins.listToAttrs
+  (map (p: { name = builtins.unsafeDiscardStringContext p; value = null; }) (collect 0 pkgs))))
+`;

@@ -1,0 +1,7 @@
+// The Nix integration's public API.
+export * from './run.js';
+export * from './source.js';
+export * from './resolve.js';
+export * from './realise.js';
+export * from './closure.js';
+export * from './popcount.js';

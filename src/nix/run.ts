@@ -1,0 +1,224 @@
+// Running Nix (and git) as child processes: both pipes drained concurrently, a wall-clock limit
+// over the whole invocation that kills the whole process tree, and cancellation by AbortSignal.
+
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { NixFailedError, NixTimeoutError } from '../errors.js';
+
+/** Every Nix process started by this module; the registry exposes it so tests can prove "no Nix ran". */
+export const nixStats = { invocations: 0 };
+
+export interface RunOptions {
+  /** Wall-clock limit for the whole invocation (NIX_TIMEOUT), in milliseconds. */
+  timeoutMs: number;
+  /** What the invocation is for, used in error messages (e.g. `realising hello`). */
+  what: string;
+  /** Added to (and overriding) this process's environment, which is always passed through. */
+  env?: NodeJS.ProcessEnv;
+  signal?: AbortSignal;
+  /** Time between SIGTERM (lets Nix stop its builders) and SIGKILL. Default 2000 ms. */
+  killGraceMs?: number;
+  cwd?: string;
+}
+
+export interface ProcessResult {
+  stdout: string;
+  stderr: string;
+  /** Exit code, or null when the process died from a signal. */
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  timedOut: boolean;
+  aborted: boolean;
+}
+
+/** Past this much stderr the middle is dropped (the head and tail carry the messages). */
+const STDERR_KEEP_BYTES = 4 << 20;
+
+/**
+ * Runs a program to completion and reports how it ended; never throws for a non-zero exit.
+ * The child leads its own process group so a timeout or abort can kill everything it started.
+ */
+export function runProcess(program: string, args: readonly string[], opts: RunOptions): Promise<ProcessResult> {
+  return new Promise((resolve, reject) => {
+    if (opts.signal?.aborted) {
+      reject(abortReason(opts.signal));
+      return;
+    }
+    const child = spawn(program, args, {
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...opts.env },
+      cwd: opts.cwd,
+    });
+    const stdout: Buffer[] = [];
+    const stderr = new BoundedBuffer(STDERR_KEEP_BYTES);
+    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+
+    let timedOut = false;
+    let aborted = false;
+    let killTimer: NodeJS.Timeout | undefined;
+    const stop = (): void => {
+      if (killTimer !== undefined || child.pid === undefined) return;
+      const pid = child.pid;
+      // Builders may run in sessions of their own (Nix uses setsid): note them now, while they
+      // are still our descendants, so the SIGKILL pass reaches them even if Nix is gone.
+      const descendants = descendantsOf(pid);
+      signalGroup(pid, 'SIGTERM');
+      killTimer = setTimeout(() => {
+        signalGroup(pid, 'SIGKILL');
+        for (const p of [...descendants, ...descendantsOf(pid)]) signalPid(p, 'SIGKILL');
+      }, opts.killGraceMs ?? 2000);
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      stop();
+    }, opts.timeoutMs);
+    const onAbort = (): void => {
+      aborted = true;
+      stop();
+    };
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      if (killTimer) clearTimeout(killTimer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      reject(new NixFailedError(opts.what, `cannot run ${program}: ${err.message}`, null));
+    });
+    // 'close' fires once the process has exited and both pipes are drained.
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      if (killTimer !== undefined) {
+        // The leader is gone; make sure nothing it started outlives it.
+        clearTimeout(killTimer);
+        signalGroup(child.pid!, 'SIGKILL');
+      }
+      resolve({
+        stdout: Buffer.concat(stdout).toString('utf8'),
+        stderr: stderr.toString(),
+        code,
+        signal,
+        timedOut,
+        aborted,
+      });
+    });
+  });
+}
+
+/**
+ * Runs a Nix command: counts it in `nixStats`, throws NixTimeoutError past `timeoutMs`,
+ * NixFailedError on a non-zero exit (its stderr, or `failureText(stderr)`), and the signal's
+ * reason when aborted.
+ */
+export async function runNix(
+  program: string,
+  args: readonly string[],
+  opts: RunOptions & { failureText?: (stderr: string) => string },
+): Promise<{ stdout: string; stderr: string }> {
+  nixStats.invocations++;
+  const result = await runProcess(program, args, opts);
+  if (result.aborted && opts.signal) throw abortReason(opts.signal);
+  if (result.timedOut) throw new NixTimeoutError(opts.what, formatSeconds(opts.timeoutMs));
+  if (result.code !== 0) {
+    throw new NixFailedError(opts.what, opts.failureText ? opts.failureText(result.stderr) : result.stderr, result.code);
+  }
+  return { stdout: result.stdout, stderr: result.stderr };
+}
+
+/** Enables the `nix` command where it is still experimental (Nix 2.8); harmless on newer Nix. */
+export const NIX_COMMAND_FLAGS = ['--extra-experimental-features', 'nix-command'] as const;
+
+function formatSeconds(ms: number): number {
+  return Math.round(ms / 100) / 10;
+}
+
+function abortReason(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
+}
+
+function signalGroup(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, sig);
+  } catch {
+    // Already gone.
+  }
+}
+
+function signalPid(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // Already gone.
+  }
+}
+
+/** PIDs of every live descendant of `root`, from /proc (empty where /proc is unavailable). */
+export function descendantsOf(root: number): number[] {
+  const children = new Map<number, number[]>();
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    // The command name (field 2) may contain spaces and parentheses: parse after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ppid = Number(fields[1]);
+    const list = children.get(ppid) ?? [];
+    list.push(Number(entry));
+    children.set(ppid, list);
+  }
+  const found: number[] = [];
+  const queue = [root];
+  while (queue.length > 0) {
+    for (const child of children.get(queue.shift()!) ?? []) {
+      found.push(child);
+      queue.push(child);
+    }
+  }
+  return found;
+}
+
+/** Keeps the first and last `limit / 2` bytes of a stream, dropping the middle. */
+class BoundedBuffer {
+  private head: Buffer[] = [];
+  private headBytes = 0;
+  private tail: Buffer[] = [];
+  private tailBytes = 0;
+  private dropped = 0;
+  constructor(private readonly limit: number) {}
+
+  push(chunk: Buffer): void {
+    const half = this.limit / 2;
+    if (this.headBytes < half) {
+      const take = chunk.subarray(0, half - this.headBytes);
+      this.head.push(take);
+      this.headBytes += take.length;
+      chunk = chunk.subarray(take.length);
+    }
+    if (chunk.length === 0) return;
+    this.tail.push(chunk);
+    this.tailBytes += chunk.length;
+    while (this.tailBytes - this.tail[0]!.length >= half) {
+      const first = this.tail.shift()!;
+      this.tailBytes -= first.length;
+      this.dropped += first.length;
+    }
+  }
+
+  toString(): string {
+    const head = Buffer.concat(this.head).toString('utf8');
+    const tail = Buffer.concat(this.tail).toString('utf8');
+    return this.dropped > 0 ? `${head}\n[... ${this.dropped} bytes of output omitted ...]\n${tail}` : head + tail;
+  }
+}
