@@ -8,7 +8,7 @@ import { Command, Option } from 'commander';
 import { SETTINGS, loadConfig, type Config, type SettingName } from './config.js';
 import { ConfigError, NixeryError } from './errors.js';
 import { parseReference } from './image/name.js';
-import { createApp } from './app.js';
+import { createApp, sourceFromConfig } from './app.js';
 import { exportImage, parseOutputTarget } from './builder/export.js';
 import type { BuildProgress } from './builder/builder.js';
 import { runLayersCommand } from './layers/command.js';
@@ -120,7 +120,7 @@ withSettings(
   [...SOURCE_SETTINGS, 'nixTimeout'],
 ).action(async (opts: Record<string, unknown>) => {
   const config = configFrom(opts, [...SOURCE_SETTINGS, 'nixTimeout']);
-  const { sourceFromConfig, pinSource } = await import('./nix/source.js');
+  const { pinSource } = await import('./nix/source.js');
   const timeoutMs = config.nixTimeout * 1000;
   const pinned = await pinSource(sourceFromConfig(config), String(opts.tag), { timeoutMs });
   const counts = await popcount(pinned, AMD64.nixSystem, { timeoutMs });
@@ -142,6 +142,34 @@ program
     const strategy = opts.strategy ?? loadConfig().layering;
     process.stdout.write(`${runLayersCommand(Buffer.concat(chunks).toString('utf8'), strategy, budget)}\n`);
   });
+
+withSettings(
+  program
+    .command('gc')
+    .description('remove blobs and cache entries no cached manifest references, older than a grace period')
+    .option('--dry-run', 'only print what would be removed')
+    .option('--grace <seconds>', 'keep anything younger than this (builds in progress are younger)', '3600')
+    .option('--manifest-max-age <seconds>', 'also expire cached manifests older than this'),
+  ['storageBackend', 'storagePath'],
+).action(async (opts: Record<string, unknown>) => {
+  const config = configFrom(opts, ['storageBackend', 'storagePath']);
+  const seconds = (name: string, v: unknown) => {
+    if (typeof v !== 'string' || !/^\d+$/.test(v)) throw new ConfigError(`invalid ${name}: must be a whole number of seconds`);
+    return Number(v);
+  };
+  const { createStorage } = await import('./storage/index.js');
+  const { collectGarbage } = await import('./builder/gc.js');
+  const storage = await createStorage(config);
+  const report = await collectGarbage(storage, {
+    graceSeconds: seconds('--grace', opts.grace),
+    manifestMaxAgeSeconds: opts.manifestMaxAge === undefined ? undefined : seconds('--manifest-max-age', opts.manifestMaxAge),
+    dryRun: Boolean(opts.dryRun),
+    log: (line) => process.stdout.write(`${line}\n`),
+  });
+  process.stdout.write(
+    `${report.dryRun ? 'would free' : 'freed'} ${report.bytesFreed} bytes in ${report.removed.length} objects; kept ${report.manifestsKept} manifests and ${report.blobsKept} blobs\n`,
+  );
+});
 
 function oneLine(err: unknown): string {
   if (err instanceof ConfigError || err instanceof NixeryError) return err.message.replace(/\s*\n\s*/g, ' | ');

@@ -5,6 +5,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from './errors.js';
+import { DEFAULT_STRATEGY, STRATEGY_NAMES } from './layers/strategies.js';
 
 export interface Setting<T> {
   env: string;
@@ -59,7 +60,7 @@ export const SETTINGS = {
   storagePath: { env: 'STORAGE_PATH', flag: '--storage-path', description: 'directory of the filesystem storage backend', default: defaultStoragePath(), parse: nonEmpty },
   nixTimeout: { env: 'NIX_TIMEOUT', flag: '--nix-timeout', description: 'seconds each Nix invocation may take before it is killed', default: 60, parse: integer(1, 86400) },
   popularityUrl: { env: 'NIX_POPULARITY_URL', flag: '--popularity-url', description: 'popularity data for layering: http(s) URL or file path of {"name": count} JSON', parse: nonEmpty },
-  layering: { env: 'NIXERY_LAYERING', flag: '--layering', description: 'layering strategy', default: 'stable', parse: nonEmpty },
+  layering: { env: 'NIXERY_LAYERING', flag: '--layering', description: `layering strategy: ${STRATEGY_NAMES.join(', ')}`, default: DEFAULT_STRATEGY, parse: (raw: string) => oneOf(...STRATEGY_NAMES)(raw) },
   layerBudget: { env: 'NIXERY_LAYER_BUDGET', flag: '--layer-budget', description: 'most layers for store paths (the customisation layer comes on top)', default: 94, parse: integer(1, 124) },
   buildConcurrency: { env: 'NIXERY_BUILD_CONCURRENCY', flag: '--build-concurrency', description: 'image builds (Nix) running at once', default: Math.max(1, os.availableParallelism()), parse: integer(1, 1024) },
   buildQueue: { env: 'NIXERY_BUILD_QUEUE', flag: '--build-queue', description: 'builds waiting for a slot before requests get 429', default: 32, parse: integer(0, 100000) },

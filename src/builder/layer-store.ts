@@ -72,7 +72,11 @@ export class LayerStore {
   private cachedOrPacked(key: string, pack: (sink: NodeJS.WritableStream) => Promise<LayerDigests>): Promise<PackedLayer> {
     return this.packing.run(key, async () => {
       const found = await this.lookup(key);
-      if (found) return { digests: found, cached: true };
+      if (found) {
+        // Rewriting the entry marks the layer as in use, so a concurrent `nixery gc` keeps it.
+        await this.storage.put(buildKey(key), JSON.stringify(found), { contentType: 'application/json' });
+        return { digests: found, cached: true };
+      }
       const digests = await this.packToStorage(pack);
       await this.storage.put(buildKey(key), JSON.stringify(digests), { contentType: 'application/json' });
       this.known.set(key, digests);
