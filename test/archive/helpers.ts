@@ -1,0 +1,79 @@
+// Helpers for the archive tests: temp dirs, packing to a file, and reading archives back with
+// real readers (GNU tar, gzip, Python's tarfile).
+
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { packEntries, type LayerDigests } from '../../src/archive/pack.js';
+import type { TarEntry } from '../../src/archive/tar.js';
+
+export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'nixery-archive-test-'));
+  try {
+    return await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Runs a command; throws with its stderr unless it exits 0. Returns stdout. */
+export function run(cmd: string, args: string[], input?: Buffer): Buffer {
+  const r = spawnSync(cmd, args, { input, maxBuffer: 1 << 30 });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr?.toString()}`);
+  return r.stdout;
+}
+
+export async function packToFile(
+  entries: Iterable<TarEntry> | AsyncIterable<TarEntry>,
+  file: string,
+  pack: (sink: NodeJS.WritableStream) => Promise<LayerDigests> = (sink) => packEntries(entries, sink),
+): Promise<{ digests: LayerDigests; gz: Buffer; tar: Buffer }> {
+  const out = createWriteStream(file);
+  let digests: LayerDigests;
+  try {
+    digests = await pack(out);
+  } finally {
+    await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+  }
+  const gz = await readFile(file);
+  const tar = run('gzip', ['-dc', file]);
+  return { digests, gz, tar };
+}
+
+export const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+export interface PyMember {
+  name: string;
+  type: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  uname: string;
+  gname: string;
+  mtime: number;
+  size: number;
+  linkname: string;
+  pax: Record<string, string>;
+}
+
+const PY_LIST = `
+import sys, tarfile, json
+out = []
+with tarfile.open(sys.argv[1], 'r:*', encoding='utf-8', errors='surrogateescape') as t:
+    for m in t:
+        out.append(dict(name=m.name.encode('utf-8','surrogateescape').decode('latin-1'), type=m.type.decode('latin-1'), mode=m.mode, uid=m.uid, gid=m.gid,
+            uname=m.uname, gname=m.gname, mtime=m.mtime, size=m.size, linkname=m.linkname.encode('utf-8','surrogateescape').decode('latin-1'),
+            pax={k: v.encode('utf-8','surrogateescape').decode('latin-1') for k, v in m.pax_headers.items()}))
+print(json.dumps(out))
+`;
+
+/** Members as Python's tarfile reads them; names are latin-1 strings of the raw bytes. */
+export function pythonList(file: string): PyMember[] {
+  return JSON.parse(run('python3', ['-c', PY_LIST, file]).toString()) as PyMember[];
+}
+
+/** Raw bytes of a name as a latin-1 string, to compare with pythonList's names. */
+export const raw = (s: string): string => Buffer.from(s, 'utf8').toString('latin1');
