@@ -3,7 +3,7 @@
 
 import { NAME_PATTERN } from '../image/name.js';
 
-export type RouteName = 'ping' | 'manifest' | 'blob' | 'tags' | 'referrers' | 'index' | 'healthz' | 'metrics';
+export type RouteName = 'upload' | 'ping' | 'manifest' | 'blob' | 'tags' | 'referrers' | 'index' | 'healthz' | 'metrics';
 
 export interface Route {
   name: RouteName;
@@ -19,6 +19,8 @@ const READ = new Set(['GET', 'HEAD']);
  */
 export const ROUTES: readonly Route[] = [
   { name: 'ping', pattern: /^\/v2\/?$/, methods: READ },
+  // Push endpoints exist in the protocol; this registry is pull-only, so every method is 405.
+  { name: 'upload', pattern: /^\/v2\/.+\/blobs\/uploads(?:\/.*)?$/, methods: new Set() },
   { name: 'manifest', pattern: /^\/v2\/(?<name>.+)\/manifests\/(?<reference>[^/]+)$/, methods: READ },
   { name: 'blob', pattern: /^\/v2\/(?<name>.+)\/blobs\/(?<digest>[^/]+)$/, methods: READ },
   { name: 'tags', pattern: new RegExp(`^/v2/(?<name>${NAME_PATTERN})/tags/list$`), methods: READ },

@@ -99,6 +99,7 @@ export function createRegistry(options: RegistryOptions): Registry {
     }
     const { route, params } = match;
     switch (route.name) {
+      case 'upload':
       case 'ping':
         return ping(ctx);
       case 'manifest':
