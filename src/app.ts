@@ -6,7 +6,7 @@ import type { Config } from './config.js';
 import { describeConfig } from './config.js';
 import { createStorage } from './storage/index.js';
 import type { Storage } from './storage/storage.js';
-import { sourceFromConfig, describeSource, pinSource, type PackageSource } from './nix/source.js';
+import { sourceFromEnv, describeSource, pinSource, type PackageSource } from './nix/source.js';
 import { getStrategy } from './layers/strategies.js';
 import { PopularitySource } from './layers/popularity.js';
 import { ImageBuilder } from './builder/builder.js';
@@ -28,6 +28,16 @@ export interface App {
 export interface AppOptions {
   logDestination: 'stdout' | 'stderr';
   defaultLogLevel: string;
+}
+
+/** The package source from the settings (flags or Nixery's variables, same precedence). */
+export function sourceFromConfig(config: Pick<Config, 'channel' | 'pkgsRepo' | 'pkgsPath'>, env: NodeJS.ProcessEnv = process.env): PackageSource {
+  return sourceFromEnv({
+    ...env,
+    NIXERY_CHANNEL: config.channel,
+    NIXERY_PKGS_REPO: config.pkgsRepo,
+    NIXERY_PKGS_PATH: config.pkgsPath,
+  });
 }
 
 /** The popularity data is refetched this often while the server runs. */
