@@ -19,6 +19,8 @@ export interface RunOptions {
   /** Time between SIGTERM (lets Nix stop its builders) and SIGKILL. Default 2000 ms. */
   killGraceMs?: number;
   cwd?: string;
+  /** Called with the child's PID once it is started (tests use it to watch the process tree). */
+  onSpawn?: (pid: number) => void;
 }
 
 export interface ProcessResult {
@@ -50,6 +52,7 @@ export function runProcess(program: string, args: readonly string[], opts: RunOp
       env: { ...process.env, ...opts.env },
       cwd: opts.cwd,
     });
+    if (child.pid !== undefined) opts.onSpawn?.(child.pid);
     const stdout: Buffer[] = [];
     const stderr = new BoundedBuffer(STDERR_KEEP_BYTES);
     child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
@@ -58,17 +61,19 @@ export function runProcess(program: string, args: readonly string[], opts: RunOp
     let timedOut = false;
     let aborted = false;
     let killTimer: NodeJS.Timeout | undefined;
+    // Builders may run in sessions of their own (Nix uses setsid): note them when stopping,
+    // while they are still our descendants, so the SIGKILL pass reaches them even if Nix is gone.
+    let descendants: number[] = [];
+    const killAll = (pid: number): void => {
+      signalGroup(pid, 'SIGKILL');
+      for (const p of [...descendants, ...descendantsOf(pid)]) signalPid(p, 'SIGKILL');
+    };
     const stop = (): void => {
       if (killTimer !== undefined || child.pid === undefined) return;
       const pid = child.pid;
-      // Builders may run in sessions of their own (Nix uses setsid): note them now, while they
-      // are still our descendants, so the SIGKILL pass reaches them even if Nix is gone.
-      const descendants = descendantsOf(pid);
+      descendants = descendantsOf(pid);
       signalGroup(pid, 'SIGTERM');
-      killTimer = setTimeout(() => {
-        signalGroup(pid, 'SIGKILL');
-        for (const p of [...descendants, ...descendantsOf(pid)]) signalPid(p, 'SIGKILL');
-      }, opts.killGraceMs ?? 2000);
+      killTimer = setTimeout(() => killAll(pid), opts.killGraceMs ?? 2000);
     };
     const timer = setTimeout(() => {
       timedOut = true;
@@ -93,7 +98,7 @@ export function runProcess(program: string, args: readonly string[], opts: RunOp
       if (killTimer !== undefined) {
         // The leader is gone; make sure nothing it started outlives it.
         clearTimeout(killTimer);
-        signalGroup(child.pid!, 'SIGKILL');
+        killAll(child.pid!);
       }
       resolve({
         stdout: Buffer.concat(stdout).toString('utf8'),
