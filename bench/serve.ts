@@ -139,8 +139,13 @@ http:
     const theirUrl = `http://127.0.0.1:${theirPort}`;
     await waitHttp(`${theirUrl}/v2/`);
     const push = async (digest: string, bytes: Buffer) => {
-      const res = await fetch(`${theirUrl}/v2/hello/blobs/uploads/?digest=${digest}`, {
-        method: 'POST',
+      // distribution 2.8: open an upload session, then PUT the whole blob with its digest.
+      const start = await fetch(`${theirUrl}/v2/hello/blobs/uploads/`, { method: 'POST' });
+      await start.arrayBuffer();
+      const location = new URL(start.headers.get('location')!, theirUrl);
+      location.searchParams.set('digest', digest);
+      const res = await fetch(location, {
+        method: 'PUT',
         headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(bytes.length) },
         body: new Uint8Array(bytes),
       });
