@@ -3,14 +3,15 @@
 import { ConfigError } from '../errors.js';
 import { largestFirstStrategy } from './largest-first.js';
 import { nixeryStrategy } from './nixery.js';
+import { stableStrategy } from './stable.js';
 import type { LayeringStrategy } from './types.js';
 
 const STRATEGIES: ReadonlyMap<string, LayeringStrategy> = new Map(
-  [nixeryStrategy, largestFirstStrategy].map((s) => [s.name, s]),
+  [stableStrategy, nixeryStrategy, largestFirstStrategy].map((s) => [s.name, s]),
 );
 
 export const STRATEGY_NAMES: readonly string[] = [...STRATEGIES.keys()];
-export const DEFAULT_STRATEGY = 'nixery';
+export const DEFAULT_STRATEGY = 'stable';
 
 /** The strategy called `name`; ConfigError listing the choices otherwise. */
 export function getStrategy(name: string): LayeringStrategy {
