@@ -46,7 +46,9 @@ const POPULARITY_REFRESH_MS = 6 * 3600_000;
 export async function createApp(config: Config, options: AppOptions): Promise<App> {
   const log = pino(
     { level: config.logLevel === 'info' ? options.defaultLogLevel : config.logLevel, base: { service: 'nixery' } },
-    pino.destination({ fd: options.logDestination === 'stdout' ? 1 : 2, sync: true }),
+    // The server logs a line per request: buffer those writes (flushed on exit); the CLI's
+    // few lines on stderr go out at once.
+    options.logDestination === 'stdout' ? pino.destination({ fd: 1, sync: false, minLength: 4096 }) : pino.destination({ fd: 2, sync: true }),
   );
   const source = sourceFromConfig(config);
   const strategy = getStrategy(config.layering);
@@ -87,6 +89,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       });
       const refresh = setInterval(() => void popularity.reload(), POPULARITY_REFRESH_MS);
       refresh.unref();
+      // Buffered request logs reach stdout within a second even when traffic is low.
+      setInterval(() => log.flush(), 1000).unref();
       await new Promise<void>((resolve, reject) => {
         registry.server.once('error', reject);
         registry.server.listen(config.port, config.host, () => resolve());

@@ -106,7 +106,7 @@ withSettings(program.command('serve').description('run the registry'), SERVE_SET
       app.log.info({ signal }, 'shutting down');
       registry.server.close();
       registry.server.closeAllConnections();
-      process.exit(0);
+      app.log.flush(() => process.exit(0));
     });
   }
 });
