@@ -1,0 +1,138 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { stableLayers } from '../../src/layers/stable.js';
+import { nixeryLayers } from '../../src/layers/nixery.js';
+import { getStrategy, STRATEGY_NAMES, DEFAULT_STRATEGY } from '../../src/layers/strategies.js';
+import { ConfigError } from '../../src/errors.js';
+import type { LayerGroup } from '../../src/layers/types.js';
+import { makeGraph, names, randomGraph, shuffledGraph, storePath, violation, type NodeSpec } from './graphs.js';
+
+const MB = 1_000_000;
+
+// Two images that share a Python runtime (with its private libpython, referred to by nothing
+// else in the package set) and differ in everything else; both are over the budget.
+function twoImages(): { a: ReturnType<typeof makeGraph>; b: ReturnType<typeof makeGraph> } {
+  const nodes: Record<string, NodeSpec> = {
+    python: { nar: 40 * MB, refs: ['libpython', 'libc'] }, // closure 90 MB: below Nixery's 100 MB
+    libpython: { nar: 20 * MB, refs: ['libc'] },
+    libc: { nar: 30 * MB },
+    app1: { nar: 1 * MB, refs: ['python', ...Array.from({ length: 10 }, (_, i) => `a${i}`)] },
+    app2: { nar: 2 * MB, refs: ['python', 'libc', ...Array.from({ length: 8 }, (_, i) => `b${i}`)] },
+  };
+  for (let i = 0; i < 10; i++) nodes[`a${i}`] = { nar: 10_000 + i, refs: ['libc'] };
+  for (let i = 0; i < 8; i++) nodes[`b${i}`] = { nar: 20_000 + i };
+  return { a: makeGraph(nodes, ['app1']), b: makeGraph(nodes, ['app2']) };
+}
+const popularity = new Map([
+  ['libpython', 1], // only python refers to it, anywhere
+  ['python', 40],
+  ['libc', 9000],
+]);
+
+function layerOf(groups: LayerGroup[], path: string): string[] {
+  return groups.find((g) => g.paths.includes(path))!.paths;
+}
+
+test('a shared runtime gets the identical layer in two images that differ elsewhere', () => {
+  const { a, b } = twoImages();
+  for (const budget of [4, 5, 8]) {
+    const la = stableLayers(a, { budget, popularity });
+    const lb = stableLayers(b, { budget, popularity });
+    assert.equal(violation(a, la, budget), null);
+    assert.equal(violation(b, lb, budget), null);
+    // python and its private libpython travel together; libc is its own layer.
+    assert.deepEqual(layerOf(la, storePath('python')), [storePath('libpython'), storePath('python')].sort());
+    assert.deepEqual(layerOf(la, storePath('python')), layerOf(lb, storePath('python')));
+    assert.deepEqual(layerOf(la, storePath('libc')), [storePath('libc')]);
+    assert.deepEqual(layerOf(lb, storePath('libc')), [storePath('libc')]);
+  }
+  // Nixery's dominator layers differ between the two images for the same runtime: the reason
+  // for the new default.
+  const na = nixeryLayers(a, { budget: 5, popularity });
+  const nb = nixeryLayers(b, { budget: 5, popularity });
+  assert.notDeepEqual(layerOf(na, storePath('python')), layerOf(nb, storePath('python')));
+});
+
+test('without popularity data a big runtime is a layer of its own in every image', () => {
+  const { a, b } = twoImages();
+  const la = stableLayers(a, { budget: 5, popularity: new Map() });
+  const lb = stableLayers(b, { budget: 5, popularity: new Map() });
+  for (const runtime of ['python', 'libpython', 'libc']) {
+    assert.deepEqual(layerOf(la, storePath(runtime)), [storePath(runtime)]);
+    assert.deepEqual(layerOf(lb, storePath(runtime)), [storePath(runtime)]);
+  }
+});
+
+test('an image within the budget gets one layer per unit; the remainder shares the last layer', () => {
+  const { a } = twoImages(); // 15 paths
+  const within = stableLayers(a, { budget: 94, popularity });
+  assert.equal(within.length, 13); // 14 paths, libpython joined python
+  assert.ok(within.every((g) => g.paths.length === 1 || g.paths.includes(storePath('python'))));
+  const tight = stableLayers(a, { budget: 4, popularity });
+  assert.deepEqual(names(tight), [
+    ['libpython', 'python'], // 60 MB
+    ['libc'], // 30 MB
+    ['app1'], // 1 MB
+    ['a0', 'a1', 'a2', 'a3', 'a4', 'a5', 'a6', 'a7', 'a8', 'a9'], // the remainder, rating 0, last
+  ]);
+  assert.deepEqual(tight.map((g) => g.rating), [60_000_000n, 30_000_000n, 1_000_000n, 0n]);
+});
+
+test('contraction follows chains and needs the referrer in the image', () => {
+  const g = makeGraph({ top: { nar: 5, refs: ['mid'] }, mid: { nar: 3, refs: ['leaf'] }, leaf: { nar: 1 } }, ['top']);
+  const pop = new Map([['mid', 1], ['leaf', 1]]);
+  assert.deepEqual(names(stableLayers(g, { budget: 3, popularity: pop })), [['leaf', 'mid', 'top']]);
+  // `mid` requested on its own: its referrer is absent, so it heads its own unit.
+  const alone = makeGraph({ mid: { nar: 3, refs: ['leaf'] }, leaf: { nar: 1 } }, ['mid']);
+  assert.deepEqual(names(stableLayers(alone, { budget: 3, popularity: pop })), [['leaf', 'mid']]);
+  // Popularity 1 but two referrers in this image (stale data): not contracted.
+  const two = makeGraph({ x: { nar: 5, refs: ['leaf'] }, y: { nar: 4, refs: ['leaf'] }, leaf: { nar: 1 } }, ['x', 'y']);
+  assert.deepEqual(names(stableLayers(two, { budget: 3, popularity: pop })), [['x'], ['y'], ['leaf']]);
+});
+
+for (const name of STRATEGY_NAMES) {
+  test(`${name}: budget kept, every path in exactly one layer, deterministic, on closures past 125 paths`, () => {
+    for (const [n, seed] of [[30, 11], [130, 12], [500, 13]] as const) {
+      const g = randomGraph(n, seed);
+      // Popularity: the real fan-in for a third of the paths, so contraction happens too.
+      const pop = new Map<string, number>();
+      const fanIn = new Map<string, number>();
+      g.paths.forEach((p) => p.references.forEach((r) => fanIn.set(r, (fanIn.get(r) ?? 0) + 1)));
+      g.paths.forEach((p, i) => {
+        if (i % 3 === 0) pop.set(p.path.slice(44), fanIn.get(p.path) ?? 0);
+      });
+      for (const budget of [1, 2, 20, 94, 125]) {
+        const strategy = getStrategy(name);
+        const layers = strategy.group(g, { budget, popularity: pop });
+        assert.equal(violation(g, layers, budget), null, `n=${n} budget=${budget}`);
+        assert.deepEqual(strategy.group(g, { budget, popularity: pop }), layers, 'repeated run');
+        assert.deepEqual(strategy.group(shuffledGraph(g, n + budget), { budget, popularity: pop }), layers, 'shuffled input');
+        // Order contract: descending rating, ties by first path.
+        for (let i = 1; i < layers.length; i++) {
+          const [x, y] = [layers[i - 1]!, layers[i]!];
+          assert.ok(x.rating > y.rating || (x.rating === y.rating && x.paths[0]! < y.paths[0]!), `order at ${i}`);
+        }
+      }
+    }
+  });
+}
+
+test('stable lays out a 500-path closure well under 100 ms', () => {
+  const g = randomGraph(500, 99);
+  const pop = new Map(g.paths.map((p) => [p.path.slice(44), 1 + (p.narSize % 3)]));
+  const times: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    const t0 = performance.now();
+    stableLayers(g, { budget: 94, popularity: pop });
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  assert.ok(times[3]! < 100, `median ${times[3]!.toFixed(1)} ms`);
+});
+
+test('registry: stable is the default, nixery and largest-first are selectable, unknown names are a ConfigError', () => {
+  assert.equal(DEFAULT_STRATEGY, 'stable');
+  assert.deepEqual([...STRATEGY_NAMES].sort(), ['largest-first', 'nixery', 'stable']);
+  for (const n of STRATEGY_NAMES) assert.equal(getStrategy(n).name, n);
+  assert.throws(() => getStrategy('dominator'), (err: unknown) => err instanceof ConfigError && /choose one of stable, nixery, largest-first/.test(err.message));
+});
