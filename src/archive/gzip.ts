@@ -54,9 +54,18 @@ export class Limiter {
  * packing several layers at once does not oversubscribe the cores (or the libuv threadpool,
  * which file reads need too).
  */
-const compressionSlots = new Limiter(availableParallelism());
+const compressionSlots = new Limiter(defaultConcurrency());
 
-/** Changes the process-wide bound (default: os.availableParallelism()). */
+/**
+ * One slot per core, but at most the libuv threadpool size minus one, so that a thread stays
+ * free for file reads (raise UV_THREADPOOL_SIZE at startup on machines with more than 3 cores).
+ */
+function defaultConcurrency(): number {
+  const pool = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+  return Math.max(1, Math.min(availableParallelism(), pool - 1));
+}
+
+/** Changes the process-wide bound (default: cores, capped by the threadpool; see above). */
 export function setCompressionConcurrency(limit: number): void {
   compressionSlots.setLimit(limit);
 }

@@ -339,4 +339,17 @@ describe('layer digests', () => {
       assert.equal(`sha256:${py.stdout.toString().trim()}`, digests.diffId);
     });
   });
+
+  test('an aborted pack rejects with the abort reason', async () => {
+    await withTempDir(async (dir) => {
+      const root = join(dir, 'root');
+      await mkdir(join(root, HELLO), { recursive: true });
+      await writeFile(join(root, HELLO, 'big'), Buffer.alloc(8 << 20, 3));
+      const controller = new AbortController();
+      const sink = new (await import('node:stream')).PassThrough();
+      sink.resume();
+      const packing = packStorePaths([HELLO], sink, { storeRoot: root, signal: controller.signal, onProgress: () => controller.abort() });
+      await assert.rejects(packing, (err: unknown) => (err as Error).name === 'AbortError');
+    });
+  });
 });
