@@ -72,7 +72,7 @@ function parseSize(s: string): number {
   return Number(m[1]) * mult;
 }
 
-function wrk(url: string, connections: number, pid: number, headers: string[] = []): WrkResult {
+function wrk(url: string, connections: number, pid: number, headers: string[] = [], redirectsExpected = false): WrkResult {
   const cpu0 = cpuSeconds(pid);
   const out = execFileSync('wrk', ['-t2', `-c${connections}`, `-d${DURATION}s`, '--latency', ...headers.flatMap((h) => ['-H', h]), url], {
     maxBuffer: 16 * 1024 * 1024,
@@ -83,7 +83,7 @@ function wrk(url: string, connections: number, pid: number, headers: string[] = 
   const p99 = parseDuration(/\s99%\s+(\S+)/.exec(out)?.[1] ?? '');
   const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
-  if (non2xx) throw new Error(`${url}: ${non2xx[1]} failed responses\n${out}`);
+  if (non2xx && !redirectsExpected) throw new Error(`${url}: ${non2xx[1]} failed responses\n${out}`);
   return { requestsPerSec: rps, mbPerSec: transfer, p99ms: p99, requests, cpuMsPerRequest: ((cpu1 - cpu0) * 1000) / requests };
 }
 
@@ -97,19 +97,24 @@ async function main(): Promise<void> {
     const ours = new FilesystemStorage(path.join(dir, 'ours'));
     await ours.put(blobKey(blobDigest), blob, { contentType: 'application/octet-stream' });
 
-    const ourPort = await freePort();
-    const env = {
-      ...process.env,
-      NIX_CONFIG: 'substituters =',
-      NIXERY_PKGS_PATH: path.join(ROOT, 'examples/pkgs'),
-      STORAGE_PATH: path.join(dir, 'ours'),
-      PORT: String(ourPort),
-      NIXERY_HOST: '127.0.0.1',
+    const startOurs = async (extraEnv: Record<string, string>) => {
+      const port = await freePort();
+      const env = {
+        ...process.env,
+        NIX_CONFIG: 'substituters =',
+        NIXERY_PKGS_PATH: path.join(ROOT, 'examples/pkgs'),
+        STORAGE_PATH: path.join(dir, 'ours'),
+        PORT: String(port),
+        NIXERY_HOST: '127.0.0.1',
+        ...extraEnv,
+      };
+      const child = spawn('node', [path.join(ROOT, 'dist/src/cli.js'), 'serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+      children.push(child);
+      const url = `http://127.0.0.1:${port}`;
+      await waitHttp(`${url}/v2/`);
+      return { url, child };
     };
-    const ourServer = spawn('node', [path.join(ROOT, 'dist/src/cli.js'), 'serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
-    children.push(ourServer);
-    const ourUrl = `http://127.0.0.1:${ourPort}`;
-    await waitHttp(`${ourUrl}/v2/`);
+    const { url: ourUrl, child: ourServer } = await startOurs({});
     const manifestRes = await fetch(`${ourUrl}/v2/hello/manifests/latest`, { headers: { Accept: MEDIA_TYPES.ociManifest } });
     if (manifestRes.status !== 200) throw new Error(`building hello failed: ${await manifestRes.text()}`);
     const manifestBytes = Buffer.from(await manifestRes.arrayBuffer());
@@ -177,6 +182,34 @@ http:
       wrk(`${theirUrl}/v2/hello/manifests/latest`, 64, theirServer.pid!, [accept]),
     ]);
 
+    // Object storage (a real S3-compatible server on loopback): proxy and redirect modes.
+    const { startS3Server, S3RVER_CREDENTIALS } = await import('../test/storage/s3-server.js');
+    const s3 = await startS3Server();
+    const s3Rows: Array<[string, WrkResult]> = [];
+    try {
+      const bucket = await s3.createBucket();
+      const s3Env = {
+        NIXERY_STORAGE_BACKEND: 's3',
+        S3_BUCKET: bucket,
+        S3_ENDPOINT: s3.endpoint,
+        AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey,
+      };
+      const { S3Storage } = await import('../src/storage/s3.js');
+      const s3Storage = new S3Storage({ bucket, endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1', credentials: S3RVER_CREDENTIALS });
+      await s3Storage.put(blobKey(blobDigest), blob, { contentType: 'application/octet-stream' });
+      const proxy = await startOurs({ ...s3Env, NIXERY_BLOB_REDIRECT: 'false' });
+      const redirect = await startOurs({ ...s3Env, NIXERY_BLOB_REDIRECT: 'true' });
+      const blobPath = `/v2/hello/blobs/${blobDigest}`;
+      s3Rows.push(['filesystem backend: blob GET 4 MB, 8 connections', rows[0]![1]]);
+      s3Rows.push(['s3, proxy mode: blob GET 4 MB through the registry, 8 connections', wrk(`${proxy.url}${blobPath}`, 8, proxy.child.pid!)]);
+      s3Rows.push(['s3, redirect mode: 307 answers, 8 connections', wrk(`${redirect.url}${blobPath}`, 8, redirect.child.pid!, [], true)]);
+      const signed = (await fetch(`${redirect.url}${blobPath}`, { redirect: 'manual' })).headers.get('location')!;
+      s3Rows.push(['s3, redirect mode: the signed URL from the S3 server, 8 connections', wrk(signed, 8, redirect.child.pid!)]);
+    } finally {
+      await s3.stop();
+    }
+
     const f = (n: number, d = 1) => n.toFixed(d);
     console.log(`\nregistry benchmark (${DURATION} s per run, wrk -t2, loopback, ${process.env.BENCH_LABEL ?? 'this machine'})\n`);
     console.log('| workload | nixery-ts | docker-registry | ratio |');
@@ -189,6 +222,13 @@ http:
         console.log(`| ${name}: p99 latency ms | ${f(a.p99ms, 2)} | ${f(b.p99ms, 2)} | |`);
       }
       console.log(`| ${name}: server CPU ms/request | ${f(a.cpuMsPerRequest, 3)} | ${f(b.cpuMsPerRequest, 3)} | ${f(b.cpuMsPerRequest / a.cpuMsPerRequest, 2)}× less |`);
+    }
+    const fsMb = s3Rows[0]![1].mbPerSec;
+    console.log('\n| blob serving by storage backend | MB/s | requests/s | vs filesystem | registry CPU ms/request |');
+    console.log('|---|---|---|---|---|');
+    for (const [name, r] of s3Rows) {
+      const isRedirect = name.includes('307');
+      console.log(`| ${name} | ${isRedirect ? '–' : f(r.mbPerSec)} | ${f(r.requestsPerSec, 0)} | ${isRedirect ? '–' : `${f(r.mbPerSec / fsMb, 2)}×`} | ${name.includes('signed URL') ? '0 (not involved)' : f(r.cpuMsPerRequest, 3)} |`);
     }
   } finally {
     for (const c of children) c.kill('SIGTERM');
