@@ -25,8 +25,8 @@ export class StorageObjectNotFoundError extends NixeryError {
 
 /** A byte range outside the object. */
 export class StorageRangeError extends NixeryError {
-  constructor(key: string, start: number, end: number, size: number) {
-    super('RANGE_INVALID', `invalid byte range ${start}-${end} of ${key} (size ${size})`);
+  constructor(key: string, start: number, end: number, size?: number) {
+    super('RANGE_INVALID', `invalid byte range ${start}-${end} of ${key}${size === undefined ? '' : ` (size ${size})`}`);
   }
 }
 

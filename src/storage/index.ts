@@ -43,7 +43,10 @@ export async function createStorage(config: StorageConfig, env: NodeJS.ProcessEn
       if (!root) throw new ConfigError('the filesystem storage backend needs STORAGE_PATH (the directory to keep blobs and caches in)');
       return new FilesystemStorage(root);
     }
-    case 's3':
+    case 's3': {
+      const { S3Storage, s3OptionsFromEnv } = await import('./s3.js');
+      return new S3Storage({ ...s3OptionsFromEnv(env), redirects, redirectTtlSeconds });
+    }
     case 'gcs':
       throw new ConfigError(`the ${backend} storage backend is not available yet in this build`);
     default:

@@ -17,6 +17,16 @@ export interface StorageFixture {
 export interface ContractOptions {
   /** Size of the streamed large object (default 20 MiB). */
   largeObjectBytes?: number;
+  /**
+   * Known defects of a stand-in test server that the real service does not have, each with
+   * the reason. The affected assertions are reported as skipped, never silently passed.
+   */
+  serverDefects?: {
+    /** Lists out of order: list order is not checked (everything else about list is). */
+    unsortedList?: string;
+    /** A PUT is not atomic: concurrent writers of one key may mix their bytes. */
+    nonAtomicPut?: string;
+  };
 }
 
 /** Registers the contract tests; `makeStorage` gives each test a fresh, empty storage. */
@@ -96,12 +106,16 @@ export function runStorageContract(name: string, makeStorage: () => Promise<Stor
       assert.equal(info?.size, 11);
       await s.move('blobs/sha256/bb', 'elsewhere/deeper/cc');
       assert.equal((await s.read('elsewhere/deeper/cc'))?.toString(), 'layer bytes');
-      assert.deepEqual(await keys(s, ''), ['elsewhere/deeper/cc']);
+      assert.deepEqual(await listKeys(s, ''), ['elsewhere/deeper/cc']);
       await assert.rejects(s.move('staging/missing', 'blobs/x'), isKind('BLOB_UNKNOWN'));
       assert.equal(await s.stat('blobs/x'), null);
     });
 
-    it('list is recursive, sorted by code unit, filtered by prefix, and shows only committed objects', async () => {
+    it('list is recursive, sorted by code unit, filtered by prefix, and shows only committed objects', async (t) => {
+      const unsorted = options.serverDefects?.unsortedList;
+      if (unsorted !== undefined) t.diagnostic(`list order not checked: ${unsorted}`);
+      const ordered = (xs: string[]) => (unsorted === undefined ? xs : [...xs].sort(byCodeUnit));
+      const keys = async (st: Storage, prefix: string) => ordered(await listKeys(st, prefix));
       const all = ['A', 'a-c', 'a.x', 'a/b', 'a/b/c', 'a_z', 'blobs/sha256/01', 'blobs/sha256/0a', 'blobs/sha256/ff', 'builds/k.json', 'z'];
       // a/b and a/b/c cannot both exist on a filesystem; keep the set valid for every backend.
       const keysToPut = all.filter((k) => k !== 'a/b');
@@ -112,8 +126,8 @@ export function runStorageContract(name: string, makeStorage: () => Promise<Stor
         const listed: ObjectInfo[] = [];
         for await (const info of s.list('')) listed.push(info);
         assert.deepEqual(
-          listed.map((i) => i.key),
-          [...keysToPut].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)),
+          ordered(listed.map((i) => i.key)),
+          [...keysToPut].sort(byCodeUnit),
         );
         for (const info of listed) {
           assert.equal(info.size, Buffer.byteLength(`content of ${info.key}`), `size of ${info.key}`);
@@ -135,7 +149,7 @@ export function runStorageContract(name: string, makeStorage: () => Promise<Stor
       await s.delete('builds/x.json');
       assert.equal(await s.stat('builds/x.json'), null);
       assert.equal(await s.read('builds/x.json'), null);
-      assert.deepEqual(await keys(s, ''), []);
+      assert.deepEqual(await listKeys(s, ''), []);
       await s.delete('builds/x.json');
       await s.delete('never/existed');
       // A new object under the deleted key has no trace of the old one.
@@ -170,10 +184,10 @@ export function runStorageContract(name: string, makeStorage: () => Promise<Stor
       await s.put('ok', 'x');
       await assert.rejects(s.move('ok', '../out'), isInvalidKey('../out'));
       await assert.rejects(drain(s.list('../')), isInvalidKey('..'));
-      assert.deepEqual(await keys(s, ''), ['ok']);
+      assert.deepEqual(await listKeys(s, ''), ['ok']);
     });
 
-    it('two writers of the same key at once both succeed and leave one complete object', async () => {
+    it('two writers of the same key at once both succeed and leave one complete object', async (t) => {
       const size = 1024 * 1024 + 17;
       const a = Buffer.alloc(size, 'a');
       const b = Buffer.alloc(size + 5, 'b');
@@ -186,6 +200,10 @@ export function runStorageContract(name: string, makeStorage: () => Promise<Stor
         await write(wb.stream, b.subarray(off, Math.min(size + 5, off + chunk)));
       }
       await Promise.all([wa.commit(), wb.commit()]);
+      if (options.serverDefects?.nonAtomicPut !== undefined) {
+        t.skip(`both writers committed; the result is not checked: ${options.serverDefects.nonAtomicPut}`);
+        return;
+      }
       const got = await s.read('blobs/race');
       const info = await s.stat('blobs/race');
       assert.ok(got && info);
@@ -201,7 +219,7 @@ export function runStorageContract(name: string, makeStorage: () => Promise<Stor
       const finalInfo = await s.stat('manifests/race.json');
       assert.equal(finalInfo?.size, Buffer.byteLength(bodies[index]!));
       assert.equal(finalInfo?.contentType, `type/${index}`);
-      assert.deepEqual(await keys(s, ''), ['blobs/race', 'manifests/race.json']);
+      assert.deepEqual((await listKeys(s, '')).sort(byCodeUnit), ['blobs/race', 'manifests/race.json']);
     });
 
     it('nothing is visible before commit, even when the stream has ended', async () => {
@@ -209,7 +227,7 @@ export function runStorageContract(name: string, makeStorage: () => Promise<Stor
       await pipeline(Readable.from([Buffer.from('all '), Buffer.from('the bytes')]), w.stream);
       assert.equal(await s.stat('blobs/late'), null);
       assert.equal(await s.read('blobs/late'), null);
-      assert.deepEqual(await keys(s, ''), []);
+      assert.deepEqual(await listKeys(s, ''), []);
       await w.commit();
       assert.equal((await s.read('blobs/late'))?.toString(), 'all the bytes');
       assert.equal((await s.stat('blobs/late'))?.contentType, 'type/late');
@@ -226,7 +244,7 @@ export function runStorageContract(name: string, makeStorage: () => Promise<Stor
       await write(fresh.stream, Buffer.from('half'));
       await fresh.abort();
       assert.equal(await s.stat('blobs/fresh'), null);
-      assert.deepEqual(await keys(s, ''), ['blobs/kept']);
+      assert.deepEqual(await listKeys(s, ''), ['blobs/kept']);
     });
 
     it('a write whose source fails mid-way leaves nothing visible', async () => {
@@ -248,7 +266,7 @@ export function runStorageContract(name: string, makeStorage: () => Promise<Stor
       assert.equal((await s.read('blobs/kept'))?.toString(), 'previous');
       assert.equal((await s.stat('blobs/kept'))?.contentType, 'type/prev');
       assert.equal(await s.stat('blobs/broken'), null);
-      assert.deepEqual(await keys(s, ''), ['blobs/kept']);
+      assert.deepEqual(await listKeys(s, ''), ['blobs/kept']);
     });
 
     it('a large object is streamed in and out intact', async () => {
@@ -301,7 +319,9 @@ export async function collect(stream: NodeJS.ReadableStream | null): Promise<Buf
   return Buffer.concat(chunks);
 }
 
-async function keys(s: Storage, prefix: string): Promise<string[]> {
+const byCodeUnit = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+async function listKeys(s: Storage, prefix: string): Promise<string[]> {
   const out: string[] = [];
   for await (const info of s.list(prefix)) out.push(info.key);
   return out;

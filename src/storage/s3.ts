@@ -1,0 +1,510 @@
+// S3-compatible object storage (AWS, MinIO, Ceph, R2, GCS's XML interoperability API).
+//
+// Writes are atomic for readers because S3 makes an object visible only when a PUT or a
+// CompleteMultipartUpload finishes. The streaming writer buffers up to one part: a small
+// object becomes one PutObject at commit; a large one is a multipart upload whose parts go
+// up while the producer writes, completed only by `commit` (lib-storage's Upload completes on
+// end-of-stream by itself, which would make an uncommitted object visible, so it is not used).
+
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+  UploadPartCopyCommand,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { PassThrough, Writable, type Readable } from 'node:stream';
+import { ConfigError, NixeryError } from '../errors.js';
+import { StorageFailedError, StorageObjectNotFoundError, StorageRangeError, validateKey, validatePrefix } from './errors.js';
+import { STORAGE_KEY, type ByteRange, type ObjectInfo, type ObjectWriter, type Storage } from './storage.js';
+
+const MIB = 1024 * 1024;
+/** S3's smallest non-final part. */
+const MIN_PART_SIZE = 5 * MIB;
+const MAX_PARTS = 10_000;
+/** Largest object a single CopyObject may copy; larger ones are copied part by part. */
+const MAX_SINGLE_COPY = 5 * 1024 * MIB;
+const COPY_PART_SIZE = 512 * MIB;
+
+export interface S3StorageOptions {
+  bucket: string;
+  /** Custom endpoint (MinIO, R2, Ceph, storage.googleapis.com …); AWS when absent. */
+  endpoint?: string;
+  region?: string;
+  forcePathStyle?: boolean;
+  /** Prefix of every object key in the bucket, e.g. `nixery/` (default none). */
+  prefix?: string;
+  /** Static credentials; the SDK's default provider chain when absent. */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** Whether redirectUrl hands out signed URLs (default true). */
+  redirects?: boolean;
+  /** Lifetime of signed URLs in seconds (default 300). */
+  redirectTtlSeconds?: number;
+  /** First part size of multipart uploads (default 8 MiB; grows for very large objects). */
+  partSize?: number;
+  /** Parts uploading at once per writer (default 2). */
+  partConcurrency?: number;
+}
+
+/** Reads S3_BUCKET, S3_ENDPOINT, S3_REGION, S3_FORCE_PATH_STYLE, S3_PREFIX (+ static AWS keys if set in `env`). */
+export function s3OptionsFromEnv(env: NodeJS.ProcessEnv): S3StorageOptions {
+  const bucket = env.S3_BUCKET?.trim();
+  if (!bucket) throw new ConfigError('the s3 storage backend needs S3_BUCKET (the bucket to keep blobs and caches in)');
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
+    throw new ConfigError(`invalid S3_BUCKET: ${JSON.stringify(bucket)} is not a valid bucket name (3-63 lower-case letters, digits, . and -)`);
+  }
+  const options: S3StorageOptions = { bucket };
+  const endpoint = env.S3_ENDPOINT?.trim();
+  if (endpoint) {
+    let url: URL;
+    try {
+      url = new URL(endpoint);
+    } catch {
+      throw new ConfigError(`invalid S3_ENDPOINT: ${JSON.stringify(endpoint)} is not a URL (e.g. http://127.0.0.1:9000)`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError(`invalid S3_ENDPOINT: must be an http or https URL, got ${JSON.stringify(endpoint)}`);
+    options.endpoint = endpoint;
+  }
+  const region = env.S3_REGION?.trim() || env.AWS_REGION?.trim() || env.AWS_DEFAULT_REGION?.trim();
+  options.region = region || 'us-east-1';
+  const pathStyle = env.S3_FORCE_PATH_STYLE?.trim().toLowerCase();
+  if (pathStyle) {
+    if (['1', 'true', 'yes', 'on'].includes(pathStyle)) options.forcePathStyle = true;
+    else if (['0', 'false', 'no', 'off'].includes(pathStyle)) options.forcePathStyle = false;
+    else throw new ConfigError(`invalid S3_FORCE_PATH_STYLE: must be true or false, got ${JSON.stringify(env.S3_FORCE_PATH_STYLE)}`);
+  } else {
+    // Custom endpoints (MinIO, a loopback test server) rarely resolve bucket subdomains.
+    options.forcePathStyle = endpoint !== undefined && endpoint !== '';
+  }
+  const prefix = env.S3_PREFIX?.trim();
+  if (prefix) {
+    const bare = prefix.replace(/\/+$/, '');
+    if (!STORAGE_KEY.test(bare) || bare.split('/').some((seg) => seg === '.' || seg === '..')) throw new ConfigError(`invalid S3_PREFIX: ${JSON.stringify(prefix)} must be a path of letters, digits, . _ and -`);
+    options.prefix = `${bare}/`;
+  }
+  // The default chain reads process.env; honour static keys given in a different env object.
+  if (env !== process.env && env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY) {
+    options.credentials = { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY };
+    if (env.AWS_SESSION_TOKEN) options.credentials.sessionToken = env.AWS_SESSION_TOKEN;
+  }
+  return options;
+}
+
+export class S3Storage implements Storage {
+  readonly name: string;
+  readonly client: S3Client;
+  private readonly bucket: string;
+  private readonly prefix: string;
+  private readonly redirects: boolean;
+  private readonly redirectTtlSeconds: number;
+  private readonly partSize: number;
+  private readonly partConcurrency: number;
+
+  constructor(options: S3StorageOptions) {
+    this.bucket = options.bucket;
+    this.prefix = options.prefix ?? '';
+    this.redirects = options.redirects ?? true;
+    this.redirectTtlSeconds = options.redirectTtlSeconds ?? 300;
+    this.partSize = Math.max(MIN_PART_SIZE, options.partSize ?? 8 * MIB);
+    this.partConcurrency = Math.max(1, options.partConcurrency ?? 2);
+    const config: S3ClientConfig = {
+      region: options.region ?? 'us-east-1',
+      forcePathStyle: options.forcePathStyle ?? false,
+      // Only when the API demands it: many S3-compatible servers reject the newer default
+      // CRC checksums (and aws-chunked uploads) that SDK versions since 2025 send.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    };
+    if (options.endpoint) config.endpoint = options.endpoint;
+    if (options.credentials) config.credentials = options.credentials;
+    this.client = new S3Client(config);
+    const where = options.endpoint ? ` at ${options.endpoint}` : '';
+    this.name = `s3 (${this.bucket}${this.prefix ? `/${this.prefix.replace(/\/$/, '')}` : ''}${where})`;
+    this.notices = [this.redirects ? `blob GETs redirect to signed URLs valid ${this.redirectTtlSeconds} s` : 'blob redirects are off: blobs stream through the registry'];
+  }
+
+  readonly notices: readonly string[];
+
+  async put(key: string, data: Buffer | string, options: { contentType?: string } = {}): Promise<void> {
+    validateKey(key);
+    const body = typeof data === 'string' ? Buffer.from(data) : data;
+    await this.call('put', key, () =>
+      this.client.send(
+        new PutObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), Body: body, ContentLength: body.length, ContentType: options.contentType }),
+      ),
+    );
+  }
+
+  async writer(key: string, options: { contentType?: string } = {}): Promise<ObjectWriter> {
+    validateKey(key);
+    const upload = new StreamingUpload(this, this.objectKey(key), key, options.contentType);
+    return {
+      stream: upload.stream,
+      commit: () => upload.commit(),
+      abort: () => upload.abort(),
+    };
+  }
+
+  async get(key: string, range?: ByteRange): Promise<Readable | null> {
+    validateKey(key);
+    if (range) checkRangeShape(key, range);
+    try {
+      const res = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), Range: range ? `bytes=${range.start}-${range.end}` : undefined }),
+      );
+      const body = res.Body as Readable;
+      return range ? trimToRange(body, range, res.ContentRange) : body;
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      if (statusOf(err) === 416 && range) throw new StorageRangeError(key, range.start, range.end);
+      throw this.failure('get', key, err);
+    }
+  }
+
+  async read(key: string): Promise<Buffer | null> {
+    const body = await this.get(key);
+    if (!body) return null;
+    const chunks: Buffer[] = [];
+    try {
+      for await (const chunk of body) chunks.push(chunk as Buffer);
+    } catch (err) {
+      throw this.failure('read', key, err);
+    }
+    return Buffer.concat(chunks);
+  }
+
+  async stat(key: string): Promise<ObjectInfo | null> {
+    validateKey(key);
+    try {
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
+      const info: ObjectInfo = { key, size: head.ContentLength ?? 0, modified: head.LastModified?.getTime() ?? 0 };
+      if (head.ContentType) info.contentType = head.ContentType;
+      return info;
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw this.failure('stat', key, err);
+    }
+  }
+
+  async move(from: string, to: string): Promise<void> {
+    validateKey(from);
+    validateKey(to);
+    const info = await this.stat(from);
+    if (!info) throw new StorageObjectNotFoundError(from);
+    if (from === to) return;
+    const source = `${this.bucket}/${this.objectKey(from)}`;
+    try {
+      if (info.size <= MAX_SINGLE_COPY) {
+        // The copy keeps the source's metadata, content type included.
+        await this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: this.objectKey(to), CopySource: encodeURI(source) }));
+      } else {
+        await this.copyInParts(source, to, info);
+      }
+    } catch (err) {
+      if (isNotFound(err)) throw new StorageObjectNotFoundError(from);
+      throw this.failure('move', `${from} -> ${to}`, err);
+    }
+    await this.delete(from);
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    validatePrefix(prefix);
+    let token: string | undefined;
+    do {
+      const page = await this.call('list', prefix || '/', () =>
+        this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix + prefix, ContinuationToken: token })),
+      );
+      for (const object of page.Contents ?? []) {
+        const key = object.Key?.slice(this.prefix.length);
+        // Objects that are not ours (keys we could never address) are not listed.
+        if (!key || !object.Key!.startsWith(this.prefix) || !STORAGE_KEY.test(key)) continue;
+        yield { key, size: object.Size ?? 0, modified: object.LastModified?.getTime() ?? 0 };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  async delete(key: string): Promise<void> {
+    validateKey(key);
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw this.failure('delete', key, err);
+    }
+  }
+
+  async redirectUrl(key: string, options: { method: 'GET' | 'HEAD' }): Promise<string | null> {
+    validateKey(key);
+    if (!this.redirects) return null;
+    const input = { Bucket: this.bucket, Key: this.objectKey(key) };
+    const command = options.method === 'HEAD' ? new HeadObjectCommand(input) : new GetObjectCommand(input);
+    return this.call('sign', key, () => getSignedUrl(this.client, command, { expiresIn: this.redirectTtlSeconds }));
+  }
+
+  /** @internal Used by StreamingUpload. */
+  get uploadSettings(): { bucket: string; partSize: number; partConcurrency: number } {
+    return { bucket: this.bucket, partSize: this.partSize, partConcurrency: this.partConcurrency };
+  }
+
+  /** @internal */
+  async call<T>(operation: string, key: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw this.failure(operation, key, err);
+    }
+  }
+
+  /** @internal */
+  failure(operation: string, key: string, err: unknown): Error {
+    if (err instanceof NixeryError) return err;
+    return new StorageFailedError(this.name, operation, key, describeS3Error(err));
+  }
+
+  private objectKey(key: string): string {
+    return this.prefix + key;
+  }
+
+  private async copyInParts(source: string, to: string, info: ObjectInfo): Promise<void> {
+    const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(info.key) }));
+    const { UploadId } = await this.client.send(
+      new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: this.objectKey(to), ContentType: head.ContentType, Metadata: head.Metadata }),
+    );
+    const parts: Array<{ PartNumber: number; ETag: string }> = [];
+    try {
+      for (let start = 0, n = 1; start < info.size; start += COPY_PART_SIZE, n++) {
+        const end = Math.min(info.size, start + COPY_PART_SIZE) - 1;
+        const res = await this.client.send(
+          new UploadPartCopyCommand({ Bucket: this.bucket, Key: this.objectKey(to), UploadId, PartNumber: n, CopySource: encodeURI(source), CopySourceRange: `bytes=${start}-${end}` }),
+        );
+        parts.push({ PartNumber: n, ETag: res.CopyPartResult?.ETag ?? '' });
+      }
+      await this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: this.objectKey(to), UploadId, MultipartUpload: { Parts: parts } }));
+    } catch (err) {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.objectKey(to), UploadId })).catch(() => {});
+      throw err;
+    }
+  }
+}
+
+/**
+ * One streaming write: bytes are buffered up to a part; the first full part starts a multipart
+ * upload. Nothing is visible until commit (PutObject, or CompleteMultipartUpload).
+ */
+class StreamingUpload {
+  readonly stream: Writable;
+  private buffered: Buffer[] = [];
+  private bufferedBytes = 0;
+  private uploadId: string | undefined;
+  private readonly parts: Array<{ PartNumber: number; ETag: string }> = [];
+  private readonly inFlight = new Set<Promise<void>>();
+  private failure: unknown;
+  private state: 'open' | 'committing' | 'committed' | 'aborted' = 'open';
+  private readonly settings: { bucket: string; partSize: number; partConcurrency: number };
+
+  constructor(
+    private readonly storage: S3Storage,
+    private readonly objectKey: string,
+    private readonly key: string,
+    private readonly contentType: string | undefined,
+  ) {
+    this.settings = storage.uploadSettings;
+    this.stream = new Writable({
+      write: (chunk: Buffer, _encoding, callback) => {
+        this.accept(chunk).then(() => callback(), callback);
+      },
+      final: (callback) => {
+        // The last part is uploaded at commit (or sent with PutObject): nothing to do yet.
+        Promise.all(this.inFlight).then(() => callback(this.failure as Error | undefined), callback);
+      },
+      destroy: (err, callback) => {
+        if (err) this.failure ??= err;
+        if (this.state === 'open' && err) void this.discard();
+        callback(err);
+      },
+    });
+  }
+
+  async commit(): Promise<void> {
+    if (this.state !== 'open') throw this.storage.failure('commit', this.key, new Error(`writer already ${this.state}`));
+    this.state = 'committing';
+    try {
+      this.failure ??= this.stream.errored ?? undefined;
+      if (this.failure === undefined && this.stream.destroyed && !this.stream.writableFinished) this.failure = new Error('the write stream was destroyed before commit');
+      if (this.failure !== undefined) throw this.failure;
+      if (!this.stream.writableEnded) this.stream.end();
+      if (!this.stream.writableFinished) {
+        await new Promise<void>((resolve, reject) => {
+          this.stream.once('finish', resolve);
+          this.stream.once('error', reject);
+        });
+      }
+      await Promise.all(this.inFlight);
+      if (this.failure !== undefined) throw this.failure;
+      const { bucket } = this.settings;
+      if (this.uploadId === undefined) {
+        const body = Buffer.concat(this.buffered);
+        await this.storage.client.send(new PutObjectCommand({ Bucket: bucket, Key: this.objectKey, Body: body, ContentLength: body.length, ContentType: this.contentType }));
+      } else {
+        if (this.bufferedBytes > 0 || this.parts.length === 0) await this.uploadPart(this.takeBuffer());
+        const parts = [...this.parts].sort((a, b) => a.PartNumber - b.PartNumber);
+        await this.storage.client.send(
+          new CompleteMultipartUploadCommand({ Bucket: bucket, Key: this.objectKey, UploadId: this.uploadId, MultipartUpload: { Parts: parts } }),
+        );
+      }
+      this.state = 'committed';
+      this.buffered = [];
+    } catch (err) {
+      this.state = 'aborted';
+      if (!this.stream.destroyed) this.stream.destroy();
+      await this.discard();
+      throw this.storage.failure('write', this.key, err);
+    }
+  }
+
+  async abort(): Promise<void> {
+    if (this.state === 'committed' || this.state === 'aborted') return;
+    this.state = 'aborted';
+    if (!this.stream.destroyed) this.stream.destroy();
+    await this.discard();
+  }
+
+  private async accept(chunk: Buffer): Promise<void> {
+    if (this.failure !== undefined) throw this.failure;
+    this.buffered.push(chunk);
+    this.bufferedBytes += chunk.length;
+    if (this.bufferedBytes < this.currentPartSize()) return;
+    if (this.uploadId === undefined) {
+      const res = await this.storage.client.send(
+        new CreateMultipartUploadCommand({ Bucket: this.settings.bucket, Key: this.objectKey, ContentType: this.contentType }),
+      );
+      this.uploadId = res.UploadId;
+      if (this.state === 'aborted' || this.failure !== undefined) {
+        await this.discard();
+        throw this.failure ?? new Error('the write was aborted');
+      }
+    }
+    const part = this.takeBuffer();
+    const sending = this.uploadPart(part).catch((err) => {
+      this.failure ??= err;
+    });
+    this.inFlight.add(sending);
+    void sending.finally(() => this.inFlight.delete(sending));
+    // Backpressure: hold the producer while too many parts are on their way.
+    while (this.inFlight.size >= this.settings.partConcurrency) await Promise.race(this.inFlight);
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /** Parts grow by doubling every 1000 parts, so 10,000 parts reach far beyond any layer. */
+  private currentPartSize(): number {
+    return this.settings.partSize * 2 ** Math.floor(this.parts.length / 1000);
+  }
+
+  private takeBuffer(): Buffer {
+    const part = Buffer.concat(this.buffered);
+    this.buffered = [];
+    this.bufferedBytes = 0;
+    return part;
+  }
+
+  private partCounter = 0;
+
+  private async uploadPart(body: Buffer): Promise<void> {
+    const PartNumber = ++this.partCounter;
+    if (PartNumber > MAX_PARTS) throw new Error(`object exceeds ${MAX_PARTS} parts`);
+    const res = await this.storage.client.send(
+      new UploadPartCommand({ Bucket: this.settings.bucket, Key: this.objectKey, UploadId: this.uploadId, PartNumber, Body: body, ContentLength: body.length }),
+    );
+    this.parts.push({ PartNumber, ETag: res.ETag ?? '' });
+  }
+
+  /** Drops the buffer and the unfinished multipart upload; it was never visible. */
+  private async discard(): Promise<void> {
+    this.buffered = [];
+    this.bufferedBytes = 0;
+    await Promise.allSettled(this.inFlight);
+    const uploadId = this.uploadId;
+    this.uploadId = undefined;
+    if (uploadId !== undefined) {
+      // Best effort: an unfinished upload is invisible either way, and a bucket lifecycle rule
+      // (AbortIncompleteMultipartUpload) reclaims what a failed abort leaves behind.
+      await this.storage.client
+        .send(new AbortMultipartUploadCommand({ Bucket: this.settings.bucket, Key: this.objectKey, UploadId: uploadId }))
+        .catch(() => {});
+    }
+  }
+}
+
+/** Ranges are checked here: S3 silently ignores a malformed Range and returns everything. */
+function checkRangeShape(key: string, range: ByteRange): void {
+  const { start, end } = range;
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) throw new StorageRangeError(key, start, end);
+}
+
+/**
+ * Some S3-compatible servers (s3rver for `bytes=0-0`, some proxies always) answer a Range
+ * request with more than was asked; Content-Range says what came, so cut the rest here.
+ */
+function trimToRange(body: Readable, range: ByteRange, contentRange: string | undefined): Readable {
+  const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(contentRange ?? '');
+  const gotStart = m ? Number(m[1]) : 0;
+  const gotEnd = m ? Number(m[2]) : Infinity;
+  const wantEnd = Math.min(range.end, m && m[3] !== '*' ? Number(m[3]) - 1 : range.end);
+  if (m && gotStart === range.start && gotEnd === wantEnd) return body;
+  let skip = range.start - gotStart;
+  let remaining = wantEnd - range.start + 1;
+  if (skip < 0) {
+    body.destroy();
+    throw new Error(`the server answered bytes ${contentRange} for bytes=${range.start}-${range.end}`);
+  }
+  const trimmed = new PassThrough();
+  body.on('data', (chunk: Buffer) => {
+    if (remaining <= 0) return;
+    let part = chunk;
+    if (skip > 0) {
+      const dropped = Math.min(skip, part.length);
+      part = part.subarray(dropped);
+      skip -= dropped;
+    }
+    if (part.length === 0) return;
+    if (part.length > remaining) part = part.subarray(0, remaining);
+    remaining -= part.length;
+    if (!trimmed.write(part)) body.pause();
+    if (remaining === 0) {
+      trimmed.end();
+      body.destroy();
+    }
+  });
+  trimmed.on('drain', () => body.resume());
+  body.on('end', () => trimmed.end());
+  body.on('error', (err) => trimmed.destroy(err));
+  trimmed.on('close', () => body.destroy());
+  return trimmed;
+}
+
+function statusOf(err: unknown): number | undefined {
+  return (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
+}
+
+function isNotFound(err: unknown): boolean {
+  const name = (err as { name?: string; Code?: string } | undefined)?.name;
+  // Not any 404: a missing bucket (NoSuchBucket) is a configuration error, not a missing key.
+  return name === 'NoSuchKey' || name === 'NotFound';
+}
+
+function describeS3Error(err: unknown): Error {
+  if (!(err instanceof Error)) return new Error(String(err));
+  const status = statusOf(err);
+  const message = err.message && err.message !== 'UnknownError' ? err.message : err.name;
+  return new Error(`${err.name}${status ? ` (HTTP ${status})` : ''}: ${message}`, { cause: err });
+}

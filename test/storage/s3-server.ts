@@ -1,0 +1,90 @@
+// Starts a real S3-compatible server (the s3rver npm package) on loopback, in its own process.
+//
+// s3rver encrypts list continuation tokens with DES, which OpenSSL 3 only has in its legacy
+// provider, hence `--openssl-legacy-provider` for that child process only. What s3rver does
+// not do: verify SigV4 signatures (it does check presigned URL expiry) and abort multipart
+// uploads (DELETE ?uploadId answers 405).
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+
+export const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
+
+export interface S3TestServer {
+  endpoint: string;
+  /** A new, empty bucket on the server. */
+  createBucket(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+const LAUNCHER = `
+const S3rver = (await import(process.env.S3RVER_MODULE)).default;
+const server = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: process.env.S3RVER_DIR });
+const { port } = await server.run();
+process.stdout.write(JSON.stringify({ port }) + '\\n');
+process.on('SIGTERM', () => server.close().then(() => process.exit(0)));
+`;
+
+export async function startS3Server(): Promise<S3TestServer> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-s3rver-'));
+  const require = createRequire(import.meta.url);
+  const modulePath = require.resolve('s3rver');
+  const child = spawn(process.execPath, ['--openssl-legacy-provider', '--input-type=module', '-e', LAUNCHER], {
+    env: { ...process.env, S3RVER_MODULE: modulePath, S3RVER_DIR: dir },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`s3rver did not start within 20 s: ${stderr}`)), 20_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const line = out.split('\n')[0];
+      if (out.includes('\n') && line) {
+        clearTimeout(timer);
+        resolve((JSON.parse(line) as { port: number }).port);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`s3rver exited with ${code}: ${stderr}`));
+    });
+  });
+  const endpoint = `http://127.0.0.1:${port}`;
+  const admin = new S3Client({
+    endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: S3RVER_CREDENTIALS,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+  let buckets = 0;
+  return {
+    endpoint,
+    async createBucket() {
+      const name = `nixery-test-${process.pid}-${++buckets}`;
+      await admin.send(new CreateBucketCommand({ Bucket: name }));
+      return name;
+    },
+    async stop() {
+      admin.destroy();
+      await stopChild(child);
+      await fs.rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}
