@@ -123,7 +123,6 @@ export class ImageBuilder {
     cacheKey: string | null,
     onProgress: (p: BuildProgress) => void,
   ): Promise<BuiltImage> {
-    const { log } = this.options;
     const nixOptions = { timeoutMs: this.options.nixTimeoutSeconds * 1000 };
     const started = Date.now();
     this.buildsRun++;

@@ -100,6 +100,8 @@ export function createRegistry(options: RegistryOptions): Registry {
     const { route, params } = match;
     switch (route.name) {
       case 'upload':
+        // Every method is refused above (pull-only); kept here so the switch covers all routes.
+        return sendCatalogueError(ctx, 'UNSUPPORTED');
       case 'ping':
         return ping(ctx);
       case 'manifest':
