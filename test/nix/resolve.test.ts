@@ -121,6 +121,23 @@ test('resolve: another system gives other derivations', async () => {
   assert.notEqual(native!.outputs.out, arm!.outputs.out);
 });
 
+test('resolve: a channel source downloads the pinned commit\'s tarball (a file:// URL here)', async () => {
+  const rev = 'c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00';
+  const tarballs = join(dir, 'tarballs');
+  const stage = join(dir, 'stage');
+  await cp(EXAMPLE_PKGS, join(stage, `nixpkgs-${rev}`), { recursive: true });
+  (await import('node:fs')).mkdirSync(tarballs);
+  execFileSync('tar', ['-czf', join(tarballs, `${rev}.tar.gz`), '-C', stage, `nixpkgs-${rev}`]);
+  const p = await pinSource(
+    { kind: 'channel', channel: rev, repoUrl: join(dir, 'unused'), tarballUrl: `file://${tarballs}/{rev}.tar.gz` },
+    'latest',
+    { timeoutMs: 30_000 },
+  );
+  assert.equal(p.revision, rev);
+  const [hello] = await resolvePackages(p, ['hello'], HOST_SYSTEM, nixOptions());
+  assert.match(hello!.outputs.out!, /-hello-2\.12\.1$/);
+});
+
 test('resolve: a git source loads the package set at the pinned tag', async () => {
   const repo = join(dir, 'pkgs-repo');
   await cp(EXAMPLE_PKGS, repo, { recursive: true });
