@@ -129,6 +129,18 @@ describe('nixery build, end to end', () => {
     assert.equal(a.digest, b.digest);
   });
 
+  test('on a terminal it shows progress; otherwise it stays quiet', async () => {
+    const storage = path.join(dir, 'storage-tty');
+    const env = { ...process.env, NIX_CONFIG: 'substituters =', NIXERY_PKGS_PATH: EXAMPLE_PKGS, STORAGE_PATH: storage, TERM: 'dumb' };
+    // `script` runs the command on a pseudo-terminal.
+    const cmd = `node ${CLI} build shell/hello/jq --output oci:${path.join(dir, 'tty-out')}`;
+    const { stdout } = await execFileP('script', ['-qec', cmd, '/dev/null'], { env });
+    for (const phase of [/resolving/, /Nix is realising/, /packing layer \d+ of \d+ \(\d+\.\d MB\)/, /writing oci:/]) assert.match(stdout, phase);
+    const quiet = await execFileP('node', [CLI, 'build', 'shell/hello/jq', '--output', `oci:${path.join(dir, 'quiet-out')}`], { env });
+    assert.equal(quiet.stdout, '');
+    assert.equal(quiet.stderr, '');
+  });
+
   test('errors are one line and a non-zero exit', async () => {
     const env = { ...process.env, NIX_CONFIG: 'substituters =', NIXERY_PKGS_PATH: EXAMPLE_PKGS, STORAGE_PATH: path.join(dir, 'storage-err') };
     const run = (args: string[], extraEnv: Record<string, string | undefined> = {}) =>
