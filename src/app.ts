@@ -6,11 +6,11 @@ import type { Config } from './config.js';
 import { describeConfig } from './config.js';
 import { createStorage } from './storage/index.js';
 import type { Storage } from './storage/storage.js';
-import { sourceFromEnv, describeSource, pinSource, type PackageSource } from './nix/source.js';
+import { sourceFromEnv, describeSource, SourcePinner, type PackageSource } from './nix/source.js';
 import { getStrategy } from './layers/strategies.js';
 import { PopularitySource } from './layers/popularity.js';
 import { ImageBuilder } from './builder/builder.js';
-import { PinCache, RegistryService } from './registry/service.js';
+import { RegistryService } from './registry/service.js';
 import { createRegistry, type Registry } from './registry/server.js';
 
 export interface App {
@@ -56,7 +56,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
   const popularity = new PopularitySource(config.popularityUrl, (message) => log.warn({ popularity: config.popularityUrl }, message));
   await popularity.reload();
   const timeoutMs = config.nixTimeout * 1000;
-  const pins = new PinCache(config.resolveTtl * 1000, (s, tag) => pinSource(s, tag, { timeoutMs }));
+  // Moving targets stay pinned to one revision for NIXERY_RESOLVE_TTL; commits for good.
+  const pins = new SourcePinner(source, { ttlMs: config.resolveTtl * 1000, timeoutMs });
   const builder = new ImageBuilder({
     storage,
     source,
@@ -66,7 +67,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     popularity: () => popularity.current,
     log,
     manifestCacheSize: config.manifestCacheSize,
-    pin: (s, tag) => pins.pin(s, tag),
+    pin: (_source, tag) => pins.pin(tag),
   });
   const service = new RegistryService(builder, pins, config.buildConcurrency, config.buildQueue);
 

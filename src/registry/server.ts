@@ -123,7 +123,8 @@ export function createRegistry(options: RegistryOptions): Registry {
             .join('\n') + '\n',
         );
       case 'index': {
-        const pinned = options.service.pins.peek('latest');
+        // The pin is cached for the TTL; a source that cannot be reached just shows no revision.
+        const pinned = await options.service.pins.pin('latest').catch(() => undefined);
         return text(
           ctx,
           'text/html; charset=utf-8',

@@ -3,10 +3,9 @@
 
 import type { ImageRequest } from '../image/name.js';
 import { ImageBuilder, type BuiltImage } from '../builder/builder.js';
-import { pinSource, type PackageSource, type PinnedSource } from '../nix/source.js';
+import type { SourcePinner } from '../nix/source.js';
 import { NixeryError, TooManyRequestsError, type ErrorKind } from '../errors.js';
 import { Semaphore, QueueFullError } from '../util/semaphore.js';
-import { SingleFlight } from '../util/singleflight.js';
 
 export interface RecentError {
   image: string;
@@ -29,35 +28,6 @@ export class ErrorRing {
   }
 }
 
-/** Resolves a source per tag, remembering the answer for `ttlMs` (moving targets move slowly). */
-export class PinCache {
-  private readonly entries = new Map<string, { pinned: PinnedSource; expires: number }>();
-  private readonly flights = new SingleFlight<string, PinnedSource>();
-  constructor(
-    private readonly ttlMs: number,
-    private readonly resolve: (source: PackageSource, tag: string) => Promise<PinnedSource>,
-  ) {}
-
-  pin(source: PackageSource, tag: string): Promise<PinnedSource> {
-    const now = Date.now();
-    const hit = this.entries.get(tag);
-    if (hit && hit.expires > now) return Promise.resolve(hit.pinned);
-    return this.flights.run(tag, async () => {
-      const pinned = await this.resolve(source, tag);
-      if (this.ttlMs > 0) {
-        if (this.entries.size > 10000) this.entries.clear();
-        this.entries.set(tag, { pinned, expires: Date.now() + this.ttlMs });
-      }
-      return pinned;
-    }).promise;
-  }
-
-  /** The last pin of a tag, for the index page (no resolution). */
-  peek(tag: string): PinnedSource | undefined {
-    return this.entries.get(tag)?.pinned;
-  }
-}
-
 export interface ServiceStats {
   /** Image requests answered from a cache without building. */
   cacheHits: number;
@@ -75,7 +45,7 @@ export class RegistryService {
 
   constructor(
     readonly builder: ImageBuilder,
-    readonly pins: PinCache,
+    readonly pins: SourcePinner,
     buildConcurrency: number,
     buildQueue: number,
   ) {

@@ -11,8 +11,6 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { EXAMPLE_PKGS } from '../helpers/nix.js';
-import { PinCache } from '../../src/registry/service.js';
-import type { PackageSource, PinnedSource } from '../../src/nix/source.js';
 
 const execFileP = promisify(execFile);
 
@@ -80,19 +78,3 @@ describe('registry on a git package source', () => {
   });
 });
 
-test('PinCache resolves a tag once per TTL and shares concurrent resolutions', async () => {
-  let calls = 0;
-  const source: PackageSource = { kind: 'path', path: '/nonexistent' };
-  const cache = new PinCache(200, async (_s, tag) => {
-    calls++;
-    await new Promise((res) => setTimeout(res, 20));
-    return { source, srcType: 'path', srcArgs: '{}', revision: `${tag}-${calls}`, description: 'test' } satisfies PinnedSource;
-  });
-  const results = await Promise.all(Array.from({ length: 10 }, () => cache.pin(source, 'latest')));
-  assert.equal(calls, 1);
-  assert.equal(new Set(results.map((p) => p.revision)).size, 1);
-  assert.equal((await cache.pin(source, 'latest')).revision, 'latest-1');
-  await new Promise((res) => setTimeout(res, 250));
-  assert.equal((await cache.pin(source, 'latest')).revision, 'latest-2');
-  assert.equal(cache.peek('latest')?.revision, 'latest-2');
-});
