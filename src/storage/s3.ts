@@ -22,9 +22,10 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { PassThrough, Writable, type Readable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
 import { ConfigError, NixeryError } from '../errors.js';
 import { StorageFailedError, StorageObjectNotFoundError, StorageRangeError, validateKey, validatePrefix } from './errors.js';
+import { checkRangeShape, trimToRange } from './range.js';
 import { STORAGE_KEY, type ByteRange, type ObjectInfo, type ObjectWriter, type Storage } from './storage.js';
 
 const MIB = 1024 * 1024;
@@ -443,53 +444,6 @@ class StreamingUpload {
         .catch(() => {});
     }
   }
-}
-
-/** Ranges are checked here: S3 silently ignores a malformed Range and returns everything. */
-function checkRangeShape(key: string, range: ByteRange): void {
-  const { start, end } = range;
-  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) throw new StorageRangeError(key, start, end);
-}
-
-/**
- * Some S3-compatible servers (s3rver for `bytes=0-0`, some proxies always) answer a Range
- * request with more than was asked; Content-Range says what came, so cut the rest here.
- */
-function trimToRange(body: Readable, range: ByteRange, contentRange: string | undefined): Readable {
-  const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(contentRange ?? '');
-  const gotStart = m ? Number(m[1]) : 0;
-  const gotEnd = m ? Number(m[2]) : Infinity;
-  const wantEnd = Math.min(range.end, m && m[3] !== '*' ? Number(m[3]) - 1 : range.end);
-  if (m && gotStart === range.start && gotEnd === wantEnd) return body;
-  let skip = range.start - gotStart;
-  let remaining = wantEnd - range.start + 1;
-  if (skip < 0) {
-    body.destroy();
-    throw new Error(`the server answered bytes ${contentRange} for bytes=${range.start}-${range.end}`);
-  }
-  const trimmed = new PassThrough();
-  body.on('data', (chunk: Buffer) => {
-    if (remaining <= 0) return;
-    let part = chunk;
-    if (skip > 0) {
-      const dropped = Math.min(skip, part.length);
-      part = part.subarray(dropped);
-      skip -= dropped;
-    }
-    if (part.length === 0) return;
-    if (part.length > remaining) part = part.subarray(0, remaining);
-    remaining -= part.length;
-    if (!trimmed.write(part)) body.pause();
-    if (remaining === 0) {
-      trimmed.end();
-      body.destroy();
-    }
-  });
-  trimmed.on('drain', () => body.resume());
-  body.on('end', () => trimmed.end());
-  body.on('error', (err) => trimmed.destroy(err));
-  trimmed.on('close', () => body.destroy());
-  return trimmed;
 }
 
 function statusOf(err: unknown): number | undefined {
