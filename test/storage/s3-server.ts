@@ -55,6 +55,11 @@ export async function startS3Server(): Promise<S3TestServer> {
       reject(new Error(`s3rver exited with ${code}: ${stderr}`));
     });
   });
+  let stopping = false;
+  // A server that dies under a test explains itself instead of leaving ECONNREFUSED behind.
+  child.once('exit', (code, signal) => {
+    if (!stopping) process.stderr.write(`s3rver on port ${port} exited unexpectedly (${code ?? signal}): ${stderr.slice(-4000)}\n`);
+  });
   const endpoint = `http://127.0.0.1:${port}`;
   const admin = new S3Client({
     endpoint,
@@ -74,6 +79,7 @@ export async function startS3Server(): Promise<S3TestServer> {
     },
     async stop() {
       admin.destroy();
+      stopping = true;
       await stopChild(child);
       await fs.rm(dir, { recursive: true, force: true });
     },
