@@ -104,7 +104,8 @@ class ForestBuilder {
     const outputs = [...new Set(this.input.outputs)];
     for (const output of outputs) {
       const resolved = await this.resolve(output);
-      if (resolved?.stat.isDirectory()) await this.merge(this.tree, resolved.path, output, '', 0);
+      if (!resolved) throw new ArchiveError(`customisation layer: output ${output} does not exist`, { path: output });
+      if (resolved.stat.isDirectory()) await this.merge(this.tree, resolved.path, output, '', 0);
       // An output that is a single file has no directories to merge (symlinkJoin skips it too).
     }
 

@@ -188,7 +188,10 @@ describe('customisation layer', () => {
     });
   });
 
-  test('a relative store path is rejected', async () => {
+  test('a relative or missing store path is rejected', async () => {
     await assert.rejects(customisationLayer({ outputs: ['nix/store/x'], closure: [] }), /not absolute/);
+    await withTempDir(async (root) => {
+      await assert.rejects(customisationLayer({ outputs: [HELLO], closure: [], storeRoot: root }), /output \/nix\/store\/a+-hello-2.12 does not exist/);
+    });
   });
 });
