@@ -3,14 +3,13 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { GZIP_CHUNK_SIZE, ParallelGzip, setCompressionConcurrency } from '../../src/archive/gzip.js';
 import { packStorePaths } from '../../src/archive/pack.js';
 import { availableParallelism } from 'node:os';
-import { packToFile, run, sha256, withTempDir } from './helpers.js';
+import { ociLayout, packToFile, run, sha256, withTempDir } from './helpers.js';
 
 /** Deterministic mixed data: runs of text-like bytes and noise. */
 function sample(size: number, seed: number): Buffer {
@@ -114,37 +113,11 @@ describe('parallel gzip', () => {
       const p = `/nix/store/${'h'.repeat(32)}-hello`;
       await mkdir(join(root, p, 'bin'), { recursive: true });
       await writeFile(join(root, p, 'bin', 'hello'), sample(2 * GZIP_CHUNK_SIZE + 17, 9), { mode: 0o555 });
-      const layout = join(dir, 'oci');
-      await mkdir(join(layout, 'blobs', 'sha256'), { recursive: true });
       const layerFile = join(dir, 'layer.gz');
       const { digests } = await packToFile([], layerFile, (sink) => packStorePaths([p], sink, { storeRoot: root }));
-      const putBlob = async (bytes: Buffer): Promise<string> => {
-        const hex = createHash('sha256').update(bytes).digest('hex');
-        await writeFile(join(layout, 'blobs', 'sha256', hex), bytes);
-        return `sha256:${hex}`;
-      };
-      await putBlob(await readFile(layerFile));
-      const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [digests.diffId] } }));
-      const configDigest = await putBlob(config);
-      const manifest = Buffer.from(
-        JSON.stringify({
-          schemaVersion: 2,
-          mediaType: 'application/vnd.oci.image.manifest.v1+json',
-          config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
-          layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: digests.digest, size: digests.size }],
-        }),
-      );
-      const manifestDigest = await putBlob(manifest);
-      await writeFile(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-      await writeFile(
-        join(layout, 'index.json'),
-        JSON.stringify({
-          schemaVersion: 2,
-          manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: manifestDigest, size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': 'test' } }],
-        }),
-      );
+      const image = await ociLayout(join(dir, 'oci'), layerFile, digests);
       const bundle = join(dir, 'bundle');
-      run('umoci', ['unpack', '--rootless', '--image', `${layout}:test`, bundle]);
+      run('umoci', ['unpack', '--rootless', '--image', image, bundle]);
       const unpacked = await readFile(join(bundle, 'rootfs', p, 'bin', 'hello'));
       assert.ok(unpacked.equals(await readFile(join(root, p, 'bin', 'hello'))));
     });

@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packEntries, type LayerDigests } from '../../src/archive/pack.js';
@@ -77,3 +77,34 @@ export function pythonList(file: string): PyMember[] {
 
 /** Raw bytes of a name as a latin-1 string, to compare with pythonList's names. */
 export const raw = (s: string): string => Buffer.from(s, 'utf8').toString('latin1');
+
+/** Writes a one-layer OCI image layout around a packed layer, tagged `test`, for umoci. */
+export async function ociLayout(layout: string, layerFile: string, digests: LayerDigests): Promise<string> {
+  await mkdir(join(layout, 'blobs', 'sha256'), { recursive: true });
+  const putBlob = async (bytes: Buffer): Promise<string> => {
+    const hex = createHash('sha256').update(bytes).digest('hex');
+    await writeFile(join(layout, 'blobs', 'sha256', hex), bytes);
+    return `sha256:${hex}`;
+  };
+  await putBlob(await readFile(layerFile));
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [digests.diffId] } }));
+  const configDigest = await putBlob(config);
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: digests.digest, size: digests.size }],
+    }),
+  );
+  const manifestDigest = await putBlob(manifest);
+  await writeFile(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  await writeFile(
+    join(layout, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: manifestDigest, size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': 'test' } }],
+    }),
+  );
+  return `${layout}:test`;
+}

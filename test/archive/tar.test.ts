@@ -9,7 +9,7 @@ import { packEntries, packStorePaths } from '../../src/archive/pack.js';
 import { storePathEntries } from '../../src/archive/storepaths.js';
 import { encodeHeader, type TarEntry } from '../../src/archive/tar.js';
 import { ArchiveError, FileChangedError } from '../../src/archive/errors.js';
-import { packToFile, pythonList, raw, run, sha256, withTempDir } from './helpers.js';
+import { ociLayout, packToFile, pythonList, raw, run, sha256, withTempDir } from './helpers.js';
 
 const HELLO = '/nix/store/0c0ff33a0c0ff33a0c0ff33a0c0ff33a-hello-2.12';
 const LIB = '/nix/store/1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d-libfoo-1.0';
@@ -171,6 +171,27 @@ describe('store-path layer tar', () => {
       const linked = await stat(join(out, LIB, 'lib/data-a'));
       assert.equal(copy.ino, linked.ino, 'identical files are hard links after extraction');
       assert.equal(copy.nlink, 3);
+    });
+  });
+
+  test("Go's archive/tar (umoci) unpacks every edge case like the store", async () => {
+    await withTempDir(async (dir) => {
+      const root = join(dir, 'root');
+      await makeStore(root);
+      const file = join(dir, 'layer.tar.gz');
+      const { digests } = await packToFile([], file, (sink) => packStorePaths(PATHS, sink, { storeRoot: root }));
+      const bundle = join(dir, 'bundle');
+      run('umoci', ['unpack', '--rootless', '--image', await ociLayout(join(dir, 'oci'), file, digests), bundle]);
+      const rootfs = join(bundle, 'rootfs');
+      for (const rel of [`${LIB}/${LONG_DIR}/libfoo.so`, `${LIB}/${LONG_FILE}`, `${LIB}/${UNICODE}`, `${LIB}/lib/data-a`, `${LIB}/lib/data-b-hardlink`, SCRIPT]) {
+        assert.ok((await readFile(join(rootfs, rel))).equals(await readFile(join(root, rel))), rel);
+      }
+      assert.equal(await readlink(join(rootfs, HELLO, 'bin/long-target')), LONG_TARGET);
+      assert.equal(await readlink(join(rootfs, HELLO, 'bin/relative-link')), 'hello');
+      assert.equal((await lstat(join(rootfs, HELLO, 'bin/hello'))).mode & 0o7777, 0o4555);
+      assert.equal((await lstat(join(rootfs, HELLO, 'sticky'))).mode & 0o7777, 0o1777);
+      assert.deepEqual(await readdir(join(rootfs, HELLO, 'share/empty')), []);
+      assert.equal((await stat(join(rootfs, LIB, 'lib/data-a'))).ino, (await stat(join(rootfs, LIB_BAR, 'lib/data-copy'))).ino);
     });
   });
 
