@@ -3,6 +3,7 @@
 // Errors are one line on stderr and a non-zero exit, never a stack trace.
 
 import { readFileSync } from 'node:fs';
+import os from 'node:os';
 import { writeFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { SETTINGS, loadConfig, type Config, type SettingName } from './config.js';
@@ -14,6 +15,10 @@ import type { BuildProgress } from './builder/builder.js';
 import { runLayersCommand } from './layers/command.js';
 import { popcount } from './nix/popcount.js';
 import { AMD64 } from './image/name.js';
+
+// Layer compression runs in libuv's thread pool (default 4 threads): give it a thread per core
+// plus room for file I/O. Must happen before the pool is first used.
+process.env.UV_THREADPOOL_SIZE ??= String(Math.max(4, os.availableParallelism() + 2));
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
