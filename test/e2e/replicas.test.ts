@@ -7,25 +7,14 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { freePort } from '../helpers/net.js';
 import { EXAMPLE_PKGS } from '../helpers/nix.js';
 import { startContainerd, ctrRun, type Containerd } from '../helpers/containerd.js';
 import { startS3Server, S3RVER_CREDENTIALS, type S3TestServer } from '../storage/s3-server.js';
 
 const CLI = path.resolve('dist/src/cli.js');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 async function waitUp(url: string, child: ChildProcess, log: () => string): Promise<void> {
   const until = Date.now() + 30_000;
