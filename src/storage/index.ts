@@ -47,8 +47,10 @@ export async function createStorage(config: StorageConfig, env: NodeJS.ProcessEn
       const { S3Storage, s3OptionsFromEnv } = await import('./s3.js');
       return new S3Storage({ ...s3OptionsFromEnv(env), redirects, redirectTtlSeconds });
     }
-    case 'gcs':
-      throw new ConfigError(`the ${backend} storage backend is not available yet in this build`);
+    case 'gcs': {
+      const { GcsStorage, gcsOptionsFromEnv } = await import('./gcs.js');
+      return new GcsStorage({ ...(await gcsOptionsFromEnv(env)), redirects, redirectTtlSeconds });
+    }
     default:
       throw new ConfigError(`invalid NIXERY_STORAGE_BACKEND: must be one of ${STORAGE_BACKENDS.join(', ')}, got ${JSON.stringify(backend)}`);
   }
