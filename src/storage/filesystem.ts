@@ -31,6 +31,8 @@ interface Sidecar {
   mtimeNs: string;
 }
 
+const READ_CHUNK = 1024 * 1024;
+
 export interface FilesystemStorageOptions {
   /** fsync each object before it becomes visible (default true). */
   fsync?: boolean;
@@ -144,7 +146,8 @@ export class FilesystemStorage implements Storage {
         return null;
       }
       const bounds = range ? checkRange(key, range, st.size) : undefined;
-      return fh.createReadStream({ autoClose: true, ...(bounds ?? {}) });
+      // Large reads: a 4 MB layer goes out in a few writes instead of 64 (blob serving is hot).
+      return fh.createReadStream({ autoClose: true, highWaterMark: READ_CHUNK, ...(bounds ?? {}) });
     } catch (err) {
       await fh.close().catch(() => {});
       if (err instanceof NixeryError) throw err;
