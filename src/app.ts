@@ -69,7 +69,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     manifestCacheSize: config.manifestCacheSize,
     pin: (_source, tag) => pins.pin(tag),
   });
-  const service = new RegistryService(builder, pins, config.buildConcurrency, config.buildQueue);
+  const service = new RegistryService(builder, pins, config.buildConcurrency, config.buildQueue, config.manifestCacheSize);
 
   return {
     config,

@@ -2,7 +2,7 @@
 // (storage, with Range and optional redirect), tags, referrers.
 
 import { pipeline } from 'node:stream/promises';
-import { parseImageName, validateName } from '../image/name.js';
+import { validateName } from '../image/name.js';
 import { BlobNotFoundError, InvalidDigestError, ManifestNotFoundError } from '../errors.js';
 import { MEDIA_TYPES, MANIFEST_MEDIA_TYPES, type Blob } from '../manifest/manifest.js';
 import { blobKey, DIGEST_REGEXP } from '../builder/layout.js';
@@ -46,8 +46,7 @@ export async function manifest(ctx: RequestContext, deps: HandlerDeps, params: R
     await manifestByDigest(ctx, deps, reference);
     return;
   }
-  const image = parseImageName(name, reference);
-  const built = await deps.service.image(image);
+  const built = await deps.service.imageByTag(name, reference);
   ctx.log.cache = built.fromCache ? 'hit' : 'build';
   const form = negotiateManifest(ctx.req.headers.accept);
   sendManifest(ctx, built.manifests[form]);

@@ -1,9 +1,10 @@
 // What the registry needs beyond the builder: moving targets pinned for a while, a bound on
 // concurrent Nix builds with a bounded queue, and the recent build errors for the index page.
 
-import type { ImageRequest } from '../image/name.js';
+import { parseImageName, type ImageRequest } from '../image/name.js';
+import { LruCache } from '../util/lru.js';
 import { ImageBuilder, type BuiltImage } from '../builder/builder.js';
-import type { SourcePinner } from '../nix/source.js';
+import type { PinnedSource, SourcePinner } from '../nix/source.js';
 import { NixeryError, TooManyRequestsError, type ErrorKind } from '../errors.js';
 import { Semaphore, QueueFullError } from '../util/semaphore.js';
 
@@ -42,14 +43,37 @@ export class RegistryService {
   readonly errors = new ErrorRing(15);
   readonly stats: ServiceStats = { cacheHits: 0, buildFailures: 0, rejected: 0 };
   private readonly slots: Semaphore;
+  /**
+   * The hot path: `name:tag` → the image it gave under a pin. While the source pin is the same
+   * (same promise from the pinner), the answer is the same, so parsing, cache keys and the
+   * manifest cache are skipped. Only names that parsed once are ever in here.
+   */
+  private readonly byTag: LruCache<string, { pin: Promise<PinnedSource>; built: BuiltImage }>;
 
   constructor(
     readonly builder: ImageBuilder,
     readonly pins: SourcePinner,
     buildConcurrency: number,
     buildQueue: number,
+    memoSize = 1024,
   ) {
     this.slots = new Semaphore(buildConcurrency, buildQueue);
+    this.byTag = new LruCache(memoSize);
+  }
+
+  /** An image by repository name and tag (validated here), through the hot-path memo. */
+  async imageByTag(name: string, tag: string): Promise<BuiltImage> {
+    const key = `${name}:${tag}`;
+    const memo = this.byTag.get(key);
+    if (memo && memo.pin === this.pins.pin(tag)) {
+      this.stats.cacheHits++;
+      return { ...memo.built, fromCache: true };
+    }
+    const image = parseImageName(name, tag);
+    const pin = this.pins.pin(tag);
+    const built = await this.image(image);
+    this.byTag.set(key, { pin, built });
+    return built;
   }
 
   /** Builds or finds an image; Nix builds wait for a slot, and a full queue answers 429. */
