@@ -16,6 +16,7 @@ import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { NixeryError } from '../errors.js';
 import { compareStrings } from '../image/name.js';
+import { LruCache } from '../util/lru.js';
 import { StorageFailedError, StorageObjectNotFoundError, checkRange, validateKey, validatePrefix } from './errors.js';
 import type { ByteRange, ObjectInfo, ObjectWriter, Storage } from './storage.js';
 
@@ -45,6 +46,8 @@ export class FilesystemStorage implements Storage {
   private ready: Promise<void> | undefined;
   /** Per-key chains that serialise the (sidecar, data) rename pairs within this process. */
   private readonly locks = new Map<string, Promise<void>>();
+  /** Sidecars already read; an entry counts only while size and mtime still match the data. */
+  private readonly sidecars = new LruCache<string, Sidecar>(4096);
 
   constructor(root: string, options: FilesystemStorageOptions = {}) {
     this.root = path.resolve(root);
@@ -176,10 +179,15 @@ export class FilesystemStorage implements Storage {
     }
     if (!st.isFile()) return null;
     const info: ObjectInfo = { key, size: Number(st.size), modified: Number(st.mtimeMs) };
-    const sidecar = await this.readSidecar(key);
-    if (sidecar && sidecar.size === info.size && sidecar.mtimeNs === st.mtimeNs.toString() && sidecar.contentType !== undefined) {
-      info.contentType = sidecar.contentType;
+    const mtimeNs = st.mtimeNs.toString();
+    const matches = (c: Sidecar | null | undefined): c is Sidecar => !!c && c.size === info.size && c.mtimeNs === mtimeNs;
+    let sidecar = this.sidecars.get(key);
+    if (!matches(sidecar)) {
+      const fresh = await this.readSidecar(key);
+      if (fresh) this.sidecars.set(key, fresh);
+      sidecar = fresh ?? undefined;
     }
+    if (matches(sidecar) && sidecar.contentType !== undefined) info.contentType = sidecar.contentType;
     return info;
   }
 
