@@ -138,6 +138,7 @@ export async function blob(ctx: RequestContext, deps: HandlerDeps, params: Recor
 
 /** Any tag builds on demand, so the honest list is the one tag every source has. */
 export function tags(ctx: RequestContext, params: Record<string, string>): void {
+  validateName(params.name!);
   const n = new URL(ctx.req.url ?? '/', 'http://x').searchParams.get('n');
   const all = ['latest'];
   const list = n !== null && /^\d+$/.test(n) ? all.slice(0, Number(n)) : all;
@@ -146,6 +147,7 @@ export function tags(ctx: RequestContext, params: Record<string, string>): void 
 
 /** We store no referring artifacts: an empty index, as the spec requires (not a 404). */
 export function referrers(ctx: RequestContext, params: Record<string, string>): void {
+  validateName(params.name!);
   if (!DIGEST_REGEXP.test(params.digest!)) throw new InvalidDigestError(`invalid digest ${JSON.stringify(params.digest!.slice(0, 100))}`);
   sendJson(ctx, 200, { schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: [] }, MEDIA_TYPES.ociIndex);
 }

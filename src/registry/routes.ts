@@ -1,33 +1,57 @@
 // The route table: every path the registry answers, with the methods it allows. Matching is on
 // the path only (query strings are ignored); a known path with another method is 405.
 
-import { NAME_PATTERN } from '../image/name.js';
-
 export type RouteName = 'upload' | 'ping' | 'manifest' | 'blob' | 'tags' | 'referrers' | 'index' | 'healthz' | 'metrics';
 
 export interface Route {
   name: RouteName;
-  pattern: RegExp;
+  /** The shape of the path, for people (and the 405 message). */
+  path: string;
   methods: ReadonlySet<string>;
+  /** The path's parameters when it is this route, else null. */
+  match(path: string): Record<string, string> | null;
 }
 
 const READ = new Set(['GET', 'HEAD']);
 
 /**
- * Names are matched loosely here (anything up to the last `/manifests/` or `/blobs/`) so that an
- * invalid name gets a precise NAME_INVALID from the parser instead of a generic 404.
+ * `/v2/<name>/<suffix>/<param>`: the name is everything between `/v2/` and the last
+ * occurrence of the suffix, so an invalid name still reaches its route and gets a precise
+ * NAME_INVALID from the parser instead of a generic 404. Matched by string search: this runs
+ * on every request.
  */
+function underName(suffix: string, param: string | null) {
+  const marker = `/${suffix}`;
+  return (path: string): Record<string, string> | null => {
+    if (!path.startsWith('/v2/')) return null;
+    if (param === null) {
+      if (!path.endsWith(marker) || path.length <= 4 + marker.length) return null;
+      return { name: path.slice(4, path.length - marker.length) };
+    }
+    const at = path.lastIndexOf(`${marker}/`);
+    if (at <= 4) return null;
+    const value = path.slice(at + marker.length + 1);
+    if (value === '' || value.includes('/')) return null;
+    return { name: path.slice(4, at), [param]: value };
+  };
+}
+
+const exact =
+  (...paths: string[]) =>
+  (path: string): Record<string, string> | null =>
+    paths.includes(path) ? {} : null;
+
 export const ROUTES: readonly Route[] = [
-  { name: 'ping', pattern: /^\/v2\/?$/, methods: READ },
+  { name: 'ping', path: '/v2/', methods: READ, match: exact('/v2/', '/v2') },
+  { name: 'manifest', path: '/v2/<name>/manifests/<tag-or-digest>', methods: READ, match: underName('manifests', 'reference') },
   // Push endpoints exist in the protocol; this registry is pull-only, so every method is 405.
-  { name: 'upload', pattern: /^\/v2\/.+\/blobs\/uploads(?:\/.*)?$/, methods: new Set() },
-  { name: 'manifest', pattern: /^\/v2\/(?<name>.+)\/manifests\/(?<reference>[^/]+)$/, methods: READ },
-  { name: 'blob', pattern: /^\/v2\/(?<name>.+)\/blobs\/(?<digest>[^/]+)$/, methods: READ },
-  { name: 'tags', pattern: new RegExp(`^/v2/(?<name>${NAME_PATTERN})/tags/list$`), methods: READ },
-  { name: 'referrers', pattern: new RegExp(`^/v2/(?<name>${NAME_PATTERN})/referrers/(?<digest>[^/]+)$`), methods: READ },
-  { name: 'index', pattern: /^\/$/, methods: READ },
-  { name: 'healthz', pattern: /^\/healthz$/, methods: READ },
-  { name: 'metrics', pattern: /^\/metrics$/, methods: READ },
+  { name: 'upload', path: '/v2/<name>/blobs/uploads/…', methods: new Set(), match: (p) => (/^\/v2\/.+\/blobs\/uploads(?:\/.*)?$/.test(p) ? {} : null) },
+  { name: 'blob', path: '/v2/<name>/blobs/<digest>', methods: READ, match: underName('blobs', 'digest') },
+  { name: 'tags', path: '/v2/<name>/tags/list', methods: READ, match: underName('tags/list', null) },
+  { name: 'referrers', path: '/v2/<name>/referrers/<digest>', methods: READ, match: underName('referrers', 'digest') },
+  { name: 'index', path: '/', methods: READ, match: exact('/') },
+  { name: 'healthz', path: '/healthz', methods: READ, match: exact('/healthz') },
+  { name: 'metrics', path: '/metrics', methods: READ, match: exact('/metrics') },
 ];
 
 export type RouteMatch =
@@ -37,10 +61,10 @@ export type RouteMatch =
 
 export function matchRoute(method: string, path: string): RouteMatch {
   for (const route of ROUTES) {
-    const m = route.pattern.exec(path);
-    if (!m) continue;
+    const params = route.match(path);
+    if (!params) continue;
     if (!route.methods.has(method)) return { kind: 'method-not-allowed', route };
-    return { kind: 'route', route, params: { ...(m.groups ?? {}) } };
+    return { kind: 'route', route, params };
   }
   return { kind: 'not-found' };
 }
