@@ -470,6 +470,10 @@ class ResumableUpload {
         callback(err);
       },
     });
+    // Failures are reported by commit (and to the producer's pipeline); never crash on them.
+    this.stream.on('error', (err) => {
+      this.failure ??= err;
+    });
   }
 
   async commit(): Promise<void> {

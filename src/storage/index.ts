@@ -1,6 +1,8 @@
 // Chooses and configures the storage backend (NIXERY_STORAGE_BACKEND). The object-storage
 // backends are imported only when chosen, so the filesystem path never loads an SDK.
 
+import { constants } from 'node:fs';
+import { access, mkdir } from 'node:fs/promises';
 import { ConfigError } from '../errors.js';
 import { FilesystemStorage } from './filesystem.js';
 import type { Storage } from './storage.js';
@@ -41,6 +43,7 @@ export async function createStorage(config: StorageConfig, env: NodeJS.ProcessEn
     case 'filesystem': {
       const root = config.storagePath ?? nonEmpty(env.STORAGE_PATH);
       if (!root) throw new ConfigError('the filesystem storage backend needs STORAGE_PATH (the directory to keep blobs and caches in)');
+      await ensureWritableDirectory(root);
       return new FilesystemStorage(root);
     }
     case 's3': {
@@ -53,6 +56,17 @@ export async function createStorage(config: StorageConfig, env: NodeJS.ProcessEn
     }
     default:
       throw new ConfigError(`invalid NIXERY_STORAGE_BACKEND: must be one of ${STORAGE_BACKENDS.join(', ')}, got ${JSON.stringify(backend)}`);
+  }
+}
+
+/** Creates STORAGE_PATH if needed; a path that cannot hold our files stops startup. */
+async function ensureWritableDirectory(root: string): Promise<void> {
+  try {
+    await mkdir(root, { recursive: true });
+    await access(root, constants.W_OK | constants.X_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(`invalid STORAGE_PATH: ${root} is not a writable directory${code ? ` (${code})` : ''}`);
   }
 }
 

@@ -334,6 +334,10 @@ class StreamingUpload {
         callback(err);
       },
     });
+    // Failures are reported by commit (and to the producer's pipeline); never crash on them.
+    this.stream.on('error', (err) => {
+      this.failure ??= err;
+    });
   }
 
   async commit(): Promise<void> {

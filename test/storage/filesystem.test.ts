@@ -126,6 +126,23 @@ describe('createStorage', () => {
     }
   });
 
+  it('creates STORAGE_PATH, and refuses one that cannot be a writable directory', async () => {
+    const { root, cleanup } = await tempRoot();
+    try {
+      const nested = path.join(root, 'new', 'store');
+      await createStorage({ storagePath: nested }, {});
+      assert.ok((await fs.stat(nested)).isDirectory());
+      const file = path.join(root, 'a-file');
+      await fs.writeFile(file, '');
+      await assert.rejects(
+        createStorage({ storagePath: path.join(file, 'below') }, {}),
+        (err: Error) => err instanceof ConfigError && err.message === `invalid STORAGE_PATH: ${path.join(file, 'below')} is not a writable directory (ENOTDIR)`,
+      );
+    } finally {
+      await cleanup();
+    }
+  });
+
   it('stops with one clear ConfigError line for a missing path or an unknown backend', async () => {
     await assert.rejects(createStorage({ storageBackend: 'filesystem' }, {}), (err: Error) => err instanceof ConfigError && /STORAGE_PATH/.test(err.message));
     await assert.rejects(

@@ -48,6 +48,8 @@ export interface FakeGcs {
   stats: { tokens: number; resumableSessions: number; rewriteCalls: number };
   /** The in-flight resumable sessions (for checking that aborts cancel them). */
   openSessions(): number;
+  /** The next `count` API requests fail with `status` (transient failures). */
+  failNext(count: number, status: number): void;
   stop(): Promise<void>;
 }
 
@@ -59,6 +61,7 @@ export async function startFakeGcs(options: FakeGcsOptions = {}): Promise<FakeGc
   const publicKey: KeyObject | undefined = options.serviceAccount ? createPublicKey(options.serviceAccount.private_key) : undefined;
   let generation = 0;
   let endpoint = '';
+  let failures = { count: 0, status: 503 };
 
   const server = http.createServer((req, res) => {
     handle(req, res).catch((err) => send(res, 500, { error: { code: 500, message: String(err) } }));
@@ -72,6 +75,10 @@ export async function startFakeGcs(options: FakeGcsOptions = {}): Promise<FakeGc
     if (req.method === 'POST' && url.pathname === '/token') return token(body, res);
 
     const api = segments[0] === 'storage' || segments[0] === 'upload';
+    if (api && failures.count > 0) {
+      failures.count--;
+      return send(res, failures.status, { error: { code: failures.status, message: 'Backend Error (injected)' } });
+    }
     if (api && publicKey) {
       const auth = req.headers.authorization ?? '';
       if (!auth.startsWith('Bearer ') || !tokens.has(auth.slice(7))) return send(res, 401, { error: { code: 401, message: 'Invalid Credentials' } });
@@ -318,6 +325,9 @@ export async function startFakeGcs(options: FakeGcsOptions = {}): Promise<FakeGc
       return name;
     },
     openSessions: () => sessions.size,
+    failNext(count, status) {
+      failures = { count, status };
+    },
     stop: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

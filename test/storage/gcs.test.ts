@@ -183,6 +183,31 @@ describe('gcs storage', () => {
     }
   });
 
+  it('retries transient failures of repeatable requests; a failed resumable chunk fails the write and shows nothing', async () => {
+    const srv = await startFakeGcs({ serviceAccount: account });
+    try {
+      const s = await makeStorage({}, srv);
+      srv.failNext(2, 503);
+      await s.put('blobs/retried', 'after two 503s', { contentType: 'text/plain' });
+      srv.failNext(2, 429);
+      assert.equal((await s.stat('blobs/retried'))?.contentType, 'text/plain');
+      srv.failNext(3, 503);
+      await assert.rejects(s.read('blobs/retried'), (err: Error) => /gcs .*get blobs\/retried failed: HTTP 503: Backend Error \(injected\)/.test(err.message));
+      const w = await s.writer('blobs/chunked');
+      await new Promise<void>((resolve, reject) => w.stream.write(Buffer.alloc(300 * 1024, 2), (e) => (e ? reject(e) : resolve()))); // session open, one chunk sent
+      srv.failNext(1, 503);
+      await assert.rejects(
+        new Promise<void>((resolve, reject) => w.stream.write(Buffer.alloc(300 * 1024, 3), (e) => (e ? reject(e) : resolve()))),
+        /HTTP 503/,
+      );
+      await assert.rejects(w.commit());
+      assert.equal(await s.stat('blobs/chunked'), null);
+      assert.equal(srv.openSessions(), 0);
+    } finally {
+      await srv.stop();
+    }
+  });
+
   it('reports a missing bucket as a storage failure, not as a missing key', async () => {
     const srv = await gcs();
     const s = new GcsStorage({ bucket: 'no-such-bucket', endpoint: srv.endpoint, credentials: credentialsFor(srv) });
