@@ -84,6 +84,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
         storage,
         service,
         blobRedirect: config.blobRedirect,
+        blobCacheBytes: config.blobCacheMb * 1024 * 1024,
         log,
         sourceDescription: describeSource(source),
         version,

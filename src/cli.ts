@@ -51,6 +51,7 @@ const SERVE_SETTINGS: SettingName[] = [
   'buildQueue',
   'resolveTtl',
   'manifestCacheSize',
+  'blobCacheMb',
   'blobRedirect',
   'redirectTtl',
 ];

@@ -66,6 +66,7 @@ export const SETTINGS = {
   buildQueue: { env: 'NIXERY_BUILD_QUEUE', flag: '--build-queue', description: 'builds waiting for a slot before requests get 429', default: 32, parse: integer(0, 100000) },
   resolveTtl: { env: 'NIXERY_RESOLVE_TTL', flag: '--resolve-ttl', description: 'seconds a moving target (branch, channel, latest) stays resolved to one revision', default: 60, parse: integer(0, 86400 * 365) },
   manifestCacheSize: { env: 'NIXERY_MANIFEST_CACHE', flag: '--manifest-cache', description: 'manifests kept in memory', default: 1024, parse: integer(0, 10_000_000) },
+  blobCacheMb: { env: 'NIXERY_BLOB_CACHE_MB', flag: '--blob-cache-mb', description: 'memory for serving hot blobs (each at most 16 MB or 1/8 of it), MB; 0 turns it off', default: 256, parse: integer(0, 1_000_000) },
   logLevel: { env: 'NIXERY_LOG_LEVEL', flag: '--log-level', description: 'log level', default: 'info', parse: oneOf('trace', 'debug', 'info', 'warn', 'error', 'silent') },
   blobRedirect: { env: 'NIXERY_BLOB_REDIRECT', flag: '--blob-redirect', description: 'answer blob GETs from object storage with a 307 to a signed URL', default: true, parse: boolean },
   redirectTtl: { env: 'NIXERY_REDIRECT_TTL', flag: '--redirect-ttl', description: 'lifetime of signed blob URLs, seconds', default: 300, parse: integer(1, 7 * 86400) },

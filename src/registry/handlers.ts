@@ -4,7 +4,8 @@
 import { pipeline } from 'node:stream/promises';
 import { validateName } from '../image/name.js';
 import { BlobNotFoundError, InvalidDigestError, ManifestNotFoundError } from '../errors.js';
-import { MEDIA_TYPES, MANIFEST_MEDIA_TYPES, type Blob } from '../manifest/manifest.js';
+import { MEDIA_TYPES, MANIFEST_MEDIA_TYPES, sha256Digest, type Blob } from '../manifest/manifest.js';
+import type { LruCache } from '../util/lru.js';
 import { blobKey, DIGEST_REGEXP } from '../builder/layout.js';
 import type { Storage } from '../storage/storage.js';
 import type { RegistryService } from './service.js';
@@ -15,6 +16,10 @@ export interface HandlerDeps {
   service: RegistryService;
   /** Answer blob GETs with a redirect when the storage backend offers one. */
   blobRedirect: boolean;
+  /** Hot blobs kept in memory (bounded by total bytes), or none. */
+  blobCache?: LruCache<string, { bytes: Buffer; contentType?: string }>;
+  /** Largest blob the hot-blob cache takes. */
+  blobCacheMaxObject: number;
 }
 
 const IMMUTABLE = 'public, max-age=31536000, immutable';
@@ -80,7 +85,8 @@ export async function blob(ctx: RequestContext, deps: HandlerDeps, params: Recor
   const digest = params.digest!;
   if (!DIGEST_REGEXP.test(digest)) throw new InvalidDigestError(`invalid digest ${JSON.stringify(digest.slice(0, 100))}: expected sha256:<64 hex>`);
   const key = blobKey(digest);
-  const info = await deps.storage.stat(key);
+  const hot = deps.blobCache?.get(digest);
+  const info = hot ? { size: hot.bytes.length, contentType: hot.contentType } : await deps.storage.stat(key);
   if (!info) throw new BlobNotFoundError(digest);
   const etag = `"${digest}"`;
   const common: Record<string, string | number> = {
@@ -122,6 +128,15 @@ export async function blob(ctx: RequestContext, deps: HandlerDeps, params: Recor
     ctx.res.end();
     return;
   }
+  // Small, hot blobs (configs, most layers) are served from memory: one copy instead of a read
+  // and a write per chunk. Larger ones are streamed.
+  const bytes = hot?.bytes ?? (deps.blobCache && info.size <= deps.blobCacheMaxObject ? await loadHot(deps, key, digest, info) : null);
+  if (bytes) {
+    ctx.log.cache = hot ? 'memory' : 'storage';
+    ctx.res.writeHead(partial ? 206 : 200, headers);
+    ctx.res.end(partial ? bytes.subarray(start, end + 1) : bytes);
+    return;
+  }
   const stream = await deps.storage.get(key, partial ? { start, end } : undefined);
   if (!stream) throw new BlobNotFoundError(digest);
   ctx.res.writeHead(partial ? 206 : 200, headers);
@@ -134,6 +149,15 @@ export async function blob(ctx: RequestContext, deps: HandlerDeps, params: Recor
     // The client went away mid-transfer; nothing to answer.
     ctx.log.aborted = String(err);
   });
+}
+
+/** Reads a whole blob into the hot-blob cache, checking it is what its digest says. */
+async function loadHot(deps: HandlerDeps, key: string, digest: string, info: { contentType?: string }): Promise<Buffer | null> {
+  const bytes = await deps.storage.read(key);
+  if (!bytes) throw new BlobNotFoundError(digest);
+  if (sha256Digest(bytes) !== digest) throw new Error(`stored blob ${digest} does not match its digest`);
+  deps.blobCache!.set(digest, { bytes, contentType: info.contentType });
+  return bytes;
 }
 
 /** Any tag builds on demand, so the honest list is the one tag every source has. */

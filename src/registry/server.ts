@@ -11,6 +11,7 @@ import { API_VERSION_HEADER, sendCatalogueError, sendError, type RequestContext 
 import { blob, manifest, ping, referrers, tags, type HandlerDeps } from './handlers.js';
 import { renderIndexPage } from './index-page.js';
 import { nixStats } from '../nix/run.js';
+import { LruCache } from '../util/lru.js';
 
 export interface RegistryLogger {
   info(obj: object, msg?: string): void;
@@ -21,6 +22,8 @@ export interface RegistryOptions {
   storage: Storage;
   service: RegistryService;
   blobRedirect: boolean;
+  /** Memory for hot blobs, bytes (0: none). */
+  blobCacheBytes: number;
   log: RegistryLogger;
   /** Describes the package source on the index page. */
   sourceDescription: string;
@@ -35,7 +38,15 @@ export interface Registry {
 }
 
 export function createRegistry(options: RegistryOptions): Registry {
-  const deps: HandlerDeps = { storage: options.storage, service: options.service, blobRedirect: options.blobRedirect };
+  const blobCache =
+    options.blobCacheBytes > 0 ? new LruCache<string, { bytes: Buffer; contentType?: string }>(options.blobCacheBytes, (b) => b.bytes.length) : undefined;
+  const deps: HandlerDeps = {
+    storage: options.storage,
+    service: options.service,
+    blobRedirect: options.blobRedirect,
+    blobCache,
+    blobCacheMaxObject: Math.min(16 * 1024 * 1024, options.blobCacheBytes / 8),
+  };
   const requests = { total: 0, errors: 0 };
   const idPrefix = randomBytes(3).toString('hex');
   let nextId = 0;
@@ -51,6 +62,7 @@ export function createRegistry(options: RegistryOptions): Registry {
     nixery_layers_packed_total: options.service.builder.layers.packed,
     nixery_builds_running: options.service.building,
     nixery_builds_queued: options.service.queued,
+    nixery_blob_cache_bytes: blobCache?.weight ?? 0,
   });
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

@@ -1,8 +1,14 @@
-// A bounded map that forgets the least recently used entry first.
+// A bounded map that forgets the least recently used entries first. The bound is a count, or a
+// total weight when a weigh function is given (e.g. bytes of cached blobs).
 
 export class LruCache<K, V> {
   private readonly entries = new Map<K, V>();
-  constructor(readonly capacity: number) {}
+  private total = 0;
+
+  constructor(
+    readonly capacity: number,
+    private readonly weigh: (value: V) => number = () => 1,
+  ) {}
 
   get(key: K): V | undefined {
     const value = this.entries.get(key);
@@ -15,20 +21,30 @@ export class LruCache<K, V> {
   }
 
   set(key: K, value: V): void {
-    if (this.capacity <= 0) return;
-    this.entries.delete(key);
+    const weight = this.weigh(value);
+    if (weight > this.capacity) return;
+    this.delete(key);
     this.entries.set(key, value);
-    while (this.entries.size > this.capacity) {
+    this.total += weight;
+    while (this.total > this.capacity) {
       const oldest = this.entries.keys().next().value as K;
-      this.entries.delete(oldest);
+      this.delete(oldest);
     }
   }
 
   delete(key: K): void {
+    const value = this.entries.get(key);
+    if (value === undefined) return;
     this.entries.delete(key);
+    this.total -= this.weigh(value);
   }
 
   get size(): number {
     return this.entries.size;
+  }
+
+  /** Total weight held (the entry count without a weigh function). */
+  get weight(): number {
+    return this.total;
   }
 }

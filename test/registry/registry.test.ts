@@ -410,3 +410,33 @@ async function waitFor(cond: () => boolean, timeoutMs = 30_000): Promise<void> {
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+describe('blob serving paths', () => {
+  for (const [label, env] of [
+    ['streamed from storage (hot-blob cache off)', { NIXERY_BLOB_CACHE_MB: '0' }],
+    ['from the hot-blob cache', { NIXERY_BLOB_CACHE_MB: '64' }],
+  ] as const) {
+    test(`full, ranged and HEAD requests: ${label}`, async () => {
+      const r = await startRegistry(env);
+      try {
+        const m = JSON.parse(await (await fetch(`${r.url}/v2/big-data/manifests/latest`)).text()) as { layers: Array<{ digest: string; size: number }> };
+        const layer = m.layers.reduce((a, b) => (a.size >= b.size ? a : b));
+        assert.ok(layer.size > 1024 * 1024, 'a layer bigger than one read chunk');
+        for (let round = 0; round < 2; round++) {
+          const full = Buffer.from(await (await fetch(`${r.url}/v2/big-data/blobs/${layer.digest}`)).arrayBuffer());
+          assert.equal(sha256(full), layer.digest);
+          const part = await fetch(`${r.url}/v2/big-data/blobs/${layer.digest}`, { headers: { Range: `bytes=1000000-1099999` } });
+          assert.equal(part.status, 206);
+          assert.deepEqual(Buffer.from(await part.arrayBuffer()), full.subarray(1_000_000, 1_100_000));
+          const head = await fetch(`${r.url}/v2/big-data/blobs/${layer.digest}`, { method: 'HEAD' });
+          assert.equal(Number(head.headers.get('content-length')), layer.size);
+        }
+        const cached = Number(/^nixery_blob_cache_bytes (\d+)$/m.exec(await (await fetch(`${r.url}/metrics`)).text())![1]);
+        if (env.NIXERY_BLOB_CACHE_MB === '0') assert.equal(cached, 0);
+        else assert.ok(cached >= layer.size);
+      } finally {
+        await r.close();
+      }
+    });
+  }
+});
