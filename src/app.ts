@@ -102,6 +102,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
         { version, listen: typeof address === 'object' && address ? `${address.address}:${address.port}` : String(address), storage: storage.name, config: describeConfig(config) },
         'nixery-ts registry started',
       );
+      for (const notice of storage.notices ?? []) log.warn({ storage: storage.name }, notice);
       return registry;
     },
   };
