@@ -175,6 +175,9 @@ http {
     const fetched = await fetch(signed);
     assert.equal(fetched.status, 200);
     assert.equal((await fetched.arrayBuffer()).byteLength, layer.size);
+    const head = await fetch(`http://${lb}/v2/shell/hello/blobs/${layer.digest}`, { method: 'HEAD' });
+    assert.equal(head.status, 200, 'HEAD follows the redirect to a signed HEAD URL');
+    assert.equal(Number(head.headers.get('content-length')), layer.size);
     const ranged = await fetch(`http://${lb}/v2/shell/hello/blobs/${layer.digest}`, { headers: { Range: 'bytes=0-9' }, redirect: 'manual' });
     assert.equal(ranged.status, 206);
     assert.equal((await ranged.arrayBuffer()).byteLength, 10);
