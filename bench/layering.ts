@@ -14,7 +14,7 @@ import { evaluate, idealBytes, loadBenchWorkload, remixWorkload, syntheticWorklo
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const benchDir = path.resolve(root, '../shared/layering-bench');
-const mainJs = path.join(root, 'dist/src/layers/main.js');
+const cliJs = path.join(root, 'dist/src/cli.js');
 
 function option(name: string, fallback: string): string {
   const i = process.argv.indexOf(name);
@@ -36,7 +36,7 @@ if (!quick) {
   strategies.forEach((name, k) => {
     const args = [path.join(benchDir, 'layering.py'), '--data', benchDir, '--budgets', budgets,
       '--algo', k === 0 ? 'all,external' : 'external', '--name', `ours: ${name}`,
-      '--cmd', `${JSON.stringify(process.execPath)} ${JSON.stringify(mainJs)} --strategy ${name}`];
+      '--cmd', `${JSON.stringify(process.execPath)} ${JSON.stringify(cliJs)} layers --strategy ${name}`];
     console.error(`running: python3 ${args.map((a) => (/[\s"]/.test(a) ? `'${a}'` : a)).join(' ')}`);
     const run = spawnSync('python3', args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
     if (run.status !== 0) {

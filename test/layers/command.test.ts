@@ -61,13 +61,16 @@ test('bad requests are typed errors that say what is wrong', () => {
   assert.throws(() => runLayersCommand(request(), 'no-such'), ConfigError);
 });
 
-test('main.js: stdin to stdout, one-line error and exit 1 on bad input', () => {
-  const main = fileURLToPath(new URL('../../src/layers/main.js', import.meta.url));
-  const ok = spawnSync(process.execPath, [main, '--strategy', 'nixery'], { input: request(94), encoding: 'utf8' });
+test('`nixery layers`: stdin to stdout, one-line error and exit 1 on bad input', () => {
+  const cli = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
+  const ok = spawnSync(process.execPath, [cli, 'layers', '--strategy', 'nixery'], { input: request(94), encoding: 'utf8' });
   assert.equal(ok.status, 0, ok.stderr);
   assert.equal(ok.stdout, runLayersCommand(request(94), 'nixery') + '\n');
-  const bad = spawnSync(process.execPath, [main], { input: '{"graph": 1}', encoding: 'utf8' });
+  const budget = spawnSync(process.execPath, [cli, 'layers', '--strategy', 'largest-first', '--budget', '1'], { input: request(94), encoding: 'utf8' });
+  assert.equal(budget.status, 0, budget.stderr);
+  assert.equal(JSON.parse(budget.stdout).length, 1);
+  const bad = spawnSync(process.execPath, [cli, 'layers', '--strategy', 'stable'], { input: '{"graph": 1}', encoding: 'utf8' });
   assert.equal(bad.status, 1);
-  assert.match(bad.stderr, /^nixery layers: invalid layers request: expected .*\n$/);
-  assert.equal(bad.stderr.split('\n').length, 2, 'one line, no stack trace');
+  assert.match(bad.stderr, /invalid layers request: expected .*\n$/);
+  assert.equal(bad.stderr.trimEnd().split('\n').length, 1, 'one line, no stack trace');
 });

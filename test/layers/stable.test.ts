@@ -90,6 +90,65 @@ test('contraction follows chains and needs the referrer in the image', () => {
   assert.deepEqual(names(stableLayers(two, { budget: 3, popularity: pop })), [['x'], ['y'], ['leaf']]);
 });
 
+// Two images on the same Perl base (libc and perl are popular: the core), each with its own
+// application and small private files; both are over the budget.
+function perlImages(): { a: ReturnType<typeof makeGraph>; b: ReturnType<typeof makeGraph> } {
+  const nodes: Record<string, NodeSpec> = {
+    libc: { nar: 10 * MB },
+    perl: { nar: 8 * MB, refs: ['libdb', 'libgdbm', 'zlib', 'libc'] },
+    libdb: { nar: 300_000, refs: ['libc'] },
+    libgdbm: { nar: 200_000, refs: ['libc'] },
+    zlib: { nar: 100_000, refs: ['libc'] },
+    app1: { nar: 5 * MB, refs: ['perl', ...Array.from({ length: 6 }, (_, i) => `a${i}`)] },
+    app2: { nar: 6 * MB, refs: ['perl', 'zlib', ...Array.from({ length: 8 }, (_, i) => `b${i}`)] },
+  };
+  for (let i = 0; i < 6; i++) nodes[`a${i}`] = { nar: 100_000 + i };
+  for (let i = 0; i < 8; i++) nodes[`b${i}`] = { nar: 100_000 + i, refs: ['libc'] };
+  return { a: makeGraph(nodes, ['app1']), b: makeGraph(nodes, ['app2']) };
+}
+const perlPopularity = new Map([['libc', 1000], ['perl', 500], ['zlib', 90], ['libdb', 50], ['libgdbm', 20]]);
+
+test('at a tight budget the small core libraries share one layer that recurs across images', () => {
+  const { a, b } = perlImages();
+  const la = stableLayers(a, { budget: 5, popularity: perlPopularity });
+  const lb = stableLayers(b, { budget: 5, popularity: perlPopularity });
+  assert.equal(violation(a, la, 5), null);
+  assert.equal(violation(b, lb, 5), null);
+  const core = ['libdb', 'libgdbm', 'zlib'].map(storePath).sort();
+  assert.deepEqual(layerOf(la, storePath('libdb')), core);
+  assert.deepEqual(layerOf(lb, storePath('libdb')), core);
+  // The big paths keep layers of their own; the image-specific small files share the last one.
+  assert.deepEqual(names(la), [['libc'], ['perl'], ['app1'], ['libdb', 'libgdbm', 'zlib'], ['a0', 'a1', 'a2', 'a3', 'a4', 'a5']]);
+  assert.deepEqual(layerOf(lb, storePath('b0')), Array.from({ length: 8 }, (_, i) => storePath(`b${i}`)));
+  // largest-first mixes the core libraries into each image's own remainder: no layer recurs.
+  const fa = getStrategy('largest-first').group(a, { budget: 5, popularity: perlPopularity });
+  const fb = getStrategy('largest-first').group(b, { budget: 5, popularity: perlPopularity });
+  assert.notDeepEqual(layerOf(fa, storePath('libgdbm')), layerOf(fb, storePath('libgdbm')));
+});
+
+test('the core split needs popularity data and must be worth the singleton it costs', () => {
+  const { a } = perlImages();
+  const largestFirst = getStrategy('largest-first');
+  // Layouts as sets of layers (the two strategies rate the remainder differently).
+  const layout = (groups: LayerGroup[]) => groups.map((g) => g.paths.join(' ')).sort();
+  // No popularity data: one remainder, exactly largest-first's layout.
+  assert.deepEqual(layout(stableLayers(a, { budget: 5, popularity: new Map() })), layout(largestFirst.group(a, { budget: 5, popularity: new Map() })));
+  // Budget 11 of 12 paths: the remainder is two small paths, not worth a split.
+  const loose = stableLayers(a, { budget: 11, popularity: perlPopularity });
+  assert.equal(violation(a, loose, 11), null);
+  assert.deepEqual(layout(loose), layout(largestFirst.group(a, { budget: 11, popularity: perlPopularity })));
+  // Budget 2: no room for a singleton and two parts; one remainder.
+  assert.equal(stableLayers(a, { budget: 2, popularity: perlPopularity }).length, 2);
+});
+
+test('a private dependency bigger than its only referrer keeps its own unit', () => {
+  const nodes: Record<string, NodeSpec> = { wrapper: { nar: 1 * MB, refs: ['big', 'small'] }, big: { nar: 50 * MB }, small: { nar: 10_000 } };
+  const g = makeGraph(nodes, ['wrapper']);
+  const pop = new Map([['big', 1], ['small', 1]]);
+  // `big` may be requested on its own elsewhere: contracting it into `wrapper` would duplicate it.
+  assert.deepEqual(names(stableLayers(g, { budget: 94, popularity: pop })), [['big'], ['small', 'wrapper']]);
+});
+
 for (const name of STRATEGY_NAMES) {
   test(`${name}: budget kept, every path in exactly one layer, deterministic, on closures past 125 paths`, () => {
     for (const [n, seed] of [[30, 11], [130, 12], [500, 13]] as const) {
