@@ -3,7 +3,7 @@
 // exactly which key and why.
 
 import { NixeryError } from '../errors.js';
-import { STORAGE_KEY } from './storage.js';
+import { STORAGE_KEY, type Storage } from './storage.js';
 
 /** A key that does not match STORAGE_KEY, climbs out of the root, or uses a reserved name. */
 export class InvalidStorageKeyError extends NixeryError {
@@ -65,6 +65,18 @@ export function validatePrefix(prefix: string): string {
   if (prefix === '') return prefix;
   validateKey(prefix.endsWith('/') ? prefix.slice(0, -1) : prefix);
   return prefix;
+}
+
+/**
+ * Validates both keys of a move. A move onto itself changes nothing but must still report a
+ * missing source: true when that is the case (the source exists and nothing is left to do).
+ */
+export async function isMoveOntoItself(storage: Pick<Storage, 'stat'>, from: string, to: string): Promise<boolean> {
+  validateKey(from);
+  validateKey(to);
+  if (from !== to) return false;
+  if (!(await storage.stat(from))) throw new StorageObjectNotFoundError(from);
+  return true;
 }
 
 /** Checks a range against an object size; the end is clamped to the last byte, as HTTP does. */

@@ -17,7 +17,7 @@ import { finished } from 'node:stream/promises';
 import { NixeryError } from '../errors.js';
 import { compareStrings } from '../image/name.js';
 import { LruCache } from '../util/lru.js';
-import { StorageFailedError, StorageObjectNotFoundError, checkRange, validateKey, validatePrefix } from './errors.js';
+import { StorageFailedError, StorageObjectNotFoundError, checkRange, isMoveOntoItself, validateKey, validatePrefix } from './errors.js';
 import type { ByteRange, ObjectInfo, ObjectWriter, Storage } from './storage.js';
 
 const TMP_DIR = '.tmp';
@@ -192,12 +192,7 @@ export class FilesystemStorage implements Storage {
   }
 
   async move(from: string, to: string): Promise<void> {
-    validateKey(from);
-    validateKey(to);
-    if (from === to) {
-      if (!(await this.stat(from))) throw new StorageObjectNotFoundError(from);
-      return;
-    }
+    if (await isMoveOntoItself(this, from, to)) return;
     await this.withLocks([from, to], async () => {
       try {
         await fs.mkdir(path.dirname(this.dataPath(to)), { recursive: true });

@@ -12,11 +12,12 @@
 
 import { createSign, randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { ConfigError, NixeryError } from '../errors.js';
-import { StorageFailedError, StorageObjectNotFoundError, StorageRangeError, validateKey, validatePrefix } from './errors.js';
+import { StorageFailedError, StorageObjectNotFoundError, StorageRangeError, isMoveOntoItself, validateKey, validatePrefix } from './errors.js';
 import { encodePath, signV4Url } from './gcs-sign.js';
+import { ObjectStoreWriter } from './object-writer.js';
 import { checkRangeShape, trimToRange } from './range.js';
 import { STORAGE_KEY, type ByteRange, type ObjectInfo, type ObjectWriter, type Storage } from './storage.js';
 
@@ -182,8 +183,7 @@ export class GcsStorage implements Storage {
 
   async writer(key: string, options: { contentType?: string } = {}): Promise<ObjectWriter> {
     validateKey(key);
-    const upload = new ResumableUpload(this, this.objectName(key), key, options.contentType);
-    return { stream: upload.stream, commit: () => upload.commit(), abort: () => upload.abort() };
+    return new ResumableUpload(this, this.objectName(key), key, options.contentType).asObjectWriter();
   }
 
   async get(key: string, range?: ByteRange): Promise<Readable | null> {
@@ -234,12 +234,7 @@ export class GcsStorage implements Storage {
   }
 
   async move(from: string, to: string): Promise<void> {
-    validateKey(from);
-    validateKey(to);
-    if (from === to) {
-      if (!(await this.stat(from))) throw new StorageObjectNotFoundError(from);
-      return;
-    }
+    if (await isMoveOntoItself(this, from, to)) return;
     const base = `${this.objectUrl(this.objectName(from))}/rewriteTo/b/${encodeURIComponent(this.bucket)}/o/${encodeURIComponent(this.objectName(to))}`;
     let rewriteToken: string | undefined;
     // Large or cross-location rewrites take several calls; each returns a token to go on.
@@ -443,101 +438,57 @@ export class GcsStorage implements Storage {
  * resumable session and chunks go up as they fill. The final request, which declares the
  * total size and so completes the object, is sent only by commit.
  */
-class ResumableUpload {
-  readonly stream: Writable;
-  private buffered: Buffer[] = [];
-  private bufferedBytes = 0;
+class ResumableUpload extends ObjectStoreWriter {
   private session: string | undefined;
   /** Bytes the server has persisted. */
   private offset = 0;
-  private failure: unknown;
-  private state: 'open' | 'committing' | 'committed' | 'aborted' = 'open';
   private stalls = 0;
 
   constructor(
     private readonly storage: GcsStorage,
     private readonly name: string,
-    private readonly key: string,
+    key: string,
     private readonly contentType: string | undefined,
   ) {
-    this.stream = new Writable({
-      write: (chunk: Buffer, _enc, callback) => {
-        this.accept(chunk).then(() => callback(), callback);
-      },
-      destroy: (err, callback) => {
-        if (err) this.failure ??= err;
-        if (this.state === 'open' && err) void this.discard();
-        callback(err);
-      },
-    });
-    // Failures are reported by commit (and to the producer's pipeline); never crash on them.
-    this.stream.on('error', (err) => {
-      this.failure ??= err;
-    });
+    super(key, (operation, k, err) => storage.failure(operation, k, err));
   }
 
-  async commit(): Promise<void> {
-    if (this.state !== 'open') throw this.storage.failure('commit', this.key, new Error(`writer already ${this.state}`));
-    this.state = 'committing';
-    try {
-      this.failure ??= this.stream.errored ?? undefined;
-      if (this.failure === undefined && this.stream.destroyed && !this.stream.writableFinished) this.failure = new Error('the write stream was destroyed before commit');
-      if (this.failure !== undefined) throw this.failure;
-      if (!this.stream.writableEnded) this.stream.end();
-      if (!this.stream.writableFinished) {
-        await new Promise<void>((resolve, reject) => {
-          this.stream.once('finish', resolve);
-          this.stream.once('error', reject);
-        });
-      }
-      if (this.failure !== undefined) throw this.failure;
-      const rest = this.take();
-      if (this.session === undefined) {
-        await this.storage.mediaUpload(this.name, rest, this.contentType);
-      } else {
-        const total = this.offset + rest.length;
-        await this.sendChunk(rest, total);
-        if (this.offset !== total) throw new Error(`the upload ended at byte ${this.offset} of ${total}`);
-      }
-      this.state = 'committed';
-    } catch (err) {
-      this.state = 'aborted';
-      if (!this.stream.destroyed) this.stream.destroy();
-      await this.discard();
-      throw this.storage.failure('write', this.key, err);
-    }
-  }
-
-  async abort(): Promise<void> {
-    if (this.state === 'committed' || this.state === 'aborted') return;
-    this.state = 'aborted';
-    if (!this.stream.destroyed) this.stream.destroy();
-    await this.discard();
-  }
-
-  private async accept(chunk: Buffer): Promise<void> {
-    if (this.failure !== undefined) throw this.failure;
-    this.buffered.push(chunk);
-    this.bufferedBytes += chunk.length;
+  protected async sendFullParts(): Promise<void> {
     const size = this.storage.chunkSize;
     while (this.bufferedBytes >= size) {
-      this.session ??= await this.storage.startResumable(this.name, this.contentType);
-      if (this.state === 'aborted') {
-        await this.discard();
-        throw new Error('the write was aborted');
+      if (this.session === undefined) {
+        this.session = await this.storage.startResumable(this.name, this.contentType);
+        await this.throwIfClosed();
       }
-      const all = this.take();
+      const all = this.takeBuffered();
       const sent = all.subarray(0, size);
-      const keep = all.subarray(size);
       const before = this.offset;
       await this.sendChunk(sent, undefined);
       if (this.offset === before && ++this.stalls > 5) throw new Error(`the server persisted none of 6 chunks at byte ${before}`);
       // The server may persist less than it was sent: keep what it has not.
-      const unsent = sent.subarray(this.offset - before);
-      if (unsent.length + keep.length > 0) {
-        this.buffered = [Buffer.concat([unsent, keep])];
-        this.bufferedBytes = unsent.length + keep.length;
-      }
+      this.rebuffer(Buffer.concat([sent.subarray(this.offset - before), all.subarray(size)]));
+    }
+  }
+
+  protected async complete(rest: Buffer): Promise<void> {
+    if (this.session === undefined) {
+      await this.storage.mediaUpload(this.name, rest, this.contentType);
+      return;
+    }
+    const total = this.offset + rest.length;
+    await this.sendChunk(rest, total);
+    if (this.offset !== total) throw new Error(`the upload ended at byte ${this.offset} of ${total}`);
+  }
+
+  /** Cancels the session (best effort: an unfinished upload is never visible and expires). */
+  protected async cancelUpload(): Promise<void> {
+    const session = this.session;
+    this.session = undefined;
+    if (session) {
+      await this.storage
+        .request({ method: 'DELETE', url: session, accept: [499] })
+        .then((res) => res.body?.cancel())
+        .catch(() => {});
     }
   }
 
@@ -552,27 +503,6 @@ class ResumableUpload {
       this.offset = persisted ? Number(persisted[1]) + 1 : 0;
     } else {
       this.offset = total ?? end + 1;
-    }
-  }
-
-  private take(): Buffer {
-    const all = Buffer.concat(this.buffered);
-    this.buffered = [];
-    this.bufferedBytes = 0;
-    return all;
-  }
-
-  /** Cancels the session (best effort: an unfinished upload is never visible and expires). */
-  private async discard(): Promise<void> {
-    this.buffered = [];
-    this.bufferedBytes = 0;
-    const session = this.session;
-    this.session = undefined;
-    if (session) {
-      await this.storage
-        .request({ method: 'DELETE', url: session, accept: [499] })
-        .then((res) => res.body?.cancel())
-        .catch(() => {});
     }
   }
 }

@@ -22,9 +22,10 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { Writable, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { ConfigError, NixeryError } from '../errors.js';
-import { StorageFailedError, StorageObjectNotFoundError, StorageRangeError, validateKey, validatePrefix } from './errors.js';
+import { StorageFailedError, StorageObjectNotFoundError, StorageRangeError, isMoveOntoItself, validateKey, validatePrefix } from './errors.js';
+import { ObjectStoreWriter } from './object-writer.js';
 import { checkRangeShape, trimToRange } from './range.js';
 import { STORAGE_KEY, type ByteRange, type ObjectInfo, type ObjectWriter, type Storage } from './storage.js';
 
@@ -147,12 +148,7 @@ export class S3Storage implements Storage {
 
   async writer(key: string, options: { contentType?: string } = {}): Promise<ObjectWriter> {
     validateKey(key);
-    const upload = new StreamingUpload(this, this.objectKey(key), key, options.contentType);
-    return {
-      stream: upload.stream,
-      commit: () => upload.commit(),
-      abort: () => upload.abort(),
-    };
+    return new StreamingUpload(this, this.objectKey(key), key, options.contentType).asObjectWriter();
   }
 
   async get(key: string, range?: ByteRange): Promise<Readable | null> {
@@ -197,11 +193,9 @@ export class S3Storage implements Storage {
   }
 
   async move(from: string, to: string): Promise<void> {
-    validateKey(from);
-    validateKey(to);
+    if (await isMoveOntoItself(this, from, to)) return;
     const info = await this.stat(from);
     if (!info) throw new StorageObjectNotFoundError(from);
-    if (from === to) return;
     const source = `${this.bucket}/${this.objectKey(from)}`;
     try {
       if (info.size <= MAX_SINGLE_COPY) {
@@ -302,104 +296,33 @@ export class S3Storage implements Storage {
  * One streaming write: bytes are buffered up to a part; the first full part starts a multipart
  * upload. Nothing is visible until commit (PutObject, or CompleteMultipartUpload).
  */
-class StreamingUpload {
-  readonly stream: Writable;
-  private buffered: Buffer[] = [];
-  private bufferedBytes = 0;
+class StreamingUpload extends ObjectStoreWriter {
   private uploadId: string | undefined;
   private readonly parts: Array<{ PartNumber: number; ETag: string }> = [];
   private readonly inFlight = new Set<Promise<void>>();
-  private failure: unknown;
-  private state: 'open' | 'committing' | 'committed' | 'aborted' = 'open';
+  private partCounter = 0;
   private readonly settings: { bucket: string; partSize: number; partConcurrency: number };
 
   constructor(
     private readonly storage: S3Storage,
     private readonly objectKey: string,
-    private readonly key: string,
+    key: string,
     private readonly contentType: string | undefined,
   ) {
+    super(key, (operation, k, err) => storage.failure(operation, k, err));
     this.settings = storage.uploadSettings;
-    this.stream = new Writable({
-      write: (chunk: Buffer, _encoding, callback) => {
-        this.accept(chunk).then(() => callback(), callback);
-      },
-      final: (callback) => {
-        // The last part is uploaded at commit (or sent with PutObject): nothing to do yet.
-        Promise.all(this.inFlight).then(() => callback(this.failure as Error | undefined), callback);
-      },
-      destroy: (err, callback) => {
-        if (err) this.failure ??= err;
-        if (this.state === 'open' && err) void this.discard();
-        callback(err);
-      },
-    });
-    // Failures are reported by commit (and to the producer's pipeline); never crash on them.
-    this.stream.on('error', (err) => {
-      this.failure ??= err;
-    });
   }
 
-  async commit(): Promise<void> {
-    if (this.state !== 'open') throw this.storage.failure('commit', this.key, new Error(`writer already ${this.state}`));
-    this.state = 'committing';
-    try {
-      this.failure ??= this.stream.errored ?? undefined;
-      if (this.failure === undefined && this.stream.destroyed && !this.stream.writableFinished) this.failure = new Error('the write stream was destroyed before commit');
-      if (this.failure !== undefined) throw this.failure;
-      if (!this.stream.writableEnded) this.stream.end();
-      if (!this.stream.writableFinished) {
-        await new Promise<void>((resolve, reject) => {
-          this.stream.once('finish', resolve);
-          this.stream.once('error', reject);
-        });
-      }
-      await Promise.all(this.inFlight);
-      if (this.failure !== undefined) throw this.failure;
-      const { bucket } = this.settings;
-      if (this.uploadId === undefined) {
-        const body = Buffer.concat(this.buffered);
-        await this.storage.client.send(new PutObjectCommand({ Bucket: bucket, Key: this.objectKey, Body: body, ContentLength: body.length, ContentType: this.contentType }));
-      } else {
-        if (this.bufferedBytes > 0 || this.parts.length === 0) await this.uploadPart(this.takeBuffer());
-        const parts = [...this.parts].sort((a, b) => a.PartNumber - b.PartNumber);
-        await this.storage.client.send(
-          new CompleteMultipartUploadCommand({ Bucket: bucket, Key: this.objectKey, UploadId: this.uploadId, MultipartUpload: { Parts: parts } }),
-        );
-      }
-      this.state = 'committed';
-      this.buffered = [];
-    } catch (err) {
-      this.state = 'aborted';
-      if (!this.stream.destroyed) this.stream.destroy();
-      await this.discard();
-      throw this.storage.failure('write', this.key, err);
-    }
-  }
-
-  async abort(): Promise<void> {
-    if (this.state === 'committed' || this.state === 'aborted') return;
-    this.state = 'aborted';
-    if (!this.stream.destroyed) this.stream.destroy();
-    await this.discard();
-  }
-
-  private async accept(chunk: Buffer): Promise<void> {
-    if (this.failure !== undefined) throw this.failure;
-    this.buffered.push(chunk);
-    this.bufferedBytes += chunk.length;
+  protected async sendFullParts(): Promise<void> {
     if (this.bufferedBytes < this.currentPartSize()) return;
     if (this.uploadId === undefined) {
       const res = await this.storage.client.send(
         new CreateMultipartUploadCommand({ Bucket: this.settings.bucket, Key: this.objectKey, ContentType: this.contentType }),
       );
       this.uploadId = res.UploadId;
-      if (this.state === 'aborted' || this.failure !== undefined) {
-        await this.discard();
-        throw this.failure ?? new Error('the write was aborted');
-      }
+      await this.throwIfClosed();
     }
-    const part = this.takeBuffer();
+    const part = this.takeBuffered();
     const sending = this.uploadPart(part).catch((err) => {
       this.failure ??= err;
     });
@@ -410,33 +333,25 @@ class StreamingUpload {
     if (this.failure !== undefined) throw this.failure;
   }
 
-  /** Parts grow by doubling every 1000 parts, so 10,000 parts reach far beyond any layer. */
-  private currentPartSize(): number {
-    return this.settings.partSize * 2 ** Math.floor(this.parts.length / 1000);
+  protected override async settleParts(): Promise<void> {
+    await Promise.all(this.inFlight);
   }
 
-  private takeBuffer(): Buffer {
-    const part = Buffer.concat(this.buffered);
-    this.buffered = [];
-    this.bufferedBytes = 0;
-    return part;
-  }
-
-  private partCounter = 0;
-
-  private async uploadPart(body: Buffer): Promise<void> {
-    const PartNumber = ++this.partCounter;
-    if (PartNumber > MAX_PARTS) throw new Error(`object exceeds ${MAX_PARTS} parts`);
-    const res = await this.storage.client.send(
-      new UploadPartCommand({ Bucket: this.settings.bucket, Key: this.objectKey, UploadId: this.uploadId, PartNumber, Body: body, ContentLength: body.length }),
+  protected async complete(rest: Buffer): Promise<void> {
+    const { bucket } = this.settings;
+    if (this.uploadId === undefined) {
+      await this.storage.client.send(new PutObjectCommand({ Bucket: bucket, Key: this.objectKey, Body: rest, ContentLength: rest.length, ContentType: this.contentType }));
+      return;
+    }
+    if (rest.length > 0 || this.parts.length === 0) await this.uploadPart(rest);
+    const parts = [...this.parts].sort((a, b) => a.PartNumber - b.PartNumber);
+    await this.storage.client.send(
+      new CompleteMultipartUploadCommand({ Bucket: bucket, Key: this.objectKey, UploadId: this.uploadId, MultipartUpload: { Parts: parts } }),
     );
-    this.parts.push({ PartNumber, ETag: res.ETag ?? '' });
   }
 
-  /** Drops the buffer and the unfinished multipart upload; it was never visible. */
-  private async discard(): Promise<void> {
-    this.buffered = [];
-    this.bufferedBytes = 0;
+  /** Drops the unfinished multipart upload; it was never visible. */
+  protected async cancelUpload(): Promise<void> {
     await Promise.allSettled(this.inFlight);
     const uploadId = this.uploadId;
     this.uploadId = undefined;
@@ -447,6 +362,20 @@ class StreamingUpload {
         .send(new AbortMultipartUploadCommand({ Bucket: this.settings.bucket, Key: this.objectKey, UploadId: uploadId }))
         .catch(() => {});
     }
+  }
+
+  /** Parts grow by doubling every 1000 parts, so 10,000 parts reach far beyond any layer. */
+  private currentPartSize(): number {
+    return this.settings.partSize * 2 ** Math.floor(this.parts.length / 1000);
+  }
+
+  private async uploadPart(body: Buffer): Promise<void> {
+    const PartNumber = ++this.partCounter;
+    if (PartNumber > MAX_PARTS) throw new Error(`object exceeds ${MAX_PARTS} parts`);
+    const res = await this.storage.client.send(
+      new UploadPartCommand({ Bucket: this.settings.bucket, Key: this.objectKey, UploadId: this.uploadId, PartNumber, Body: body, ContentLength: body.length }),
+    );
+    this.parts.push({ PartNumber, ETag: res.ETag ?? '' });
   }
 }
 
