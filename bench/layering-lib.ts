@@ -210,3 +210,60 @@ export function syntheticWorkload(seed: number, options: { packages?: number; im
   });
   return { name: `synthetic ${seed}`, nodes, popularity, images };
 }
+
+/**
+ * A clairvoyant bound, not a strategy: knowing every image of the workload in advance, start
+ * from one group per "signature" (the paths present in exactly the same images: a layer that
+ * never splits), then, while an image has more groups than the budget, merge the two groups of
+ * the most crowded image whose merge adds the fewest downloaded bytes. An image's layers are the
+ * groups it intersects; each distinct intersection is downloaded once. Returns the download
+ * bytes, comparable to evaluate()'s.
+ */
+export function clairvoyantBytes(w: Workload, budget: number): number {
+  const images = w.images.map((img) => closureGraph(w, img.roots).paths);
+  const signature = new Map<string, number[]>();
+  images.forEach((paths, k) => paths.forEach((p) => (signature.get(p.path) ?? signature.set(p.path, []).get(p.path)!).push(k)));
+  const classes = new Map<string, { bytes: number; images: Set<number> }>();
+  for (const [p, ks] of signature) {
+    const key = ks.join(',');
+    const c = classes.get(key) ?? classes.set(key, { bytes: 0, images: new Set(ks) }).get(key)!;
+    c.bytes += w.nodes.get(p)!.narSize;
+  }
+  type Group = { classes: Array<{ bytes: number; images: Set<number> }>; cost: number };
+  const cost = (classes: Group['classes']): number => {
+    const seen = new Set<string>();
+    let bytes = 0;
+    for (let k = 0; k < images.length; k++) {
+      const present = classes.filter((c) => c.images.has(k));
+      const key = present.map((c) => classes.indexOf(c)).join(',');
+      if (present.length === 0 || seen.has(key)) continue;
+      seen.add(key);
+      bytes += present.reduce((s, c) => s + c.bytes, 0);
+    }
+    return bytes;
+  };
+  let groups: Group[] = [...classes.values()].map((c) => ({ classes: [c], cost: c.bytes }));
+  const inImage = (g: Group, k: number) => g.classes.some((c) => c.images.has(k));
+  for (;;) {
+    let worst = -1;
+    let most = budget;
+    for (let k = 0; k < images.length; k++) {
+      const n = groups.filter((g) => inImage(g, k)).length;
+      if (n > most) (most = n), (worst = k);
+    }
+    if (worst < 0) break;
+    const here = groups.filter((g) => inImage(g, worst));
+    let best: { extra: number; a: Group; b: Group; merged: Group } | undefined;
+    for (let i = 0; i < here.length; i++) {
+      for (let j = i + 1; j < here.length; j++) {
+        const classesAB = [...here[i]!.classes, ...here[j]!.classes];
+        const c = cost(classesAB);
+        const extra = c - here[i]!.cost - here[j]!.cost;
+        if (!best || extra < best.extra) best = { extra, a: here[i]!, b: here[j]!, merged: { classes: classesAB, cost: c } };
+      }
+    }
+    groups = groups.filter((g) => g !== best!.a && g !== best!.b);
+    groups.push(best!.merged);
+  }
+  return groups.reduce((s, g) => s + g.cost, 0);
+}

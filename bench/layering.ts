@@ -3,18 +3,28 @@
 // the same metric, in process, on workloads the benchmark does not have (other image mixes on
 // the same graph, and synthetic package sets with and without popularity data), so a strategy
 // tuned to one workload shows it.
-//   node dist/bench/layering.js [--budgets 20,60,94] [--strategies stable,nixery,largest-first] [--quick]
+//   node dist/bench/layering.js [--budgets 20,60,94] [--strategies stable,nixery,largest-first] [--quick] [--clairvoyant]
+// --clairvoyant adds, per budget, what a layout knowing all the workload's images in advance
+// would download on the Debian workload (a bound for any strategy; a few seconds).
 
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { STRATEGY_NAMES, getStrategy } from '../src/layers/strategies.js';
-import { evaluate, idealBytes, loadBenchWorkload, remixWorkload, syntheticWorkload, type Workload } from './layering-lib.js';
+import { clairvoyantBytes, evaluate, idealBytes, loadBenchWorkload, remixWorkload, syntheticWorkload, type Workload } from './layering-lib.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const benchDir = path.resolve(root, '../shared/layering-bench');
-const cliJs = path.join(root, 'dist/src/cli.js');
+// The CLI runs from a snapshot of dist/: other builds of the checkout may rewrite dist/ during
+// the ~3 minutes of external runs, and a half-written module would mark a row INVALID.
+const snapshot = mkdtempSync(path.join(os.tmpdir(), 'bench-layering-'));
+process.on('exit', () => rmSync(snapshot, { recursive: true, force: true }));
+cpSync(path.join(root, 'dist'), path.join(snapshot, 'dist'), { recursive: true });
+cpSync(path.join(root, 'package.json'), path.join(snapshot, 'package.json')); // "type": "module"
+symlinkSync(path.join(root, 'node_modules'), path.join(snapshot, 'node_modules'));
+const cliJs = path.join(snapshot, 'dist/src/cli.js');
 
 function option(name: string, fallback: string): string {
   const i = process.argv.indexOf(name);
@@ -78,5 +88,10 @@ for (const w of workloads) {
     const cells = results.map((r) => `${r.ratio.toFixed(3)}×${r.overBudget || r.invalid ? '!' : ''}`);
     console.log(`| ${w.name} | ${b} | ${cells.join(' | ')} | ${results[0]!.msPerImage.toFixed(2)} |`);
   }
+}
+if (process.argv.includes('--clairvoyant')) {
+  console.log('\nClairvoyant bound on the Debian workload (knows every image in advance; not a strategy):\n');
+  const ideal = idealBytes(debian);
+  for (const b of budgets.split(',').map(Number)) console.log(`budget ${b}: ${(clairvoyantBytes(debian, b) / ideal).toFixed(3)}×`);
 }
 process.exitCode = failed ? 1 : 0;
