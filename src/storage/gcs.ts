@@ -17,6 +17,7 @@ import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { ConfigError, NixeryError } from '../errors.js';
 import { StorageFailedError, StorageObjectNotFoundError, StorageRangeError, isMoveOntoItself, validateKey, validatePrefix } from './errors.js';
 import { encodePath, signV4Url } from './gcs-sign.js';
+import { objectPrefixFromEnv, ObjectStore } from './object-store.js';
 import { ObjectStoreWriter } from './object-writer.js';
 import { checkRangeShape, trimToRange } from './range.js';
 import { STORAGE_KEY, type ByteRange, type ObjectInfo, type ObjectWriter, type Storage } from './storage.js';
@@ -63,14 +64,8 @@ export async function gcsOptionsFromEnv(env: NodeJS.ProcessEnv): Promise<GcsStor
     }
     options.endpoint = url.origin;
   }
-  const prefix = env.GCS_PREFIX?.trim();
-  if (prefix) {
-    const bare = prefix.replace(/\/+$/, '');
-    if (!STORAGE_KEY.test(bare) || bare.split('/').some((s) => s === '.' || s === '..')) {
-      throw new ConfigError(`invalid GCS_PREFIX: ${JSON.stringify(prefix)} must be a path of letters, digits, . _ and -`);
-    }
-    options.prefix = `${bare}/`;
-  }
+  const prefix = objectPrefixFromEnv(env, 'GCS_PREFIX');
+  if (prefix) options.prefix = prefix;
   const keyFile = env.GOOGLE_APPLICATION_CREDENTIALS?.trim();
   if (keyFile) options.credentials = await loadCredentials(keyFile);
   return options;
@@ -136,7 +131,7 @@ interface RequestOptions {
   idempotent?: boolean;
 }
 
-export class GcsStorage implements Storage {
+export class GcsStorage extends ObjectStore implements Storage {
   readonly name: string;
   readonly notices: readonly string[];
   /** True when redirect URLs are V4-signed; false means public URLs (or none). */
@@ -154,6 +149,7 @@ export class GcsStorage implements Storage {
   private tokenRequest: Promise<string> | undefined;
 
   constructor(options: GcsStorageOptions) {
+    super();
     this.bucket = options.bucket;
     this.endpoint = (options.endpoint ?? GCS_DEFAULT_ENDPOINT).replace(/\/+$/, '');
     this.prefix = options.prefix ?? '';
@@ -210,18 +206,6 @@ export class GcsStorage implements Storage {
     if (!range) return body;
     // A 200 to a Range request carries the whole object: Content-Range absent, cut it here.
     return trimToRange(body, range, res.status === 206 ? (res.headers.get('content-range') ?? undefined) : undefined);
-  }
-
-  async read(key: string): Promise<Buffer | null> {
-    const body = await this.get(key);
-    if (!body) return null;
-    const chunks: Buffer[] = [];
-    try {
-      for await (const c of body) chunks.push(c as Buffer);
-    } catch (err) {
-      throw this.failure('read', key, err);
-    }
-    return Buffer.concat(chunks);
   }
 
   async stat(key: string): Promise<ObjectInfo | null> {
@@ -359,21 +343,6 @@ export class GcsStorage implements Storage {
         await delay(200 * 2 ** (attempt - 1)); // network error
       }
     }
-  }
-
-  /** @internal */
-  async call<T>(operation: string, key: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      throw this.failure(operation, key, err);
-    }
-  }
-
-  /** @internal */
-  failure(operation: string, key: string, err: unknown): Error {
-    if (err instanceof NixeryError) return err;
-    return new StorageFailedError(this.name, operation, key, err);
   }
 
   private async metadata(key: string, operation: string): Promise<{ size?: string; contentType?: string; updated?: string } | null> {

@@ -23,8 +23,9 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { Readable } from 'node:stream';
-import { ConfigError, NixeryError } from '../errors.js';
-import { StorageFailedError, StorageObjectNotFoundError, StorageRangeError, isMoveOntoItself, validateKey, validatePrefix } from './errors.js';
+import { ConfigError } from '../errors.js';
+import { StorageObjectNotFoundError, StorageRangeError, isMoveOntoItself, validateKey, validatePrefix } from './errors.js';
+import { objectPrefixFromEnv, ObjectStore } from './object-store.js';
 import { ObjectStoreWriter } from './object-writer.js';
 import { checkRangeShape, trimToRange } from './range.js';
 import { STORAGE_KEY, type ByteRange, type ObjectInfo, type ObjectWriter, type Storage } from './storage.js';
@@ -87,12 +88,8 @@ export function s3OptionsFromEnv(env: NodeJS.ProcessEnv): S3StorageOptions {
     // Custom endpoints (MinIO, a loopback test server) rarely resolve bucket subdomains.
     options.forcePathStyle = endpoint !== undefined && endpoint !== '';
   }
-  const prefix = env.S3_PREFIX?.trim();
-  if (prefix) {
-    const bare = prefix.replace(/\/+$/, '');
-    if (!STORAGE_KEY.test(bare) || bare.split('/').some((seg) => seg === '.' || seg === '..')) throw new ConfigError(`invalid S3_PREFIX: ${JSON.stringify(prefix)} must be a path of letters, digits, . _ and -`);
-    options.prefix = `${bare}/`;
-  }
+  const prefix = objectPrefixFromEnv(env, 'S3_PREFIX');
+  if (prefix) options.prefix = prefix;
   // The default chain reads process.env; honour static keys given in a different env object.
   if (env !== process.env && env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY) {
     options.credentials = { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY };
@@ -101,7 +98,7 @@ export function s3OptionsFromEnv(env: NodeJS.ProcessEnv): S3StorageOptions {
   return options;
 }
 
-export class S3Storage implements Storage {
+export class S3Storage extends ObjectStore implements Storage {
   readonly name: string;
   readonly client: S3Client;
   private readonly bucket: string;
@@ -112,6 +109,7 @@ export class S3Storage implements Storage {
   private readonly partConcurrency: number;
 
   constructor(options: S3StorageOptions) {
+    super();
     this.bucket = options.bucket;
     this.prefix = options.prefix ?? '';
     this.redirects = options.redirects ?? true;
@@ -165,18 +163,6 @@ export class S3Storage implements Storage {
       if (statusOf(err) === 416 && range) throw new StorageRangeError(key, range.start, range.end);
       throw this.failure('get', key, err);
     }
-  }
-
-  async read(key: string): Promise<Buffer | null> {
-    const body = await this.get(key);
-    if (!body) return null;
-    const chunks: Buffer[] = [];
-    try {
-      for await (const chunk of body) chunks.push(chunk as Buffer);
-    } catch (err) {
-      throw this.failure('read', key, err);
-    }
-    return Buffer.concat(chunks);
   }
 
   async stat(key: string): Promise<ObjectInfo | null> {
@@ -246,24 +232,13 @@ export class S3Storage implements Storage {
     return this.call('sign', key, () => getSignedUrl(this.client, command, { expiresIn: this.redirectTtlSeconds }));
   }
 
+  protected override describeError(err: unknown): unknown {
+    return describeS3Error(err);
+  }
+
   /** @internal Used by StreamingUpload. */
   get uploadSettings(): { bucket: string; partSize: number; partConcurrency: number } {
     return { bucket: this.bucket, partSize: this.partSize, partConcurrency: this.partConcurrency };
-  }
-
-  /** @internal */
-  async call<T>(operation: string, key: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      throw this.failure(operation, key, err);
-    }
-  }
-
-  /** @internal */
-  failure(operation: string, key: string, err: unknown): Error {
-    if (err instanceof NixeryError) return err;
-    return new StorageFailedError(this.name, operation, key, describeS3Error(err));
   }
 
   private objectKey(key: string): string {

@@ -1,0 +1,60 @@
+// What the object-store backends (S3, GCS) share besides their writers (object-writer.ts):
+// reporting failures as StorageFailedError, reading whole objects, and the bucket prefix setting.
+
+import type { Readable } from 'node:stream';
+import { ConfigError, NixeryError } from '../errors.js';
+import { StorageFailedError } from './errors.js';
+import { STORAGE_KEY, type ByteRange } from './storage.js';
+
+export abstract class ObjectStore {
+  /** For logs and error messages, e.g. `s3 (bucket at http://127.0.0.1:9000)`. */
+  abstract readonly name: string;
+
+  abstract get(key: string, range?: ByteRange): Promise<Readable | null>;
+
+  async read(key: string): Promise<Buffer | null> {
+    const body = await this.get(key);
+    if (!body) return null;
+    const chunks: Buffer[] = [];
+    try {
+      for await (const chunk of body) chunks.push(chunk as Buffer);
+    } catch (err) {
+      throw this.failure('read', key, err);
+    }
+    return Buffer.concat(chunks);
+  }
+
+  /** @internal Runs `fn`, reporting what it throws as a failure of `operation` on `key`. */
+  async call<T>(operation: string, key: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw this.failure(operation, key, err);
+    }
+  }
+
+  /** @internal Our own errors pass through; anything else becomes a StorageFailedError naming the backend. */
+  failure(operation: string, key: string, err: unknown): Error {
+    if (err instanceof NixeryError) return err;
+    return new StorageFailedError(this.name, operation, key, this.describeError(err));
+  }
+
+  /** The cause a StorageFailedError carries; a backend may make its client's errors readable. */
+  protected describeError(err: unknown): unknown {
+    return err;
+  }
+}
+
+/**
+ * Reads the prefix every object name gets in the bucket (S3_PREFIX, GCS_PREFIX): a key-like
+ * path, returned with one trailing `/`; undefined when unset.
+ */
+export function objectPrefixFromEnv(env: NodeJS.ProcessEnv, variable: string): string | undefined {
+  const prefix = env[variable]?.trim();
+  if (!prefix) return undefined;
+  const bare = prefix.replace(/\/+$/, '');
+  if (!STORAGE_KEY.test(bare) || bare.split('/').some((seg) => seg === '.' || seg === '..')) {
+    throw new ConfigError(`invalid ${variable}: ${JSON.stringify(prefix)} must be a path of letters, digits, . _ and -`);
+  }
+  return `${bare}/`;
+}
