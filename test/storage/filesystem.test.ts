@@ -16,6 +16,16 @@ async function tempRoot(): Promise<{ root: string; cleanup: () => Promise<void> 
   return { root, cleanup: () => fs.rm(root, { recursive: true, force: true }) };
 }
 
+/** Runs `fn` with a fresh directory, removed afterwards whatever happens. */
+async function inTempRoot(fn: (root: string) => Promise<void>): Promise<void> {
+  const { root, cleanup } = await tempRoot();
+  try {
+    await fn(root);
+  } finally {
+    await cleanup();
+  }
+}
+
 runStorageContract('filesystem', async () => {
   const { root, cleanup } = await tempRoot();
   return { storage: new FilesystemStorage(root), cleanup };
@@ -32,8 +42,7 @@ async function filesUnder(dir: string): Promise<string[]> {
 
 describe('filesystem storage', () => {
   it('stores objects as plain files under their keys, and leaves no temporary files behind', async () => {
-    const { root, cleanup } = await tempRoot();
-    try {
+    await inTempRoot(async (root) => {
       const s = new FilesystemStorage(root);
       await s.put('blobs/sha256/ab', 'data', { contentType: 'application/x-test' });
       const w = await s.writer('blobs/sha256/cd');
@@ -45,28 +54,22 @@ describe('filesystem storage', () => {
       assert.equal(await fs.readFile(path.join(root, 'blobs/sha256/ab'), 'utf8'), 'data');
       assert.deepEqual(await fs.readdir(path.join(root, '.tmp')), []);
       assert.deepEqual(await filesUnder(root), ['.meta/blobs/sha256/ab', 'blobs/sha256/ab']);
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   it('a writer destroyed by its producer removes its temporary file without abort being called', async () => {
-    const { root, cleanup } = await tempRoot();
-    try {
+    await inTempRoot(async (root) => {
       const s = new FilesystemStorage(root);
       const w = await s.writer('blobs/x');
       await new Promise<void>((resolve) => w.stream.write('bytes', () => resolve()));
       w.stream.destroy(new Error('producer failed'));
       await new Promise((resolve) => setTimeout(resolve, 50));
       assert.deepEqual(await fs.readdir(path.join(root, '.tmp')), []);
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   it('reports the content type as unknown, never wrong, when the data no longer matches its sidecar', async () => {
-    const { root, cleanup } = await tempRoot();
-    try {
+    await inTempRoot(async (root) => {
       const s = new FilesystemStorage(root);
       await s.put('blobs/typed', 'original', { contentType: 'application/x-original' });
       assert.equal((await s.stat('blobs/typed'))?.contentType, 'application/x-original');
@@ -75,14 +78,11 @@ describe('filesystem storage', () => {
       const info = await s.stat('blobs/typed');
       assert.equal(info?.size, 26);
       assert.equal(info?.contentType, undefined);
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   it('removes stale temporary files of a crashed process at start, and keeps fresh ones', async () => {
-    const { root, cleanup } = await tempRoot();
-    try {
+    await inTempRoot(async (root) => {
       await fs.mkdir(path.join(root, '.tmp'), { recursive: true });
       const stale = path.join(root, '.tmp', 'stale');
       const fresh = path.join(root, '.tmp', 'fresh');
@@ -93,42 +93,33 @@ describe('filesystem storage', () => {
       const s = new FilesystemStorage(root);
       await s.put('k', 'v');
       assert.deepEqual((await fs.readdir(path.join(root, '.tmp'))).sort(), ['fresh']);
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   it('a key that collides with a directory fails with a storage error naming the key', async () => {
-    const { root, cleanup } = await tempRoot();
-    try {
+    await inTempRoot(async (root) => {
       const s = new FilesystemStorage(root);
       await s.put('a/b', 'x');
       await assert.rejects(s.put('a', 'y'), (err: Error) => /filesystem .*put a failed/.test(err.message));
       await assert.rejects(s.put('a/b/c', 'y'), (err: Error) => /put a\/b\/c failed/.test(err.message));
       assert.deepEqual(await fs.readdir(path.join(root, '.tmp')), []);
-    } finally {
-      await cleanup();
-    }
+    });
   });
 });
 
 describe('createStorage', () => {
   it('builds the filesystem backend by default from STORAGE_PATH', async () => {
-    const { root, cleanup } = await tempRoot();
-    try {
+    await inTempRoot(async (root) => {
       const s = await createStorage({}, { STORAGE_PATH: root });
       assert.ok(s instanceof FilesystemStorage);
       assert.equal(s.name, `filesystem (${root})`);
       const fromConfig = await createStorage({ storageBackend: 'filesystem', storagePath: root }, {});
       assert.ok(fromConfig instanceof FilesystemStorage);
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   it('creates STORAGE_PATH, and refuses one that cannot be a writable directory', async () => {
-    const { root, cleanup } = await tempRoot();
-    try {
+    await inTempRoot(async (root) => {
       const nested = path.join(root, 'new', 'store');
       await createStorage({ storagePath: nested }, {});
       assert.ok((await fs.stat(nested)).isDirectory());
@@ -138,9 +129,7 @@ describe('createStorage', () => {
         createStorage({ storagePath: path.join(file, 'below') }, {}),
         (err: Error) => err instanceof ConfigError && err.message === `invalid STORAGE_PATH: ${path.join(file, 'below')} is not a writable directory (ENOTDIR)`,
       );
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   it('stops with one clear ConfigError line for a missing path or an unknown backend', async () => {
