@@ -11,7 +11,7 @@ import { ConfigError } from '../../src/errors.js';
 import { GcsStorage, gcsOptionsFromEnv, type GcsCredentials, type GcsStorageOptions } from '../../src/storage/gcs.js';
 import { createStorage } from '../../src/storage/index.js';
 import { collect, runStorageContract } from './contract.js';
-import { startFakeGcs, type FakeGcs } from './gcs-server.js';
+import { startFakeGcs, type FakeGcs, type FakeGcsOptions } from './gcs-server.js';
 
 const fixtures = new URL('../../../test/storage/fixtures/', import.meta.url);
 const account = JSON.parse(readFileSync(new URL('gcs-conformance-service-account.json', fixtures), 'utf8')) as { client_email: string; private_key: string; private_key_id: string };
@@ -24,6 +24,16 @@ async function gcs(): Promise<FakeGcs> {
 after(async () => {
   await server?.stop();
 });
+
+/** Runs `fn` against a server of its own (for options the shared one lacks), stopped afterwards. */
+async function withFakeGcs(options: FakeGcsOptions, fn: (srv: FakeGcs) => Promise<void>): Promise<void> {
+  const srv = await startFakeGcs(options);
+  try {
+    await fn(srv);
+  } finally {
+    await srv.stop();
+  }
+}
 
 function credentialsFor(srv: FakeGcs): Extract<GcsCredentials, { type: 'service_account' }> {
   return { type: 'service_account', clientEmail: account.client_email, privateKey: account.private_key, privateKeyId: account.private_key_id, tokenUri: srv.tokenUri };
@@ -49,8 +59,7 @@ describe('gcs storage', () => {
   });
 
   it('streams a resumable upload that stays invisible until commit, resending what the server did not persist', async () => {
-    const srv = await startFakeGcs({ serviceAccount: account, resumableShortfall: 256 * 1024 });
-    try {
+    await withFakeGcs({ serviceAccount: account, resumableShortfall: 256 * 1024 }, async (srv) => {
       const s = await makeStorage({ chunkSize: 1024 * 1024 }, srv);
       const w = await s.writer('blobs/resumable', { contentType: 'application/vnd.oci.image.layer.v1.tar+gzip' });
       const data = Buffer.alloc(3 * 1024 * 1024 + 123);
@@ -68,9 +77,7 @@ describe('gcs storage', () => {
       assert.equal(info?.size, data.length);
       assert.equal(info?.contentType, 'application/vnd.oci.image.layer.v1.tar+gzip');
       assert.ok((await s.read('blobs/resumable'))!.equals(data));
-    } finally {
-      await srv.stop();
-    }
+    });
   });
 
   it('cancels the resumable session on abort', async () => {
@@ -120,8 +127,7 @@ describe('gcs storage', () => {
   });
 
   it('without a service-account key, redirects to public URLs and says so', async () => {
-    const srv = await startFakeGcs();
-    try {
+    await withFakeGcs({}, async (srv) => {
       const bucket = srv.createBucket({ public: true });
       const s = new GcsStorage({ bucket, endpoint: srv.endpoint });
       assert.equal(s.signsUrls, false);
@@ -138,14 +144,11 @@ describe('gcs storage', () => {
       await p.put('blobs/pub', 'private bytes');
       assert.equal((await fetch((await p.redirectUrl('blobs/pub', { method: 'GET' }))!)).status, 403);
       assert.equal(await new GcsStorage({ bucket, endpoint: srv.endpoint, redirects: false }).redirectUrl('blobs/pub', { method: 'GET' }), null);
-    } finally {
-      await srv.stop();
-    }
+    });
   });
 
   it('moves large objects with multi-call rewrites and lists across pages', async () => {
-    const srv = await startFakeGcs({ serviceAccount: account, rewriteBytesPerCall: 1000, pageSize: 7 });
-    try {
+    await withFakeGcs({ serviceAccount: account, rewriteBytesPerCall: 1000, pageSize: 7 }, async (srv) => {
       const s = await makeStorage({}, srv);
       const big = Buffer.alloc(4500, 7);
       await s.put('staging/big', big, { contentType: 'type/big' });
@@ -159,14 +162,11 @@ describe('gcs storage', () => {
       const listed: string[] = [];
       for await (const info of s.list('builds/')) listed.push(info.key);
       assert.deepEqual(listed, keys);
-    } finally {
-      await srv.stop();
-    }
+    });
   });
 
   it('fetches one OAuth token for many requests', async () => {
-    const srv = await startFakeGcs({ serviceAccount: account });
-    try {
+    await withFakeGcs({ serviceAccount: account }, async (srv) => {
       const s = await makeStorage({}, srv);
       await Promise.all(Array.from({ length: 20 }, (_, i) => s.put(`k/${i}`, String(i))));
       for (let i = 0; i < 20; i++) assert.equal((await s.read(`k/${i}`))?.toString(), String(i));
@@ -178,14 +178,11 @@ describe('gcs storage', () => {
         credentials: { ...credentialsFor(srv), clientEmail: 'someone-else@example.iam.gserviceaccount.com' },
       });
       await assert.rejects(other.read('x'), (err: Error) => /authenticate .* failed: HTTP 400: Invalid JWT/.test(err.message));
-    } finally {
-      await srv.stop();
-    }
+    });
   });
 
   it('retries transient failures of repeatable requests; a failed resumable chunk fails the write and shows nothing', async () => {
-    const srv = await startFakeGcs({ serviceAccount: account });
-    try {
+    await withFakeGcs({ serviceAccount: account }, async (srv) => {
       const s = await makeStorage({}, srv);
       srv.failNext(2, 503);
       await s.put('blobs/retried', 'after two 503s', { contentType: 'text/plain' });
@@ -203,9 +200,7 @@ describe('gcs storage', () => {
       await assert.rejects(w.commit());
       assert.equal(await s.stat('blobs/chunked'), null);
       assert.equal(srv.openSessions(), 0);
-    } finally {
-      await srv.stop();
-    }
+    });
   });
 
   it('reports a missing bucket as a storage failure, not as a missing key', async () => {
