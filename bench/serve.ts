@@ -14,7 +14,9 @@ import { blobKey } from '../src/builder/layout.js';
 import { MEDIA_TYPES } from '../src/manifest/manifest.js';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
-const DURATION = process.env.BENCH_SECONDS ?? '8';
+const DURATION = process.env.BENCH_SECONDS ?? '10';
+/** Every measurement follows a warm-up run of the same load (JIT, connection setup, page cache). */
+const WARMUP = process.env.BENCH_WARMUP_SECONDS ?? '3';
 
 async function waitHttp(url: string, timeoutMs = 60_000): Promise<void> {
   const until = Date.now() + timeoutMs;
@@ -62,8 +64,10 @@ function parseSize(s: string): number {
 }
 
 function wrk(url: string, connections: number, pid: number, headers: string[] = [], redirectsExpected = false): WrkResult {
+  const headerArgs = headers.flatMap((h) => ['-H', h]);
+  execFileSync('wrk', ['-t2', `-c${connections}`, `-d${WARMUP}s`, ...headerArgs, url], { maxBuffer: 16 * 1024 * 1024 });
   const cpu0 = cpuSeconds(pid);
-  const out = execFileSync('wrk', ['-t2', `-c${connections}`, `-d${DURATION}s`, '--latency', ...headers.flatMap((h) => ['-H', h]), url], {
+  const out = execFileSync('wrk', ['-t2', `-c${connections}`, `-d${DURATION}s`, '--latency', ...headerArgs, url], {
     maxBuffer: 16 * 1024 * 1024,
   }).toString();
   const cpu1 = cpuSeconds(pid);
@@ -200,7 +204,7 @@ http:
     }
 
     const f = (n: number, d = 1) => n.toFixed(d);
-    console.log(`\nregistry benchmark (${DURATION} s per run, wrk -t2, loopback, ${process.env.BENCH_LABEL ?? 'this machine'})\n`);
+    console.log(`\nregistry benchmark (${DURATION} s per run after ${WARMUP} s of warm-up, wrk -t2, loopback, ${process.env.BENCH_LABEL ?? 'this machine'})\n`);
     console.log('| workload | nixery-ts | docker-registry | ratio |');
     console.log('|---|---|---|---|');
     for (const [name, a, b] of rows) {
