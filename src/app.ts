@@ -85,6 +85,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
         service,
         blobRedirect: config.blobRedirect,
         blobCacheBytes: config.blobCacheMb * 1024 * 1024,
+        redirectTtlSeconds: config.redirectTtl,
         log,
         sourceDescription: describeSource(source),
         version,

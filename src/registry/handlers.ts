@@ -20,6 +20,9 @@ export interface HandlerDeps {
   blobCache?: LruCache<string, { bytes: Buffer; contentType?: string }>;
   /** Largest blob the hot-blob cache takes. */
   blobCacheMaxObject: number;
+  /** Signed redirect URLs by method and key, and the lifetime they were signed for. */
+  signedUrls?: LruCache<string, { url: string; reuseUntil: number }>;
+  redirectTtlMs: number;
 }
 
 const IMMUTABLE = 'public, max-age=31536000, immutable';
@@ -104,7 +107,7 @@ export async function blob(ctx: RequestContext, deps: HandlerDeps, params: Recor
   const rangeHeader = ctx.req.headers.range;
   // Ranged requests are answered here so they get a real 206 (zot does the same).
   if (deps.blobRedirect && deps.storage.redirectUrl && !rangeHeader) {
-    const url = await deps.storage.redirectUrl(key, { method: ctx.req.method === 'HEAD' ? 'HEAD' : 'GET' });
+    const url = await signedUrl(deps, key, ctx.req.method === 'HEAD' ? 'HEAD' : 'GET');
     if (url) {
       ctx.log.redirect = true;
       ctx.res.writeHead(307, { Location: url, 'Docker-Content-Digest': digest, 'Content-Length': 0 });
@@ -149,6 +152,20 @@ export async function blob(ctx: RequestContext, deps: HandlerDeps, params: Recor
     // The client went away mid-transfer; nothing to answer.
     ctx.log.aborted = String(err);
   });
+}
+
+/**
+ * A signed URL for a blob, reused while it has most of its lifetime left: signing costs more
+ * than the rest of a redirect, and clients get URLs valid for at least 3/4 of the TTL.
+ */
+async function signedUrl(deps: HandlerDeps, key: string, method: 'GET' | 'HEAD'): Promise<string | null> {
+  const cacheKey = `${method} ${key}`;
+  const now = Date.now();
+  const hit = deps.signedUrls?.get(cacheKey);
+  if (hit && hit.reuseUntil > now) return hit.url;
+  const url = await deps.storage.redirectUrl!(key, { method });
+  if (url && deps.signedUrls) deps.signedUrls.set(cacheKey, { url, reuseUntil: now + deps.redirectTtlMs / 4 });
+  return url;
 }
 
 /** Reads a whole blob into the hot-blob cache, checking it is what its digest says. */

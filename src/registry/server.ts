@@ -24,6 +24,8 @@ export interface RegistryOptions {
   blobRedirect: boolean;
   /** Memory for hot blobs, bytes (0: none). */
   blobCacheBytes: number;
+  /** Lifetime of the storage backend's signed URLs. */
+  redirectTtlSeconds: number;
   log: RegistryLogger;
   /** Describes the package source on the index page. */
   sourceDescription: string;
@@ -46,6 +48,8 @@ export function createRegistry(options: RegistryOptions): Registry {
     blobRedirect: options.blobRedirect,
     blobCache,
     blobCacheMaxObject: Math.min(16 * 1024 * 1024, options.blobCacheBytes / 8),
+    signedUrls: new LruCache(10_000),
+    redirectTtlMs: options.redirectTtlSeconds * 1000,
   };
   const requests = { total: 0, errors: 0 };
   const idPrefix = randomBytes(3).toString('hex');

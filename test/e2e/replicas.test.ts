@@ -172,6 +172,11 @@ http {
     assert.equal(res.headers.get('docker-content-digest'), layer.digest);
     const signed = res.headers.get('location')!;
     assert.ok(signed.startsWith(s3.endpoint), signed);
+    // Signing is not repeated for every request: a fresh URL is reused (same replica, same URL).
+    const replica = replicas[0]!;
+    const first = (await fetch(`${replica.url}/v2/shell/hello/blobs/${layer.digest}`, { redirect: 'manual' })).headers.get('location');
+    const second = (await fetch(`${replica.url}/v2/shell/hello/blobs/${layer.digest}`, { redirect: 'manual' })).headers.get('location');
+    assert.equal(first, second);
     const fetched = await fetch(signed);
     assert.equal(fetched.status, 200);
     assert.equal((await fetched.arrayBuffer()).byteLength, layer.size);
