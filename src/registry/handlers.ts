@@ -9,7 +9,7 @@ import type { LruCache } from '../util/lru.js';
 import { blobKey, DIGEST_REGEXP } from '../builder/layout.js';
 import type { Storage } from '../storage/storage.js';
 import type { RegistryService } from './service.js';
-import { API_VERSION_HEADER, notModified, parseRange, sendCatalogueError, type RequestContext } from './http.js';
+import { API_VERSION_HEADER, notModified, parseRange, sendCatalogueError, writeHead, type RequestContext } from './http.js';
 
 export interface HandlerDeps {
   storage: Storage;
@@ -28,7 +28,7 @@ export interface HandlerDeps {
 const IMMUTABLE = 'public, max-age=31536000, immutable';
 
 export function ping(ctx: RequestContext): void {
-  ctx.res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': 2 });
+  writeHead(ctx, 200, { 'Content-Type': 'application/json', 'Content-Length': 2 });
   ctx.res.end(ctx.req.method === 'HEAD' ? undefined : '{}');
 }
 
@@ -48,12 +48,14 @@ export function negotiateManifest(accept: string | string[] | undefined): 'oci' 
 }
 
 export async function manifest(ctx: RequestContext, deps: HandlerDeps, params: Record<string, string>): Promise<void> {
-  const name = validateName(params.name!);
+  const name = params.name!;
   const reference = params.reference!;
   if (reference.includes(':')) {
+    validateName(name);
     await manifestByDigest(ctx, deps, reference);
     return;
   }
+  // Validates the name and tag unless this exact name:tag was served before.
   const built = await deps.service.imageByTag(name, reference);
   ctx.log.cache = built.fromCache ? 'hit' : 'build';
   const form = negotiateManifest(ctx.req.headers.accept);
@@ -75,11 +77,11 @@ function sendManifest(ctx: RequestContext, m: Blob): void {
   const etag = `"${m.digest}"`;
   const headers = { 'Docker-Content-Digest': m.digest, ETag: etag, 'Content-Type': m.mediaType };
   if (notModified(ctx.req, etag)) {
-    ctx.res.writeHead(304, headers);
+    writeHead(ctx, 304, headers);
     ctx.res.end();
     return;
   }
-  ctx.res.writeHead(200, { ...headers, 'Content-Length': m.size });
+  writeHead(ctx, 200, { ...headers, 'Content-Length': m.size });
   ctx.res.end(ctx.req.method === 'HEAD' ? undefined : m.bytes);
 }
 
@@ -100,7 +102,7 @@ export async function blob(ctx: RequestContext, deps: HandlerDeps, params: Recor
     'Content-Type': info.contentType || 'application/octet-stream',
   };
   if (notModified(ctx.req, etag)) {
-    ctx.res.writeHead(304, common);
+    writeHead(ctx, 304, common);
     ctx.res.end();
     return;
   }
@@ -110,7 +112,7 @@ export async function blob(ctx: RequestContext, deps: HandlerDeps, params: Recor
     const url = await signedUrl(deps, key, ctx.req.method === 'HEAD' ? 'HEAD' : 'GET');
     if (url) {
       ctx.log.redirect = true;
-      ctx.res.writeHead(307, { Location: url, 'Docker-Content-Digest': digest, 'Content-Length': 0 });
+      writeHead(ctx, 307, { Location: url, 'Docker-Content-Digest': digest, 'Content-Length': 0 });
       ctx.res.end();
       return;
     }
@@ -127,7 +129,7 @@ export async function blob(ctx: RequestContext, deps: HandlerDeps, params: Recor
   const headers = { ...common, 'Content-Length': end - start + 1 } as Record<string, string | number>;
   if (partial) headers['Content-Range'] = `bytes ${start}-${end}/${info.size}`;
   if (ctx.req.method === 'HEAD') {
-    ctx.res.writeHead(partial ? 206 : 200, headers);
+    writeHead(ctx, partial ? 206 : 200, headers);
     ctx.res.end();
     return;
   }
@@ -136,13 +138,13 @@ export async function blob(ctx: RequestContext, deps: HandlerDeps, params: Recor
   const bytes = hot?.bytes ?? (deps.blobCache && info.size <= deps.blobCacheMaxObject ? await loadHot(deps, key, digest, info) : null);
   if (bytes) {
     ctx.log.cache = hot ? 'memory' : 'storage';
-    ctx.res.writeHead(partial ? 206 : 200, headers);
+    writeHead(ctx, partial ? 206 : 200, headers);
     ctx.res.end(partial ? bytes.subarray(start, end + 1) : bytes);
     return;
   }
   const stream = await deps.storage.get(key, partial ? { start, end } : undefined);
   if (!stream) throw new BlobNotFoundError(digest);
-  ctx.res.writeHead(partial ? 206 : 200, headers);
+  writeHead(ctx, partial ? 206 : 200, headers);
   if (info.size === 0) {
     stream.destroy();
     ctx.res.end();
@@ -195,7 +197,7 @@ export function referrers(ctx: RequestContext, params: Record<string, string>): 
 
 export function sendJson(ctx: RequestContext, status: number, value: unknown, contentType = 'application/json'): void {
   const body = Buffer.from(JSON.stringify(value));
-  ctx.res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': body.length });
+  writeHead(ctx, status, { 'Content-Type': contentType, 'Content-Length': body.length });
   ctx.res.end(ctx.req.method === 'HEAD' ? undefined : body);
 }
 

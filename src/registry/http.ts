@@ -16,6 +16,17 @@ export interface RequestContext {
 
 export const API_VERSION_HEADER = ['Docker-Distribution-API-Version', 'registry/2.0'] as const;
 
+/**
+ * Every response goes out through here: it adds the headers all responses carry (the API
+ * version, the request id) in the one writeHead call, which is cheaper than setHeader on the
+ * hot path.
+ */
+export function writeHead(ctx: RequestContext, status: number, headers: Record<string, string | number>): void {
+  headers[API_VERSION_HEADER[0]] = API_VERSION_HEADER[1];
+  headers['X-Request-Id'] = ctx.id;
+  ctx.res.writeHead(status, headers);
+}
+
 /** Writes an OCI error body for any thrown value (unknown errors become 500 UNKNOWN). */
 export function sendError(ctx: RequestContext, err: unknown): void {
   const { entry, message, detail } = describeError(err);
@@ -34,7 +45,7 @@ function sendErrorBody(ctx: RequestContext, status: number, code: string, messag
   const error: Record<string, unknown> = { code, message };
   if (detail !== undefined) error.detail = detail;
   const body = Buffer.from(JSON.stringify({ errors: [error] }));
-  ctx.res.writeHead(status, {
+  writeHead(ctx, status, {
     ...headers,
     'Content-Type': 'application/json',
     'Content-Length': body.length,

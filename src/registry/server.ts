@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { Storage } from '../storage/storage.js';
 import type { RegistryService } from './service.js';
 import { matchRoute } from './routes.js';
-import { API_VERSION_HEADER, sendCatalogueError, sendError, type RequestContext } from './http.js';
+import { sendCatalogueError, sendError, writeHead, type RequestContext } from './http.js';
 import { blob, manifest, ping, referrers, tags, type HandlerDeps } from './handlers.js';
 import { renderIndexPage } from './index-page.js';
 import { nixStats } from '../nix/run.js';
@@ -75,8 +75,6 @@ export function createRegistry(options: RegistryOptions): Registry {
     const q = url.indexOf('?');
     const ctx: RequestContext = { req, res, path: q >= 0 ? url.slice(0, q) : url, id: `${idPrefix}-${(nextId++).toString(36)}`, log: {} };
     requests.total++;
-    res.setHeader(API_VERSION_HEADER[0], API_VERSION_HEADER[1]);
-    res.setHeader('X-Request-Id', ctx.id);
     try {
       await dispatch(ctx);
     } catch (err) {
@@ -164,6 +162,6 @@ export function createRegistry(options: RegistryOptions): Registry {
 
 function text(ctx: RequestContext, contentType: string, body: string): void {
   const bytes = Buffer.from(body);
-  ctx.res.writeHead(200, { 'Content-Type': contentType, 'Content-Length': bytes.length, 'Cache-Control': 'no-store' });
+  writeHead(ctx, 200, { 'Content-Type': contentType, 'Content-Length': bytes.length, 'Cache-Control': 'no-store' });
   ctx.res.end(ctx.req.method === 'HEAD' ? undefined : bytes);
 }
