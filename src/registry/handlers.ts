@@ -22,6 +22,8 @@ export interface HandlerDeps {
   blobCacheMaxObject: number;
   /** Signed redirect URLs by method and key, and the lifetime they were signed for. */
   signedUrls?: LruCache<string, { url: string; reuseUntil: number }>;
+  /** Recently seen blobs' size and type. */
+  blobInfos?: LruCache<string, { info: { size: number; contentType?: string }; until: number }>;
   redirectTtlMs: number;
 }
 
@@ -91,7 +93,7 @@ export async function blob(ctx: RequestContext, deps: HandlerDeps, params: Recor
   if (!DIGEST_REGEXP.test(digest)) throw new InvalidDigestError(`invalid digest ${JSON.stringify(digest.slice(0, 100))}: expected sha256:<64 hex>`);
   const key = blobKey(digest);
   const hot = deps.blobCache?.get(digest);
-  const info = hot ? { size: hot.bytes.length, contentType: hot.contentType } : await deps.storage.stat(key);
+  const info = hot ? { size: hot.bytes.length, contentType: hot.contentType } : await blobInfo(deps, key, digest);
   if (!info) throw new BlobNotFoundError(digest);
   const etag = `"${digest}"`;
   const common: Record<string, string | number> = {
@@ -155,6 +157,24 @@ export async function blob(ctx: RequestContext, deps: HandlerDeps, params: Recor
     ctx.log.aborted = String(err);
   });
 }
+
+/**
+ * Size and type of a stored blob. Blobs are immutable, so a positive answer is remembered for a
+ * minute (a round trip saved per request on object storage); only garbage collection removes
+ * blobs, and only ones nothing references.
+ */
+async function blobInfo(deps: HandlerDeps, key: string, digest: string): Promise<{ size: number; contentType?: string } | null> {
+  const now = Date.now();
+  const known = deps.blobInfos?.get(digest);
+  if (known && known.until > now) return known.info;
+  const stat = await deps.storage.stat(key);
+  if (!stat) return null;
+  const info = { size: stat.size, contentType: stat.contentType };
+  deps.blobInfos?.set(digest, { info, until: now + BLOB_INFO_TTL_MS });
+  return info;
+}
+
+const BLOB_INFO_TTL_MS = 60_000;
 
 /**
  * A signed URL for a blob, reused while it has most of its lifetime left: signing costs more

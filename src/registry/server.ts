@@ -49,6 +49,7 @@ export function createRegistry(options: RegistryOptions): Registry {
     blobCache,
     blobCacheMaxObject: Math.min(16 * 1024 * 1024, options.blobCacheBytes / 8),
     signedUrls: new LruCache(10_000),
+    blobInfos: new LruCache(100_000),
     redirectTtlMs: options.redirectTtlSeconds * 1000,
   };
   const requests = { total: 0, errors: 0 };
