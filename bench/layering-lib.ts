@@ -7,6 +7,10 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ClosureGraph, StorePathInfo } from '../src/nix/types.js';
 import type { LayeringStrategy, Popularity } from '../src/layers/types.js';
+import { rng } from '../test/layers/graphs.js';
+
+/** Seeded generator shared with the layering tests. */
+export { rng };
 
 export interface Workload {
   name: string;
@@ -117,17 +121,6 @@ export function evaluate(w: Workload, strategy: LayeringStrategy, budget: number
   };
 }
 
-/** Mulberry32, so generated workloads are the same on every run. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function pick<T>(items: readonly T[], random: () => number): T {
   return items[Math.floor(random() * items.length)]!;

@@ -9,18 +9,11 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { metric, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { startContainerd, ctrRun, type Containerd } from '../helpers/containerd.js';
 import { MEDIA_TYPES } from '../../src/manifest/manifest.js';
 
 const execFileP = promisify(execFile);
-
-async function metric(r: TestRegistry, name: string): Promise<number> {
-  const text = await (await fetch(`${r.url}/metrics`)).text();
-  const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(text);
-  assert.ok(m, `metric ${name} exposed`);
-  return Number(m[1]);
-}
 
 describe('registry end to end with real clients', () => {
   let r: TestRegistry;
@@ -47,15 +40,15 @@ describe('registry end to end with real clients', () => {
   });
 
   test('a second pull is served without running Nix', async () => {
-    const nixBefore = await metric(r, 'nixery_nix_invocations_total');
-    const buildsBefore = await metric(r, 'nixery_image_builds_total');
+    const nixBefore = await metric(r.url, 'nixery_nix_invocations_total');
+    const buildsBefore = await metric(r.url, 'nixery_image_builds_total');
     const ref = `${r.host}/shell/hello:latest`;
     await c.ctr(['images', 'rm', ref]);
     await c.ctr(['content', 'prune', 'references']).catch(() => '');
     await c.ctr(['images', 'pull', '--plain-http', '--snapshotter', 'native', ref], { timeoutMs: 120_000 });
-    assert.equal(await metric(r, 'nixery_nix_invocations_total'), nixBefore);
-    assert.equal(await metric(r, 'nixery_image_builds_total'), buildsBefore);
-    assert.ok((await metric(r, 'nixery_image_cache_hits_total')) > 0);
+    assert.equal(await metric(r.url, 'nixery_nix_invocations_total'), nixBefore);
+    assert.equal(await metric(r.url, 'nixery_image_builds_total'), buildsBefore);
+    assert.ok((await metric(r.url, 'nixery_image_cache_hits_total')) > 0);
   });
 
   test('skopeo inspects and copies the image with the OCI and with the Docker manifest', async () => {

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from '../helpers/net.js';
 import { EXAMPLE_PKGS } from '../helpers/nix.js';
+import { metric } from '../helpers/registry.js';
 import { startContainerd, ctrRun, type Containerd } from '../helpers/containerd.js';
 import { startS3Server, S3RVER_CREDENTIALS, type S3TestServer } from '../storage/s3-server.js';
 
@@ -36,11 +37,6 @@ interface Replica {
   port: number;
   url: string;
   child: ChildProcess;
-}
-
-async function metric(url: string, name: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  return Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1]);
 }
 
 function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {

@@ -53,3 +53,11 @@ export async function startRegistry(
     },
   };
 }
+
+/** A counter from a registry's /metrics (base URL such as http://127.0.0.1:8080). */
+export async function metric(baseUrl: string, name: string): Promise<number> {
+  const text = await (await fetch(`${baseUrl}/metrics`)).text();
+  const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(text);
+  if (!m) throw new Error(`metric ${name} is not exposed`);
+  return Number(m[1]);
+}
