@@ -39,7 +39,6 @@ function boolean(raw: string): boolean {
   throw new Error(`must be true or false, got ${JSON.stringify(raw)}`);
 }
 
-const text = (raw: string): string => raw;
 const nonEmpty = (raw: string): string => {
   if (raw.trim() === '') throw new Error('must not be empty');
   return raw;

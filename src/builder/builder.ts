@@ -3,15 +3,15 @@
 // storage. The registry and the `build` command both call `ImageBuilder.build`.
 
 import { createHash } from 'node:crypto';
-import type { ImageRequest } from '../image/name.js';
+import { sortedUnique, type ImageRequest } from '../image/name.js';
 import type { Storage } from '../storage/storage.js';
 import type { LayeringStrategy, Popularity } from '../layers/types.js';
-import type { ClosureGraph, ResolvedPackage } from '../nix/types.js';
+import type { ResolvedPackage } from '../nix/types.js';
 import { pinSource, type PackageSource, type PinnedSource } from '../nix/source.js';
 import { resolvePackages } from '../nix/resolve.js';
 import { realise } from '../nix/realise.js';
 import { queryClosure } from '../nix/closure.js';
-import { buildManifests, MEDIA_TYPES, type Blob, type ImageManifests, type LayerDescriptor } from '../manifest/manifest.js';
+import { buildManifests, type ImageManifests, type LayerDescriptor } from '../manifest/manifest.js';
 import { LayerStore } from './layer-store.js';
 import { ManifestCache, type ManifestRecord } from './manifest-cache.js';
 import { SingleFlight } from '../util/singleflight.js';
@@ -28,7 +28,7 @@ export interface BuildProgress {
   phase: BuildPhase;
   message: string;
   /** During `pack`: which layer, of how many, and uncompressed bytes packed so far. */
-  layer?: { index: number; count: number; bytes: number; cached: boolean };
+  layer?: { index: number; count: number; bytes: number };
 }
 
 export interface BuilderOptions {
@@ -157,14 +157,14 @@ export class ImageBuilder {
     const groups = this.options.strategy.group(closure, { budget: this.options.budget, popularity: this.options.popularity() });
 
     const count = groups.length + 1;
-    const progress = (index: number, cached: boolean) => (bytes: number) =>
-      onProgress({ phase: 'pack', message: `packing layer ${index + 1} of ${count}`, layer: { index, count, bytes, cached } });
+    const progress = (index: number) => (bytes: number) =>
+      onProgress({ phase: 'pack', message: `packing layer ${index + 1} of ${count}`, layer: { index, count, bytes } });
     const packed = await mapLimit(groups, this.options.packConcurrency ?? 2, (group, i) =>
-      this.layers.storePathLayer(group.paths, progress(i, false)),
+      this.layers.storePathLayer(group.paths, progress(i)),
     );
     // Collisions in the symlink forest go to the package named first (packages are sorted).
     const forestOrder = [...new Set(resolved.flatMap((p) => Object.values(p.outputs)))];
-    const custom = await this.layers.customisationLayer(forestOrder, closure, progress(groups.length, false));
+    const custom = await this.layers.customisationLayer(forestOrder, closure, progress(groups.length));
     for (const c of custom.collisions) log.warn({ image: image.name, collision: c }, 'customisation layer collision');
 
     onProgress({ phase: 'manifest', message: 'writing the manifests' });
@@ -175,7 +175,7 @@ export class ImageBuilder {
     const manifests = buildManifests({
       architecture: image.arch.imageArch,
       layers,
-      cmd: resolved.some((p: ResolvedPackage) => p.attrPath.length === 1 && p.attrPath[0] === 'bashInteractive') ? ['bash'] : undefined,
+      cmd: resolved.some((p) => p.attrPath.length === 1 && p.attrPath[0] === 'bashInteractive') ? ['bash'] : undefined,
       packages: image.packages,
       source: pinned.description,
       revision: pinned.revision,
@@ -201,11 +201,8 @@ export class ImageBuilder {
 
 /** The store paths that go into the image for the requested packages, sorted and unique. */
 export function rootPaths(resolved: ResolvedPackage[]): string[] {
-  return [...new Set(resolved.flatMap((p) => Object.values(p.outputs)))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return sortedUnique(resolved.flatMap((p) => Object.values(p.outputs)));
 }
-
-export type { ClosureGraph, Blob };
-export { MEDIA_TYPES };
 
 async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const results = new Array<R>(items.length);

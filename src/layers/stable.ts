@@ -99,7 +99,12 @@ function sum(c: IndexedClosure, ids: number[]): bigint {
 export function stableLayers(graph: ClosureGraph, options: LayeringOptions): LayerGroup[] {
   const budget = checkBudget(options.budget);
   const c = indexClosure(graph);
-  const head = stableUnits(c, options.popularity);
+  return layoutUnits(c, stableUnits(c, options.popularity), budget, options.popularity);
+}
+
+/** The layers, given each path's unit head (steps 2 and 3). */
+export function layoutUnits(c: IndexedClosure, head: Int32Array, budget: number, popularity: Popularity): LayerGroup[] {
+  const options = { popularity };
   const members = new Map<number, number[]>();
   for (let i = 0; i < c.paths.length; i++) {
     const list = members.get(head[i]!);

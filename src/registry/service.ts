@@ -3,7 +3,7 @@
 
 import { parseImageName, type ImageRequest } from '../image/name.js';
 import { LruCache } from '../util/lru.js';
-import { ImageBuilder, type BuiltImage } from '../builder/builder.js';
+import type { ImageBuilder, BuiltImage } from '../builder/builder.js';
 import type { PinnedSource, SourcePinner } from '../nix/source.js';
 import { NixeryError, TooManyRequestsError, type ErrorKind } from '../errors.js';
 import { Semaphore, QueueFullError } from '../util/semaphore.js';
