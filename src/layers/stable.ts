@@ -31,7 +31,14 @@
 // contract a path whose referrers lie in one unit; bench/layering-cooccurrence.ts). The
 // grouping never fires on Debian's workload and, with the size guard, the contraction adds 6
 // merges over 60 images (1.2284× → 1.2282× at budget 20); without the guard Debian reaches
-// 1.218×/1.037×/1.012× but the synthetic workload loses (1.032× → 1.044× at 94). A clairvoyant layout that knows every image
+// 1.218×/1.037×/1.012× but the synthetic workload loses (1.032× → 1.044× at 94). Also tried:
+// "runtime regions", the closure of each path with popularity ≥ ¼ of the set's highest (libc,
+// libstdc++, python3), minus inner regions and minus paths with ≥ ⅛ of the head's popularity,
+// as one layer each. Debian at budgets 20/60/94 gives 1.197×/1.034×/1.016× (python images share
+// the Python closure), but a region's paths also appear in images without its head: at 94 it
+// loses to largest-first (1.013×), and a remix loses at 60 and 94 (1.100×/1.052× against
+// 1.086×/1.032×). Gated on a large rest (≥ 5 % of the image) or on images far over budget, it
+// cannot keep both 1.20× at 20 and ≤ largest-first at 60 and 94. A clairvoyant layout that knows every image
 // of the workload in advance reaches 1.025× at budget 20: the remaining loss is the price of
 // not knowing which paths will recur together.
 
