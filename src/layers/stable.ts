@@ -25,7 +25,8 @@
 // Tried and worse (at some budget or workload): grouping the rest by top-level path or by
 // anchors' closures (anchors by popularity, referrer count or closure size), bottom-up merges
 // of small paths into referrers, fixed size thresholds or a threshold ladder for the
-// singletons, value weights (bytes × popularity), more popularity tiers, and contracting
+// singletons, value weights (bytes × popularity, or × a saturating p/(p+K): at most 0.006
+// better at 20, worse at 94 on a remix), more popularity tiers, and contracting
 // popularity-1 paths bigger than their referrer, and "co-occurrence units" from complete
 // referrer sets (popularity = referrers in the image: group paths with the same referrers,
 // contract a path whose referrers lie in one unit; bench/layering-cooccurrence.ts). The
