@@ -269,6 +269,24 @@ export function runStorageContract(name: string, makeStorage: () => Promise<Stor
       assert.deepEqual(await listKeys(s, ''), ['blobs/kept']);
     });
 
+    it('a redirect URL, where the backend gives one, serves the object: GET with its type, Range, HEAD', async (t) => {
+      const data = Buffer.from('layer bytes, fetched straight from the bucket');
+      await s.put('blobs/sha256/feed', data, { contentType: 'application/vnd.oci.image.layer.v1.tar+gzip' });
+      if (!s.redirectUrl) return t.skip(`${name} serves blobs itself (no redirect URLs)`);
+      const url = await s.redirectUrl('blobs/sha256/feed', { method: 'GET' });
+      assert.ok(url, 'a backend with redirect URLs (and redirects on) gives one');
+      const res = await fetch(url);
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get('content-type'), 'application/vnd.oci.image.layer.v1.tar+gzip');
+      assert.deepEqual(Buffer.from(await res.arrayBuffer()), data);
+      const ranged = await fetch(url, { headers: { Range: 'bytes=0-4' } });
+      assert.equal(ranged.status, 206);
+      assert.equal(await ranged.text(), 'layer');
+      const head = await fetch((await s.redirectUrl('blobs/sha256/feed', { method: 'HEAD' }))!, { method: 'HEAD' });
+      assert.equal(head.status, 200);
+      assert.equal(head.headers.get('content-length'), String(data.length));
+    });
+
     it('a large object is streamed in and out intact', async () => {
       const total = options.largeObjectBytes ?? 20 * 1024 * 1024;
       const chunk = 256 * 1024;

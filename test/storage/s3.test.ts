@@ -70,31 +70,20 @@ describe('s3 storage', () => {
     }
   });
 
-  it('signs URLs that plain fetch can GET (with Range) and HEAD, and that expire', async () => {
+  it('signs URLs with the configured lifetime, and they expire', async () => {
     const srv = await s3();
     const bucket = await srv.createBucket();
     const s = await makeStorage({ bucket, redirectTtlSeconds: 60 });
     // X-Amz-Date has whole seconds, so a 1 s URL may already be stale when fetched: only the
-    // expiry check uses one.
+    // expiry check uses one. GET, Range and HEAD through signed URLs: the storage contract.
     const shortLived = await makeStorage({ bucket, redirectTtlSeconds: 1 });
     try {
-      const data = Buffer.from('the bytes of a blob, fetched straight from the bucket');
-      await s.put('blobs/sha256/0123', data, { contentType: 'application/vnd.oci.image.config.v1+json' });
+      await s.put('blobs/sha256/0123', 'the bytes of a blob');
       const url = await s.redirectUrl!('blobs/sha256/0123', { method: 'GET' });
       assert.ok(url);
       assert.match(url, /X-Amz-Signature=[0-9a-f]{64}/);
       assert.match(url, /X-Amz-Expires=60(&|$)/);
-      const res = await fetch(url);
-      assert.equal(res.status, 200);
-      assert.equal(res.headers.get('content-type'), 'application/vnd.oci.image.config.v1+json');
-      assert.deepEqual(Buffer.from(await res.arrayBuffer()), data);
-      const ranged = await fetch(url, { headers: { Range: 'bytes=4-8' } });
-      assert.equal(ranged.status, 206);
-      assert.equal(await ranged.text(), 'bytes');
-      const headUrl = await s.redirectUrl!('blobs/sha256/0123', { method: 'HEAD' });
-      const head = await fetch(headUrl!, { method: 'HEAD' });
-      assert.equal(head.status, 200);
-      assert.equal(head.headers.get('content-length'), String(data.length));
+      assert.equal((await fetch(url)).status, 200);
       const stale = await shortLived.redirectUrl!('blobs/sha256/0123', { method: 'GET' });
       assert.match(stale!, /X-Amz-Expires=1(&|$)/);
       await new Promise((resolve) => setTimeout(resolve, 2100));
