@@ -7,10 +7,21 @@
 //    condition keeps a big private dependency (which may be requested on its own elsewhere) a
 //    unit of its own. Nothing is merged on image-local guesswork: an image's "only referrer" is
 //    often not the only one elsewhere. Without popularity data every path is its own unit.
-// 2. Budget. Unit sizes are heavy-tailed, so when the units do not fit, the largest units get a
+// 2. Runtime regions. A runtime is a path whose popularity is at least 1/8 of the package set's
+//    highest (libc, the C++ runtime, Python, Perl: data about the package set, not the image).
+//    Its region is its closure minus the closures of the runtimes inside it and minus paths
+//    nearly as popular as itself (≥ 1/8 of its popularity: those serve far more than this
+//    runtime); where two regions overlap, the more popular runtime keeps the path. A region is
+//    thus the same in every image that has the runtime. When the image is over budget and a
+//    region alone has at least `budget` units, those units could never all get layers of their
+//    own, in this image or any other: the region becomes one unit, and so one layer identical
+//    in every image built on that runtime, instead of a few singletons plus paths scattered
+//    through each image's remainder. The rule depends on the region and the budget only, so
+//    every image makes the same choice; smaller regions keep their units.
+// 3. Budget. Unit sizes are heavy-tailed, so when the units do not fit, the largest units get a
 //    layer each (identical in every image that has them) and the small rest shares the last
 //    layer(s); when they fit, each unit gets its own layer.
-// 3. Core split. The small rest is the part that depends on the image, and re-downloading it is
+// 4. Core split. The small rest is the part that depends on the image, and re-downloading it is
 //    the loss at tight budgets. With popularity data, it is cut in two: the paths inside the
 //    closure of a "core" path of the image (popularity ≥ 1/8 of the image's most popular path:
 //    libc, the C++ runtime, a Perl or Python interpreter...) and the others. The core part
@@ -18,30 +29,32 @@
 //    split costs the smallest singleton, so it is made only when it is worth it: both parts
 //    weigh at least that singleton and the rest holds at least 4 % of the image's bytes.
 //
-// Measured (bench/layering.ts; ratio to one layer per path): Debian's workload at budget 20
-// goes from 1.240× (units alone) to 1.228× (largest-first 1.241×), two other image mixes on the
-// same graph from 1.478×/1.382× (largest-first) to 1.437×/1.357×; at budgets 60 and 94 the rest
-// is small, the split rarely pays, and the layout is close to largest-first's.
+// Measured (bench/layering.ts; ratio to one layer per path): on Debian's workload at budgets
+// 20/60/94, units alone give 1.238×/1.039×/1.012× (largest-first 1.241×/1.041×/1.013×), the core
+// split 1.228× at 20, and runtime regions 1.197×/1.038×/1.012×: at 20 the Python region (36
+// units, 42 MB) becomes one layer in the 17 Python images; at 60 and 94 no region is that big and
+// nothing changes. On ten more image mixes of the same graph at budgets 10–94 it is better than
+// the same layout without regions in 24 of 40 cases, equal in the rest, never worse.
 // Tried and worse (at some budget or workload): grouping the rest by top-level path or by
 // anchors' closures (anchors by popularity, referrer count or closure size), bottom-up merges
 // of small paths into referrers, fixed size thresholds or a threshold ladder for the
 // singletons, value weights (bytes × popularity, or × a saturating p/(p+K): at most 0.006
-// better at 20, worse at 94 on a remix), more popularity tiers, and contracting
-// popularity-1 paths bigger than their referrer, and "co-occurrence units" from complete
-// referrer sets (popularity = referrers in the image: group paths with the same referrers,
-// contract a path whose referrers lie in one unit; bench/layering-cooccurrence.ts). The
-// grouping never fires on Debian's workload and, with the size guard, the contraction adds 6
-// merges over 60 images (1.2284× → 1.2282× at budget 20); without the guard Debian reaches
-// 1.218×/1.037×/1.012× but the synthetic workload loses (1.032× → 1.044× at 94). Also tried:
-// "runtime regions", the closure of each path with popularity ≥ ¼ of the set's highest (libc,
-// libstdc++, python3), minus inner regions and minus paths with ≥ ⅛ of the head's popularity,
-// as one layer each. Debian at budgets 20/60/94 gives 1.197×/1.034×/1.016× (python images share
-// the Python closure), but a region's paths also appear in images without its head: at 94 it
-// loses to largest-first (1.013×), and a remix loses at 60 and 94 (1.100×/1.052× against
-// 1.086×/1.032×). Gated on a large rest (≥ 5 % of the image) or on images far over budget, it
-// cannot keep both 1.20× at 20 and ≤ largest-first at 60 and 94. A clairvoyant layout that knows every image
-// of the workload in advance reaches 1.025× at budget 20: the remaining loss is the price of
-// not knowing which paths will recur together.
+// better at 20, worse at 94 on a remix), more popularity tiers, contracting popularity-1 paths
+// bigger than their referrer, and "co-occurrence units" from complete referrer sets
+// (bench/layering-cooccurrence.ts: 1.2284× → 1.2282× at 20 with the size guard; without it the
+// synthetic workload loses, 1.032× → 1.044× at 94). Splitting the rest into one part per
+// top-level path or per runtime's closure: each part costs a singleton, worse everywhere.
+// Laying out a popular "base" closure recursively at half the budget: worse everywhere.
+// Runtime regions decided per image (every region always, or only in images far over budget or
+// with a large rest) reached 1.197× at 20 but lost at 60 or 94 (1.016× at 94; a remix 1.100×
+// at 60 against 1.086×): an image that bundles a region re-downloads paths that images which
+// did not bundle it pulled as singletons. Deciding per region, from the budget, makes every
+// image agree. Runtimes down to 1/16 of the highest popularity bring in GHC and Qt, whose
+// regions share a C toolchain and X libraries with images that lack them (1.120× at budget 40
+// against 1.083×); regions by smaller closure first instead of popularity make a region's
+// content depend on the image (1.205× at 20). A clairvoyant layout that knows every image of
+// the workload in advance reaches 1.025× at budget 20: the remaining loss is the price of not
+// knowing which paths will recur together.
 
 import { compareStrings } from '../image/name.js';
 import type { ClosureGraph } from '../nix/types.js';
@@ -53,6 +66,11 @@ import type { LayerGroup, LayeringOptions, LayeringStrategy, Popularity } from '
 export const CORE_POPULARITY_DIVISOR = 8;
 /** The rest is split only when it holds at least this share of the image's bytes. */
 export const CORE_SPLIT_MIN_SHARE = 0.04;
+/**
+ * A runtime's popularity is at least the package set's highest divided by this; a path with at
+ * least a runtime's popularity divided by it is not part of that runtime's region.
+ */
+export const RUNTIME_POPULARITY_DIVISOR = 8;
 
 /**
  * unit[i]: the id of the path that heads path i's unit. A path joins its referrer's unit when
@@ -109,13 +127,71 @@ function sum(c: IndexedClosure, ids: number[]): bigint {
   return s;
 }
 
+const highestCache = new WeakMap<Popularity, number>();
+
+/** The highest popularity in the whole data set (computed once per data set). */
+function highestPopularity(popularity: Popularity): number {
+  let highest = highestCache.get(popularity);
+  if (highest === undefined) {
+    highest = 0;
+    for (const v of popularity.values()) if (v > highest) highest = v;
+    highestCache.set(popularity, highest);
+  }
+  return highest;
+}
+
+/**
+ * Step 2: the unit heads after merging every runtime region that has at least `budget` units
+ * into one unit headed by its runtime. `head` is stableUnits' result; it is returned as is when
+ * no region is that large.
+ */
+export function runtimeRegions(c: IndexedClosure, head: Int32Array, budget: number, popularity: Popularity): Int32Array {
+  const n = c.paths.length;
+  const pop = c.paths.map((p) => popularity.get(packageName(p)) ?? 0);
+  const threshold = Math.max(2, highestPopularity(popularity) / RUNTIME_POPULARITY_DIVISOR);
+  const runtimes: number[] = [];
+  for (let i = 0; i < n; i++) if (pop[i]! >= threshold) runtimes.push(i);
+  if (runtimes.length === 0) return head;
+  // Most popular first: it keeps what its region shares with a less popular runtime's.
+  runtimes.sort((a, b) => pop[b]! - pop[a]! || a - b);
+  const isRuntime = new Uint8Array(n);
+  for (const r of runtimes) isRuntime[r] = 1;
+  const closureOf = (r: number): number[] => {
+    const seen = new Uint8Array(n);
+    const out = [r];
+    seen[r] = 1;
+    for (let k = 0; k < out.length; k++) for (const q of c.refs[out[k]!]!) if (!seen[q]) (seen[q] = 1), out.push(q);
+    return out;
+  };
+  const closures = new Map(runtimes.map((r) => [r, closureOf(r)]));
+  const region = new Int32Array(n).fill(-1);
+  for (const r of runtimes) {
+    const inner = new Uint8Array(n); // the closures of the runtimes inside r's
+    for (const q of closures.get(r)!) if (q !== r && isRuntime[q]) for (const x of closures.get(q)!) inner[x] = 1;
+    region[r] = r;
+    for (const p of closures.get(r)!) {
+      if (region[p] !== -1 || isRuntime[p] || inner[p]) continue;
+      if (pop[p]! * RUNTIME_POPULARITY_DIVISOR < pop[r]!) region[p] = r;
+    }
+  }
+  // A unit belongs to the region of its head; count the units of each region.
+  const unitsIn = new Map<number, number>();
+  for (const u of new Set(head)) if (region[u] !== -1) unitsIn.set(region[u]!, (unitsIn.get(region[u]!) ?? 0) + 1);
+  const merged = [...unitsIn].filter(([, count]) => count >= Math.max(2, budget));
+  if (merged.length === 0) return head;
+  const bundled = new Set(merged.map(([r]) => r));
+  return head.map((u) => (bundled.has(region[u]!) ? region[u]! : u));
+}
+
 export function stableLayers(graph: ClosureGraph, options: LayeringOptions): LayerGroup[] {
   const budget = checkBudget(options.budget);
   const c = indexClosure(graph);
-  return layoutUnits(c, stableUnits(c, options.popularity), budget, options.popularity);
+  let head = stableUnits(c, options.popularity);
+  if (options.popularity.size > 0 && new Set(head).size > budget) head = runtimeRegions(c, head, budget, options.popularity);
+  return layoutUnits(c, head, budget, options.popularity);
 }
 
-/** The layers, given each path's unit head (steps 2 and 3). */
+/** The layers, given each path's unit head (steps 3 and 4). */
 export function layoutUnits(c: IndexedClosure, head: Int32Array, budget: number, popularity: Popularity): LayerGroup[] {
   const options = { popularity };
   const members = new Map<number, number[]>();

@@ -141,6 +141,72 @@ test('the core split needs popularity data and must be worth the singleton it co
   assert.equal(stableLayers(a, { budget: 2, popularity: perlPopularity }).length, 2);
 });
 
+// A Python runtime (popular: a runtime) with many small libraries of its own, zlib (nearly as
+// popular as Python: not part of its region), and libc, the most popular path of the set.
+// Perl, a less popular runtime, shares libdb with Python.
+function runtimeNodes(): Record<string, NodeSpec> {
+  const py = Array.from({ length: 12 }, (_, i) => `py${i}`);
+  const pl = Array.from({ length: 6 }, (_, i) => `pl${i}`);
+  const nodes: Record<string, NodeSpec> = {
+    libc: { nar: 10 * MB },
+    zlib: { nar: 150_000, refs: ['libc'] },
+    libdb: { nar: 400_000, refs: ['libc'] },
+    python: { nar: 5 * MB, refs: ['libc', 'zlib', 'libdb', ...py] },
+    perl: { nar: 4 * MB, refs: ['libc', 'libdb', ...pl] },
+    app1: { nar: 3 * MB, refs: ['python', ...Array.from({ length: 6 }, (_, i) => `a${i}`)] },
+    app2: { nar: 2 * MB, refs: ['python', 'zlib', ...Array.from({ length: 8 }, (_, i) => `b${i}`)] },
+    app3: { nar: 1 * MB, refs: ['python', 'perl'] },
+  };
+  py.forEach((name, i) => (nodes[name] = { nar: 100_000 + 10_000 * i, refs: ['libc'] }));
+  pl.forEach((name, i) => (nodes[name] = { nar: 50_000 + i }));
+  for (let i = 0; i < 6; i++) nodes[`a${i}`] = { nar: 20_000 + i };
+  for (let i = 0; i < 8; i++) nodes[`b${i}`] = { nar: 30_000 + i };
+  return nodes;
+}
+const runtimePopularity = new Map<string, number>([
+  ['libc', 1000],
+  ['python', 400], // ≥ 1000 / 8: a runtime
+  ['perl', 300],
+  ['zlib', 200], // ≥ 400 / 8: serves far more than Python, stays out of its region
+  ['libdb', 20],
+  ...Array.from({ length: 12 }, (_, i) => [`py${i}`, 3] as [string, number]),
+  ...Array.from({ length: 6 }, (_, i) => [`pl${i}`, 2] as [string, number]),
+]);
+const pythonRegion = ['python', 'libdb', ...Array.from({ length: 12 }, (_, i) => `py${i}`)].map(storePath).sort();
+
+test('a runtime region with at least budget units becomes one layer, identical in every image', () => {
+  const nodes = runtimeNodes();
+  const [a, b] = [makeGraph(nodes, ['app1']), makeGraph(nodes, ['app2'])];
+  // Python's region has 14 units (python, libdb, py0..py11); at budget 10 they can never all
+  // get layers of their own, so they share one, the same in both images.
+  const la = stableLayers(a, { budget: 10, popularity: runtimePopularity });
+  const lb = stableLayers(b, { budget: 10, popularity: runtimePopularity });
+  assert.equal(violation(a, la, 10), null);
+  assert.equal(violation(b, lb, 10), null);
+  assert.deepEqual(layerOf(la, storePath('py0')), pythonRegion);
+  assert.deepEqual(layerOf(lb, storePath('py0')), pythonRegion);
+  for (const own of ['libc', 'zlib']) assert.deepEqual(layerOf(lb, storePath(own)), [storePath(own)]);
+  // largest-first scatters Python's small libraries through each image's remainder.
+  const fa = getStrategy('largest-first').group(a, { budget: 10, popularity: runtimePopularity });
+  const fb = getStrategy('largest-first').group(b, { budget: 10, popularity: runtimePopularity });
+  assert.notDeepEqual(layerOf(fa, storePath('py0')), layerOf(fb, storePath('py0')));
+  // At budget 20 the region is smaller than the budget: its units keep their own layers.
+  const loose = stableLayers(a, { budget: 20, popularity: runtimePopularity });
+  assert.equal(violation(a, loose, 20), null);
+  assert.deepEqual(layerOf(loose, storePath('python')), [storePath('python')]);
+  // Without popularity data there are no runtimes.
+  assert.deepEqual(layerOf(stableLayers(a, { budget: 10, popularity: new Map() }), storePath('python')), [storePath('python')]);
+});
+
+test('where two runtime regions overlap, the more popular runtime keeps the shared path', () => {
+  const g = makeGraph(runtimeNodes(), ['app3']);
+  const layers = stableLayers(g, { budget: 6, popularity: runtimePopularity });
+  assert.equal(violation(g, layers, 6), null);
+  // Perl's region (perl, pl0..pl5: 7 units ≥ 6) is a layer too, without libdb.
+  assert.deepEqual(layerOf(layers, storePath('libdb')), pythonRegion);
+  assert.deepEqual(layerOf(layers, storePath('perl')), ['perl', ...Array.from({ length: 6 }, (_, i) => `pl${i}`)].map(storePath).sort());
+});
+
 test('a private dependency bigger than its only referrer keeps its own unit', () => {
   const nodes: Record<string, NodeSpec> = { wrapper: { nar: 1 * MB, refs: ['big', 'small'] }, big: { nar: 50 * MB }, small: { nar: 10_000 } };
   const g = makeGraph(nodes, ['wrapper']);
