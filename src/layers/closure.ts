@@ -95,3 +95,12 @@ export function indexClosure(graph: ClosureGraph): IndexedClosure {
     index,
   };
 }
+
+/** The ids reachable from `sources` through references, the sources included (each once). */
+export function reachable(c: IndexedClosure, sources: readonly number[]): number[] {
+  const seen = new Uint8Array(c.paths.length);
+  const out: number[] = [];
+  for (const s of sources) if (!seen[s]) (seen[s] = 1), out.push(s);
+  for (let k = 0; k < out.length; k++) for (const r of c.refs[out[k]!]!) if (!seen[r]) (seen[r] = 1), out.push(r);
+  return out;
+}

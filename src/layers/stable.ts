@@ -33,8 +33,9 @@
 // 20/60/94, units alone give 1.238×/1.039×/1.012× (largest-first 1.241×/1.041×/1.013×), the core
 // split 1.228× at 20, and runtime regions 1.197×/1.038×/1.012×: at 20 the Python region (36
 // units, 42 MB) becomes one layer in the 17 Python images; at 60 and 94 no region is that big and
-// nothing changes. On ten more image mixes of the same graph at budgets 10–94 it is better than
-// the same layout without regions in 24 of 40 cases, equal in the rest, never worse.
+// nothing changes. On eight more image mixes of the same graph (remixes 3–10) at budgets 10–94
+// it is better than the same layout without regions in 24 of 40 cases, equal in the rest,
+// never worse (a one-off comparison; bench:layering prints the one against largest-first).
 // Tried and worse (at some budget or workload): grouping the rest by top-level path or by
 // anchors' closures (anchors by popularity, referrer count or closure size), bottom-up merges
 // of small paths into referrers, fixed size thresholds or a threshold ladder for the
@@ -58,7 +59,7 @@
 
 import { compareStrings } from '../image/name.js';
 import type { ClosureGraph } from '../nix/types.js';
-import { checkBudget, indexClosure, packageName, type IndexedClosure } from './closure.js';
+import { checkBudget, indexClosure, packageName, reachable, type IndexedClosure } from './closure.js';
 import { orderMostSharedFirst } from './order.js';
 import type { LayerGroup, LayeringOptions, LayeringStrategy, Popularity } from './types.js';
 
@@ -107,12 +108,10 @@ export function coreMembers(c: IndexedClosure, popularity: Popularity): Uint8Arr
   const n = c.paths.length;
   const pop = c.paths.map((p) => popularity.get(packageName(p)) ?? 0);
   const threshold = Math.max(2, Math.max(0, ...pop) / CORE_POPULARITY_DIVISOR);
+  const core: number[] = [];
+  for (let i = 0; i < n; i++) if (pop[i]! >= threshold) core.push(i);
   const inCore = new Uint8Array(n);
-  const stack: number[] = [];
-  for (let i = 0; i < n; i++) if (pop[i]! >= threshold && !inCore[i]) (inCore[i] = 1), stack.push(i);
-  while (stack.length > 0) {
-    for (const r of c.refs[stack.pop()!]!) if (!inCore[r]) (inCore[r] = 1), stack.push(r);
-  }
+  for (const i of reachable(c, core)) inCore[i] = 1;
   return inCore;
 }
 
@@ -156,14 +155,7 @@ export function runtimeRegions(c: IndexedClosure, head: Int32Array, budget: numb
   runtimes.sort((a, b) => pop[b]! - pop[a]! || a - b);
   const isRuntime = new Uint8Array(n);
   for (const r of runtimes) isRuntime[r] = 1;
-  const closureOf = (r: number): number[] => {
-    const seen = new Uint8Array(n);
-    const out = [r];
-    seen[r] = 1;
-    for (let k = 0; k < out.length; k++) for (const q of c.refs[out[k]!]!) if (!seen[q]) (seen[q] = 1), out.push(q);
-    return out;
-  };
-  const closures = new Map(runtimes.map((r) => [r, closureOf(r)]));
+  const closures = new Map(runtimes.map((r) => [r, reachable(c, [r])]));
   const region = new Int32Array(n).fill(-1);
   for (const r of runtimes) {
     const inner = new Uint8Array(n); // the closures of the runtimes inside r's
