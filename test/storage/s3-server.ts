@@ -4,6 +4,11 @@
 // provider, hence `--openssl-legacy-provider` for that child process only. What s3rver does
 // not do: verify SigV4 signatures (it does check presigned URL expiry) and abort multipart
 // uploads (DELETE ?uploadId answers 405).
+//
+// One s3rver bug is patched here: after a DELETE it removes the key's parent directories once
+// they are empty, which races a concurrent PUT under the same prefix (its mkdir, then the
+// rmdir, then its open fails with ENOENT, an unhandled error that kills the server). Replicas
+// staging layers at once hit it. S3 has no directories, so the patched delete leaves them.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
@@ -23,6 +28,12 @@ export interface S3TestServer {
 
 const LAUNCHER = `
 const S3rver = (await import(process.env.S3RVER_MODULE)).default;
+const FilesystemStore = (await import(process.env.S3RVER_STORE)).default;
+const { unlink } = await import('node:fs/promises');
+FilesystemStore.prototype.deleteObject = async function (bucket, key) {
+  await Promise.all(['object', 'object.md5', 'metadata.json'].map((resource) =>
+    unlink(this.getResourcePath(bucket, key, resource)).catch((err) => { if (err.code !== 'ENOENT') throw err; })));
+};
 const server = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: process.env.S3RVER_DIR });
 const { port } = await server.run();
 process.stdout.write(JSON.stringify({ port }) + '\\n');
@@ -34,7 +45,7 @@ export async function startS3Server(): Promise<S3TestServer> {
   const require = createRequire(import.meta.url);
   const modulePath = require.resolve('s3rver');
   const child = spawn(process.execPath, ['--openssl-legacy-provider', '--input-type=module', '-e', LAUNCHER], {
-    env: { ...process.env, S3RVER_MODULE: modulePath, S3RVER_DIR: dir },
+    env: { ...process.env, S3RVER_MODULE: modulePath, S3RVER_STORE: require.resolve('s3rver/lib/stores/filesystem.js'), S3RVER_DIR: dir },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
