@@ -1,43 +1,90 @@
 // Every error the product raises on purpose, and the one table that maps each kind to the
-// OCI error code, HTTP status and default message a registry client sees.
+// OCI error code, HTTP status and default message a registry client sees. Client errors and
+// our own failures are told apart by status (< 500 is the client's), nowhere else.
+//
+// An error's `message` is public: it may reach a client, so it never holds a server path or a
+// credential. What only the log should see (paths, backend names, raw causes) goes in
+// `internal`.
 
 export interface CatalogueEntry {
   /** OCI / distribution error code sent in the JSON body. */
   code: string;
   status: number;
   message: string;
+  /** Sent as Retry-After (seconds) with this error. */
+  retryAfterSeconds?: number;
 }
 
 export const ERROR_CATALOGUE = {
-  BLOB_UNKNOWN: { code: 'BLOB_UNKNOWN', status: 404, message: 'blob unknown to registry' },
-  MANIFEST_UNKNOWN: { code: 'MANIFEST_UNKNOWN', status: 404, message: 'manifest unknown' },
-  PACKAGES_NOT_FOUND: { code: 'MANIFEST_UNKNOWN', status: 404, message: 'could not find Nix packages' },
+  // The request: names, references and ranges that are invalid or unknown.
   NAME_INVALID: { code: 'NAME_INVALID', status: 400, message: 'invalid repository name' },
   // The conformance suite expects 404 for a reference that is not a valid tag (oci.md §3.9).
   TAG_INVALID: { code: 'MANIFEST_UNKNOWN', status: 404, message: 'invalid tag' },
   DIGEST_INVALID: { code: 'DIGEST_INVALID', status: 400, message: 'provided digest did not match uploaded content' },
+  MANIFEST_UNKNOWN: { code: 'MANIFEST_UNKNOWN', status: 404, message: 'manifest unknown' },
+  BLOB_UNKNOWN: { code: 'BLOB_UNKNOWN', status: 404, message: 'blob unknown to registry' },
+  PACKAGES_NOT_FOUND: { code: 'MANIFEST_UNKNOWN', status: 404, message: 'could not find Nix packages' },
   NOT_FOUND: { code: 'NOT_FOUND', status: 404, message: 'no such endpoint' },
   UNSUPPORTED: { code: 'UNSUPPORTED', status: 405, message: 'the operation is unsupported' },
   RANGE_INVALID: { code: 'RANGE_INVALID', status: 416, message: 'invalid content range' },
-  TOOMANYREQUESTS: { code: 'TOOMANYREQUESTS', status: 429, message: 'too many requests' },
-  BUILD_TIMEOUT: { code: 'UNAVAILABLE', status: 504, message: 'image build timed out' },
+  REQUEST_INVALID: { code: 'UNSUPPORTED', status: 400, message: 'malformed HTTP request' },
+  REQUEST_TIMEOUT: { code: 'UNSUPPORTED', status: 408, message: 'the request was not received in time' },
+  HEADERS_TOO_LARGE: { code: 'UNSUPPORTED', status: 431, message: 'request header fields too large' },
+  TOOMANYREQUESTS: { code: 'TOOMANYREQUESTS', status: 429, message: 'too many requests', retryAfterSeconds: 10 },
+
+  // Building: Nix and the package source.
   BUILD_FAILED: { code: 'UNKNOWN', status: 500, message: 'image build failure' },
-  STORAGE_FAILED: { code: 'UNKNOWN', status: 500, message: 'storage failure' },
+  BUILD_TIMEOUT: { code: 'UNAVAILABLE', status: 504, message: 'image build timed out' },
+  NIX_UNAVAILABLE: { code: 'UNAVAILABLE', status: 503, message: 'Nix cannot be run', retryAfterSeconds: 30 },
+  SOURCE_UNAVAILABLE: { code: 'UNAVAILABLE', status: 503, message: 'the package source cannot be reached', retryAfterSeconds: 30 },
+
+  // Storage. Backends raise these kinds; they never pick OCI codes themselves.
+  STORAGE_UNAVAILABLE: { code: 'UNAVAILABLE', status: 503, message: 'storage is unavailable', retryAfterSeconds: 5 },
+  // A move whose source vanished (e.g. collected by `nixery gc` meanwhile): retrying rebuilds it.
+  STORAGE_OBJECT_NOT_FOUND: { code: 'UNAVAILABLE', status: 503, message: 'a stored object disappeared while it was in use', retryAfterSeconds: 1 },
+  STORAGE_RANGE_INVALID: { code: 'RANGE_INVALID', status: 416, message: 'invalid content range' },
+  STORAGE_KEY_INVALID: { code: 'UNKNOWN', status: 500, message: 'invalid storage key' },
+  // Stored bytes that do not match their digest or checksum: removed, rebuilt on the next request.
+  INTEGRITY_FAILED: { code: 'UNAVAILABLE', status: 503, message: 'stored data failed its integrity check and was removed; retry to rebuild it', retryAfterSeconds: 1 },
+
+  // The process itself.
+  SHUTTING_DOWN: { code: 'UNAVAILABLE', status: 503, message: 'the registry is shutting down', retryAfterSeconds: 1 },
+  CONFIG_INVALID: { code: 'UNKNOWN', status: 500, message: 'invalid configuration' },
+  INPUT_INVALID: { code: 'UNKNOWN', status: 500, message: 'invalid input' },
   UNKNOWN: { code: 'UNKNOWN', status: 500, message: 'unknown error' },
 } as const satisfies Record<string, CatalogueEntry>;
 
 export type ErrorKind = keyof typeof ERROR_CATALOGUE;
 
+export interface ErrorOptions {
+  /** Machine-readable detail for the OCI error body (public). */
+  detail?: unknown;
+  cause?: unknown;
+  /** For the log only: paths, backend names, raw causes. */
+  internal?: string;
+}
+
 /** Base class: an error whose kind decides how it is reported. */
 export class NixeryError extends Error {
   readonly kind: ErrorKind;
   readonly detail: unknown;
-  constructor(kind: ErrorKind, message?: string, options?: { detail?: unknown; cause?: unknown }) {
+  readonly internal: string | undefined;
+  constructor(kind: ErrorKind, message?: string, options?: ErrorOptions) {
     super(message ?? ERROR_CATALOGUE[kind].message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.kind = kind;
     this.detail = options?.detail;
+    this.internal = options?.internal;
     this.name = new.target.name;
   }
+
+  get status(): number {
+    return ERROR_CATALOGUE[this.kind].status;
+  }
+}
+
+/** True for errors that are the client's (4xx), false for our own failures. */
+export function isClientError(err: unknown): boolean {
+  return err instanceof NixeryError && err.status < 500;
 }
 
 /** An image name that breaks the OCI grammar or our package-name rules. */
@@ -77,7 +124,10 @@ export class NixTimeoutError extends NixeryError {
   }
 }
 
-/** Nix exited non-zero; the message carries the first lines of its stderr. */
+/**
+ * Nix exited non-zero; the message carries the first lines of its stderr, which the caller has
+ * already cleaned of control bytes and secrets (src/nix does).
+ */
 export class NixFailedError extends NixeryError {
   readonly stderr: string;
   constructor(what: string, stderr: string, exitCode: number | null) {
@@ -87,11 +137,31 @@ export class NixFailedError extends NixeryError {
   }
 }
 
+/** Nix (or git) could not be started at all. */
+export class NixUnavailableError extends NixeryError {
+  constructor(message: string, internal?: string) {
+    super('NIX_UNAVAILABLE', message, { internal });
+  }
+}
+
+/** The package source could not be reached or read (e.g. `git ls-remote` failed). */
+export class SourceUnavailableError extends NixeryError {
+  constructor(message: string, internal?: string) {
+    super('SOURCE_UNAVAILABLE', message, { internal });
+  }
+}
+
 /** A missing or invalid configuration value; stops startup with one clear line. */
-export class ConfigError extends Error {
+export class ConfigError extends NixeryError {
   constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
+    super('CONFIG_INVALID', message);
+  }
+}
+
+/** Input to a command (a layering request, popularity data) that is not what it must be. */
+export class InvalidInputError extends NixeryError {
+  constructor(message: string) {
+    super('INPUT_INVALID', message);
   }
 }
 
@@ -115,6 +185,22 @@ export class TooManyRequestsError extends NixeryError {
   }
 }
 
+/**
+ * Stored bytes that are not what their digest (or a record's checksum) says. Whoever detects it
+ * has already quarantined the object, so the next request rebuilds it.
+ */
+export class IntegrityError extends NixeryError {
+  constructor(what: string, internal?: string) {
+    super('INTEGRITY_FAILED', `${what} failed its integrity check and was removed; retry to rebuild it`, { internal });
+  }
+}
+
+export class ShuttingDownError extends NixeryError {
+  constructor() {
+    super('SHUTTING_DOWN');
+  }
+}
+
 /** Keeps the first `n` non-empty lines of a (Nix) error output. */
 export function firstLines(text: string, n: number): string {
   return text
@@ -125,10 +211,19 @@ export function firstLines(text: string, n: number): string {
     .join('\n');
 }
 
-/** The catalogue entry for any thrown value; unexpected errors are UNKNOWN. */
-export function describeError(err: unknown): { entry: CatalogueEntry; message: string; detail?: unknown } {
+/** How any thrown value is reported: its catalogue entry and public message; unknown errors are UNKNOWN. */
+export function describeError(err: unknown): { entry: CatalogueEntry; message: string; detail?: unknown; retryAfterSeconds?: number } {
   if (err instanceof NixeryError) {
-    return { entry: ERROR_CATALOGUE[err.kind], message: err.message, detail: err.detail };
+    const entry: CatalogueEntry = ERROR_CATALOGUE[err.kind];
+    const retryAfterSeconds = err instanceof TooManyRequestsError ? err.retryAfterSeconds : entry.retryAfterSeconds;
+    return { entry, message: err.message, detail: err.detail, retryAfterSeconds };
   }
   return { entry: ERROR_CATALOGUE.UNKNOWN, message: ERROR_CATALOGUE.UNKNOWN.message };
+}
+
+/** Everything the log should know about an error (never sent to clients). */
+export function logDetail(err: unknown): string {
+  if (err instanceof NixeryError) return err.internal ? `${err.message} [${err.internal}]` : err.message;
+  if (err instanceof Error) return err.stack ?? err.message;
+  return String(err);
 }

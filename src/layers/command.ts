@@ -13,7 +13,7 @@ import { getStrategy } from './strategies.js';
 /** A layers request that is not JSON or not in the contract's shape. */
 export class InvalidLayersRequestError extends NixeryError {
   constructor(message: string) {
-    super('BUILD_FAILED', `invalid layers request: ${message}`);
+    super('INPUT_INVALID', `invalid layers request: ${message}`);
   }
 }
 

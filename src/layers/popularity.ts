@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { Popularity } from './types.js';
+import { InvalidInputError } from '../errors.js';
 
 export type PopularityLogger = (message: string) => void;
 
@@ -21,12 +22,7 @@ export const POPULARITY_MAX_BYTES = 64 * 1024 * 1024;
 const EMPTY: Popularity = new Map();
 
 /** Why a popularity document was rejected. */
-export class InvalidPopularityError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'InvalidPopularityError';
-  }
-}
+export class InvalidPopularityError extends InvalidInputError {}
 
 /** Checks a parsed document: an object whose values are all non-negative integers. */
 export function parsePopularity(data: unknown): Map<string, number> {

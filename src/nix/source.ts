@@ -6,7 +6,9 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { isAbsolute, join, resolve as resolvePath } from 'node:path';
-import { ConfigError, ManifestNotFoundError, NixeryError } from '../errors.js';
+import { ConfigError, ManifestNotFoundError, SourceUnavailableError } from '../errors.js';
+
+export { SourceUnavailableError };
 import { compareStrings } from '../image/name.js';
 import { runProcess } from './run.js';
 
@@ -45,13 +47,6 @@ export interface PinOptions {
   timeoutMs: number;
   signal?: AbortSignal;
   env?: NodeJS.ProcessEnv;
-}
-
-/** The package source could not be reached or read (e.g. `git ls-remote` failed). */
-export class SourceUnavailableError extends NixeryError {
-  constructor(message: string) {
-    super('BUILD_FAILED', message);
-  }
 }
 
 const COMMIT = /^[0-9a-f]{40}$/;

@@ -2,7 +2,7 @@
 // common headers, conditional requests and byte ranges.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { describeError, ERROR_CATALOGUE, type ErrorKind, TooManyRequestsError } from '../errors.js';
+import { describeError, ERROR_CATALOGUE, logDetail, type ErrorKind } from '../errors.js';
 
 export interface RequestContext {
   req: IncomingMessage;
@@ -29,11 +29,11 @@ export function writeHead(ctx: RequestContext, status: number, headers: Record<s
 
 /** Writes an OCI error body for any thrown value (unknown errors become 500 UNKNOWN). */
 export function sendError(ctx: RequestContext, err: unknown): void {
-  const { entry, message, detail } = describeError(err);
+  const { entry, message, detail, retryAfterSeconds } = describeError(err);
   const headers: Record<string, string> = {};
-  if (err instanceof TooManyRequestsError) headers['Retry-After'] = String(err.retryAfterSeconds);
+  if (retryAfterSeconds !== undefined) headers['Retry-After'] = String(retryAfterSeconds);
   sendErrorBody(ctx, entry.status, entry.code, message, detail, headers);
-  if (entry.status >= 500) ctx.log.err = err instanceof Error ? err.message : String(err);
+  if (entry.status >= 500) ctx.log.err = logDetail(err);
 }
 
 export function sendCatalogueError(ctx: RequestContext, kind: ErrorKind, message?: string): void {

@@ -5,7 +5,7 @@ import { parseImageName, type ImageRequest } from '../image/name.js';
 import { LruCache } from '../util/lru.js';
 import type { ImageBuilder, BuiltImage } from '../builder/builder.js';
 import type { PinnedSource, SourcePinner } from '../nix/source.js';
-import { NixeryError, TooManyRequestsError, type ErrorKind } from '../errors.js';
+import { isClientError, TooManyRequestsError } from '../errors.js';
 import { Semaphore, QueueFullError } from '../util/semaphore.js';
 
 export interface RecentError {
@@ -35,9 +35,6 @@ export interface ServiceStats {
   buildFailures: number;
   rejected: number;
 }
-
-/** Errors that say something about the request, not about the build machinery. */
-const CLIENT_ERRORS: ReadonlySet<ErrorKind> = new Set(['NAME_INVALID', 'TAG_INVALID', 'MANIFEST_UNKNOWN', 'PACKAGES_NOT_FOUND', 'TOOMANYREQUESTS']);
 
 export class RegistryService {
   readonly errors = new ErrorRing(15);
@@ -83,8 +80,7 @@ export class RegistryService {
       if (built.fromCache) this.stats.cacheHits++;
       return built;
     } catch (err) {
-      const kind = err instanceof NixeryError ? err.kind : 'UNKNOWN';
-      if (!CLIENT_ERRORS.has(kind)) {
+      if (!isClientError(err)) {
         this.stats.buildFailures++;
         const stderr = (err as { stderr?: string }).stderr;
         this.errors.add(`${image.name}:${image.tag}`, stderr?.trim() || (err instanceof Error ? err.message : String(err)));

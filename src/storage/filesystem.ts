@@ -17,8 +17,8 @@ import { finished } from 'node:stream/promises';
 import { NixeryError } from '../errors.js';
 import { compareStrings } from '../image/name.js';
 import { LruCache } from '../util/lru.js';
-import { StorageFailedError, StorageObjectNotFoundError, checkRange, isMoveOntoItself, validateKey, validatePrefix } from './errors.js';
-import type { ByteRange, ObjectInfo, ObjectWriter, Storage } from './storage.js';
+import { StorageUnavailableError, StorageObjectNotFoundError, checkRange, isMoveOntoItself, validateKey, validatePrefix } from './errors.js';
+import type { ByteRange, ObjectInfo, ObjectWriter, OpenedObject, Storage } from './storage.js';
 
 const TMP_DIR = '.tmp';
 const META_DIR = '.meta';
@@ -94,7 +94,7 @@ export class FilesystemStorage implements Storage {
     return {
       stream,
       commit: async () => {
-        if (state !== 'open') throw new StorageFailedError(this.name, 'commit', key, new Error(`writer already ${state}`));
+        if (state !== 'open') throw new StorageUnavailableError(this.name, 'commit', key, new Error(`writer already ${state}`));
         state = 'committing';
         try {
           failure ??= stream.errored ?? undefined;
@@ -134,23 +134,28 @@ export class FilesystemStorage implements Storage {
   }
 
   async get(key: string, range?: ByteRange): Promise<Readable | null> {
+    return (await this.open(key, range))?.stream ?? null;
+  }
+
+  async open(key: string, range?: ByteRange): Promise<OpenedObject | null> {
     validateKey(key);
     let fh: fs.FileHandle;
     try {
       fh = await fs.open(this.dataPath(key), 'r');
     } catch (err) {
-      if (isMissing(err)) return null;
+      if (isMissing(err)) return this.missing('get', key);
       throw this.failure('get', key, err);
     }
     try {
-      const st = await fh.stat();
+      const st = await fh.stat({ bigint: true });
       if (!st.isFile()) {
         await fh.close();
         return null;
       }
-      const bounds = range ? checkRange(key, range, st.size) : undefined;
+      const info = await this.describe(key, st);
+      const bounds = range ? checkRange(key, range, info.size) : undefined;
       // Large reads: a 4 MB layer goes out in a few writes instead of 64 (blob serving is hot).
-      return fh.createReadStream({ autoClose: true, highWaterMark: READ_CHUNK, ...(bounds ?? {}) });
+      return { stream: fh.createReadStream({ autoClose: true, highWaterMark: READ_CHUNK, ...(bounds ?? {}) }), info };
     } catch (err) {
       await fh.close().catch(() => {});
       if (err instanceof NixeryError) throw err;
@@ -163,7 +168,8 @@ export class FilesystemStorage implements Storage {
     try {
       return await fs.readFile(this.dataPath(key));
     } catch (err) {
-      if (isMissing(err) || (err as NodeJS.ErrnoException).code === 'EISDIR') return null;
+      if ((err as NodeJS.ErrnoException).code === 'EISDIR') return null;
+      if (isMissing(err)) return this.missing('read', key);
       throw this.failure('read', key, err);
     }
   }
@@ -174,11 +180,16 @@ export class FilesystemStorage implements Storage {
     try {
       st = await fs.stat(this.dataPath(key), { bigint: true });
     } catch (err) {
-      if (isMissing(err)) return null;
+      if (isMissing(err)) return this.missing('stat', key);
       throw this.failure('stat', key, err);
     }
     if (!st.isFile()) return null;
-    const info: ObjectInfo = { key, size: Number(st.size), modified: Number(st.mtimeMs) };
+    return this.describe(key, st);
+  }
+
+  /** An object's info from its file's stat, with the type from a sidecar that still matches. */
+  private async describe(key: string, st: BigIntStats): Promise<ObjectInfo> {
+    const info: ObjectInfo = { key, size: Number(st.size), modified: Number(st.mtimeMs), version: `${st.ino}-${st.size}-${st.mtimeNs}` };
     const mtimeNs = st.mtimeNs.toString();
     const matches = (c: Sidecar | null | undefined): c is Sidecar => !!c && c.size === info.size && c.mtimeNs === mtimeNs;
     let sidecar = this.sidecars.get(key);
@@ -350,13 +361,35 @@ export class FilesystemStorage implements Storage {
 
   private failure(operation: string, key: string, err: unknown): Error {
     if (err instanceof NixeryError) return err; // already one of ours
-    return new StorageFailedError(this.name, operation, key, err);
+    // The root may have been removed or replaced: set up again on the next write.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') this.ready = undefined;
+    return new StorageUnavailableError(this.name, operation, key, err);
+  }
+
+  /**
+   * A key that is not there: null, unless the storage directory itself is gone or is not a
+   * directory, which is a failing store, not a missing object.
+   */
+  private async missing(operation: string, key: string): Promise<null> {
+    let st;
+    try {
+      st = await fs.stat(this.root);
+    } catch (err) {
+      if (!isMissing(err)) throw this.failure(operation, key, err);
+      this.ready = undefined;
+      throw new StorageUnavailableError(this.name, operation, key, new Error(`${this.root} does not exist`), 'the storage directory is missing');
+    }
+    if (!st.isDirectory()) {
+      this.ready = undefined;
+      throw new StorageUnavailableError(this.name, operation, key, new Error(`${this.root} is not a directory`), 'the storage directory is not a directory');
+    }
+    return null;
   }
 }
 
 function isMissing(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  return code === 'ENOENT' || code === 'ENOTDIR';
+  return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
 }
 
 async function removeQuietly(p: string): Promise<void> {

@@ -15,12 +15,12 @@ import { readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { ConfigError, NixeryError } from '../errors.js';
-import { StorageFailedError, StorageObjectNotFoundError, StorageRangeError, isMoveOntoItself, validateKey, validatePrefix } from './errors.js';
+import { StorageUnavailableError, StorageObjectNotFoundError, StorageRangeError, isMoveOntoItself, validateKey, validatePrefix } from './errors.js';
 import { encodePath, signV4Url } from './gcs-sign.js';
 import { objectPrefixFromEnv, ObjectStore } from './object-store.js';
 import { ObjectStoreWriter } from './object-writer.js';
-import { checkRangeShape, trimToRange } from './range.js';
-import { STORAGE_KEY, type ByteRange, type ObjectInfo, type ObjectWriter, type Storage } from './storage.js';
+import { checkRangeShape, objectSizeFrom, trimToRange } from './range.js';
+import { STORAGE_KEY, type ByteRange, type ObjectInfo, type ObjectWriter, type OpenedObject, type Storage } from './storage.js';
 
 export const GCS_DEFAULT_ENDPOINT = 'https://storage.googleapis.com';
 const SCOPE = 'https://www.googleapis.com/auth/devstorage.read_write';
@@ -182,7 +182,7 @@ export class GcsStorage extends ObjectStore implements Storage {
     return new ResumableUpload(this, this.objectName(key), key, options.contentType).asObjectWriter();
   }
 
-  async get(key: string, range?: ByteRange): Promise<Readable | null> {
+  async open(key: string, range?: ByteRange): Promise<OpenedObject | null> {
     validateKey(key);
     if (range) checkRangeShape(key, range);
     const res = await this.call('get', key, () =>
@@ -202,10 +202,20 @@ export class GcsStorage extends ObjectStore implements Storage {
       await res.body?.cancel();
       throw new StorageRangeError(key, range.start, range.end);
     }
+    const length = res.headers.get('content-length');
+    const info: ObjectInfo = {
+      key,
+      size: objectSizeFrom(res.headers.get('content-range'), length === null ? undefined : Number(length)),
+      modified: Date.parse(res.headers.get('last-modified') ?? '') || 0,
+    };
+    const contentType = res.headers.get('content-type');
+    if (contentType) info.contentType = contentType;
+    const generation = res.headers.get('x-goog-generation');
+    if (generation) info.version = generation;
     const body = res.body ? Readable.fromWeb(res.body as unknown as NodeReadableStream) : Readable.from([]);
-    if (!range) return body;
+    if (!range) return { stream: body, info };
     // A 200 to a Range request carries the whole object: Content-Range absent, cut it here.
-    return trimToRange(body, range, res.status === 206 ? (res.headers.get('content-range') ?? undefined) : undefined);
+    return { stream: trimToRange(body, range, res.status === 206 ? (res.headers.get('content-range') ?? undefined) : undefined), info };
   }
 
   async stat(key: string): Promise<ObjectInfo | null> {
@@ -214,6 +224,7 @@ export class GcsStorage extends ObjectStore implements Storage {
     if (!meta) return null;
     const info: ObjectInfo = { key, size: Number(meta.size ?? 0), modified: Date.parse(meta.updated ?? '') || 0 };
     if (meta.contentType) info.contentType = meta.contentType;
+    if (meta.generation) info.version = meta.generation;
     return info;
   }
 
@@ -345,13 +356,13 @@ export class GcsStorage extends ObjectStore implements Storage {
     }
   }
 
-  private async metadata(key: string, operation: string): Promise<{ size?: string; contentType?: string; updated?: string } | null> {
+  private async metadata(key: string, operation: string): Promise<{ size?: string; contentType?: string; updated?: string; generation?: string } | null> {
     const res = await this.call(operation, key, () => this.request({ method: 'GET', url: this.objectUrl(this.objectName(key)), accept: [404], idempotent: true }));
     if (res.status === 404) {
       await this.checkNotFoundIsObject(res, operation, key);
       return null;
     }
-    return (await res.json()) as { size?: string; contentType?: string; updated?: string };
+    return (await res.json()) as { size?: string; contentType?: string; updated?: string; generation?: string };
   }
 
   /** GCS answers 404 for a missing bucket too: that is a configuration error, not a missing key. */
@@ -394,9 +405,9 @@ export class GcsStorage extends ObjectStore implements Storage {
       res = await fetch(METADATA_TOKEN_URL, { headers: { 'Metadata-Flavor': 'Google' } });
     }
     const text = await res.text();
-    if (!res.ok) throw new StorageFailedError(this.name, 'authenticate', this.bucket, new HttpError(res.status, errorMessage(text) || res.statusText));
+    if (!res.ok) throw new StorageUnavailableError(this.name, 'authenticate', this.bucket, new HttpError(res.status, errorMessage(text) || res.statusText));
     const answer = JSON.parse(text) as { access_token?: string; expires_in?: number };
-    if (!answer.access_token) throw new StorageFailedError(this.name, 'authenticate', this.bucket, new Error('the token answer has no access_token'));
+    if (!answer.access_token) throw new StorageUnavailableError(this.name, 'authenticate', this.bucket, new Error('the token answer has no access_token'));
     this.token = { value: answer.access_token, expiresAt: Date.now() + Math.max(0, (answer.expires_in ?? 3600) - 60) * 1000 };
     return answer.access_token;
   }

@@ -7,10 +7,10 @@ import { ConfigError } from '../errors.js';
 import { FilesystemStorage } from './filesystem.js';
 import type { Storage } from './storage.js';
 
-export type { Storage, ObjectInfo, ObjectWriter, ByteRange } from './storage.js';
+export type { Storage, ObjectInfo, ObjectWriter, ByteRange, OpenedObject } from './storage.js';
 export { STORAGE_KEY } from './storage.js';
 export { FilesystemStorage } from './filesystem.js';
-export { InvalidStorageKeyError, StorageFailedError, StorageObjectNotFoundError, StorageRangeError, validateKey } from './errors.js';
+export { InvalidStorageKeyError, StorageUnavailableError, StorageObjectNotFoundError, StorageRangeError, validateKey } from './errors.js';
 
 export const STORAGE_BACKENDS = ['filesystem', 's3', 'gcs'] as const;
 export type StorageBackendName = (typeof STORAGE_BACKENDS)[number];

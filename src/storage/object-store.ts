@@ -1,16 +1,20 @@
 // What the object-store backends (S3, GCS) share besides their writers (object-writer.ts):
-// reporting failures as StorageFailedError, reading whole objects, and the bucket prefix setting.
+// reporting failures as StorageUnavailableError, reading whole objects, and the bucket prefix setting.
 
 import type { Readable } from 'node:stream';
 import { ConfigError, NixeryError } from '../errors.js';
-import { StorageFailedError } from './errors.js';
-import { STORAGE_KEY, type ByteRange } from './storage.js';
+import { StorageUnavailableError } from './errors.js';
+import { STORAGE_KEY, type ByteRange, type OpenedObject } from './storage.js';
 
 export abstract class ObjectStore {
   /** For logs and error messages, e.g. `s3 (bucket at http://127.0.0.1:9000)`. */
   abstract readonly name: string;
 
-  abstract get(key: string, range?: ByteRange): Promise<Readable | null>;
+  abstract open(key: string, range?: ByteRange): Promise<OpenedObject | null>;
+
+  async get(key: string, range?: ByteRange): Promise<Readable | null> {
+    return (await this.open(key, range))?.stream ?? null;
+  }
 
   async read(key: string): Promise<Buffer | null> {
     const body = await this.get(key);
@@ -33,13 +37,13 @@ export abstract class ObjectStore {
     }
   }
 
-  /** @internal Our own errors pass through; anything else becomes a StorageFailedError naming the backend. */
+  /** @internal Our own errors pass through; anything else becomes a StorageUnavailableError naming the backend. */
   failure(operation: string, key: string, err: unknown): Error {
     if (err instanceof NixeryError) return err;
-    return new StorageFailedError(this.name, operation, key, this.describeError(err));
+    return new StorageUnavailableError(this.name, operation, key, this.describeError(err));
   }
 
-  /** The cause a StorageFailedError carries; a backend may make its client's errors readable. */
+  /** The cause a StorageUnavailableError carries; a backend may make its client's errors readable. */
   protected describeError(err: unknown): unknown {
     return err;
   }

@@ -9,7 +9,7 @@ import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { ObjectWriter } from './storage.js';
 
-/** Turns a failure into the error the backend reports (a StorageFailedError naming it). */
+/** Turns a failure into the error the backend reports (a StorageUnavailableError naming it). */
 export type StorageFailure = (operation: string, key: string, err: unknown) => Error;
 
 export abstract class ObjectStoreWriter {

@@ -52,3 +52,13 @@ export function trimToRange(body: Readable, range: ByteRange, contentRange: stri
   return trimmed;
 }
 
+
+/**
+ * The whole object's size from a (possibly ranged) GET answer: Content-Range's total when the
+ * server answered a range, else Content-Length (a server may ignore Range and send it all).
+ */
+export function objectSizeFrom(contentRange: string | null | undefined, contentLength: number | undefined): number {
+  const m = /\/(\d+)$/.exec(contentRange ?? '');
+  if (m) return Number(m[1]);
+  return contentLength ?? 0;
+}

@@ -27,8 +27,8 @@ import { ConfigError } from '../errors.js';
 import { StorageObjectNotFoundError, StorageRangeError, isMoveOntoItself, validateKey, validatePrefix } from './errors.js';
 import { objectPrefixFromEnv, ObjectStore } from './object-store.js';
 import { ObjectStoreWriter } from './object-writer.js';
-import { checkRangeShape, trimToRange } from './range.js';
-import { STORAGE_KEY, type ByteRange, type ObjectInfo, type ObjectWriter, type Storage } from './storage.js';
+import { checkRangeShape, objectSizeFrom, trimToRange } from './range.js';
+import { STORAGE_KEY, type ByteRange, type ObjectInfo, type ObjectWriter, type OpenedObject, type Storage } from './storage.js';
 
 const MIB = 1024 * 1024;
 /** S3's smallest non-final part. */
@@ -149,7 +149,7 @@ export class S3Storage extends ObjectStore implements Storage {
     return new StreamingUpload(this, this.objectKey(key), key, options.contentType).asObjectWriter();
   }
 
-  async get(key: string, range?: ByteRange): Promise<Readable | null> {
+  async open(key: string, range?: ByteRange): Promise<OpenedObject | null> {
     validateKey(key);
     if (range) checkRangeShape(key, range);
     try {
@@ -157,7 +157,10 @@ export class S3Storage extends ObjectStore implements Storage {
         new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), Range: range ? `bytes=${range.start}-${range.end}` : undefined }),
       );
       const body = res.Body as Readable;
-      return range ? trimToRange(body, range, res.ContentRange) : body;
+      const info: ObjectInfo = { key, size: objectSizeFrom(res.ContentRange, res.ContentLength), modified: res.LastModified?.getTime() ?? 0 };
+      if (res.ContentType) info.contentType = res.ContentType;
+      if (res.ETag) info.version = res.ETag;
+      return { stream: range ? trimToRange(body, range, res.ContentRange) : body, info };
     } catch (err) {
       if (isNotFound(err)) return null;
       if (statusOf(err) === 416 && range) throw new StorageRangeError(key, range.start, range.end);
@@ -171,6 +174,7 @@ export class S3Storage extends ObjectStore implements Storage {
       const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
       const info: ObjectInfo = { key, size: head.ContentLength ?? 0, modified: head.LastModified?.getTime() ?? 0 };
       if (head.ContentType) info.contentType = head.ContentType;
+      if (head.ETag) info.version = head.ETag;
       return info;
     } catch (err) {
       if (isNotFound(err)) return null;

@@ -11,6 +11,19 @@ export interface ObjectInfo {
   /** Last modification time, ms since the epoch (used by garbage collection). */
   modified: number;
   contentType?: string;
+  /**
+   * What identifies this stored version of the object (filesystem: inode, size and mtime; S3:
+   * the ETag; GCS: the generation). A rewrite or a copy gives a new version, so whatever was
+   * verified about one version is checked again for the next.
+   */
+  version?: string;
+}
+
+/** An object opened for reading: its bytes and what `stat` would say about it, in one call. */
+export interface OpenedObject {
+  stream: Readable;
+  /** The whole object's info (its size is the full size even when a range was asked for). */
+  info: ObjectInfo;
 }
 
 export interface ByteRange {
@@ -44,6 +57,8 @@ export interface Storage {
   writer(key: string, options?: { contentType?: string }): Promise<ObjectWriter>;
   /** Reads an object (or a byte range of it); null when the key does not exist. */
   get(key: string, range?: ByteRange): Promise<Readable | null>;
+  /** Like get, with the object's info (size, type, version) from the same read. */
+  open(key: string, range?: ByteRange): Promise<OpenedObject | null>;
   /** Reads a whole (small) object; null when missing. */
   read(key: string): Promise<Buffer | null>;
   stat(key: string): Promise<ObjectInfo | null>;

@@ -6,7 +6,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { ConfigError } from '../../src/errors.js';
+import { ConfigError, logDetail } from '../../src/errors.js';
 import { FilesystemStorage } from '../../src/storage/filesystem.js';
 import { createStorage } from '../../src/storage/index.js';
 import { runStorageContract } from './contract.js';
@@ -50,7 +50,7 @@ describe('filesystem storage', () => {
       await w.abort();
       const failed = await s.writer('blobs/sha256/ef');
       failed.stream.destroy(new Error('boom'));
-      await assert.rejects(failed.commit(), /boom/);
+      await assert.rejects(failed.commit(), (err: Error) => /boom/.test(logDetail(err)));
       assert.equal(await fs.readFile(path.join(root, 'blobs/sha256/ab'), 'utf8'), 'data');
       assert.deepEqual(await fs.readdir(path.join(root, '.tmp')), []);
       assert.deepEqual(await filesUnder(root), ['.meta/blobs/sha256/ab', 'blobs/sha256/ab']);
@@ -100,8 +100,8 @@ describe('filesystem storage', () => {
     await inTempRoot(async (root) => {
       const s = new FilesystemStorage(root);
       await s.put('a/b', 'x');
-      await assert.rejects(s.put('a', 'y'), (err: Error) => /filesystem .*put a failed/.test(err.message));
-      await assert.rejects(s.put('a/b/c', 'y'), (err: Error) => /put a\/b\/c failed/.test(err.message));
+      await assert.rejects(s.put('a', 'y'), (err: Error) => /filesystem .*put a failed/.test(logDetail(err)));
+      await assert.rejects(s.put('a/b/c', 'y'), (err: Error) => /put a\/b\/c failed/.test(logDetail(err)));
       assert.deepEqual(await fs.readdir(path.join(root, '.tmp')), []);
     });
   });

@@ -279,7 +279,7 @@ export async function startFakeGcs(options: FakeGcsOptions = {}): Promise<FakeGc
 
   function media(object: StoredObject, req: http.IncomingMessage, res: http.ServerResponse, headOnly: boolean): void {
     const size = object.data.length;
-    const headers: Record<string, string> = { 'Content-Type': object.contentType, 'Accept-Ranges': 'bytes', 'Last-Modified': object.updated.toUTCString() };
+    const headers: Record<string, string> = { 'Content-Type': object.contentType, 'Accept-Ranges': 'bytes', 'Last-Modified': object.updated.toUTCString(), 'X-Goog-Generation': String(object.generation) };
     const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
     if (m) {
       const start = Number(m[1]);

@@ -7,7 +7,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ConfigError } from '../../src/errors.js';
+import { ConfigError, logDetail } from '../../src/errors.js';
 import { GcsStorage, gcsOptionsFromEnv, type GcsCredentials, type GcsStorageOptions } from '../../src/storage/gcs.js';
 import { createStorage } from '../../src/storage/index.js';
 import { collect, runStorageContract } from './contract.js';
@@ -168,7 +168,7 @@ describe('gcs storage', () => {
         endpoint: srv.endpoint,
         credentials: { ...credentialsFor(srv), clientEmail: 'someone-else@example.iam.gserviceaccount.com' },
       });
-      await assert.rejects(other.read('x'), (err: Error) => /authenticate .* failed: HTTP 400: Invalid JWT/.test(err.message));
+      await assert.rejects(other.read('x'), (err: Error) => /authenticate .* failed: HTTP 400: Invalid JWT/.test(logDetail(err)));
     });
   });
 
@@ -180,7 +180,7 @@ describe('gcs storage', () => {
       srv.failNext(2, 429);
       assert.equal((await s.stat('blobs/retried'))?.contentType, 'text/plain');
       srv.failNext(3, 503);
-      await assert.rejects(s.read('blobs/retried'), (err: Error) => /gcs .*get blobs\/retried failed: HTTP 503: Backend Error \(injected\)/.test(err.message));
+      await assert.rejects(s.read('blobs/retried'), (err: Error) => /gcs .*get blobs\/retried failed: HTTP 503: Backend Error \(injected\)/.test(logDetail(err)));
       const w = await s.writer('blobs/chunked');
       await new Promise<void>((resolve, reject) => w.stream.write(Buffer.alloc(300 * 1024, 2), (e) => (e ? reject(e) : resolve()))); // session open, one chunk sent
       srv.failNext(1, 503);
@@ -197,9 +197,9 @@ describe('gcs storage', () => {
   it('reports a missing bucket as a storage failure, not as a missing key', async () => {
     const srv = await gcs();
     const s = new GcsStorage({ bucket: 'no-such-bucket', endpoint: srv.endpoint, credentials: credentialsFor(srv) });
-    await assert.rejects(s.stat('x'), /The specified bucket does not exist/);
-    await assert.rejects(s.get('x'), /The specified bucket does not exist/);
-    await assert.rejects(s.put('x', 'y'), /The specified bucket does not exist/);
+    await assert.rejects(s.stat('x'), (err: Error) => /The specified bucket does not exist/.test(logDetail(err)));
+    await assert.rejects(s.get('x'), (err: Error) => /The specified bucket does not exist/.test(logDetail(err)));
+    await assert.rejects(s.put('x', 'y'), (err: Error) => /The specified bucket does not exist/.test(logDetail(err)));
   });
 
   it('is chosen by NIXERY_STORAGE_BACKEND=gcs and configured from GCS_BUCKET and GOOGLE_APPLICATION_CREDENTIALS', async () => {

@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { ConfigError } from '../../src/errors.js';
+import { ConfigError, logDetail } from '../../src/errors.js';
 import { createStorage } from '../../src/storage/index.js';
 import { S3Storage, s3OptionsFromEnv, type S3StorageOptions } from '../../src/storage/s3.js';
 import { runStorageContract, collect } from './contract.js';
@@ -123,8 +123,8 @@ describe('s3 storage', () => {
     const srv = await s3();
     const s = new S3Storage({ bucket: 'no-such-bucket-here', endpoint: srv.endpoint, forcePathStyle: true, credentials: S3RVER_CREDENTIALS });
     try {
-      await assert.rejects(s.read('blobs/x'), (err: Error) => /s3 \(no-such-bucket-here.*read|get blobs\/x failed: NoSuchBucket/.test(err.message));
-      await assert.rejects(s.put('blobs/x', 'x'), (err: Error) => /NoSuchBucket/.test(err.message));
+      await assert.rejects(s.read('blobs/x'), (err: Error) => /s3 \(no-such-bucket-here.*read|get blobs\/x failed: NoSuchBucket/.test(logDetail(err)));
+      await assert.rejects(s.put('blobs/x', 'x'), (err: Error) => /NoSuchBucket/.test(logDetail(err)));
     } finally {
       s.client.destroy();
     }
