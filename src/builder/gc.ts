@@ -8,6 +8,7 @@
 // first (LayerStore does), and a blob with a young build-cache entry is kept.
 
 import type { ObjectInfo, Storage } from '../storage/storage.js';
+import { decodeRecord } from './records.js';
 
 export interface GcOptions {
   /** Objects younger than this are never removed (default: one hour). */
@@ -59,14 +60,13 @@ export async function collectGarbage(storage: Storage, options: GcOptions): Prom
     }
     const raw = await storage.read(o.key);
     if (!raw) continue;
-    let record: ManifestRecordRefs;
-    try {
-      record = JSON.parse(raw.toString('utf8')) as ManifestRecordRefs;
-    } catch {
+    const decoded = decodeRecord<ManifestRecordRefs>(raw);
+    if (!decoded.ok) {
       // An unreadable record protects nothing; it goes once it is old.
       if (old(o)) await remove(o);
       continue;
     }
+    const record = decoded.record;
     report.manifestsKept++;
     for (const d of [record.config?.digest, record.oci?.digest, record.docker?.digest, ...(record.layers ?? []).map((l) => l.digest)]) {
       if (d) live.add(d);
@@ -77,12 +77,8 @@ export async function collectGarbage(storage: Storage, options: GcOptions): Prom
   const protectedByBuild = new Set<string>();
   for await (const o of storage.list('builds')) {
     const raw = await storage.read(o.key);
-    let digest: string | undefined;
-    try {
-      digest = raw ? (JSON.parse(raw.toString('utf8')) as { digest?: string }).digest : undefined;
-    } catch {
-      digest = undefined;
-    }
+    const decoded = raw ? decodeRecord<{ digest?: string }>(raw) : undefined;
+    const digest = decoded?.ok ? decoded.record.digest : undefined;
     if (digest && (live.has(digest) || !old(o))) {
       if (!old(o)) protectedByBuild.add(digest);
       continue;

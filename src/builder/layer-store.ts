@@ -11,6 +11,7 @@ import { customisationEntries } from '../archive/customisation.js';
 import { blobKey, buildKey, stagingKey } from './layout.js';
 import { LruCache } from '../util/lru.js';
 import { SingleFlight } from '../util/singleflight.js';
+import { decodeRecord, encodeRecord } from './records.js';
 import type { Logger } from './builder.js';
 
 /** Bump when the tar or gzip bytes of a layer change for the same store paths. */
@@ -74,11 +75,11 @@ export class LayerStore {
       const found = await this.lookup(key);
       if (found) {
         // Rewriting the entry marks the layer as in use, so a concurrent `nixery gc` keeps it.
-        await this.storage.put(buildKey(key), JSON.stringify(found), { contentType: 'application/json' });
+        await this.storage.put(buildKey(key), encodeRecord(found), { contentType: 'application/json' });
         return { digests: found, cached: true };
       }
       const digests = await this.packToStorage(pack);
-      await this.storage.put(buildKey(key), JSON.stringify(digests), { contentType: 'application/json' });
+      await this.storage.put(buildKey(key), encodeRecord(digests), { contentType: 'application/json' });
       this.known.set(key, digests);
       this.packed++;
       return { digests, cached: false };
@@ -91,7 +92,9 @@ export class LayerStore {
     const raw = await this.storage.read(buildKey(key));
     if (!raw) return null;
     try {
-      const record = JSON.parse(raw.toString('utf8')) as LayerDescriptor;
+      const decoded = decodeRecord<LayerDescriptor>(raw);
+      if (!decoded.ok) throw new Error(decoded.why);
+      const record = decoded.record;
       // A record whose blob is gone (deleted by hand, or lost) is rebuilt rather than trusted.
       if (!(await this.storage.stat(blobKey(record.digest)))) return null;
       const descriptor = { digest: record.digest, size: record.size, diffId: record.diffId };

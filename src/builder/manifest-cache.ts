@@ -5,6 +5,7 @@ import type { Storage } from '../storage/storage.js';
 import type { Blob, ImageManifests, LayerDescriptor } from '../manifest/manifest.js';
 import { manifestKey, blobKey } from './layout.js';
 import { LruCache } from '../util/lru.js';
+import { decodeRecord, encodeRecord } from './records.js';
 
 export interface ManifestRecord {
   revision: string | null;
@@ -35,12 +36,9 @@ export class ManifestCache {
     if (hit) return hit;
     const raw = await this.storage.read(manifestKey(cacheKey));
     if (!raw) return null;
-    let stored: StoredRecord;
-    try {
-      stored = JSON.parse(raw.toString('utf8')) as StoredRecord;
-    } catch {
-      return null;
-    }
+    const decoded = decodeRecord<StoredRecord>(raw);
+    if (!decoded.ok) return null;
+    const stored = decoded.record;
     // The manifest bytes live as blobs; the record only points at them.
     const [config, oci, docker] = await Promise.all([stored.config, stored.oci, stored.docker].map((d) => this.load(d)));
     if (!config || !oci || !docker) return null;
@@ -58,7 +56,7 @@ export class ManifestCache {
       docker: strip(record.manifests.docker),
       layers: record.layers,
     };
-    await this.storage.put(manifestKey(cacheKey), JSON.stringify(stored), { contentType: 'application/json' });
+    await this.storage.put(manifestKey(cacheKey), encodeRecord(stored), { contentType: 'application/json' });
     this.memory.set(cacheKey, record);
   }
 

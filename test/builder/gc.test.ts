@@ -10,6 +10,7 @@ import { startRegistry } from '../helpers/registry.js';
 import { collectGarbage } from '../../src/builder/gc.js';
 import { blobKey } from '../../src/builder/layout.js';
 import { sha256Digest } from '../../src/manifest/manifest.js';
+import { encodeRecord } from '../../src/builder/records.js';
 
 async function keys(storage: import('../../src/storage/storage.js').Storage, prefix: string): Promise<string[]> {
   const out: string[] = [];
@@ -30,7 +31,7 @@ test('gc removes unreferenced blobs, build entries and staging objects, and keep
     const stray = Buffer.from('not referenced by anything');
     const strayDigest = sha256Digest(stray);
     await storage.put(blobKey(strayDigest), stray, { contentType: 'application/octet-stream' });
-    await storage.put(`builds/${'f'.repeat(64)}.json`, JSON.stringify({ digest: strayDigest, size: stray.length, diffId: strayDigest }));
+    await storage.put(`builds/${'f'.repeat(64)}.json`, encodeRecord({ digest: strayDigest, size: stray.length, diffId: strayDigest }));
     await storage.put('staging/abandoned', Buffer.alloc(100));
     const blobsBefore = await keys(storage, 'blobs');
 
@@ -46,7 +47,7 @@ test('gc removes unreferenced blobs, build entries and staging objects, and keep
 
     const real = await collectGarbage(storage, { graceSeconds: 3600, dryRun: false, now: later });
     assert.equal(real.removed.length, 3);
-    const recordSize = JSON.stringify({ digest: strayDigest, size: stray.length, diffId: strayDigest }).length;
+    const recordSize = encodeRecord({ digest: strayDigest, size: stray.length, diffId: strayDigest }).length;
     assert.equal(real.bytesFreed, stray.length + recordSize + 100);
     assert.equal(await storage.stat(blobKey(strayDigest)), null);
     for (const d of [manifest.config.digest, ...manifest.layers.map((l) => l.digest)]) {
