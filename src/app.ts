@@ -10,6 +10,7 @@ import { sourceFromEnv, describeSource, SourcePinner, type PackageSource } from 
 import { getStrategy } from './layers/strategies.js';
 import { PopularitySource } from './layers/popularity.js';
 import { ImageBuilder } from './builder/builder.js';
+import { Quarantine } from './builder/integrity.js';
 import { RegistryService } from './registry/service.js';
 import { createRegistry, type Registry } from './registry/server.js';
 
@@ -17,6 +18,7 @@ export interface App {
   config: Config;
   log: PinoLogger;
   storage: Storage;
+  quarantine: Quarantine;
   source: PackageSource;
   builder: ImageBuilder;
   service: RegistryService;
@@ -53,6 +55,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
   const source = sourceFromConfig(config);
   const strategy = getStrategy(config.layering);
   const storage = await createStorage(config);
+  const quarantine = new Quarantine(storage, log);
   const popularity = new PopularitySource(config.popularityUrl, (message) => log.warn({ popularity: config.popularityUrl }, message));
   await popularity.reload();
   const timeoutMs = config.nixTimeout * 1000;
@@ -60,6 +63,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
   const pins = new SourcePinner(source, { ttlMs: config.resolveTtl * 1000, timeoutMs });
   const builder = new ImageBuilder({
     storage,
+    quarantine,
     source,
     nixTimeoutSeconds: config.nixTimeout,
     strategy,
@@ -75,6 +79,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     config,
     log,
     storage,
+    quarantine,
     source,
     builder,
     service,
@@ -83,9 +88,12 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       const registry = createRegistry({
         storage,
         service,
+        quarantine,
         blobRedirect: config.blobRedirect,
         blobCacheBytes: config.blobCacheMb * 1024 * 1024,
         redirectTtlSeconds: config.redirectTtl,
+        sendBufferBytes: config.sendBufferMb * 1024 * 1024,
+        sendTimeoutSeconds: config.sendTimeout,
         log,
         sourceDescription: describeSource(source),
         version,

@@ -54,6 +54,8 @@ const SERVE_SETTINGS: SettingName[] = [
   'blobCacheMb',
   'blobRedirect',
   'redirectTtl',
+  'sendTimeout',
+  'sendBufferMb',
 ];
 
 function progressPrinter(): (p: BuildProgress) => void {

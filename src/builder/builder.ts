@@ -13,8 +13,13 @@ import { realise } from '../nix/realise.js';
 import { queryClosure } from '../nix/closure.js';
 import { buildManifests, type ImageManifests, type LayerDescriptor } from '../manifest/manifest.js';
 import { LayerStore } from './layer-store.js';
-import { ManifestCache, type ManifestRecord } from './manifest-cache.js';
+import { ManifestCache, recordDigests, type ManifestRecord } from './manifest-cache.js';
 import { SingleFlight } from '../util/singleflight.js';
+import { LruCache } from '../util/lru.js';
+import { blobKey, manifestKey } from './layout.js';
+import type { Quarantine } from './integrity.js';
+import { popularityDigest } from '../layers/popularity.js';
+import { StorageObjectNotFoundError } from '../storage/errors.js';
 
 export interface Logger {
   info(obj: object, msg?: string): void;
@@ -33,6 +38,8 @@ export interface BuildProgress {
 
 export interface BuilderOptions {
   storage: Storage;
+  /** Where damaged records and blobs go (removed, logged, counted). */
+  quarantine: Quarantine;
   source: PackageSource;
   nixTimeoutSeconds: number;
   strategy: LayeringStrategy;
@@ -61,16 +68,27 @@ export interface BuiltImage {
 /** Bump when the bytes of layers or manifests change for the same input. */
 const FORMAT_VERSION = 'nixery-ts/1';
 
+/** A build whose record references blobs that vanished while it was written (gc) is redone this often. */
+const BUILD_ATTEMPTS = 3;
+
 export class ImageBuilder {
   readonly layers: LayerStore;
   readonly manifests: ManifestCache;
   private readonly builds = new SingleFlight<string, BuiltImage>();
+  private readonly repairs = new SingleFlight<string, boolean>();
+  /** Which image each blob of an image built or loaded here belongs to: a lost blob is rebuilt from it. */
+  private readonly owners = new LruCache<string, ImageRequest>(100_000);
   /** Builds that ran Nix (not served from the manifest cache). */
   buildsRun = 0;
 
   constructor(private readonly options: BuilderOptions) {
-    this.layers = new LayerStore(options.storage, options.log);
-    this.manifests = new ManifestCache(options.storage, options.manifestCacheSize ?? 1024);
+    this.layers = new LayerStore(options.storage, options.log, options.quarantine);
+    this.manifests = new ManifestCache(options.storage, options.manifestCacheSize ?? 1024, options.quarantine);
+  }
+
+  /** The popularity data builds use now (its identity changes when it is reloaded). */
+  popularity(): Popularity {
+    return this.options.popularity();
   }
 
   /** Builds (or finds) an image. Concurrent calls for the same image share one build. */
@@ -80,21 +98,57 @@ export class ImageBuilder {
     limit: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn(),
   ): Promise<BuiltImage> {
     onProgress({ phase: 'source', message: 'resolving the package source' });
-    const pin = this.options.pin ?? ((s, t) => pinSource(s, t, { timeoutMs: this.options.nixTimeoutSeconds * 1000 }));
-    const pinned = await pin(this.options.source, image.tag);
-    const cacheKey = pinned.revision ? this.cacheKey(image, pinned.revision) : null;
+    const pinned = await this.pin(image.tag);
+    // One popularity data set for the key and the layering, even if it is reloaded meanwhile.
+    const popularity = this.options.popularity();
+    const cacheKey = pinned.revision ? this.cacheKey(image, pinned.revision, popularity) : null;
     if (cacheKey) {
       const record = await this.manifests.get(cacheKey);
       if (record) return this.fromRecord(image, cacheKey, record);
     }
     // Without a cache key, identical concurrent requests still share one build.
     const flightKey = cacheKey ?? `uncached:${image.arch.nixSystem}:${image.tag}:${image.packages.join(' ')}`;
-    const { promise } = this.builds.run(flightKey, () => limit(() => this.buildUncached(image, pinned, cacheKey, onProgress)));
+    const { promise } = this.builds.run(flightKey, () => limit(() => this.buildUncached(image, pinned, cacheKey, popularity, onProgress)));
     return promise;
   }
 
+  /**
+   * Rebuilds the image a missing (or removed) blob belongs to, when this process knows it. True
+   * when the blob is in storage afterwards. Concurrent repairs of one blob share one rebuild.
+   */
+  repairBlob(digest: string, limit: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn()): Promise<boolean> {
+    return this.repairs.run(digest, async () => {
+      const image = this.owners.get(digest);
+      if (!image) return false;
+      const pinned = await this.pin(image.tag);
+      if (pinned.revision) this.manifests.forget(this.cacheKey(image, pinned.revision));
+      this.options.log.warn({ digest, image: image.name, tag: image.tag }, 'rebuilding an image whose blob is missing from storage');
+      await this.build(image, undefined, limit);
+      return (await this.options.storage.stat(blobKey(digest))) !== null;
+    }).promise;
+  }
+
+  /**
+   * Whether a built image is still whole in storage: its record and every blob it references.
+   * A record that gc expired while its blobs remain is written again (the image is in use).
+   */
+  async stillWhole(built: BuiltImage): Promise<boolean> {
+    const record: ManifestRecord = { revision: built.revision, manifests: built.manifests, layers: built.layers.map(({ digest, size, diffId, paths }) => ({ digest, size, diffId, paths })) };
+    if (!(await this.blobsPresent(record))) {
+      if (built.cacheKey) this.manifests.forget(built.cacheKey);
+      return false;
+    }
+    if (built.cacheKey && !(await this.options.storage.stat(manifestKey(built.cacheKey)))) await this.manifests.set(built.cacheKey, record);
+    return true;
+  }
+
+  private pin(tag: string): Promise<PinnedSource> {
+    const pin = this.options.pin ?? ((s, t) => pinSource(s, t, { timeoutMs: this.options.nixTimeoutSeconds * 1000 }));
+    return pin(this.options.source, tag);
+  }
+
   /** Cache key: everything that decides the image's bytes. */
-  cacheKey(image: ImageRequest, revision: string): string {
+  cacheKey(image: ImageRequest, revision: string, popularity: Popularity = this.options.popularity()): string {
     const input = JSON.stringify({
       format: FORMAT_VERSION,
       system: image.arch.nixSystem,
@@ -102,11 +156,13 @@ export class ImageBuilder {
       packages: image.packages,
       layering: this.options.strategy.name,
       budget: this.options.budget,
+      popularity: popularityDigest(popularity),
     });
     return createHash('sha256').update(input).digest('hex');
   }
 
   private async fromRecord(image: ImageRequest, cacheKey: string, record: ManifestRecord): Promise<BuiltImage> {
+    this.remember(image, record);
     return {
       image,
       cacheKey,
@@ -121,6 +177,7 @@ export class ImageBuilder {
     image: ImageRequest,
     pinned: PinnedSource,
     cacheKey: string | null,
+    popularity: Popularity,
     onProgress: (p: BuildProgress) => void,
   ): Promise<BuiltImage> {
     const nixOptions = { timeoutMs: this.options.nixTimeoutSeconds * 1000 };
@@ -132,11 +189,32 @@ export class ImageBuilder {
     onProgress({ phase: 'realise', message: 'Nix is realising the packages' });
     const realised = await realise(resolved, nixOptions);
     try {
-      return await this.packImage(image, pinned, cacheKey, resolved, started, onProgress);
+      for (let attempt = 1; ; attempt++) {
+        const built = await this.packImage(image, pinned, cacheKey, resolved, popularity, started, onProgress);
+        // A concurrent `nixery gc` may have removed a blob this image reuses after it was looked
+        // up: then the record written last points at nothing. Checked after writing it, so a
+        // removal either shows here (and the image is redone) or gc sees the record.
+        if (await this.blobsPresent(built.record)) {
+          this.remember(image, built.record);
+          return built.image;
+        }
+        if (cacheKey) this.manifests.forget(cacheKey);
+        if (attempt >= BUILD_ATTEMPTS) throw new StorageObjectNotFoundError(`a blob of ${image.name}:${image.tag}`);
+        this.options.log.warn({ image: image.name, tag: image.tag, attempt }, 'a blob of the image vanished while it was built (garbage collection?): building again');
+      }
     } finally {
       // The GC roots kept the outputs alive while their files were read into layers.
       await realised.release();
     }
+  }
+
+  private async blobsPresent(record: ManifestRecord): Promise<boolean> {
+    const infos = await Promise.all(recordDigests(record).map((d) => this.options.storage.stat(blobKey(d))));
+    return infos.every((info) => info !== null);
+  }
+
+  private remember(image: ImageRequest, record: ManifestRecord): void {
+    for (const digest of recordDigests(record)) this.owners.set(digest, image);
   }
 
   private async packImage(
@@ -144,9 +222,10 @@ export class ImageBuilder {
     pinned: PinnedSource,
     cacheKey: string | null,
     resolved: ResolvedPackage[],
+    popularity: Popularity,
     started: number,
     onProgress: (p: BuildProgress) => void,
-  ): Promise<BuiltImage> {
+  ): Promise<{ image: BuiltImage; record: ManifestRecord }> {
     const { log } = this.options;
     const nixOptions = { timeoutMs: this.options.nixTimeoutSeconds * 1000 };
     const roots = rootPaths(resolved);
@@ -154,7 +233,7 @@ export class ImageBuilder {
     const closure = await queryClosure(roots, nixOptions);
 
     onProgress({ phase: 'layers', message: `grouping ${closure.paths.length} store paths into layers` });
-    const groups = this.options.strategy.group(closure, { budget: this.options.budget, popularity: this.options.popularity() });
+    const groups = this.options.strategy.group(closure, { budget: this.options.budget, popularity });
 
     const count = groups.length + 1;
     const progress = (index: number) => (bytes: number) =>
@@ -191,7 +270,7 @@ export class ImageBuilder {
       { image: image.name, tag: image.tag, revision: pinned.revision, storePaths: closure.paths.length, layers: layers.length, packed: packed.filter((p) => !p.cached).length, ms: Date.now() - started, digest: manifests.oci.digest },
       'image built',
     );
-    return { image, cacheKey, revision: pinned.revision, manifests, layers, fromCache: false };
+    return { image: { image, cacheKey, revision: pinned.revision, manifests, layers, fromCache: false }, record };
   }
 
   private async storeManifests(m: ImageManifests): Promise<void> {

@@ -12,6 +12,9 @@ import { blobKey, buildKey, stagingKey } from './layout.js';
 import { LruCache } from '../util/lru.js';
 import { SingleFlight } from '../util/singleflight.js';
 import { decodeRecord, encodeRecord } from './records.js';
+import type { Quarantine } from './integrity.js';
+import { NixeryError } from '../errors.js';
+import { StorageUnavailableError } from '../storage/errors.js';
 import type { Logger } from './builder.js';
 
 /** Bump when the tar or gzip bytes of a layer change for the same store paths. */
@@ -36,6 +39,7 @@ export class LayerStore {
   constructor(
     private readonly storage: Storage,
     private readonly log: Logger,
+    private readonly quarantine: Quarantine,
   ) {}
 
   static storePathKey(paths: string[]): string {
@@ -63,10 +67,12 @@ export class LayerStore {
     return { ...layer, collisions };
   }
 
-  /** Stores a small blob (config, manifest) under its digest unless it is there already. */
+  /** Stores a small blob (config, manifest) under its digest unless it is there already, intact. */
   async putBlob(blob: Blob): Promise<void> {
     const key = blobKey(blob.digest);
-    if (await this.storage.stat(key)) return;
+    const existing = await this.storage.read(key);
+    if (existing && existing.equals(blob.bytes)) return;
+    if (existing) this.log.warn({ key }, 'replacing a stored blob that does not match its digest');
     await this.storage.put(key, blob.bytes, { contentType: blob.mediaType });
   }
 
@@ -86,24 +92,31 @@ export class LayerStore {
     }).promise;
   }
 
+  /**
+   * A packed layer's digests, from memory or its build record; trusted only while its blob is
+   * in storage with the recorded size (gc or a lost object may have removed it since).
+   */
   private async lookup(key: string): Promise<LayerDescriptor | null> {
-    const known = this.known.get(key);
-    if (known) return known;
-    const raw = await this.storage.read(buildKey(key));
-    if (!raw) return null;
-    try {
+    let descriptor = this.known.get(key);
+    if (!descriptor) {
+      const recordKey = buildKey(key);
+      const raw = await this.storage.read(recordKey);
+      if (!raw) return null;
       const decoded = decodeRecord<LayerDescriptor>(raw);
-      if (!decoded.ok) throw new Error(decoded.why);
-      const record = decoded.record;
-      // A record whose blob is gone (deleted by hand, or lost) is rebuilt rather than trusted.
-      if (!(await this.storage.stat(blobKey(record.digest)))) return null;
-      const descriptor = { digest: record.digest, size: record.size, diffId: record.diffId };
-      this.known.set(key, descriptor);
-      return descriptor;
-    } catch (err) {
-      this.log.warn({ key, err: String(err) }, 'ignoring unreadable build-cache entry');
+      if (!decoded.ok) {
+        if (!decoded.legacy) await this.quarantine.remove(recordKey, `layer record: ${decoded.why}`);
+        return null;
+      }
+      const { digest, size, diffId } = decoded.record;
+      descriptor = { digest, size, diffId };
+    }
+    const info = await this.storage.stat(blobKey(descriptor.digest));
+    if (!info || info.size !== descriptor.size) {
+      this.known.delete(key);
       return null;
     }
+    this.known.set(key, descriptor);
+    return descriptor;
   }
 
   /** Packs into a staging object, then moves it under its digest (never a partial blob). */
@@ -115,7 +128,12 @@ export class LayerStore {
       digests = await pack(writer.stream);
       await writer.commit();
     } catch (err) {
+      // A failing sink is the storage failing (a full disk, an object store down), not the packing.
+      const sinkFailure = writer.stream.errored;
       await writer.abort().catch(() => {});
+      if (sinkFailure && !(err instanceof NixeryError && err.kind.startsWith('STORAGE_'))) {
+        throw sinkFailure instanceof NixeryError ? sinkFailure : new StorageUnavailableError(this.storage.name, 'write', staging, sinkFailure);
+      }
       throw err;
     }
     const target = blobKey(digests.digest);

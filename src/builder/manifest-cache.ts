@@ -1,11 +1,16 @@
 // Built images by cache key: a bounded in-memory tier over `manifests/<key>.json` in storage,
 // so a restarted registry (or another replica) serves what was built without running Nix.
+// A record read from storage is trusted only when it is intact (its checksum), its manifest and
+// config blobs hash to their digests, and its layer blobs still exist: otherwise the image is
+// rebuilt (a damaged record or blob is removed on the way).
 
 import type { Storage } from '../storage/storage.js';
 import type { Blob, ImageManifests, LayerDescriptor } from '../manifest/manifest.js';
+import { sha256Digest } from '../manifest/manifest.js';
 import { manifestKey, blobKey } from './layout.js';
 import { LruCache } from '../util/lru.js';
 import { decodeRecord, encodeRecord } from './records.js';
+import type { Quarantine } from './integrity.js';
 
 export interface ManifestRecord {
   revision: string | null;
@@ -21,12 +26,19 @@ interface StoredRecord {
   layers: Array<LayerDescriptor & { paths: number }>;
 }
 
+/** Every blob digest an image's record references. */
+export function recordDigests(record: ManifestRecord): string[] {
+  const { config, oci, docker } = record.manifests;
+  return [config.digest, oci.digest, docker.digest, ...record.layers.map((l) => l.digest)];
+}
+
 export class ManifestCache {
   private readonly memory: LruCache<string, ManifestRecord>;
 
   constructor(
     private readonly storage: Storage,
     capacity: number,
+    private readonly quarantine: Quarantine,
   ) {
     this.memory = new LruCache(capacity);
   }
@@ -34,14 +46,20 @@ export class ManifestCache {
   async get(cacheKey: string): Promise<ManifestRecord | null> {
     const hit = this.memory.get(cacheKey);
     if (hit) return hit;
-    const raw = await this.storage.read(manifestKey(cacheKey));
+    const key = manifestKey(cacheKey);
+    const raw = await this.storage.read(key);
     if (!raw) return null;
     const decoded = decodeRecord<StoredRecord>(raw);
-    if (!decoded.ok) return null;
+    if (!decoded.ok) {
+      if (!decoded.legacy) await this.quarantine.remove(key, `manifest record: ${decoded.why}`);
+      return null;
+    }
     const stored = decoded.record;
     // The manifest bytes live as blobs; the record only points at them.
     const [config, oci, docker] = await Promise.all([stored.config, stored.oci, stored.docker].map((d) => this.load(d)));
     if (!config || !oci || !docker) return null;
+    const layers = await Promise.all(stored.layers.map((l) => this.storage.stat(blobKey(l.digest))));
+    if (layers.some((info, i) => !info || info.size !== stored.layers[i]!.size)) return null;
     const record: ManifestRecord = { revision: stored.revision, manifests: { config, oci, docker }, layers: stored.layers };
     this.memory.set(cacheKey, record);
     return record;
@@ -60,8 +78,20 @@ export class ManifestCache {
     this.memory.set(cacheKey, record);
   }
 
+  /** Drops the in-memory copy (the next get reads and checks storage again). */
+  forget(cacheKey: string): void {
+    this.memory.delete(cacheKey);
+  }
+
+  /** A manifest or config blob, checked against its digest; a damaged one is removed. */
   private async load(d: Omit<Blob, 'bytes'>): Promise<Blob | null> {
-    const bytes = await this.storage.read(blobKey(d.digest));
-    return bytes ? { ...d, bytes } : null;
+    const key = blobKey(d.digest);
+    const bytes = await this.storage.read(key);
+    if (!bytes) return null;
+    if (sha256Digest(bytes) !== d.digest) {
+      await this.quarantine.remove(key, `blob ${d.digest} (${d.mediaType}): its content does not match its digest`);
+      return null;
+    }
+    return { ...d, bytes };
   }
 }

@@ -13,17 +13,20 @@ export function encodeRecord(body: unknown): string {
   return `{"sha256":"${sha256Hex(json)}","record":${json}}`;
 }
 
-/** The record's body, or why it cannot be trusted. */
-export function decodeRecord<T>(raw: Buffer | string): { ok: true; record: T } | { ok: false; why: string } {
+/**
+ * The record's body, or why it cannot be trusted. `legacy` marks a record written before records
+ * had checksums: not damage, just something to rebuild.
+ */
+export function decodeRecord<T>(raw: Buffer | string): { ok: true; record: T } | { ok: false; why: string; legacy?: boolean } {
   let parsed: unknown;
   try {
     parsed = JSON.parse(typeof raw === 'string' ? raw : raw.toString('utf8'));
   } catch {
     return { ok: false, why: 'it is not JSON' };
   }
-  if (typeof parsed !== 'object' || parsed === null || typeof (parsed as { sha256?: unknown }).sha256 !== 'string' || !('record' in parsed)) {
-    return { ok: false, why: 'it has no checksum (written by an older version, or damaged)' };
-  }
+  if (typeof parsed !== 'object' || parsed === null) return { ok: false, why: 'it is not a JSON object' };
+  if (!('sha256' in parsed) && !('record' in parsed)) return { ok: false, why: 'it has no checksum (written by an older version)', legacy: true };
+  if (typeof (parsed as { sha256?: unknown }).sha256 !== 'string' || !('record' in parsed)) return { ok: false, why: 'its checksum is damaged' };
   const { sha256, record } = parsed as { sha256: string; record: unknown };
   if (sha256Hex(JSON.stringify(record)) !== sha256) return { ok: false, why: 'its checksum does not match its content' };
   return { ok: true, record: record as T };

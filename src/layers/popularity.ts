@@ -2,7 +2,9 @@
 // from an http(s) URL or a file. Layering works without it, so every failure is a warning and
 // the result an empty map (or, on reload, the last good data): never fatal.
 
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { compareStrings } from '../image/name.js';
 import { fileURLToPath } from 'node:url';
 import type { Popularity } from './types.js';
 import { InvalidInputError } from '../errors.js';
@@ -145,4 +147,23 @@ export class PopularitySource {
     this.loadedOnce = true;
     return this.data;
   }
+}
+
+const digests = new WeakMap<Popularity, string>();
+
+/**
+ * A digest of popularity data as layering uses it (entries sorted by name), for cache keys: two
+ * replicas with different data must not build different bytes under one key. `none` when there
+ * is no data. Computed once per data set.
+ */
+export function popularityDigest(popularity: Popularity): string {
+  if (popularity.size === 0) return 'none';
+  let digest = digests.get(popularity);
+  if (digest === undefined) {
+    const hash = createHash('sha256');
+    for (const name of [...popularity.keys()].sort(compareStrings)) hash.update(`${name}\t${popularity.get(name)}\n`);
+    digest = `sha256:${hash.digest('hex')}`;
+    digests.set(popularity, digest);
+  }
+  return digest;
 }

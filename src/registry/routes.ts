@@ -1,7 +1,7 @@
 // The route table: every path the registry answers, with the methods it allows. Matching is on
 // the path only (query strings are ignored); a known path with another method is 405.
 
-export type RouteName = 'upload' | 'ping' | 'manifest' | 'blob' | 'tags' | 'referrers' | 'index' | 'healthz' | 'metrics';
+export type RouteName = 'upload' | 'ping' | 'manifest' | 'blob' | 'tags' | 'referrers' | 'index' | 'healthz' | 'readyz' | 'metrics';
 
 export interface Route {
   name: RouteName;
@@ -51,6 +51,7 @@ export const ROUTES: readonly Route[] = [
   { name: 'referrers', path: '/v2/<name>/referrers/<digest>', methods: READ, match: underName('referrers', 'digest') },
   { name: 'index', path: '/', methods: READ, match: exact('/') },
   { name: 'healthz', path: '/healthz', methods: READ, match: exact('/healthz') },
+  { name: 'readyz', path: '/readyz', methods: READ, match: exact('/readyz') },
   { name: 'metrics', path: '/metrics', methods: READ, match: exact('/metrics') },
 ];
 

@@ -1,73 +1,107 @@
 // The registry's HTTP server: route table dispatch, one JSON log line per request, errors
 // mapped through the catalogue. Plain node:http: the hot path (cached manifests, blobs) is
-// short and allocation-light.
+// short and allocation-light. Clients are not trusted: headers and requests must arrive in
+// time, responses to clients that stop reading are closed (send.ts), and what the HTTP parser
+// rejects still gets an OCI error body, a log line and a count.
 
 import http from 'node:http';
+import type { Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type { Storage } from '../storage/storage.js';
+import { probeStorage } from '../storage/probe.js';
+import { checkNix } from '../nix/health.js';
+import { nixStats } from '../nix/run.js';
+import type { Quarantine } from '../builder/integrity.js';
+import { ERROR_CATALOGUE, type ErrorKind } from '../errors.js';
 import type { RegistryService } from './service.js';
 import { matchRoute } from './routes.js';
 import { sendCatalogueError, sendError, writeHead, type RequestContext } from './http.js';
 import { blob, manifest, ping, referrers, tags, type HandlerDeps } from './handlers.js';
+import { BlobServer } from './blob-server.js';
+import { Readiness } from './readiness.js';
 import { renderIndexPage } from './index-page.js';
-import { nixStats } from '../nix/run.js';
-import { LruCache } from '../util/lru.js';
 
 export interface RegistryLogger {
   info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
   error(obj: object, msg?: string): void;
 }
 
 export interface RegistryOptions {
   storage: Storage;
   service: RegistryService;
+  quarantine: Quarantine;
   blobRedirect: boolean;
   /** Memory for hot blobs, bytes (0: none). */
   blobCacheBytes: number;
   /** Lifetime of the storage backend's signed URLs. */
   redirectTtlSeconds: number;
+  /** Bytes all responses together may buffer while streaming. */
+  sendBufferBytes: number;
+  /** A response whose client accepts nothing for this long is closed. */
+  sendTimeoutSeconds: number;
   log: RegistryLogger;
   /** Describes the package source on the index page. */
   sourceDescription: string;
   version: string;
+  /** Limits on receiving a request (defaults: 20 s for the headers, 30 s for the whole request). */
+  headersTimeoutMs?: number;
+  requestTimeoutMs?: number;
 }
 
 export interface Registry {
   server: http.Server;
+  blobs: BlobServer;
+  readiness: Readiness;
   handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void>;
   /** Counters, as served at /metrics. */
   metrics(): Record<string, number>;
+  /** True while shutting down: /readyz answers 503 so load balancers stop sending requests. */
+  draining: boolean;
 }
 
 export function createRegistry(options: RegistryOptions): Registry {
-  const blobCache =
-    options.blobCacheBytes > 0 ? new LruCache<string, { bytes: Buffer; contentType?: string }>(options.blobCacheBytes, (b) => b.bytes.length) : undefined;
-  const deps: HandlerDeps = {
-    storage: options.storage,
-    service: options.service,
-    blobRedirect: options.blobRedirect,
-    blobCache,
-    blobCacheMaxObject: Math.min(16 * 1024 * 1024, options.blobCacheBytes / 8),
-    signedUrls: new LruCache(10_000),
-    blobInfos: new LruCache(100_000),
+  const { service, storage } = options;
+  const blobs = new BlobServer({
+    storage,
+    quarantine: options.quarantine,
+    redirects: options.blobRedirect,
     redirectTtlMs: options.redirectTtlSeconds * 1000,
-  };
-  const requests = { total: 0, errors: 0 };
+    hotCacheBytes: options.blobCacheBytes,
+    sendBufferBytes: options.sendBufferBytes,
+    sendTimeoutMs: options.sendTimeoutSeconds * 1000,
+    repair: (digest) => service.repairBlob(digest),
+  });
+  const deps: HandlerDeps = { service, blobs };
+  const readiness = new Readiness(
+    [
+      { name: 'storage', run: () => probeStorage(storage) },
+      { name: 'nix', run: () => checkNix() },
+    ],
+    3000,
+    (check, detail) => options.log.warn({ check, err: detail }, 'readiness check failed'),
+  );
+  const requests = { total: 0, errors: 0, protocolErrors: 0 };
   const idPrefix = randomBytes(3).toString('hex');
   let nextId = 0;
 
   const metrics = () => ({
     nixery_http_requests_total: requests.total,
     nixery_http_errors_total: requests.errors,
+    nixery_http_protocol_errors_total: requests.protocolErrors,
     nixery_nix_invocations_total: nixStats.invocations,
-    nixery_image_builds_total: options.service.builder.buildsRun,
-    nixery_image_cache_hits_total: options.service.stats.cacheHits,
-    nixery_image_build_failures_total: options.service.stats.buildFailures,
-    nixery_builds_rejected_total: options.service.stats.rejected,
-    nixery_layers_packed_total: options.service.builder.layers.packed,
-    nixery_builds_running: options.service.building,
-    nixery_builds_queued: options.service.queued,
-    nixery_blob_cache_bytes: blobCache?.weight ?? 0,
+    nixery_image_builds_total: service.builder.buildsRun,
+    nixery_image_cache_hits_total: service.stats.cacheHits,
+    nixery_image_build_failures_total: service.stats.buildFailures,
+    nixery_builds_rejected_total: service.stats.rejected,
+    nixery_layers_packed_total: service.builder.layers.packed,
+    nixery_builds_running: service.building,
+    nixery_builds_queued: service.queued,
+    nixery_blob_cache_bytes: blobs.hotBytes,
+    nixery_send_buffered_bytes: blobs.bufferedBytes,
+    nixery_send_stalled_total: blobs.stats.sendStalled,
+    nixery_blob_repairs_total: blobs.stats.repairs,
+    nixery_integrity_failures_total: options.quarantine.failures,
   });
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -76,6 +110,7 @@ export function createRegistry(options: RegistryOptions): Registry {
     const q = url.indexOf('?');
     const ctx: RequestContext = { req, res, path: q >= 0 ? url.slice(0, q) : url, id: `${idPrefix}-${(nextId++).toString(36)}`, log: {} };
     requests.total++;
+    if (registry.draining) res.shouldKeepAlive = false;
     try {
       await dispatch(ctx);
     } catch (err) {
@@ -128,10 +163,15 @@ export function createRegistry(options: RegistryOptions): Registry {
       case 'referrers':
         return referrers(ctx, params);
       case 'healthz':
-        return text(ctx, 'text/plain; charset=utf-8', 'ok\n');
+        return text(ctx, 200, 'text/plain; charset=utf-8', 'ok\n');
+      case 'readyz': {
+        const report = registry.draining ? { ready: false, draining: true, checks: {} } : await readiness.report();
+        return text(ctx, report.ready ? 200 : 503, 'application/json', `${JSON.stringify(report)}\n`);
+      }
       case 'metrics':
         return text(
           ctx,
+          200,
           'text/plain; version=0.0.4',
           Object.entries(metrics())
             .map(([k, v]) => `${k} ${v}`)
@@ -139,15 +179,16 @@ export function createRegistry(options: RegistryOptions): Registry {
         );
       case 'index': {
         // The pin is cached for the TTL; a source that cannot be reached just shows no revision.
-        const pinned = await options.service.pins.pin('latest').catch(() => undefined);
+        const pinned = await service.pins.pin('latest').catch(() => undefined);
         return text(
           ctx,
+          200,
           'text/html; charset=utf-8',
           renderIndexPage({
             host: ctx.req.headers.host ?? '',
             source: options.sourceDescription,
             revision: pinned?.revision ?? null,
-            errors: options.service.errors.list(),
+            errors: service.errors.list(),
             version: options.version,
           }),
         );
@@ -155,14 +196,58 @@ export function createRegistry(options: RegistryOptions): Registry {
     }
   }
 
-  const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
-    void handle(req, res);
+  const server = http.createServer(
+    {
+      keepAliveTimeout: 65_000,
+      headersTimeout: options.headersTimeoutMs ?? 20_000,
+      requestTimeout: options.requestTimeoutMs ?? 30_000,
+      // Timeouts are checked this often (Node's default is 30 s).
+      connectionsCheckingInterval: Math.min(1000, options.headersTimeoutMs ?? 1000),
+    },
+    (req, res) => {
+      void handle(req, res);
+    },
+  );
+
+  /** Answers a request the HTTP parser (or CONNECT) refused with an OCI error body, then closes. */
+  const refuse = (socket: Socket, kind: ErrorKind, message: string, detail: string): void => {
+    requests.total++;
+    requests.errors++;
+    requests.protocolErrors++;
+    const entry = ERROR_CATALOGUE[kind];
+    options.log.info({ req: `${idPrefix}-${(nextId++).toString(36)}`, status: entry.status, protocolError: detail, remote: socket.remoteAddress }, 'request');
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const body = JSON.stringify({ errors: [{ code: entry.code, message }] });
+    socket.end(
+      `HTTP/1.1 ${entry.status} ${http.STATUS_CODES[entry.status] ?? 'Error'}\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  };
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    // A client that reset or closed the connection gets nothing; nor does one whose response
+    // has begun (a later pipelined request failed to parse).
+    const inResponse = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;
+    if (err.code === 'ECONNRESET' || err.code === 'EPIPE' || inResponse) {
+      socket.destroy();
+      return;
+    }
+    if (err.code === 'HPE_HEADER_OVERFLOW') refuse(socket, 'HEADERS_TOO_LARGE', 'request header fields too large', err.code);
+    else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') refuse(socket, 'REQUEST_TIMEOUT', 'the request was not received in time', err.code);
+    else refuse(socket, 'REQUEST_INVALID', 'malformed HTTP request', err.code ?? err.message);
   });
-  return { server, handle, metrics };
+  server.on('connect', (req: http.IncomingMessage, socket: Socket) => {
+    refuse(socket, 'UNSUPPORTED', `${req.method} is not supported: this is a registry, not a proxy`, `CONNECT ${String(req.url).slice(0, 200)}`);
+  });
+
+  const registry: Registry = { server, blobs, readiness, handle, metrics, draining: false };
+  return registry;
 }
 
-function text(ctx: RequestContext, contentType: string, body: string): void {
+function text(ctx: RequestContext, status: number, contentType: string, body: string): void {
   const bytes = Buffer.from(body);
-  writeHead(ctx, 200, { 'Content-Type': contentType, 'Content-Length': bytes.length, 'Cache-Control': 'no-store' });
+  writeHead(ctx, status, { 'Content-Type': contentType, 'Content-Length': bytes.length, 'Cache-Control': 'no-store' });
   ctx.res.end(ctx.req.method === 'HEAD' ? undefined : bytes);
 }

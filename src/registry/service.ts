@@ -7,6 +7,8 @@ import type { ImageBuilder, BuiltImage } from '../builder/builder.js';
 import type { PinnedSource, SourcePinner } from '../nix/source.js';
 import { isClientError, TooManyRequestsError } from '../errors.js';
 import { Semaphore, QueueFullError } from '../util/semaphore.js';
+import { SingleFlight } from '../util/singleflight.js';
+import type { Popularity } from '../layers/types.js';
 
 export interface RecentError {
   image: string;
@@ -29,6 +31,17 @@ export class ErrorRing {
   }
 }
 
+interface MemoEntry {
+  pin: Promise<PinnedSource>;
+  popularity: Popularity;
+  built: BuiltImage;
+  /** When storage last confirmed the image is whole. */
+  checkedAt: number;
+}
+
+/** How long a remembered image is served before storage is asked again whether it is whole. */
+const REVALIDATE_MS = 10_000;
+
 export interface ServiceStats {
   /** Image requests answered from a cache without building. */
   cacheHits: number;
@@ -45,7 +58,8 @@ export class RegistryService {
    * (same promise from the pinner), the answer is the same, so parsing, cache keys and the
    * manifest cache are skipped. Only names that parsed once are ever in here.
    */
-  private readonly byTag: LruCache<string, { pin: Promise<PinnedSource>; built: BuiltImage }>;
+  private readonly byTag: LruCache<string, MemoEntry>;
+  private readonly revalidations = new SingleFlight<string, void>();
 
   constructor(
     readonly builder: ImageBuilder,
@@ -62,15 +76,36 @@ export class RegistryService {
   async imageByTag(name: string, tag: string): Promise<BuiltImage> {
     const key = `${name}:${tag}`;
     const memo = this.byTag.get(key);
-    if (memo && memo.pin === this.pins.pin(tag)) {
+    if (memo && memo.pin === this.pins.pin(tag) && memo.popularity === this.builder.popularity()) {
       this.stats.cacheHits++;
+      if (Date.now() - memo.checkedAt > REVALIDATE_MS) this.revalidate(key, memo);
       return { ...memo.built, fromCache: true };
     }
     const image = parseImageName(name, tag);
     const pin = this.pins.pin(tag);
+    const popularity = this.builder.popularity();
     const built = await this.image(image);
-    this.byTag.set(key, { pin, built });
+    this.byTag.set(key, { pin, popularity, built, checkedAt: Date.now() });
     return built;
+  }
+
+  /** Rebuilds the image a missing blob belongs to (through the build slots); true when it exists again. */
+  repairBlob(digest: string): Promise<boolean> {
+    return this.builder.repairBlob(digest, (fn) => this.limited(fn));
+  }
+
+  /**
+   * Checks, off the request path, that a remembered image is still whole in storage (gc may
+   * have expired its record or removed its blobs); if not, the next request builds it again.
+   */
+  private revalidate(key: string, memo: MemoEntry): void {
+    memo.checkedAt = Date.now();
+    void this.revalidations
+      .run(key, async () => {
+        if (!(await this.builder.stillWhole(memo.built)) && this.byTag.get(key) === memo) this.byTag.delete(key);
+      })
+      // Storage failing: keep serving what we know; the next check is due in REVALIDATE_MS.
+      .promise.catch(() => {});
   }
 
   /** Builds or finds an image; Nix builds wait for a slot, and a full queue answers 429. */

@@ -56,6 +56,12 @@ export interface S3StorageOptions {
   partSize?: number;
   /** Parts uploading at once per writer (default 2). */
   partConcurrency?: number;
+  /** Attempts per request, retries included (default 4). */
+  maxAttempts?: number;
+  /** Limit for opening a connection, ms (default 5000). */
+  connectTimeoutMs?: number;
+  /** Limit for a request that makes no progress, ms (default 30000). */
+  idleTimeoutMs?: number;
 }
 
 /** Reads S3_BUCKET, S3_ENDPOINT, S3_REGION, S3_FORCE_PATH_STYLE, S3_PREFIX (+ static AWS keys if set in `env`). */
@@ -123,6 +129,13 @@ export class S3Storage extends ObjectStore implements Storage {
       // CRC checksums (and aws-chunked uploads) that SDK versions since 2025 send.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+      // Transient failures (5xx, throttling, refused or reset connections, timeouts) are retried
+      // with exponential backoff and jitter; every request (our calls are all repeatable: whole
+      // buffers, parts, reads) gets a bounded number of attempts.
+      maxAttempts: options.maxAttempts ?? 4,
+      retryMode: 'standard',
+      // A server that accepts nothing, or stops sending, fails the attempt instead of hanging it.
+      requestHandler: { connectionTimeout: options.connectTimeoutMs ?? 5000, requestTimeout: options.idleTimeoutMs ?? 30_000 },
     };
     if (options.endpoint) config.endpoint = options.endpoint;
     if (options.credentials) config.credentials = options.credentials;

@@ -1,0 +1,28 @@
+// What happens to stored bytes that fail their integrity check (a blob that does not hash to its
+// digest, a record whose checksum does not match): they are removed, so the next request
+// rebuilds them instead of trusting them, and the failure is logged and counted.
+
+import type { Storage } from '../storage/storage.js';
+
+export interface IntegrityLogger {
+  warn(obj: object, msg?: string): void;
+}
+
+export class Quarantine {
+  /** Objects removed because they failed a check, since start. */
+  failures = 0;
+
+  constructor(
+    private readonly storage: Storage,
+    private readonly log: IntegrityLogger,
+  ) {}
+
+  /** Removes `key` (best effort: a failing delete is logged; the caller reports the failure either way). */
+  async remove(key: string, why: string): Promise<void> {
+    this.failures++;
+    this.log.warn({ key, why }, 'integrity check failed: removing the stored object so it is rebuilt');
+    await this.storage.delete(key).catch((err: unknown) => {
+      this.log.warn({ key, err: String(err) }, 'could not remove an object that failed its integrity check');
+    });
+  }
+}

@@ -1,0 +1,53 @@
+// /readyz: can this replica serve and build right now? Storage answers a write/read/delete
+// probe and Nix can be run. Results are kept for a few seconds, so a load balancer polling every
+// second costs one probe per interval; concurrent checks share one run. /healthz stays liveness
+// only (the process answers), so a failing disk takes a replica out of rotation without
+// restarting it.
+
+import { logDetail, NixeryError } from '../errors.js';
+
+export interface ReadinessCheck {
+  name: string;
+  run(): Promise<unknown>;
+}
+
+export interface ReadinessReport {
+  ready: boolean;
+  checks: Record<string, { ok: boolean; error?: string }>;
+}
+
+export class Readiness {
+  private cached: { report: ReadinessReport; until: number } | undefined;
+  private running: Promise<ReadinessReport> | undefined;
+
+  constructor(
+    private readonly checks: ReadinessCheck[],
+    private readonly ttlMs = 3000,
+    private readonly onFailure: (name: string, detail: string) => void = () => {},
+  ) {}
+
+  report(): Promise<ReadinessReport> {
+    if (this.cached && this.cached.until > Date.now()) return Promise.resolve(this.cached.report);
+    this.running ??= this.run().finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  private async run(): Promise<ReadinessReport> {
+    const checks: ReadinessReport['checks'] = {};
+    await Promise.all(
+      this.checks.map(async (check) => {
+        try {
+          await check.run();
+          checks[check.name] = { ok: true };
+        } catch (err) {
+          // Public: the error's message (no paths, no credentials); the log gets the detail.
+          checks[check.name] = { ok: false, error: err instanceof NixeryError ? err.message : 'unexpected error' };
+          this.onFailure(check.name, logDetail(err));
+        }
+      }),
+    );
+    const report = { ready: Object.values(checks).every((c) => c.ok), checks };
+    this.cached = { report, until: Date.now() + this.ttlMs };
+    return report;
+  }
+}
