@@ -113,7 +113,7 @@ export class BlobServer {
     const storage = this.options.storage;
     // Ranged requests are answered here so they get a real 206 (zot does the same).
     if (!hot && this.options.redirects && storage.redirectUrl && !rangeHeader) {
-      await this.verify(digest);
+      await this.verify(digest, true);
       const url = await this.signedUrl(blobKey(digest), ctx.req.method === 'HEAD' ? 'HEAD' : 'GET');
       if (url) {
         ctx.log.redirect = true;
@@ -144,42 +144,41 @@ export class BlobServer {
     }
 
     // From memory: the hot cache, or a whole read (shared by concurrent requests) that is
-    // checked before a byte goes out. Versions already checked stream when they do not fit the cache.
-    const small = info.size <= this.hotMaxObject || (!partial && info.size <= WHOLE_READ_MAX && !this.isVerified(digest, info.version));
-    if (hot || small) {
-      const borrowed = await this.borrow(digest);
-      try {
-        ctx.log.cache = hot ? 'memory' : 'storage';
-        const { bytes, contentType } = borrowed.loaded;
-        const { start, end } = respond(bytes.length, contentType);
-        await this.send(ctx, async (body) => body.write(bytes.subarray(start, end + 1)));
-      } finally {
-        borrowed.done();
-      }
-      return;
-    }
+    // checked before a byte goes out.
+    if (hot || info.size <= this.hotMaxObject) return this.sendWhole(ctx, digest, respond, hot ? 'memory' : 'storage');
 
-    // Streamed from storage. A range needs the whole object checked first.
-    if (partial) await this.verify(digest);
-    const opened = await this.openOrRepair(digest, partial);
-    if (!opened) throw new BlobNotFoundError(digest);
+    // From storage: what was opened decides how it is checked. A version not checked yet is
+    // read whole when it is small; a range needs the whole object checked first.
+    let opened: OpenedObject;
+    for (let attempt = 0; ; attempt++) {
+      opened = (await this.openOrRepair(digest, partial))!;
+      if (!opened) throw new BlobNotFoundError(digest);
+      if (this.isVerified(digest, opened.info.version)) break;
+      if (!partial && opened.info.size > WHOLE_READ_MAX) break; // hashed while it streams
+      opened.stream.destroy();
+      if (!partial) return this.sendWhole(ctx, digest, respond, 'storage');
+      // Replaced again and again while it was being checked: give up for now.
+      if (attempt >= 2) throw new IntegrityError(`blob ${digest}`);
+      await this.verify(digest, false);
+    }
+    const stored = opened;
     ctx.log.cache = 'storage';
-    const checked = this.isVerified(digest, opened.info.version);
-    const { start, end } = respond(opened.info.size, opened.info.contentType ?? info.contentType);
+    const checked = this.isVerified(digest, stored.info.version);
+    const { start, end } = respond(stored.info.size, stored.info.contentType ?? info.contentType);
     const expected = end - start + 1;
     await this.send(ctx, async (body) => {
       const hash = checked ? undefined : createHash('sha256');
       let held: Buffer | undefined;
       let bytes = 0;
       try {
-        for await (const chunk of opened.stream as AsyncIterable<Buffer>) {
+        for await (const chunk of stored.stream as AsyncIterable<Buffer>) {
           hash?.update(chunk);
           bytes += chunk.length;
           if (held) await body.write(held);
           held = chunk;
         }
       } finally {
-        opened.stream.destroy();
+        stored.stream.destroy();
       }
       if (bytes !== expected || (hash && `sha256:${hash.digest('hex')}` !== digest)) {
         // Withholding the last chunk leaves the client short of Content-Length: a failed transfer.
@@ -188,9 +187,27 @@ export class BlobServer {
         ctx.log.integrity = 'failed';
         return;
       }
-      if (hash) this.markVerified(digest, opened.info.version);
+      if (hash) this.markVerified(digest, stored.info.version);
       if (held) await body.write(held);
     });
+  }
+
+  /** Sends a whole (small) blob from memory: the hot cache or a checked whole read. */
+  private async sendWhole(
+    ctx: RequestContext,
+    digest: string,
+    respond: (size: number, contentType: string | undefined) => { start: number; end: number },
+    source: 'memory' | 'storage',
+  ): Promise<void> {
+    const borrowed = await this.borrow(digest);
+    try {
+      ctx.log.cache = source;
+      const { bytes, contentType } = borrowed.loaded;
+      const { start, end } = respond(bytes.length, contentType);
+      await this.send(ctx, async (body) => body.write(bytes.subarray(start, end + 1)));
+    } finally {
+      borrowed.done();
+    }
   }
 
   /**
@@ -260,7 +277,6 @@ export class BlobServer {
     if (opened) return opened;
     this.forget(digest);
     if (!(await this.repair(digest))) return null;
-    if (range) await this.verify(digest);
     return this.options.storage.open(blobKey(digest), range);
   }
 
@@ -332,10 +348,15 @@ export class BlobServer {
     }
   }
 
-  /** Checks a stored blob in full (once per version) without keeping its bytes. */
-  private async verify(digest: string): Promise<void> {
-    const info = await this.info(digest);
-    if (info && this.isVerified(digest, info.version)) return;
+  /**
+   * Checks a stored blob in full (once per version) without keeping its bytes. With
+   * `trustRecentStat`, a version seen by a recent stat (redirects: no read at all) counts.
+   */
+  private async verify(digest: string, trustRecentStat: boolean): Promise<void> {
+    if (trustRecentStat) {
+      const info = await this.info(digest);
+      if (info && this.isVerified(digest, info.version)) return;
+    }
     await this.verifications.run(digest, async () => {
       const opened = await this.openOrRepair(digest);
       if (!opened) throw new BlobNotFoundError(digest);
