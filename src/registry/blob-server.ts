@@ -53,8 +53,11 @@ interface Loaded {
 const MANIFEST_MAX = 4 * 1024 * 1024;
 /** Blobs up to this size are read whole, checked, and sent from memory. */
 const WHOLE_READ_MAX = 16 * 1024 * 1024;
-/** A stream reads ahead about this much: with MAX_IN_FLIGHT, what one streaming response holds. */
-const STREAM_RESERVATION = 1024 * 1024 + MAX_IN_FLIGHT;
+/**
+ * What one streaming response holds at most: the storage stream's read-ahead (1 MB chunks), the
+ * chunk held back until the digest is known, and the in-flight window.
+ */
+const STREAM_RESERVATION = 2 * 1024 * 1024 + MAX_IN_FLIGHT;
 /** Positive stat answers are reused this long (only gc removes blobs; a miss is rechecked). */
 const INFO_TTL_MS = 60_000;
 const IMMUTABLE = 'public, max-age=31536000, immutable';
@@ -166,7 +169,7 @@ export class BlobServer {
     const checked = this.isVerified(digest, stored.info.version);
     const { start, end } = respond(stored.info.size, stored.info.contentType ?? info.contentType);
     const expected = end - start + 1;
-    await this.send(ctx, async (body) => {
+    await this.send(ctx, STREAM_RESERVATION, async (body) => {
       const hash = checked ? undefined : createHash('sha256');
       let held: Buffer | undefined;
       let bytes = 0;
@@ -204,7 +207,8 @@ export class BlobServer {
       ctx.log.cache = source;
       const { bytes, contentType } = borrowed.loaded;
       const { start, end } = respond(bytes.length, contentType);
-      await this.send(ctx, async (body) => body.write(bytes.subarray(start, end + 1)));
+      // The bytes are in memory already (and counted there): sending them holds nothing more.
+      await this.send(ctx, 0, async (body) => body.write(bytes.subarray(start, end + 1)));
     } finally {
       borrowed.done();
     }
@@ -234,9 +238,10 @@ export class BlobServer {
     for (const method of ['GET', 'HEAD']) this.signedUrls.delete(`${method} ${blobKey(digest)}`);
   }
 
-  private async send(ctx: RequestContext, produce: (body: BodyWriter) => Promise<void>): Promise<void> {
+  /** Writes a response body, holding `reserve` bytes of the send buffer meanwhile. */
+  private async send(ctx: RequestContext, reserve: number, produce: (body: BodyWriter) => Promise<void>): Promise<void> {
     const body = new BodyWriter(ctx.res, this.options.sendTimeoutMs);
-    const reserved = await this.budget.acquire(STREAM_RESERVATION);
+    const reserved = reserve > 0 ? await this.budget.acquire(reserve) : 0;
     try {
       await produce(body);
       if (!ctx.res.destroyed) await body.end();
