@@ -1,7 +1,9 @@
-// Google Cloud Storage V4 signed URLs (GOOG4-RSA-SHA256), made with node:crypto only and
-// checked against Google's published signing conformance vectors.
+// Google Cloud Storage V4 signed URLs (GOOG4-RSA-SHA256): the canonical request and string to
+// sign, checked against Google's published signing conformance vectors. The signature itself
+// comes from a BlobSigner, in production google-auth-library's `GoogleAuth.sign` (a local
+// service-account key, or IAM signBlob for identities without one).
 
-import { createHash, createSign } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { compareStrings } from '../image/name.js';
 
 export type UrlStyle = 'PATH_STYLE' | 'VIRTUAL_HOSTED_STYLE' | 'BUCKET_BOUND_DOMAIN';
@@ -15,9 +17,8 @@ export interface V4SignRequest {
   expiresSeconds: number;
   /** Signing time (default now). */
   timestamp?: Date;
+  /** The service account that signs (X-Goog-Credential). */
   clientEmail: string;
-  /** PEM private key of the service account. */
-  privateKey: string;
   /** Extra headers the client must send (they are signed). */
   headers?: Record<string, string>;
   queryParameters?: Record<string, string>;
@@ -29,10 +30,13 @@ export interface V4SignRequest {
   host?: string;
 }
 
+/** Signs a string with RSA-SHA256 as the service account; the signature base64-encoded. */
+export type BlobSigner = (blob: string) => Promise<string>;
+
 export const MAX_SIGNED_URL_SECONDS = 7 * 24 * 3600;
 
 /** Returns the signed URL. */
-export function signV4Url(req: V4SignRequest): string {
+export async function signV4Url(req: V4SignRequest, sign: BlobSigner): Promise<string> {
   if (!Number.isInteger(req.expiresSeconds) || req.expiresSeconds < 1 || req.expiresSeconds > MAX_SIGNED_URL_SECONDS) {
     throw new RangeError(`signed URL lifetime must be 1..${MAX_SIGNED_URL_SECONDS} seconds, got ${req.expiresSeconds}`);
   }
@@ -83,7 +87,7 @@ export function signV4Url(req: V4SignRequest): string {
   const payload = 'UNSIGNED-PAYLOAD';
   const canonicalRequest = [req.method.toUpperCase(), path, canonicalQuery, canonicalHeaders, signedHeaders, payload].join('\n');
   const stringToSign = ['GOOG4-RSA-SHA256', datetime, scope, createHash('sha256').update(canonicalRequest).digest('hex')].join('\n');
-  const signature = createSign('RSA-SHA256').update(stringToSign).sign(req.privateKey, 'hex');
+  const signature = Buffer.from(await sign(stringToSign), 'base64').toString('hex');
   return `${scheme}://${host}${path}?${canonicalQuery}&X-Goog-Signature=${signature}`;
 }
 

@@ -1,16 +1,22 @@
 // A Google Cloud Storage test server on loopback, written for these tests because no
 // GCS-compatible server can be installed here (fake-gcs-server is Go and in no registry this
 // machine reaches; npm has only in-process SDK mocks). It speaks the parts of GCS's HTTP
-// interface the backend uses, with GCS's documented semantics:
-//   - OAuth token endpoint: verifies the service account's RS256 JWT assertion;
+// interface the backend and google-auth-library use, with Google's documented semantics:
+//   - OAuth token endpoint: verifies a service account's RS256 JWT assertion (jwt-bearer grant)
+//     or an authorized user's refresh token;
+//   - workload identity federation: an STS token exchange (checks the audience and the subject
+//     token) and IAM Credentials generateAccessToken (impersonation) and signBlob (signs with
+//     the service account's key, as IAM does for accounts without a key of their own);
+//   - a GCE metadata server (token and email of the default service account);
 //   - JSON API: media and resumable uploads (308 + Range, `bytes */total` finalisation,
 //     DELETE cancels with 499), object metadata, alt=media downloads with Range, list with
 //     prefix and page tokens (name order), delete, multi-call rewriteTo;
 //   - XML API GET/HEAD for V4-signed URLs: the signature is verified with the public key and
 //     expiry is enforced; unsigned URLs work only on buckets made public.
-// Objects become visible only when an upload completes, as in GCS.
+// Objects become visible only when an upload completes, as in GCS. Tests can revoke every
+// token issued so far (GCS then answers 401), fail or hang the next API requests.
 
-import { createHash, createPublicKey, randomUUID, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, createSign, randomUUID, verify, type KeyObject } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -29,9 +35,21 @@ interface Session {
   received: number;
 }
 
+/** The audience google-auth-library signs service-account assertions for, whatever the key's token_uri. */
+export const GOOGLE_TOKEN_AUDIENCE = 'https://oauth2.googleapis.com/token';
+const STORAGE_SCOPE = 'https://www.googleapis.com/auth/devstorage.read_write';
+
 export interface FakeGcsOptions {
-  /** Service account whose tokens and signatures are accepted; anonymous access when absent. */
+  /**
+   * Service account whose tokens and signatures are accepted; API requests need a token when
+   * it is given, and are anonymous otherwise. It is also the account workload identity
+   * impersonates and the GCE metadata server hands tokens for.
+   */
   serviceAccount?: { client_email: string; private_key: string };
+  /** An authorized user (refresh-token grant) the token endpoint accepts. */
+  authorizedUser?: { client_id: string; client_secret: string; refresh_token: string };
+  /** A workload identity pool provider the STS endpoint exchanges `subjectToken` for. */
+  workloadIdentity?: { audience: string; subjectToken: string };
   /** Items per list page (default 1000, as GCS). */
   pageSize?: number;
   /** Bytes rewriteTo copies per call; smaller objects are done in one call (default unlimited). */
@@ -42,26 +60,54 @@ export interface FakeGcsOptions {
 
 export interface FakeGcs {
   endpoint: string;
+  /** OAuth token endpoint (a key's token_uri). */
   tokenUri: string;
+  /** STS token exchange endpoint (an external account's token_url). */
+  stsUri: string;
+  /** IAM Credentials URL that impersonates `email` (service_account_impersonation_url). */
+  impersonationUrl(email: string): string;
+  /** Host (and port) of the GCE metadata server (GCE_METADATA_HOST). */
+  metadataHost: string;
   createBucket(options?: { public?: boolean }): string;
   /** Counters the tests read. */
-  stats: { tokens: number; resumableSessions: number; rewriteCalls: number };
+  stats: {
+    /** Access tokens issued, by any endpoint. */
+    tokens: number;
+    stsExchanges: number;
+    impersonations: number;
+    signBlobs: number;
+    metadataTokens: number;
+    resumableSessions: number;
+    rewriteCalls: number;
+    /** API requests answered with an injected failure, or left hanging. */
+    failed: number;
+    hung: number;
+  };
   /** The in-flight resumable sessions (for checking that aborts cancel them). */
   openSessions(): number;
-  /** The next `count` API requests fail with `status` (transient failures). */
-  failNext(count: number, status: number): void;
+  /** The next `count` API requests fail with `status` (transient failures); Infinity for an outage, 0 ends it. */
+  failNext(count: number, status?: number): void;
+  /**
+   * The next `count` API requests hang: never answered (`headers`), or answered with headers
+   * and half the body of a download, then nothing (`body`). 0 ends it.
+   */
+  hangNext(count: number, where?: 'headers' | 'body'): void;
+  /** Forgets every access token issued so far: GCS answers 401 until a new one is fetched. */
+  revokeTokens(): void;
   stop(): Promise<void>;
 }
 
 export async function startFakeGcs(options: FakeGcsOptions = {}): Promise<FakeGcs> {
   const buckets = new Map<string, { objects: Map<string, StoredObject>; public: boolean }>();
   const sessions = new Map<string, Session>();
-  const tokens = new Set<string>();
-  const stats = { tokens: 0, resumableSessions: 0, rewriteCalls: 0 };
+  /** Access tokens issued, with what they may be used for. */
+  const tokens = new Map<string, 'storage' | 'federated'>();
+  const stats = { tokens: 0, stsExchanges: 0, impersonations: 0, signBlobs: 0, metadataTokens: 0, resumableSessions: 0, rewriteCalls: 0, failed: 0, hung: 0 };
   const publicKey: KeyObject | undefined = options.serviceAccount ? createPublicKey(options.serviceAccount.private_key) : undefined;
   let generation = 0;
   let endpoint = '';
   let failures = { count: 0, status: 503 };
+  let hangs = { count: 0, where: 'headers' as 'headers' | 'body' };
 
   const server = http.createServer((req, res) => {
     handle(req, res).catch((err) => send(res, 500, { error: { code: 500, message: String(err) } }));
@@ -73,16 +119,25 @@ export async function startFakeGcs(options: FakeGcsOptions = {}): Promise<FakeGc
     const body = await readBody(req);
 
     if (req.method === 'POST' && url.pathname === '/token') return token(body, res);
+    if (req.method === 'POST' && url.pathname === '/sts/v1/token') return sts(body, res);
+    const iam = /^\/v1\/projects\/-\/serviceAccounts\/([^/:]+):(generateAccessToken|signBlob)$/.exec(url.pathname);
+    if (req.method === 'POST' && iam) return iamCredentials(decodeURIComponent(iam[1]!), iam[2]!, req, body, res);
+    if (req.method === 'GET' && url.pathname.startsWith('/computeMetadata/v1/')) return metadata(url.pathname.slice('/computeMetadata/v1/'.length), req, res);
 
     const api = segments[0] === 'storage' || segments[0] === 'upload';
-    if (api && failures.count > 0) {
+    /** A download to answer with half its body, then nothing. */
+    let stall = false;
+    if (api && hangs.count > 0) {
+      hangs.count--;
+      stats.hung++;
+      if (hangs.where === 'headers' || url.searchParams.get('alt') !== 'media') return; // never answered
+      stall = true;
+    } else if (api && failures.count > 0) {
       failures.count--;
+      stats.failed++;
       return send(res, failures.status, { error: { code: failures.status, message: 'Backend Error (injected)' } });
     }
-    if (api && publicKey) {
-      const auth = req.headers.authorization ?? '';
-      if (!auth.startsWith('Bearer ') || !tokens.has(auth.slice(7))) return send(res, 401, { error: { code: 401, message: 'Invalid Credentials' } });
-    }
+    if (api && publicKey && !bearer(req)) return send(res, 401, { error: { code: 401, message: 'Invalid Credentials' } });
 
     // /upload/storage/v1/b/<bucket>/o
     if (segments[0] === 'upload' && segments[3] === 'b' && segments[5] === 'o' && segments.length === 6) {
@@ -161,7 +216,7 @@ export async function startFakeGcs(options: FakeGcsOptions = {}): Promise<FakeGc
         }
         if (req.method === 'GET') {
           if (!object) return send(res, 404, { error: { code: 404, message: `No such object: ${bucketName}/${name}` } });
-          if (url.searchParams.get('alt') === 'media') return media(object, req, res, false);
+          if (url.searchParams.get('alt') === 'media') return media(object, req, res, false, stall);
           return send(res, 200, resource(bucketName, name, object));
         }
       }
@@ -200,8 +255,28 @@ export async function startFakeGcs(options: FakeGcsOptions = {}): Promise<FakeGc
     send(res, 404, { error: { code: 404, message: `no route for ${req.method} ${url.pathname}` } });
   }
 
+  function issue(kind: 'storage' | 'federated'): string {
+    const value = `ya29.test-${randomUUID()}`;
+    tokens.set(value, kind);
+    stats.tokens++;
+    return value;
+  }
+
+  /** What the request's bearer token may be used for, if it is one we issued. */
+  function bearer(req: http.IncomingMessage): 'storage' | 'federated' | undefined {
+    const auth = req.headers.authorization ?? '';
+    return auth.startsWith('Bearer ') ? tokens.get(auth.slice(7)) : undefined;
+  }
+
   function token(body: Buffer, res: http.ServerResponse): void {
     const form = new URLSearchParams(body.toString());
+    const user = options.authorizedUser;
+    if (form.get('grant_type') === 'refresh_token') {
+      if (!user || form.get('client_id') !== user.client_id || form.get('client_secret') !== user.client_secret || form.get('refresh_token') !== user.refresh_token) {
+        return send(res, 400, { error: 'invalid_grant', error_description: 'Bad Request' });
+      }
+      return send(res, 200, { access_token: issue('storage'), expires_in: 3599, token_type: 'Bearer', scope: STORAGE_SCOPE });
+    }
     const assertion = form.get('assertion') ?? '';
     const [h, c, s] = assertion.split('.');
     if (!publicKey || form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:jwt-bearer' || !h || !c || !s) {
@@ -214,16 +289,62 @@ export async function startFakeGcs(options: FakeGcsOptions = {}): Promise<FakeGc
       header.alg === 'RS256' &&
       verify('RSA-SHA256', Buffer.from(`${h}.${c}`), publicKey, Buffer.from(s, 'base64url')) &&
       claims.iss === options.serviceAccount!.client_email &&
-      claims.aud === `${endpoint}/token` &&
-      (claims.scope ?? '').split(' ').includes('https://www.googleapis.com/auth/devstorage.read_write') &&
+      claims.aud === GOOGLE_TOKEN_AUDIENCE &&
+      (claims.scope ?? '').split(' ').includes(STORAGE_SCOPE) &&
       typeof claims.exp === 'number' &&
       claims.exp > now &&
       (claims.iat ?? 0) <= now + 60;
     if (!valid) return send(res, 400, { error: 'invalid_grant', error_description: 'Invalid JWT Signature or claims.' });
-    const value = `ya29.test-${randomUUID()}`;
-    tokens.add(value);
-    stats.tokens++;
-    send(res, 200, { access_token: value, expires_in: 3599, token_type: 'Bearer' });
+    send(res, 200, { access_token: issue('storage'), expires_in: 3599, token_type: 'Bearer' });
+  }
+
+  /** RFC 8693 token exchange, as Google's STS does it for a workload identity pool provider. */
+  function sts(body: Buffer, res: http.ServerResponse): void {
+    const form = new URLSearchParams(body.toString());
+    const wi = options.workloadIdentity;
+    if (form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:token-exchange' || form.get('requested_token_type') !== 'urn:ietf:params:oauth:token-type:access_token') {
+      return send(res, 400, { error: 'invalid_request', error_description: 'unsupported grant or token type' });
+    }
+    if (!wi || form.get('audience') !== wi.audience) return send(res, 400, { error: 'invalid_target', error_description: 'The target service indicated by the "audience" parameters is invalid.' });
+    if (form.get('subject_token') !== wi.subjectToken || !form.get('subject_token_type')) return send(res, 400, { error: 'invalid_grant', error_description: 'The subject token is invalid.' });
+    stats.stsExchanges++;
+    // A federated token works for GCS directly, or to impersonate a service account.
+    send(res, 200, { access_token: issue('federated'), issued_token_type: 'urn:ietf:params:oauth:token-type:access_token', token_type: 'Bearer', expires_in: 3600 });
+  }
+
+  /** IAM Credentials: generateAccessToken (with a federated token) and signBlob, for the service account. */
+  function iamCredentials(email: string, method: string, req: http.IncomingMessage, body: Buffer, res: http.ServerResponse): void {
+    const account = options.serviceAccount;
+    const kind = bearer(req);
+    if (!kind) return send(res, 401, { error: { code: 401, message: 'Request had invalid authentication credentials.', status: 'UNAUTHENTICATED' } });
+    if (!account || email !== account.client_email) return send(res, 404, { error: { code: 404, message: `Not found; Gaia id not found for email ${email}`, status: 'NOT_FOUND' } });
+    const request = JSON.parse(body.toString() || '{}') as { scope?: string[]; payload?: string };
+    if (method === 'generateAccessToken') {
+      if (kind !== 'federated') return send(res, 403, { error: { code: 403, message: 'Permission iam.serviceAccounts.getAccessToken denied', status: 'PERMISSION_DENIED' } });
+      if (!request.scope?.includes(STORAGE_SCOPE)) return send(res, 400, { error: { code: 400, message: 'scope must include the storage scope', status: 'INVALID_ARGUMENT' } });
+      stats.impersonations++;
+      return send(res, 200, { accessToken: issue('storage'), expireTime: new Date(Date.now() + 3600_000).toISOString() });
+    }
+    if (kind !== 'storage') return send(res, 403, { error: { code: 403, message: 'Permission iam.serviceAccounts.signBlob denied', status: 'PERMISSION_DENIED' } });
+    if (typeof request.payload !== 'string') return send(res, 400, { error: { code: 400, message: 'payload is required', status: 'INVALID_ARGUMENT' } });
+    stats.signBlobs++;
+    const signedBlob = createSign('RSA-SHA256').update(Buffer.from(request.payload, 'base64')).sign(account.private_key, 'base64');
+    send(res, 200, { keyId: 'fake-iam-key', signedBlob });
+  }
+
+  /** The GCE metadata server, for the default service account (the configured one). */
+  function metadata(path: string, req: http.IncomingMessage, res: http.ServerResponse): void {
+    const flavor = { 'Metadata-Flavor': 'Google' };
+    if (req.headers['metadata-flavor'] !== 'Google') return void res.writeHead(403, flavor).end('Missing Metadata-Flavor:Google header.');
+    const account = options.serviceAccount;
+    if (account && path === 'instance/service-accounts/default/token') {
+      stats.metadataTokens++;
+      const text = JSON.stringify({ access_token: issue('storage'), expires_in: 3599, token_type: 'Bearer' });
+      return void res.writeHead(200, { ...flavor, 'Content-Type': 'application/json' }).end(text);
+    }
+    if (account && path === 'instance/service-accounts/default/email') return void res.writeHead(200, { ...flavor, 'Content-Type': 'application/text' }).end(account.client_email);
+    if (path === 'project/project-id') return void res.writeHead(200, { ...flavor, 'Content-Type': 'application/text' }).end('test-project');
+    res.writeHead(404, { ...flavor, 'Content-Type': 'text/html' }).end('Not Found');
   }
 
   /** Verifies a V4 signed URL from the request as received. */
@@ -277,7 +398,7 @@ export async function startFakeGcs(options: FakeGcsOptions = {}): Promise<FakeGc
     send(res, 200, answer);
   }
 
-  function media(object: StoredObject, req: http.IncomingMessage, res: http.ServerResponse, headOnly: boolean): void {
+  function media(object: StoredObject, req: http.IncomingMessage, res: http.ServerResponse, headOnly: boolean, stall = false): void {
     const size = object.data.length;
     const headers: Record<string, string> = { 'Content-Type': object.contentType, 'Accept-Ranges': 'bytes', 'Last-Modified': object.updated.toUTCString(), 'X-Goog-Generation': String(object.generation) };
     const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
@@ -293,6 +414,10 @@ export async function startFakeGcs(options: FakeGcsOptions = {}): Promise<FakeGc
       return;
     }
     res.writeHead(200, { ...headers, 'Content-Length': String(size) });
+    if (stall) {
+      res.write(object.data.subarray(0, Math.floor(size / 2))); // and nothing more
+      return;
+    }
     res.end(headOnly ? undefined : object.data);
   }
 
@@ -318,6 +443,9 @@ export async function startFakeGcs(options: FakeGcsOptions = {}): Promise<FakeGc
   return {
     endpoint,
     tokenUri: `${endpoint}/token`,
+    stsUri: `${endpoint}/sts/v1/token`,
+    impersonationUrl: (email) => `${endpoint}/v1/projects/-/serviceAccounts/${email}:generateAccessToken`,
+    metadataHost: endpoint.slice('http://'.length),
     stats,
     createBucket(opts = {}) {
       const name = `nixery-gcs-test-${++count}`;
@@ -325,8 +453,14 @@ export async function startFakeGcs(options: FakeGcsOptions = {}): Promise<FakeGc
       return name;
     },
     openSessions: () => sessions.size,
-    failNext(count, status) {
+    failNext(count, status = 503) {
       failures = { count, status };
+    },
+    hangNext(count, where = 'headers') {
+      hangs = { count, where };
+    },
+    revokeTokens() {
+      tokens.clear();
     },
     stop: () =>
       new Promise<void>((resolve) => {
