@@ -4,6 +4,7 @@
 import { pino, type Logger as PinoLogger } from 'pino';
 import type { Config } from './config.js';
 import { describeConfig } from './config.js';
+import { learnSettingSecrets, redact } from './secrets.js';
 import { createStorage } from './storage/index.js';
 import type { Storage } from './storage/storage.js';
 import { sourceFromEnv, describeSource, SourcePinner, type PackageSource } from './nix/source.js';
@@ -46,8 +47,15 @@ export function sourceFromConfig(config: Pick<Config, 'channel' | 'pkgsRepo' | '
 const POPULARITY_REFRESH_MS = 6 * 3600_000;
 
 export async function createApp(config: Config, options: AppOptions): Promise<App> {
+  // Before anything can log or fail: from here on every log line is redacted as it is written,
+  // whatever object was logged.
+  learnSettingSecrets(process.env, [config.pkgsRepo, config.popularityUrl]);
   const log = pino(
-    { level: config.logLevel === 'info' ? options.defaultLogLevel : config.logLevel, base: { service: 'nixery' } },
+    {
+      level: config.logLevel === 'info' ? options.defaultLogLevel : config.logLevel,
+      base: { service: 'nixery' },
+      hooks: { streamWrite: redact },
+    },
     // The server logs a line per request: buffer those writes (flushed on exit); the CLI's
     // few lines on stderr go out at once.
     options.logDestination === 'stdout' ? pino.destination({ fd: 1, sync: false, minLength: 4096 }) : pino.destination({ fd: 2, sync: true }),

@@ -15,6 +15,7 @@ import type { BuildProgress } from './builder/builder.js';
 import { runLayersCommand } from './layers/command.js';
 import { popcount } from './nix/popcount.js';
 import { AMD64 } from './image/name.js';
+import { learnSettingSecrets, redact } from './secrets.js';
 
 // Layer compression runs in libuv's thread pool (default 4 threads): give it a thread per core
 // plus room for file I/O. Must happen before the pool is first used.
@@ -38,7 +39,9 @@ function configFrom(opts: Record<string, unknown>, names: SettingName[]): Config
     const v = opts[key];
     if (typeof v === 'string') flags[name] = v;
   }
-  return loadConfig(process.env, flags);
+  const config = loadConfig(process.env, flags);
+  learnSettingSecrets(process.env, [config.pkgsRepo, config.popularityUrl]);
+  return config;
 }
 
 const SOURCE_SETTINGS: SettingName[] = ['channel', 'pkgsRepo', 'pkgsPath'];
@@ -187,6 +190,6 @@ function oneLine(err: unknown): string {
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
-  process.stderr.write(`nixery: ${oneLine(err)}\n`);
+  process.stderr.write(`nixery: ${redact(oneLine(err))}\n`);
   process.exit(err instanceof ConfigError ? 2 : 1);
 });

@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from './errors.js';
 import { DEFAULT_STRATEGY, STRATEGY_NAMES } from './layers/strategies.js';
+import { URL_SETTINGS, displayUrl } from './secrets.js';
 
 export interface Setting<T> {
   env: string;
@@ -103,12 +104,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: Partial<
   return out as Config;
 }
 
-/** The effective configuration, for the startup log (no secrets are configured here). */
-export function describeConfig(config: Config): Record<string, unknown> {
+/**
+ * The effective configuration, for the startup log: every setting, plus the URL-valued
+ * variables read elsewhere (storage endpoints, nixpkgs URLs). URLs are shown without their
+ * credentials.
+ */
+export function describeConfig(config: Config, env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
   const shown: Record<string, unknown> = {};
+  const urlSettings: readonly string[] = URL_SETTINGS;
   for (const [name, setting] of Object.entries(SETTINGS) as Array<[SettingName, Setting<unknown>]>) {
     const value = config[name];
-    if (value !== undefined) shown[setting.env] = value;
+    if (value !== undefined) shown[setting.env] = urlSettings.includes(setting.env) ? displayUrl(String(value)) : value;
+  }
+  for (const name of URL_SETTINGS) {
+    const value = env[name]?.trim();
+    if (value && !(name in shown)) shown[name] = displayUrl(value);
   }
   return shown;
 }

@@ -48,7 +48,8 @@ function isUrl(source: string): boolean {
 async function readSource(source: string, timeoutMs: number, maxBytes: number): Promise<string> {
   if (/^file:\/\//i.test(source)) return readLimited(fileURLToPath(source), maxBytes);
   if (!isUrl(source)) return readLimited(source, maxBytes);
-  const response = await fetch(source, { signal: AbortSignal.timeout(timeoutMs), redirect: 'follow' });
+  const { url, headers } = credentialsAsHeader(source);
+  const response = await fetch(url, { headers, signal: AbortSignal.timeout(timeoutMs), redirect: 'follow' });
   if (response.status !== 200) {
     await response.body?.cancel().catch(() => undefined);
     throw new Error(`HTTP ${response.status} ${response.statusText}`.trim());
@@ -66,6 +67,16 @@ async function readSource(source: string, timeoutMs: number, maxBytes: number): 
     chunks.push(Buffer.from(chunk));
   }
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/** fetch refuses URLs with credentials (`https://user:token@host/…`): they go as Basic auth instead. */
+function credentialsAsHeader(source: string): { url: string; headers: Record<string, string> } {
+  const url = new URL(source);
+  if (url.username === '' && url.password === '') return { url: source, headers: {} };
+  const userPass = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
+  url.username = '';
+  url.password = '';
+  return { url: url.href, headers: { Authorization: `Basic ${Buffer.from(userPass).toString('base64')}` } };
 }
 
 async function readLimited(file: string, maxBytes: number): Promise<string> {

@@ -4,6 +4,7 @@
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { NixFailedError, NixTimeoutError } from '../errors.js';
+import { cleanStderr } from './stderr.js';
 
 /** Every Nix process started by this module; the registry exposes it so tests can prove "no Nix ran". */
 export const nixStats = { invocations: 0 };
@@ -102,7 +103,8 @@ export function runProcess(program: string, args: readonly string[], opts: RunOp
       }
       resolve({
         stdout: Buffer.concat(stdout).toString('utf8'),
-        stderr: stderr.toString(),
+        // No control bytes, protocol frames or secrets past this point (src/nix/stderr.ts).
+        stderr: cleanStderr(stderr.toString()),
         code,
         signal,
         timedOut,

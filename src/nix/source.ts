@@ -11,6 +11,7 @@ import { ConfigError, ManifestNotFoundError, SourceUnavailableError } from '../e
 export { SourceUnavailableError };
 import { compareStrings } from '../image/name.js';
 import { runProcess } from './run.js';
+import { displayUrl } from '../secrets.js';
 
 export const DEFAULT_NIXPKGS_REPO = 'https://github.com/NixOS/nixpkgs';
 /** `{rev}` is replaced by the pinned commit. */
@@ -38,7 +39,10 @@ export interface PinnedSource {
   srcArgs: string;
   /** Immutable identity for cache keys and image labels; null when the source cannot be pinned. */
   revision: string | null;
-  /** For logs and the index page, e.g. `git /srv/pkgs.git at 1a2b… (tag v1)`. */
+  /**
+   * For logs, the index page and the image label, e.g. `git https://***@host/pkgs.git at 1a2b…
+   * (refs/tags/v1)`: URLs in their display form, without credentials.
+   */
   description: string;
 }
 
@@ -85,9 +89,9 @@ export function sourceFromEnv(env: NodeJS.ProcessEnv = process.env): PackageSour
 export function describeSource(source: PackageSource): string {
   switch (source.kind) {
     case 'channel':
-      return `nixpkgs channel ${source.channel}`;
+      return `nixpkgs channel ${source.channel}${source.repoUrl === DEFAULT_NIXPKGS_REPO ? '' : ` from ${displayUrl(source.repoUrl)}`}`;
     case 'git':
-      return `git repository ${source.url}`;
+      return `git repository ${displayUrl(source.url)}`;
     case 'path':
       return `local directory ${source.path}`;
   }
@@ -139,9 +143,10 @@ export function resolveRef(lsRemote: string, name: string, options: { latestIsHe
 }
 
 async function lsRemote(url: string, opts: PinOptions): Promise<string> {
+  const shown = displayUrl(url);
   const result = await runProcess('git', ['ls-remote', '--', url], {
     timeoutMs: opts.timeoutMs,
-    what: `git ls-remote ${url}`,
+    what: `git ls-remote ${shown}`,
     signal: opts.signal,
     // Never wait for a password prompt.
     env: { GIT_TERMINAL_PROMPT: '0', GIT_ASKPASS: '', SSH_ASKPASS: '', ...opts.env },
@@ -149,24 +154,25 @@ async function lsRemote(url: string, opts: PinOptions): Promise<string> {
   });
   if (result.aborted && opts.signal) throw opts.signal.reason;
   if (result.timedOut) {
-    throw new SourceUnavailableError(`git ls-remote ${url} timed out after ${opts.timeoutMs / 1000} seconds`);
+    throw new SourceUnavailableError(`git ls-remote ${shown} timed out after ${opts.timeoutMs / 1000} seconds`);
   }
   if (result.code !== 0) {
+    // stderr is already cleaned of control bytes and secrets (runProcess).
     const why = result.stderr.trim().split('\n').slice(0, 3).join('; ');
-    throw new SourceUnavailableError(`cannot list the references of ${url}: ${why || `git exited with ${result.code}`}`);
+    throw new SourceUnavailableError(`cannot list the references of ${shown}: ${why || `git exited with ${result.code}`}`);
   }
   return result.stdout;
 }
 
 async function pinGit(source: { kind: 'git'; url: string }, tag: string, opts: PinOptions): Promise<PinnedSource> {
   const resolved = resolveRef(await lsRemote(source.url, opts), tag, { latestIsHead: true });
-  if (!resolved) throw new ManifestNotFoundError(`no branch, tag or commit named ${tag} in ${source.url}`);
+  if (!resolved) throw new ManifestNotFoundError(`no branch, tag or commit named ${tag} in ${displayUrl(source.url)}`);
   return {
     source,
     srcType: 'git',
     srcArgs: JSON.stringify(fetchGitArgs(source.url, resolved)),
     revision: resolved.commit,
-    description: `git ${source.url} at ${resolved.commit}${resolved.ref ? ` (${resolved.ref})` : ''}`,
+    description: `git ${displayUrl(source.url)} at ${resolved.commit}${resolved.ref ? ` (${resolved.ref})` : ''}`,
   };
 }
 
@@ -191,7 +197,7 @@ async function pinChannel(
   } else {
     const resolved = resolveRef(await lsRemote(source.repoUrl, opts), source.channel, { latestIsHead: false });
     if (!resolved || resolved.ref === null) {
-      throw new ManifestNotFoundError(`no branch, tag or commit named ${source.channel} in ${source.repoUrl}`);
+      throw new ManifestNotFoundError(`no branch, tag or commit named ${source.channel} in ${displayUrl(source.repoUrl)}`);
     }
     commit = resolved.commit;
     via = ` (${source.channel})`;

@@ -3,6 +3,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { describeError, ERROR_CATALOGUE, logDetail, type ErrorKind } from '../errors.js';
+import { redact } from '../secrets.js';
 
 export interface RequestContext {
   req: IncomingMessage;
@@ -44,7 +45,8 @@ export function sendCatalogueError(ctx: RequestContext, kind: ErrorKind, message
 function sendErrorBody(ctx: RequestContext, status: number, code: string, message: string, detail?: unknown, headers: Record<string, string> = {}): void {
   const error: Record<string, unknown> = { code, message };
   if (detail !== undefined) error.detail = detail;
-  const body = Buffer.from(JSON.stringify({ errors: [error] }));
+  // The last stop before a client: whatever an error carries, no configured secret gets out.
+  const body = Buffer.from(redact(JSON.stringify({ errors: [error] })));
   writeHead(ctx, status, {
     ...headers,
     'Content-Type': 'application/json',

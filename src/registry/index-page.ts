@@ -1,8 +1,15 @@
 // The index page at `/`: what this instance serves, how to pull from it, the package source
-// and its current revision, and recent build errors. Everything from outside is escaped.
+// and its current revision, and recent build errors. Everything from outside is escaped, and
+// redacted of secrets.
 
 import type { RecentError } from './service.js';
 import { escapeHtml } from './http.js';
+import { redact } from '../secrets.js';
+
+/** Every value shown: no configured secret, nothing unescaped. */
+function show(s: string): string {
+  return escapeHtml(redact(s));
+}
 
 export interface IndexPageData {
   /** The request's Host header (may be attacker-controlled: escaped below). */
@@ -14,12 +21,12 @@ export interface IndexPageData {
 }
 
 export function renderIndexPage(d: IndexPageData): string {
-  const host = escapeHtml(d.host || 'localhost:8080');
+  const host = show(d.host || 'localhost:8080');
   const errors = d.errors.length
     ? `<h2>Recent build errors</h2>
 <p>The last images that failed to build, newest first.</p>
 ${d.errors
-  .map((e) => `<details class="build-error"><summary>${escapeHtml(e.image)} <small>${escapeHtml(e.at)}</small></summary><pre>${escapeHtml(e.message)}</pre></details>`)
+  .map((e) => `<details class="build-error"><summary>${show(e.image)} <small>${show(e.at)}</small></summary><pre>${show(e.message)}</pre></details>`)
   .join('\n')}`
     : '';
   return `<!doctype html>
@@ -46,9 +53,9 @@ skopeo inspect --tls-verify=false docker://${host}/shell/hello
 podman pull --tls-verify=false ${host}/shell/hello
 docker pull ${host}/shell/hello</pre>
 <h2>Package source</h2>
-<p>${escapeHtml(d.source)}${d.revision ? `, revision <code>${escapeHtml(d.revision)}</code>` : ''}</p>
+<p>${show(d.source)}${d.revision ? `, revision <code>${show(d.revision)}</code>` : ''}</p>
 ${errors}
-<p><small>nixery-ts ${escapeHtml(d.version)}</small></p>
+<p><small>nixery-ts ${show(d.version)}</small></p>
 </body>
 </html>
 `;
