@@ -166,10 +166,11 @@ export async function collectGarbage(storage: Storage, options: GcOptions): Prom
     // 5. Records written during the run that use a blob it removed: removed too, so that no
     //    stored record points at a missing blob (their images and layers are rebuilt).
     if (removedDigests.size > 0) {
-      const gone = new Set(report.removed.map((r) => r.key));
+      // A dry run removed nothing: what it would have removed is still listed.
+      const wouldBeGone = new Set(options.dryRun ? report.removed.map((r) => r.key) : []);
       for (const prefix of ['manifests', 'builds'] as const) {
         for await (const o of storage.list(prefix)) {
-          if (gone.has(o.key)) continue;
+          if (wouldBeGone.has(o.key)) continue;
           const raw = await storage.read(o.key);
           const decoded = raw ? decodeRecord<ManifestRecordRefs & { digest?: string }>(raw) : undefined;
           if (!decoded?.ok) continue;
