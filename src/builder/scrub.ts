@@ -144,7 +144,7 @@ export async function scrubStorage(storage: Storage, options: ScrubOptions): Pro
     report.checked.builds++;
     const read = await readRecord(storage, o);
     if (!read) continue;
-    const decoded = read.raw ? decodeRecord<unknown>(read.raw) : { ok: false as const, why: `it has ${read.info.size} bytes, too large for a record` };
+    const decoded = decodeRead(read);
     if (!decoded.ok) {
       markBad(o.key, `unreadable: ${decoded.why}`, read.info);
       continue;
@@ -162,7 +162,7 @@ export async function scrubStorage(storage: Storage, options: ScrubOptions): Pro
     report.checked.manifests++;
     const read = await readRecord(storage, o);
     if (!read) continue;
-    const decoded = read.raw ? decodeRecord<unknown>(read.raw) : { ok: false as const, why: `it has ${read.info.size} bytes, too large for a record` };
+    const decoded = decodeRead(read);
     if (!decoded.ok) {
       markBad(o.key, `unreadable: ${decoded.why}`, read.info);
       continue;
@@ -327,6 +327,10 @@ async function readRecord(storage: Storage, listed: ObjectInfo): Promise<{ raw?:
   const chunks: Buffer[] = [];
   for await (const chunk of opened.stream as Readable & AsyncIterable<Buffer>) chunks.push(chunk);
   return { raw: Buffer.concat(chunks), info: opened.info };
+}
+
+function decodeRead(read: { raw?: Buffer; info: ObjectInfo }): ReturnType<typeof decodeRecord<unknown>> {
+  return read.raw ? decodeRecord<unknown>(read.raw) : { ok: false, why: `it has ${read.info.size} bytes, too large for a record` };
 }
 
 /** Whether the object still is the version that was checked. */
