@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Command line: `nixery build`, `nixery serve`, `nixery popcount`, `nixery layers`, `nixery gc`.
+// Command line: `nixery build`, `nixery serve`, `nixery popcount`, `nixery layers`, `nixery gc`,
+// `nixery scrub`.
 // Errors are one line on stderr and a non-zero exit, never a stack trace.
 
 import { readFileSync } from 'node:fs';
@@ -154,32 +155,64 @@ program
     process.stdout.write(`${runLayersCommand(Buffer.concat(chunks).toString('utf8'), strategy, budget)}\n`);
   });
 
+const STORAGE_SETTINGS: SettingName[] = ['storageBackend', 'storagePath'];
+
 withSettings(
   program
     .command('gc')
     .description('remove blobs and cache entries no cached manifest references, older than a grace period')
     .option('--dry-run', 'only print what would be removed')
-    .option('--grace <seconds>', 'keep anything younger than this (builds in progress are younger)', '3600')
-    .option('--manifest-max-age <seconds>', 'also expire cached manifests older than this'),
-  ['storageBackend', 'storagePath'],
+    .option('--grace <seconds>', 'keep anything written less than this before the run started', '3600')
+    .option('--manifest-max-age <seconds>', 'also expire cached manifests written this long before the run started (0: all)'),
+  STORAGE_SETTINGS,
 ).action(async (opts: Record<string, unknown>) => {
-  const config = configFrom(opts, ['storageBackend', 'storagePath']);
+  const config = configFrom(opts, STORAGE_SETTINGS);
   const seconds = (name: string, v: unknown) => {
     if (typeof v !== 'string' || !/^\d+$/.test(v)) throw new ConfigError(`invalid ${name}: must be a whole number of seconds`);
     return Number(v);
   };
+  const graceSeconds = seconds('--grace', opts.grace);
+  const manifestMaxAgeSeconds = opts.manifestMaxAge === undefined ? undefined : seconds('--manifest-max-age', opts.manifestMaxAge);
   const { createStorage } = await import('./storage/index.js');
   const { collectGarbage } = await import('./builder/gc.js');
   const storage = await createStorage(config);
   const report = await collectGarbage(storage, {
-    graceSeconds: seconds('--grace', opts.grace),
-    manifestMaxAgeSeconds: opts.manifestMaxAge === undefined ? undefined : seconds('--manifest-max-age', opts.manifestMaxAge),
+    graceSeconds,
+    manifestMaxAgeSeconds,
     dryRun: Boolean(opts.dryRun),
     log: (line) => process.stdout.write(`${line}\n`),
   });
+  const dangling = report.danglingRecordsRemoved.length;
   process.stdout.write(
-    `${report.dryRun ? 'would free' : 'freed'} ${report.bytesFreed} bytes in ${report.removed.length} objects; kept ${report.manifestsKept} manifests and ${report.blobsKept} blobs\n`,
+    `${report.dryRun ? 'would free' : 'freed'} ${report.bytesFreed} bytes in ${report.removed.length} objects; kept ${report.manifestsKept} manifests and ${report.blobsKept} blobs` +
+      `${dangling ? `; ${dangling} records written during the run used removed blobs and ${report.dryRun ? 'would be' : 'were'} removed (rebuilt on the next pull)` : ''}\n`,
   );
+});
+
+withSettings(
+  program
+    .command('scrub')
+    .description('verify every blob and cached record against its digest and references; exit 1 if anything is bad')
+    .option('--repair', 'remove what is bad (and the records that use it); the registry rebuilds it on the next pull')
+    .option('--json', 'print the report as JSON on stdout instead of lines'),
+  STORAGE_SETTINGS,
+).action(async (opts: Record<string, unknown>) => {
+  const config = configFrom(opts, STORAGE_SETTINGS);
+  const { createStorage } = await import('./storage/index.js');
+  const { scrubStorage } = await import('./builder/scrub.js');
+  const storage = await createStorage(config);
+  const json = Boolean(opts.json);
+  const report = await scrubStorage(storage, { repair: Boolean(opts.repair), log: json ? undefined : (line) => process.stdout.write(`${line}\n`) });
+  if (json) {
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  } else {
+    const { blobs, bytes, builds, manifests } = report.checked;
+    const repaired = report.repair ? `, ${report.removed.length} removed${report.changed.length ? `, ${report.changed.length} changed while checking (scrub again)` : ''}` : '';
+    process.stdout.write(
+      `scrub: checked ${blobs} blobs (${bytes} bytes), ${builds} build records, ${manifests} manifest records: ${report.bad.length} bad${repaired}${report.notes.length ? `, ${report.notes.length} ${report.notes.length === 1 ? 'note' : 'notes'}` : ''}\n`,
+    );
+  }
+  if (report.bad.length > 0) process.exitCode = 1;
 });
 
 function oneLine(err: unknown): string {

@@ -1,31 +1,59 @@
 // Storage garbage collection. Roots are the cached manifests (`manifests/*.json`); everything
 // they reference (manifest, config and layer blobs) stays. Blobs, build-cache entries and staging
-// objects that no root references are removed once they are older than a grace period.
+// objects that no root references are removed once they were last modified before the run
+// started minus a grace period.
 //
-// Safe while builds run: a build writes its layers, then their build-cache entries, then the
-// manifest record last, so until the record exists its objects are young (inside the grace
-// period). A build that reuses an old cached layer refreshes that layer's build-cache entry
-// first (LayerStore does), and a blob with a young build-cache entry is kept.
+// Safe while registries and replicas build, without locks:
+// - The run's start is read from the storage's own clock (the time of a marker object it writes
+//   under staging/), so ages are compared on one clock whatever this host's clock says.
+// - Nothing modified at or after (start − grace) is removed, and that is checked again right
+//   before each removal: an object written or rewritten during the run is never removed by it.
+// - A build writes its layers, then their build-cache entries, then the manifest record last; a
+//   build reusing a cached layer rewrites its entry first (LayerStore does), and a blob with a
+//   young entry is kept. Still, a record can appear after gc listed its roots and use a blob gc
+//   then removes (a build that straddles the run start, with a short grace). So after removing
+//   blobs, gc lists the records again and removes every record that uses a blob it removed: the
+//   image is rebuilt on its next pull. A record written after that second listing is the
+//   builder's to catch: it checks the blobs of a manifest record it wrote still exist.
 
+import { randomUUID } from 'node:crypto';
 import type { ObjectInfo, Storage } from '../storage/storage.js';
 import { decodeRecord } from './records.js';
 
+/** Points between phases, for tests that interleave writes with a run. */
+export type GcPhase = 'start' | 'manifests' | 'builds' | 'blobs' | 'staging';
+
+export interface GcHooks {
+  /** Runs after each phase, before the next one starts. */
+  afterPhase?(phase: GcPhase): Promise<void> | void;
+  /** Runs when an object was found removable, before gc checks it again and removes it. */
+  beforeRemove?(key: string): Promise<void> | void;
+}
+
 export interface GcOptions {
-  /** Objects younger than this are never removed (default: one hour). */
+  /** Objects modified less than this long before the run started are never removed. */
   graceSeconds: number;
   dryRun: boolean;
-  /** Also expire manifest records not written for this long (default: keep all). */
+  /** Also expire manifest records last written this long before the run started (0: all). */
   manifestMaxAgeSeconds?: number;
+  /** The run's start (ms since the epoch) instead of the storage's clock; tests use it. */
   now?: number;
   log?: (line: string) => void;
+  hooks?: GcHooks;
 }
 
 export interface GcReport {
+  /** The run's start on the storage's clock (ms since the epoch). */
+  startedAt: number;
   manifestsKept: number;
   manifestsRemoved: number;
   blobsKept: number;
   removed: Array<{ key: string; size: number }>;
   bytesFreed: number;
+  /** Records (written during the run) removed because they used a blob this run removed. */
+  danglingRecordsRemoved: string[];
+  /** Objects found removable but written again before their removal, so kept. */
+  changedDuringRun: string[];
   dryRun: boolean;
 }
 
@@ -37,67 +65,142 @@ interface ManifestRecordRefs {
 }
 
 const BLOB_PREFIX = 'blobs/sha256/';
+const MARKER_PREFIX = 'staging/gc-';
 
 export async function collectGarbage(storage: Storage, options: GcOptions): Promise<GcReport> {
-  const now = options.now ?? Date.now();
-  const graceMs = options.graceSeconds * 1000;
-  const old = (o: ObjectInfo) => now - o.modified > graceMs;
-  const report: GcReport = { manifestsKept: 0, manifestsRemoved: 0, blobsKept: 0, removed: [], bytesFreed: 0, dryRun: options.dryRun };
-  const remove = async (o: ObjectInfo) => {
-    report.removed.push({ key: o.key, size: o.size });
-    report.bytesFreed += o.size;
-    options.log?.(`${options.dryRun ? 'would remove' : 'removing'} ${o.key} (${o.size} bytes)`);
-    if (!options.dryRun) await storage.delete(o.key);
-  };
+  const hooks = options.hooks ?? {};
+  const marker = options.now === undefined ? `${MARKER_PREFIX}${randomUUID()}` : undefined;
+  try {
+    const startedAt = options.now ?? (await storageClock(storage, marker!));
+    const cutoff = startedAt - options.graceSeconds * 1000;
+    const report: GcReport = {
+      startedAt,
+      manifestsKept: 0,
+      manifestsRemoved: 0,
+      blobsKept: 0,
+      removed: [],
+      bytesFreed: 0,
+      danglingRecordsRemoved: [],
+      changedDuringRun: [],
+      dryRun: options.dryRun,
+    };
+    const remove = async (key: string, size: number, why = '') => {
+      report.removed.push({ key, size });
+      report.bytesFreed += size;
+      options.log?.(`${options.dryRun ? 'would remove' : 'removing'} ${key} (${size} bytes)${why}`);
+      if (!options.dryRun) await storage.delete(key);
+    };
+    /** Removes `o` if it was (and still is) last modified before `before`; false when kept. */
+    const removeIfOlder = async (o: ObjectInfo, before: number): Promise<boolean> => {
+      if (o.modified >= before) return false;
+      await hooks.beforeRemove?.(o.key);
+      // The listing may be minutes old: a replica may have rewritten the object since.
+      const fresh = await storage.stat(o.key);
+      if (!fresh) return false;
+      if (fresh.modified >= before) {
+        report.changedDuringRun.push(o.key);
+        options.log?.(`keeping ${o.key}: written again during this run`);
+        return false;
+      }
+      await remove(o.key, fresh.size);
+      return true;
+    };
 
-  // 1. Roots: manifest records, and what they reference.
-  const live = new Set<string>();
-  for await (const o of storage.list('manifests')) {
-    if (options.manifestMaxAgeSeconds !== undefined && now - o.modified > options.manifestMaxAgeSeconds * 1000) {
-      report.manifestsRemoved++;
-      await remove(o);
-      continue;
-    }
-    const raw = await storage.read(o.key);
-    if (!raw) continue;
-    const decoded = decodeRecord<ManifestRecordRefs>(raw);
-    if (!decoded.ok) {
-      // An unreadable record protects nothing; it goes once it is old.
-      if (old(o)) await remove(o);
-      continue;
-    }
-    const record = decoded.record;
-    report.manifestsKept++;
-    for (const d of [record.config?.digest, record.oci?.digest, record.docker?.digest, ...(record.layers ?? []).map((l) => l.digest)]) {
-      if (d) live.add(d);
-    }
-  }
+    await hooks.afterPhase?.('start');
 
-  // 2. Build-cache entries: kept when their blob is live or when they are young (a build is using them).
-  const protectedByBuild = new Set<string>();
-  for await (const o of storage.list('builds')) {
-    const raw = await storage.read(o.key);
-    const decoded = raw ? decodeRecord<{ digest?: string }>(raw) : undefined;
-    const digest = decoded?.ok ? decoded.record.digest : undefined;
-    if (digest && (live.has(digest) || !old(o))) {
-      if (!old(o)) protectedByBuild.add(digest);
-      continue;
+    // 1. Roots: manifest records, and what they reference.
+    const live = new Set<string>();
+    const manifestCutoff = options.manifestMaxAgeSeconds === undefined ? undefined : startedAt - options.manifestMaxAgeSeconds * 1000;
+    for await (const o of storage.list('manifests')) {
+      if (manifestCutoff !== undefined && (await removeIfOlder(o, manifestCutoff))) {
+        report.manifestsRemoved++;
+        continue;
+      }
+      const raw = await storage.read(o.key);
+      if (!raw) continue;
+      const decoded = decodeRecord<ManifestRecordRefs>(raw);
+      if (!decoded.ok) {
+        // An unreadable record protects nothing; it goes once it is old.
+        await removeIfOlder(o, cutoff);
+        continue;
+      }
+      report.manifestsKept++;
+      for (const d of manifestDigests(decoded.record)) live.add(d);
     }
-    if (old(o)) await remove(o);
-  }
+    await hooks.afterPhase?.('manifests');
 
-  // 3. Blobs nobody references, and abandoned staging uploads.
-  for await (const o of storage.list('blobs')) {
-    if (!o.key.startsWith(BLOB_PREFIX)) continue;
-    const digest = `sha256:${o.key.slice(BLOB_PREFIX.length)}`;
-    if (live.has(digest) || protectedByBuild.has(digest) || !old(o)) {
-      report.blobsKept++;
-      continue;
+    // 2. Build-cache entries: kept when their blob is live or when they are young (a build is using them).
+    const protectedByBuild = new Set<string>();
+    for await (const o of storage.list('builds')) {
+      const raw = await storage.read(o.key);
+      const decoded = raw ? decodeRecord<{ digest?: string }>(raw) : undefined;
+      const digest = decoded?.ok ? decoded.record.digest : undefined;
+      const young = o.modified >= cutoff;
+      if (digest && (live.has(digest) || young)) {
+        if (young) protectedByBuild.add(digest);
+        continue;
+      }
+      if (!(await removeIfOlder(o, cutoff)) && digest) protectedByBuild.add(digest);
     }
-    await remove(o);
+    await hooks.afterPhase?.('builds');
+
+    // 3. Blobs nobody references.
+    const removedDigests = new Set<string>();
+    for await (const o of storage.list('blobs')) {
+      if (!o.key.startsWith(BLOB_PREFIX)) continue;
+      const digest = `sha256:${o.key.slice(BLOB_PREFIX.length)}`;
+      if (live.has(digest) || protectedByBuild.has(digest) || !(await removeIfOlder(o, cutoff))) {
+        report.blobsKept++;
+        continue;
+      }
+      removedDigests.add(digest);
+    }
+    await hooks.afterPhase?.('blobs');
+
+    // 4. Abandoned staging uploads (and markers of crashed runs).
+    for await (const o of storage.list('staging')) {
+      if (o.key !== marker) await removeIfOlder(o, cutoff);
+    }
+    await hooks.afterPhase?.('staging');
+
+    // 5. Records written during the run that use a blob it removed: removed too, so that no
+    //    stored record points at a missing blob (their images and layers are rebuilt).
+    if (removedDigests.size > 0) {
+      // A dry run removed nothing: what it would have removed is still listed.
+      const wouldBeGone = new Set(options.dryRun ? report.removed.map((r) => r.key) : []);
+      for (const prefix of ['manifests', 'builds'] as const) {
+        for await (const o of storage.list(prefix)) {
+          if (wouldBeGone.has(o.key)) continue;
+          const raw = await storage.read(o.key);
+          const decoded = raw ? decodeRecord<ManifestRecordRefs & { digest?: string }>(raw) : undefined;
+          if (!decoded?.ok) continue;
+          const uses = prefix === 'manifests' ? manifestDigests(decoded.record) : [decoded.record.digest];
+          const missing = uses.find((d) => d !== undefined && removedDigests.has(d));
+          if (!missing) continue;
+          report.danglingRecordsRemoved.push(o.key);
+          await remove(o.key, o.size, `: it uses ${missing}, removed by this run`);
+        }
+      }
+    }
+    return report;
+  } finally {
+    if (marker) await storage.delete(marker).catch(() => {});
   }
-  for await (const o of storage.list('staging')) {
-    if (old(o)) await remove(o);
-  }
-  return report;
+}
+
+function manifestDigests(record: ManifestRecordRefs): string[] {
+  const all = [record.config?.digest, record.oci?.digest, record.docker?.digest, ...(record.layers ?? []).map((l) => l.digest)];
+  return all.filter((d): d is string => typeof d === 'string');
+}
+
+/**
+ * Now, on the storage's clock: the modification time of a marker object written for it, down
+ * to the whole second (S3 reports times in whole seconds, and the start must not be later than
+ * the time the storage gives anything written after it).
+ */
+async function storageClock(storage: Storage, marker: string): Promise<number> {
+  await storage.put(marker, 'nixery gc run\n', { contentType: 'text/plain' });
+  const info = await storage.stat(marker);
+  const modified = info?.modified || Date.now();
+  return Math.floor(modified / 1000) * 1000;
 }

@@ -69,3 +69,41 @@ test('gc removes unreferenced blobs, build entries and staging objects, and keep
     await rm(storagePath, { recursive: true, force: true });
   }
 });
+
+test('nixery gc as a command: dry run, then the real run, and a clear error for a bad --grace', async () => {
+  const { execFile } = await import('node:child_process');
+  const { FilesystemStorage } = await import('../../src/storage/filesystem.js');
+  const { utimes } = await import('node:fs/promises');
+  const cli = (args: string[]) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, [path.resolve('dist/src/cli.js'), 'gc', ...args], (err, stdout, stderr) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
+      });
+    });
+  const storagePath = await mkdtemp(path.join(tmpdir(), 'nixery-gc-cli-'));
+  try {
+    const storage = new FilesystemStorage(storagePath);
+    const stray = Buffer.from('stray blob');
+    await storage.put(blobKey(sha256Digest(stray)), stray);
+    const past = new Date(Date.now() - 2 * 3600_000);
+    await utimes(path.join(storagePath, blobKey(sha256Digest(stray))), past, past);
+    await storage.put('staging/young', 'still being written');
+
+    const dry = await cli(['--storage-path', storagePath, '--dry-run']);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.equal(dry.stdout, `would remove ${blobKey(sha256Digest(stray))} (10 bytes)\nwould free 10 bytes in 1 objects; kept 0 manifests and 0 blobs\n`);
+    assert.ok(await storage.stat(blobKey(sha256Digest(stray))));
+
+    const real = await cli(['--storage-path', storagePath]);
+    assert.equal(real.code, 0, real.stderr);
+    assert.match(real.stdout, /^removing blobs\/sha256\/[0-9a-f]{64} \(10 bytes\)\nfreed 10 bytes in 1 objects; kept 0 manifests and 0 blobs\n$/);
+    assert.equal(await storage.stat(blobKey(sha256Digest(stray))), null);
+    assert.deepEqual(await keys(storage, 'staging'), ['staging/young'], 'the young upload stays; the run left no marker');
+
+    const bad = await cli(['--storage-path', storagePath, '--grace', 'soon']);
+    assert.equal(bad.code, 2);
+    assert.equal(bad.stderr, 'nixery: invalid --grace: must be a whole number of seconds\n');
+  } finally {
+    await rm(storagePath, { recursive: true, force: true });
+  }
+});
