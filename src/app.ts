@@ -102,6 +102,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
         redirectTtlSeconds: config.redirectTtl,
         sendBufferBytes: config.sendBufferMb * 1024 * 1024,
         sendTimeoutSeconds: config.sendTimeout,
+        blobVerify: config.blobVerify,
         log,
         sourceDescription: describeSource(source),
         version,

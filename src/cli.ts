@@ -60,6 +60,7 @@ const SERVE_SETTINGS: SettingName[] = [
   'redirectTtl',
   'sendTimeout',
   'sendBufferMb',
+  'blobVerify',
 ];
 
 function progressPrinter(): (p: BuildProgress) => void {

@@ -70,6 +70,7 @@ export const SETTINGS = {
   logLevel: { env: 'NIXERY_LOG_LEVEL', flag: '--log-level', description: 'log level', default: 'info', parse: oneOf('trace', 'debug', 'info', 'warn', 'error', 'silent') },
   blobRedirect: { env: 'NIXERY_BLOB_REDIRECT', flag: '--blob-redirect', description: 'answer blob GETs from object storage with a 307 to a signed URL', default: true, parse: boolean },
   redirectTtl: { env: 'NIXERY_REDIRECT_TTL', flag: '--redirect-ttl', description: 'lifetime of signed blob URLs, seconds', default: 300, parse: integer(1, 7 * 86400) },
+  blobVerify: { env: 'NIXERY_BLOB_VERIFY', flag: '--blob-verify', description: 'check blobs read from storage against their digest: once per stored version, always, or off (for measurements only)', default: 'once' as const, parse: oneOf('once', 'always', 'off') },
   sendTimeout: { env: 'NIXERY_SEND_TIMEOUT', flag: '--send-timeout', description: 'seconds a client may accept no bytes of a response before it is closed', default: 60, parse: integer(1, 86400) },
   sendBufferMb: { env: 'NIXERY_SEND_BUFFER_MB', flag: '--send-buffer-mb', description: 'memory all responses together may hold while streaming blobs, MB', default: 256, parse: integer(8, 1_000_000) },
 } satisfies Record<string, Setting<unknown>>;

@@ -36,7 +36,14 @@ export interface BlobServerOptions {
   sendTimeoutMs: number;
   /** Rebuilds whatever a missing blob belongs to; true when the blob should exist again. */
   repair?: (digest: string) => Promise<boolean>;
+  /**
+   * `once` (default): each stored version is checked in full the first time it is read;
+   * `always`: every read from storage is checked; `off`: nothing is checked (for measurements).
+   */
+  verify?: BlobVerification;
 }
+
+export type BlobVerification = 'once' | 'always' | 'off';
 
 interface BlobInfo {
   size: number;
@@ -73,15 +80,17 @@ export class BlobServer {
   private readonly loads = new SingleFlight<string, void>();
   /** Whole reads in use by responses that the hot cache does not hold. */
   private readonly shared = new Map<string, { loaded: Loaded; users: number; reserved: number }>();
-  private readonly verifications = new SingleFlight<string, void>();
+  private readonly verifications = new SingleFlight<string, string | undefined>();
   private readonly repairs = new SingleFlight<string, boolean>();
   private readonly budget: ByteBudget;
+  private readonly verification: BlobVerification;
   readonly stats = { sendStalled: 0, sendClosed: 0, repairs: 0 };
 
   constructor(private readonly options: BlobServerOptions) {
     this.hot = options.hotCacheBytes > 0 ? new LruCache<string, Loaded>(options.hotCacheBytes, (b) => b.bytes.length) : undefined;
     this.hotMaxObject = Math.min(WHOLE_READ_MAX, options.hotCacheBytes / 8);
     this.budget = new ByteBudget(options.sendBufferBytes);
+    this.verification = options.verify ?? 'once';
   }
 
   /** Bytes the hot cache holds. */
@@ -153,20 +162,21 @@ export class BlobServer {
     // From storage: what was opened decides how it is checked. A version not checked yet is
     // read whole when it is small; a range needs the whole object checked first.
     let opened: OpenedObject;
+    let checkedNow: string | undefined;
     for (let attempt = 0; ; attempt++) {
       opened = (await this.openOrRepair(digest, partial))!;
       if (!opened) throw new BlobNotFoundError(digest);
-      if (this.isVerified(digest, opened.info.version)) break;
+      if (this.isVerified(digest, opened.info.version) || (checkedNow !== undefined && checkedNow === opened.info.version)) break;
       if (!partial && opened.info.size > WHOLE_READ_MAX) break; // hashed while it streams
       opened.stream.destroy();
       if (!partial) return this.sendWhole(ctx, digest, respond, 'storage');
       // Replaced again and again while it was being checked: give up for now.
       if (attempt >= 2) throw new IntegrityError(`blob ${digest}`);
-      await this.verify(digest, false);
+      checkedNow = await this.verify(digest, false);
     }
     const stored = opened;
     ctx.log.cache = 'storage';
-    const checked = this.isVerified(digest, stored.info.version);
+    const checked = this.isVerified(digest, stored.info.version) || (checkedNow !== undefined && checkedNow === stored.info.version);
     const { start, end } = respond(stored.info.size, stored.info.contentType ?? info.contentType);
     const expected = end - start + 1;
     await this.send(ctx, STREAM_RESERVATION, async (body) => {
@@ -338,7 +348,7 @@ export class BlobServer {
         this.budget.release(reserved);
         throw err;
       }
-      if (sha256(bytes) === digest && bytes.length === opened.info.size) {
+      if (this.verification === 'off' || (sha256(bytes) === digest && bytes.length === opened.info.size)) {
         this.markVerified(digest, opened.info.version);
         const loaded: Loaded = { bytes, contentType: opened.info.contentType };
         if (cacheable) this.hot!.set(digest, loaded);
@@ -357,17 +367,18 @@ export class BlobServer {
    * Checks a stored blob in full (once per version) without keeping its bytes. With
    * `trustRecentStat`, a version seen by a recent stat (redirects: no read at all) counts.
    */
-  private async verify(digest: string, trustRecentStat: boolean): Promise<void> {
+  private async verify(digest: string, trustRecentStat: boolean): Promise<string | undefined> {
+    if (this.verification === 'off') return undefined;
     if (trustRecentStat) {
       const info = await this.info(digest);
-      if (info && this.isVerified(digest, info.version)) return;
+      if (info && this.isVerified(digest, info.version)) return info.version;
     }
-    await this.verifications.run(digest, async () => {
+    return this.verifications.run(digest, async () => {
       const opened = await this.openOrRepair(digest);
       if (!opened) throw new BlobNotFoundError(digest);
       if (this.isVerified(digest, opened.info.version)) {
         opened.stream.destroy();
-        return;
+        return opened.info.version;
       }
       const hash = createHash('sha256');
       let bytes = 0;
@@ -377,19 +388,21 @@ export class BlobServer {
       }
       if (`sha256:${hash.digest('hex')}` === digest && bytes === opened.info.size) {
         this.markVerified(digest, opened.info.version);
-        return;
+        return opened.info.version;
       }
       await this.quarantine(digest, 'its content does not match its digest');
       if (!(await this.repair(digest))) throw new IntegrityError(`blob ${digest}`);
+      return undefined;
     }).promise;
   }
 
   private isVerified(digest: string, version: string | undefined): boolean {
+    if (this.verification !== 'once') return this.verification === 'off';
     return version !== undefined && this.verified.get(`${digest} ${version}`) === true;
   }
 
   private markVerified(digest: string, version: string | undefined): void {
-    if (version !== undefined) this.verified.set(`${digest} ${version}`, true);
+    if (this.verification === 'once' && version !== undefined) this.verified.set(`${digest} ${version}`, true);
   }
 
   private async quarantine(digest: string, why: string): Promise<void> {

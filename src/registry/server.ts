@@ -17,7 +17,7 @@ import type { RegistryService } from './service.js';
 import { matchRoute } from './routes.js';
 import { sendCatalogueError, sendError, writeHead, type RequestContext } from './http.js';
 import { blob, manifest, ping, referrers, tags, type HandlerDeps } from './handlers.js';
-import { BlobServer } from './blob-server.js';
+import { BlobServer, type BlobVerification } from './blob-server.js';
 import { Readiness } from './readiness.js';
 import { renderIndexPage } from './index-page.js';
 
@@ -40,6 +40,8 @@ export interface RegistryOptions {
   sendBufferBytes: number;
   /** A response whose client accepts nothing for this long is closed. */
   sendTimeoutSeconds: number;
+  /** How blobs read from storage are checked against their digest (default once per version). */
+  blobVerify?: BlobVerification;
   log: RegistryLogger;
   /** Describes the package source on the index page. */
   sourceDescription: string;
@@ -71,6 +73,7 @@ export function createRegistry(options: RegistryOptions): Registry {
     sendBufferBytes: options.sendBufferBytes,
     sendTimeoutMs: options.sendTimeoutSeconds * 1000,
     repair: (digest) => service.repairBlob(digest),
+    verify: options.blobVerify,
   });
   const deps: HandlerDeps = { service, blobs };
   const readiness = new Readiness(

@@ -126,7 +126,7 @@ export async function openBackend(name: BackendName): Promise<TestBackend> {
           ...r,
           async close() {
             await r.close();
-            (r.app.storage as { client?: { destroy(): void } }).client?.destroy();
+            destroyClient(r.app.storage);
             restore();
           },
         };
@@ -136,8 +136,14 @@ export async function openBackend(name: BackendName): Promise<TestBackend> {
       }
     },
     async close() {
-      (storage as { client?: { destroy(): void } }).client?.destroy();
+      destroyClient(storage);
       await cleanup();
     },
   };
+}
+
+/** The S3 backend keeps an SDK client (with sockets) to close; other backends have nothing to close. */
+function destroyClient(storage: unknown): void {
+  const client = (storage as { client?: { destroy?: unknown } }).client;
+  if (typeof client?.destroy === 'function') (client.destroy as () => void).call(client);
 }
