@@ -12,6 +12,7 @@ import { PopularitySource } from './layers/popularity.js';
 import { ImageBuilder } from './builder/builder.js';
 import { RegistryService } from './registry/service.js';
 import { createRegistry, type Registry } from './registry/server.js';
+import { startCleanup } from './cleanup.js';
 
 export interface App {
   config: Config;
@@ -94,6 +95,10 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       refresh.unref();
       // Buffered request logs reach stdout within a second even when traffic is low.
       setInterval(() => log.flush(), 1000).unref();
+      // Leftovers of crashed processes (temporary files, GC roots, Nix processes): now and periodically.
+      const cleanup = startCleanup({ storage, log });
+      registry.server.once('close', () => cleanup.stop());
+      await cleanup.first;
       await new Promise<void>((resolve, reject) => {
         registry.server.once('error', reject);
         registry.server.listen(config.port, config.host, () => resolve());

@@ -69,6 +69,8 @@ export const SETTINGS = {
   logLevel: { env: 'NIXERY_LOG_LEVEL', flag: '--log-level', description: 'log level', default: 'info', parse: oneOf('trace', 'debug', 'info', 'warn', 'error', 'silent') },
   blobRedirect: { env: 'NIXERY_BLOB_REDIRECT', flag: '--blob-redirect', description: 'answer blob GETs from object storage with a 307 to a signed URL', default: true, parse: boolean },
   redirectTtl: { env: 'NIXERY_REDIRECT_TTL', flag: '--redirect-ttl', description: 'lifetime of signed blob URLs, seconds', default: 300, parse: integer(1, 7 * 86400) },
+  // Below Kubernetes' default 30 s grace period, so the drain ends before the SIGKILL.
+  shutdownTimeout: { env: 'NIXERY_SHUTDOWN_TIMEOUT', flag: '--shutdown-timeout', description: 'seconds to finish requests in flight on SIGTERM before closing what remains', default: 25, parse: integer(0, 3600) },
 } satisfies Record<string, Setting<unknown>>;
 
 export type SettingName = keyof typeof SETTINGS;

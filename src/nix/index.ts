@@ -5,3 +5,4 @@ export * from './resolve.js';
 export * from './realise.js';
 export * from './closure.js';
 export * from './popcount.js';
+export * from './processes.js';

@@ -12,6 +12,7 @@ import { blob, manifest, ping, referrers, tags, type HandlerDeps } from './handl
 import { renderIndexPage } from './index-page.js';
 import { nixStats } from '../nix/run.js';
 import { LruCache } from '../util/lru.js';
+import { trackConnections, type DrainResult } from './shutdown.js';
 
 export interface RegistryLogger {
   info(obj: object, msg?: string): void;
@@ -37,6 +38,10 @@ export interface Registry {
   handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void>;
   /** Counters, as served at /metrics. */
   metrics(): Record<string, number>;
+  /** True once a shutdown drain has started (see shutdown.ts). */
+  isDraining(): boolean;
+  /** Stops accepting connections and finishes what is in flight, for at most `timeoutMs`. */
+  drain(timeoutMs: number): Promise<DrainResult>;
 }
 
 export function createRegistry(options: RegistryOptions): Registry {
@@ -158,7 +163,8 @@ export function createRegistry(options: RegistryOptions): Registry {
   const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
     void handle(req, res);
   });
-  return { server, handle, metrics };
+  const drainer = trackConnections(server);
+  return { server, handle, metrics, isDraining: () => drainer.draining, drain: (timeoutMs) => drainer.drain(timeoutMs) };
 }
 
 function text(ctx: RequestContext, contentType: string, body: string): void {
