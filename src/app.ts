@@ -95,10 +95,6 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       refresh.unref();
       // Buffered request logs reach stdout within a second even when traffic is low.
       setInterval(() => log.flush(), 1000).unref();
-      // Leftovers of crashed processes (temporary files, GC roots, Nix processes): now and periodically.
-      const cleanup = startCleanup({ storage, log });
-      registry.server.once('close', () => cleanup.stop());
-      await cleanup.first;
       await new Promise<void>((resolve, reject) => {
         registry.server.once('error', reject);
         registry.server.listen(config.port, config.host, () => resolve());
@@ -109,6 +105,9 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
         'nixery-ts registry started',
       );
       for (const notice of storage.notices ?? []) log.warn({ storage: storage.name }, notice);
+      // Leftovers of crashed processes (temporary files, GC roots, Nix processes): now and periodically.
+      const cleanup = startCleanup({ storage, log });
+      registry.server.once('close', () => cleanup.stop());
       return registry;
     },
   };

@@ -23,8 +23,12 @@ const RUNTIME_PREFIX = 'nixery-run-';
 /** Per-build GC root directories of versions before owner-named runtime directories. */
 const LEGACY_GCROOTS = /^nixery-gcroots-[A-Za-z0-9]{6}$/;
 const GROUPS_FILE = 'process-groups';
-/** How often the descendants of running children are looked at for new process groups. */
-const GROUP_POLL_MS = 1000;
+/**
+ * How often the descendants of running children are looked at for new process groups (a scan of
+ * /proc: about 10 ms of CPU for 100 processes). A registry killed within this long of a builder's
+ * start leaves that builder to Nix, which kills a build user's processes before reusing it.
+ */
+const GROUP_POLL_MS = 500;
 
 interface Tracked {
   pid: number;

@@ -152,7 +152,7 @@ export async function runNix(
   nixStats.invocations++;
   const result = await runProcess(program, args, opts);
   if (result.aborted && opts.signal) throw abortReason(opts.signal);
-  if (result.stopped) throw new ShuttingDownError();
+  if (result.stopped && result.code !== 0) throw new ShuttingDownError();
   if (result.timedOut) throw new NixTimeoutError(opts.what, formatSeconds(opts.timeoutMs));
   if (result.code !== 0) {
     throw new NixFailedError(opts.what, opts.failureText ? opts.failureText(result.stderr) : result.stderr, result.code);

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { killRecordedGroup, parentDeathWrapper, parseGroupRecord, reapAbandonedRuntime, runtimeDir } from '../../src/nix/processes.js';
+import { NixFailedError } from '../../src/errors.js';
 import { runProcess } from '../../src/nix/run.js';
 import { UNJUDGED_MAX_AGE_MS, currentOwner, formatOwner, type Owner } from '../../src/util/owner.js';
 import { listProcesses, readProcStat } from '../../src/util/proc.js';
@@ -114,8 +115,10 @@ async function registryLikeProcess(env: NodeJS.ProcessEnv): Promise<{ node: Chil
 for (const pdeathsig of ['on', 'off'] as const) {
   test(`SIGKILL of the parent (parent-death signal ${pdeathsig}): the reaper kills what it left and removes its runtime directory`, async () => {
     if (pdeathsig === 'on') assert.ok(parentDeathWrapper(), 'setpriv --pdeathsig works on this machine');
-    const { node, shell, owner } = await registryLikeProcess(pdeathsig === 'off' ? { NIXERY_PDEATHSIG: 'off' } : {});
-    const runDir = path.join(tmpdir(), `nixery-run-${formatOwner(owner)}`);
+    // Its own temp dir: no registry of a test running at the same time reaps it first.
+    const base = await mkdtemp(path.join(tmpdir(), 'nixery-pdeathsig-test-'));
+    const { node, shell, owner } = await registryLikeProcess({ TMPDIR: base, ...(pdeathsig === 'off' ? { NIXERY_PDEATHSIG: 'off' } : {}) });
+    const runDir = path.join(base, `nixery-run-${formatOwner(owner)}`);
     let tree: ProcessId[] = [];
     try {
       // Both sleeps started and the record lists the shell's group and the setsid one.
@@ -132,13 +135,14 @@ for (const pdeathsig of ['on', 'off'] as const) {
       assert.ok(stillRunning(tree).length >= 2, 'the sleeps outlived the parent: only the reaper stops them');
       assert.ok(existsSync(runDir));
 
-      const report = await reapAbandonedRuntime();
+      const report = await reapAbandonedRuntime(base);
       assert.ok(report.processesKilled >= 2, JSON.stringify(report));
       await waitFor('every process of the dead parent to die', () => stillRunning(tree).length === 0, 5000);
       assert.equal(existsSync(runDir), false, 'its runtime directory is removed');
     } finally {
       node.kill('SIGKILL');
       killIfRunning(tree);
+      await rm(base, { recursive: true, force: true });
     }
   });
 }
@@ -175,4 +179,13 @@ test('the reaper keeps live owners, judges others by age, and leaves names that 
   } finally {
     await rm(base, { recursive: true, force: true });
   }
+});
+
+test('through setpriv, a program that cannot be started fails as it does without it', async () => {
+  assert.ok(parentDeathWrapper());
+  await assert.rejects(runProcess('/nonexistent/nix-store', ['--version'], { timeoutMs: 5000, what: 'missing' }), (err: Error) => {
+    assert.ok(err instanceof NixFailedError);
+    assert.match(err.message, /missing.*cannot run \/nonexistent\/nix-store: No such file or directory/s);
+    return true;
+  });
 });
