@@ -153,3 +153,32 @@ test('SIGTERM while pulls are in flight: each completes with the right bytes or 
     await pkgs.remove();
   }
 });
+
+test('a second signal during the drain exits at once and stops the Nix processes', async () => {
+  const pkgs = await makeTestPackageSet({ sleeps: [60] });
+  const storagePath = await mkdtemp(path.join(tmpdir(), 'nixery-drain-storage-'));
+  let a: ServeProcess | undefined;
+  let tree: ProcessId[] = [];
+  try {
+    a = await startServe({ pkgsPath: pkgs.dir, storagePath, env: { NIXERY_SHUTDOWN_TIMEOUT: '30' } });
+    const pending = pull(`${a.url}/v2/slow60/manifests/latest`);
+    await waitFor('the builder', () => processesMentioning(`${pkgs.marker}: sleeping 60 s`).length > 0, 60_000);
+    tree = identify(descendantsOf(a.pid));
+    process.kill(a.pid, 'SIGTERM');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(a.child.exitCode, null, 'still draining: the build is in flight');
+    const signalled = Date.now();
+    process.kill(a.pid, 'SIGINT');
+    const exit = await a.exited;
+    assert.ok(Date.now() - signalled < 1500, `exited ${Date.now() - signalled} ms after the second signal`);
+    assert.deepEqual(exit, { code: 130, signal: null }, '128 + SIGINT');
+    assert.equal((await pending).ok, false);
+    await waitFor('its Nix processes to be gone', () => stillRunning(tree).length === 0, 2000).catch(() => undefined);
+    assert.deepEqual(stillRunning(tree), []);
+  } finally {
+    await a?.stop('SIGKILL');
+    killIfRunning(tree);
+    await rm(storagePath, { recursive: true, force: true });
+    await pkgs.remove();
+  }
+});
