@@ -2,6 +2,7 @@
 // (temporary files, sidecars, leftovers of a crash).
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,10 +10,9 @@ import { describe, it } from 'node:test';
 import { ConfigError, logDetail } from '../../src/errors.js';
 import { FilesystemStorage } from '../../src/storage/filesystem.js';
 import { createStorage } from '../../src/storage/index.js';
-import { runStorageContract } from './contract.js';
-import { spawn } from 'node:child_process';
 import { UNJUDGED_MAX_AGE_MS, currentOwner, ownedName } from '../../src/util/owner.js';
 import { readProcStat } from '../../src/util/proc.js';
+import { runStorageContract } from './contract.js';
 
 async function tempRoot(): Promise<{ root: string; cleanup: () => Promise<void> }> {
   const root = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-fs-storage-'));
