@@ -14,6 +14,7 @@ import { ImageBuilder } from './builder/builder.js';
 import { Quarantine } from './builder/integrity.js';
 import { RegistryService } from './registry/service.js';
 import { createRegistry, type Registry } from './registry/server.js';
+import { startCleanup } from './cleanup.js';
 
 export interface App {
   config: Config;
@@ -121,6 +122,9 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
         'nixery-ts registry started',
       );
       for (const notice of storage.notices ?? []) log.warn({ storage: storage.name }, notice);
+      // Leftovers of crashed processes (temporary files, GC roots, Nix processes): now and periodically.
+      const cleanup = startCleanup({ storage, log });
+      registry.server.once('close', () => cleanup.stop());
       return registry;
     },
   };

@@ -17,6 +17,7 @@ import { runLayersCommand } from './layers/command.js';
 import { popcount } from './nix/popcount.js';
 import { AMD64 } from './image/name.js';
 import { learnSettingSecrets, redact } from './secrets.js';
+import { exitGracefullyOnSignals } from './registry/shutdown.js';
 
 // Layer compression runs in libuv's thread pool (default 4 threads): give it a thread per core
 // plus room for file I/O. Must happen before the pool is first used.
@@ -61,6 +62,7 @@ const SERVE_SETTINGS: SettingName[] = [
   'sendTimeout',
   'sendBufferMb',
   'blobVerify',
+  'shutdownTimeout',
 ];
 
 function progressPrinter(): (p: BuildProgress) => void {
@@ -114,14 +116,7 @@ withSettings(program.command('serve').description('run the registry'), SERVE_SET
   const config = configFrom(opts, SERVE_SETTINGS);
   const app = await createApp(config, { logDestination: 'stdout', defaultLogLevel: config.logLevel });
   const registry = await app.serve(VERSION);
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      app.log.info({ signal }, 'shutting down');
-      registry.server.close();
-      registry.server.closeAllConnections();
-      app.log.flush(() => process.exit(0));
-    });
-  }
+  exitGracefullyOnSignals({ registry, log: app.log, timeoutMs: config.shutdownTimeout * 1000 });
 });
 
 withSettings(

@@ -73,6 +73,8 @@ export const SETTINGS = {
   blobVerify: { env: 'NIXERY_BLOB_VERIFY', flag: '--blob-verify', description: 'check blobs read from storage against their digest: once per stored version, always, or off (for measurements only)', default: 'once' as const, parse: oneOf('once', 'always', 'off') },
   sendTimeout: { env: 'NIXERY_SEND_TIMEOUT', flag: '--send-timeout', description: 'seconds a client may accept no bytes of a response before it is closed', default: 60, parse: integer(1, 86400) },
   sendBufferMb: { env: 'NIXERY_SEND_BUFFER_MB', flag: '--send-buffer-mb', description: 'memory all responses together may hold while streaming blobs, MB', default: 256, parse: integer(8, 1_000_000) },
+  // Below Kubernetes' default 30 s grace period, so the drain ends before the SIGKILL.
+  shutdownTimeout: { env: 'NIXERY_SHUTDOWN_TIMEOUT', flag: '--shutdown-timeout', description: 'seconds to finish requests in flight on SIGTERM before closing what remains', default: 25, parse: integer(0, 3600) },
 } satisfies Record<string, Setting<unknown>>;
 
 export type SettingName = keyof typeof SETTINGS;

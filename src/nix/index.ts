@@ -6,3 +6,4 @@ export * from './realise.js';
 export * from './closure.js';
 export * from './popcount.js';
 export * from './health.js';
+export * from './processes.js';

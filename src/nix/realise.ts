@@ -1,11 +1,13 @@
 // Building (or substituting) resolved packages, with temporary GC roots so a concurrent garbage
-// collection cannot delete the outputs while an image is being packed from them.
+// collection cannot delete the outputs while an image is being packed from them. The roots live
+// in this process's runtime directory (processes.ts), which is removed when the process is gone,
+// even after a crash: no root outlives its owner.
 
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sortedUnique } from '../image/name.js';
 import type { NixCallOptions } from './resolve.js';
+import { runtimeDir } from './processes.js';
 import { runNix } from './run.js';
 import type { ResolvedPackage } from './types.js';
 
@@ -19,8 +21,6 @@ export interface Realised {
 }
 
 export interface RealiseOptions extends NixCallOptions {
-  /** Parent directory of the per-build GC root directory (default: the OS temp dir). */
-  gcRootParent?: string;
   /** `--max-jobs` for the builds (default: Nix's own setting). */
   maxJobs?: number | 'auto';
 }
@@ -34,7 +34,7 @@ export interface RealiseOptions extends NixCallOptions {
 export async function realise(resolved: readonly ResolvedPackage[], opts: RealiseOptions): Promise<Realised> {
   const outputs = sortedUnique(resolved.flatMap((p) => Object.values(p.outputs)));
   const drvs = sortedUnique(resolved.map((p) => p.drvPath));
-  const gcRootDir = await mkdtemp(join(opts.gcRootParent ?? tmpdir(), 'nixery-gcroots-'));
+  const gcRootDir = await mkdtemp(join(runtimeDir(), 'gcroots-'));
   let released = false;
   const release = async (): Promise<void> => {
     if (released) return;

@@ -1,10 +1,12 @@
 // Running Nix (and git) as child processes: both pipes drained concurrently, a wall-clock limit
 // over the whole invocation that kills the whole process tree, and cancellation by AbortSignal.
+// Every child is registered in processes.ts, which makes sure none outlives this process.
 
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
-import { NixFailedError, NixTimeoutError } from '../errors.js';
+import { NixFailedError, NixTimeoutError, ShuttingDownError } from '../errors.js';
 import { cleanStderr } from './stderr.js';
+import { descendantsIn, listProcesses } from '../util/proc.js';
+import { isShuttingDown, trackProcess, withParentDeathSignal } from './processes.js';
 
 /** Every Nix process started by this module; the registry exposes it so tests can prove "no Nix ran". */
 export const nixStats = { invocations: 0 };
@@ -32,6 +34,8 @@ export interface ProcessResult {
   signal: NodeJS.Signals | null;
   timedOut: boolean;
   aborted: boolean;
+  /** Stopped by stopAllNixProcesses (shutdown). */
+  stopped: boolean;
 }
 
 /** Past this much stderr the middle is dropped (the head and tail carry the messages). */
@@ -47,7 +51,13 @@ export function runProcess(program: string, args: readonly string[], opts: RunOp
       reject(abortReason(opts.signal));
       return;
     }
-    const child = spawn(program, args, {
+    if (isShuttingDown()) {
+      reject(new ShuttingDownError());
+      return;
+    }
+    // Through setpriv where available: the child gets SIGKILL when this process dies.
+    const command = withParentDeathSignal(program, args);
+    const child = spawn(command.command, command.args, {
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...opts.env },
@@ -61,6 +71,7 @@ export function runProcess(program: string, args: readonly string[], opts: RunOp
 
     let timedOut = false;
     let aborted = false;
+    let stopped = false;
     let killTimer: NodeJS.Timeout | undefined;
     // Builders may run in sessions of their own (Nix uses setsid): note them when stopping,
     // while they are still our descendants, so the SIGKILL pass reaches them even if Nix is gone.
@@ -69,13 +80,20 @@ export function runProcess(program: string, args: readonly string[], opts: RunOp
       signalGroup(pid, 'SIGKILL');
       for (const p of [...descendants, ...descendantsOf(pid)]) signalPid(p, 'SIGKILL');
     };
-    const stop = (): void => {
+    const stop = (graceMs = opts.killGraceMs ?? 2000): void => {
       if (killTimer !== undefined || child.pid === undefined) return;
       const pid = child.pid;
       descendants = descendantsOf(pid);
-      signalGroup(pid, 'SIGTERM');
-      killTimer = setTimeout(() => killAll(pid), opts.killGraceMs ?? 2000);
+      signalGroup(pid, graceMs > 0 ? 'SIGTERM' : 'SIGKILL');
+      killTimer = setTimeout(() => killAll(pid), graceMs);
     };
+    const untrack =
+      child.pid === undefined
+        ? () => {}
+        : trackProcess(child.pid, (graceMs) => {
+            stopped = true;
+            stop(graceMs);
+          });
     const timer = setTimeout(() => {
       timedOut = true;
       stop();
@@ -87,6 +105,7 @@ export function runProcess(program: string, args: readonly string[], opts: RunOp
     opts.signal?.addEventListener('abort', onAbort, { once: true });
 
     child.on('error', (err) => {
+      untrack();
       clearTimeout(timer);
       if (killTimer) clearTimeout(killTimer);
       opts.signal?.removeEventListener('abort', onAbort);
@@ -94,12 +113,19 @@ export function runProcess(program: string, args: readonly string[], opts: RunOp
     });
     // 'close' fires once the process has exited and both pipes are drained.
     child.on('close', (code, signal) => {
+      untrack();
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
       if (killTimer !== undefined) {
         // The leader is gone; make sure nothing it started outlives it.
         clearTimeout(killTimer);
         killAll(child.pid!);
+      }
+      // setpriv could not start the program: the same failure as a spawn error without it.
+      const startFailure = command.wrapped && code === 127 ? /^setpriv: failed to execute [^\n]*?: (.*)$/m.exec(stderr.toString()) : null;
+      if (startFailure) {
+        reject(new NixFailedError(opts.what, `cannot run ${program}: ${startFailure[1]}`, null));
+        return;
       }
       resolve({
         stdout: Buffer.concat(stdout).toString('utf8'),
@@ -109,6 +135,7 @@ export function runProcess(program: string, args: readonly string[], opts: RunOp
         signal,
         timedOut,
         aborted,
+        stopped,
       });
     });
   });
@@ -127,6 +154,7 @@ export async function runNix(
   nixStats.invocations++;
   const result = await runProcess(program, args, opts);
   if (result.aborted && opts.signal) throw abortReason(opts.signal);
+  if (result.stopped && result.code !== 0) throw new ShuttingDownError();
   if (result.timedOut) throw new NixTimeoutError(opts.what, formatSeconds(opts.timeoutMs));
   if (result.code !== 0) {
     throw new NixFailedError(opts.what, opts.failureText ? opts.failureText(result.stderr) : result.stderr, result.code);
@@ -163,37 +191,7 @@ function signalPid(pid: number, sig: NodeJS.Signals): void {
 
 /** PIDs of every live descendant of `root`, from /proc (empty where /proc is unavailable). */
 export function descendantsOf(root: number): number[] {
-  const children = new Map<number, number[]>();
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return [];
-  }
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-    } catch {
-      continue;
-    }
-    // The command name (field 2) may contain spaces and parentheses: parse after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ppid = Number(fields[1]);
-    const list = children.get(ppid) ?? [];
-    list.push(Number(entry));
-    children.set(ppid, list);
-  }
-  const found: number[] = [];
-  const queue = [root];
-  while (queue.length > 0) {
-    for (const child of children.get(queue.shift()!) ?? []) {
-      found.push(child);
-      queue.push(child);
-    }
-  }
-  return found;
+  return descendantsIn(root, listProcesses());
 }
 
 /** Keeps the first and last `limit / 2` bytes of a stream, dropping the middle. */

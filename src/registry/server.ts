@@ -20,6 +20,7 @@ import { blob, manifest, ping, referrers, tags, type HandlerDeps } from './handl
 import { BlobServer, type BlobVerification } from './blob-server.js';
 import { Readiness } from './readiness.js';
 import { renderIndexPage } from './index-page.js';
+import { trackConnections, type DrainResult } from './shutdown.js';
 
 export interface RegistryLogger {
   info(obj: object, msg?: string): void;
@@ -58,8 +59,10 @@ export interface Registry {
   handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void>;
   /** Counters, as served at /metrics. */
   metrics(): Record<string, number>;
-  /** True while shutting down: /readyz answers 503 so load balancers stop sending requests. */
-  draining: boolean;
+  /** True once a shutdown drain has started (see shutdown.ts). */
+  isDraining(): boolean;
+  /** Stops accepting connections and finishes what is in flight, for at most `timeoutMs`. */
+  drain(timeoutMs: number): Promise<DrainResult>;
 }
 
 export function createRegistry(options: RegistryOptions): Registry {
@@ -113,7 +116,6 @@ export function createRegistry(options: RegistryOptions): Registry {
     const q = url.indexOf('?');
     const ctx: RequestContext = { req, res, path: q >= 0 ? url.slice(0, q) : url, id: `${idPrefix}-${(nextId++).toString(36)}`, log: {} };
     requests.total++;
-    if (registry.draining) res.shouldKeepAlive = false;
     try {
       await dispatch(ctx);
     } catch (err) {
@@ -168,7 +170,7 @@ export function createRegistry(options: RegistryOptions): Registry {
       case 'healthz':
         return text(ctx, 200, 'text/plain; charset=utf-8', 'ok\n');
       case 'readyz': {
-        const report = registry.draining ? { ready: false, draining: true, checks: {} } : await readiness.report();
+        const report = registry.isDraining() ? { ready: false, draining: true, checks: {} } : await readiness.report();
         return text(ctx, report.ready ? 200 : 503, 'application/json', `${JSON.stringify(report)}\n`);
       }
       case 'metrics':
@@ -245,7 +247,8 @@ export function createRegistry(options: RegistryOptions): Registry {
     refuse(socket, 'UNSUPPORTED', `${req.method} is not supported: this is a registry, not a proxy`, `CONNECT ${String(req.url).slice(0, 200)}`);
   });
 
-  const registry: Registry = { server, blobs, readiness, handle, metrics, draining: false };
+  const drainer = trackConnections(server);
+  const registry: Registry = { server, blobs, readiness, handle, metrics, isDraining: () => drainer.draining, drain: (timeoutMs) => drainer.drain(timeoutMs) };
   return registry;
 }
 

@@ -1,7 +1,10 @@
 // Filesystem storage: one file per object under a root directory (STORAGE_PATH).
 //
-// Writes go to `<root>/.tmp/<random>`, are fsynced and then renamed into place, so an object
-// appears under its key only when complete. The content type lives in a sidecar file
+// Writes go to `<root>/.tmp/<owner>~<random>`, are fsynced and then renamed into place, so an
+// object appears under its key only when complete. Temporary files are named after the process
+// that writes them (src/util/owner.ts): those of a process that is gone (a crash, kill -9) are
+// removed at once by `removeAbandonedTemporaries`, which the server runs at start and
+// periodically; those of a live process never are. The content type lives in a sidecar file
 // `<root>/.meta/<key>` (no xattrs: tmpfs and many filesystems lack user xattrs). The sidecar
 // records the size and mtime of the data file it describes; if they do not match (a crash
 // between the two renames, or two processes racing on one key with different types), the type
@@ -17,13 +20,12 @@ import { finished } from 'node:stream/promises';
 import { NixeryError } from '../errors.js';
 import { compareStrings } from '../image/name.js';
 import { LruCache } from '../util/lru.js';
+import { isAbandoned, ownedName } from '../util/owner.js';
 import { StorageUnavailableError, StorageObjectNotFoundError, checkRange, isMoveOntoItself, validateKey, validatePrefix } from './errors.js';
 import type { ByteRange, ObjectInfo, ObjectWriter, OpenedObject, Storage } from './storage.js';
 
 const TMP_DIR = '.tmp';
 const META_DIR = '.meta';
-/** Temporary files older than this are leftovers of a crashed process and are removed at start. */
-const STALE_TEMP_MS = 24 * 3600 * 1000;
 
 interface Sidecar {
   contentType?: string;
@@ -334,12 +336,7 @@ export class FilesystemStorage implements Storage {
       const tmpDir = path.join(this.root, TMP_DIR);
       await fs.mkdir(tmpDir, { recursive: true });
       await fs.mkdir(path.join(this.root, META_DIR), { recursive: true });
-      const now = Date.now();
-      for (const name of await fs.readdir(tmpDir)) {
-        const p = path.join(tmpDir, name);
-        const st = await fs.stat(p).catch(() => null);
-        if (st && now - st.mtimeMs > STALE_TEMP_MS) await removeQuietly(p);
-      }
+      await this.removeAbandonedTemporaries();
     })().catch((err) => {
       this.ready = undefined;
       throw this.failure('initialise', this.root, err);
@@ -347,8 +344,33 @@ export class FilesystemStorage implements Storage {
     return this.ready;
   }
 
+  /**
+   * Removes the temporary files of writers that are gone (see src/util/owner.ts); returns how
+   * many. Safe while this and other processes write: a live owner's files are kept.
+   */
+  async removeAbandonedTemporaries(): Promise<number> {
+    const tmpDir = path.join(this.root, TMP_DIR);
+    let names: string[];
+    try {
+      names = await fs.readdir(tmpDir);
+    } catch (err) {
+      if (isMissing(err)) return 0;
+      throw this.failure('clean up', TMP_DIR, err);
+    }
+    let removed = 0;
+    const now = Date.now();
+    for (const name of names) {
+      const p = path.join(tmpDir, name);
+      const st = await fs.lstat(p).catch(() => null);
+      if (!st || !isAbandoned(name, st.mtimeMs, now)) continue;
+      await fs.rm(p, { recursive: true, force: true }).catch(() => {});
+      removed++;
+    }
+    return removed;
+  }
+
   private tempPath(): string {
-    return path.join(this.root, TMP_DIR, randomUUID());
+    return path.join(this.root, TMP_DIR, ownedName(randomUUID()));
   }
 
   private dataPath(key: string): string {

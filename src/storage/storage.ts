@@ -73,4 +73,9 @@ export interface Storage {
    * the registry stream it. Optional: the filesystem backend has none.
    */
   redirectUrl?(key: string, options: { method: 'GET' | 'HEAD' }): Promise<string | null>;
+  /**
+   * Removes temporary files left by writers that are gone (crashed, killed); returns how many.
+   * Optional: only backends with temporary files of their own have it (filesystem).
+   */
+  removeAbandonedTemporaries?(): Promise<number>;
 }

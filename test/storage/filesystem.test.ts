@@ -2,6 +2,7 @@
 // (temporary files, sidecars, leftovers of a crash).
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,6 +10,8 @@ import { describe, it } from 'node:test';
 import { ConfigError, logDetail } from '../../src/errors.js';
 import { FilesystemStorage } from '../../src/storage/filesystem.js';
 import { createStorage } from '../../src/storage/index.js';
+import { UNJUDGED_MAX_AGE_MS, currentOwner, ownedName } from '../../src/util/owner.js';
+import { readProcStat } from '../../src/util/proc.js';
 import { runStorageContract } from './contract.js';
 
 async function tempRoot(): Promise<{ root: string; cleanup: () => Promise<void> }> {
@@ -81,18 +84,29 @@ describe('filesystem storage', () => {
     });
   });
 
-  it('removes stale temporary files of a crashed process at start, and keeps fresh ones', async () => {
+  it('at start removes the temporary files of a gone writer at once, unjudgeable ones once old, never a live one', async () => {
     await inTempRoot(async (root) => {
       await fs.mkdir(path.join(root, '.tmp'), { recursive: true });
-      const stale = path.join(root, '.tmp', 'stale');
-      const fresh = path.join(root, '.tmp', 'fresh');
-      await fs.writeFile(stale, 'old');
-      await fs.writeFile(fresh, 'new');
-      const old = new Date(Date.now() - 48 * 3600 * 1000);
-      await fs.utimes(stale, old, old);
+      const exited = spawn('true');
+      const gone = { ...currentOwner(), pid: exited.pid!, startTime: readProcStat(exited.pid!)?.startTime ?? 1 };
+      await new Promise((r) => exited.once('exit', r));
+      const old = new Date(Date.now() - UNJUDGED_MAX_AGE_MS - 3600_000);
+      const files: Array<[string, Date | null, boolean]> = [
+        [ownedName('of-a-crashed-writer', gone), null, false],
+        [ownedName('mine, very old'), old, true],
+        ['unparsable-fresh', null, true],
+        ['unparsable-old', old, false],
+        [ownedName('other-host-fresh', { ...gone, host: 'elsewhere' }), null, true],
+        [ownedName('other-host-old', { ...gone, host: 'elsewhere' }), old, false],
+      ];
+      for (const [name, mtime] of files) {
+        await fs.writeFile(path.join(root, '.tmp', name), 'x');
+        if (mtime) await fs.utimes(path.join(root, '.tmp', name), mtime, mtime);
+      }
       const s = new FilesystemStorage(root);
       await s.put('k', 'v');
-      assert.deepEqual((await fs.readdir(path.join(root, '.tmp'))).sort(), ['fresh']);
+      const kept = files.filter(([, , keep]) => keep).map(([name]) => name);
+      assert.deepEqual((await fs.readdir(path.join(root, '.tmp'))).sort(), kept.sort());
     });
   });
 

@@ -1,0 +1,136 @@
+// Graceful shutdown: on SIGTERM or SIGINT the server stops accepting connections at once,
+// finishes the requests in flight up to a deadline (NIXERY_SHUTDOWN_TIMEOUT), answers them with
+// `Connection: close`, closes idle keep-alive connections, then closes whatever remains, stops
+// the Nix processes, flushes the logs and exits 0. A second signal exits at once.
+//
+// Clients whose request was cut at the deadline see a closed connection (or a 503 from a build
+// that was stopped) and retry; behind a load balancer or on restart the retry goes to a live
+// replica.
+
+import type http from 'node:http';
+import type { Socket } from 'node:net';
+import { constants as osConstants } from 'node:os';
+import { stopAllNixProcesses } from '../nix/processes.js';
+
+export interface DrainResult {
+  /** Connections still open at the deadline, closed by force. */
+  forced: number;
+  ms: number;
+}
+
+export interface ConnectionDrainer {
+  readonly draining: boolean;
+  /** Starts draining (once; later calls return the same result). */
+  drain(timeoutMs: number): Promise<DrainResult>;
+}
+
+/** Tracks the server's connections and responses; install before the server accepts any. */
+export function trackConnections(server: http.Server): ConnectionDrainer {
+  let draining = false;
+  let drained: Promise<DrainResult> | undefined;
+  let onAllClosed: (() => void) | undefined;
+  const sockets = new Set<Socket>();
+  /** Responses not yet closed, per connection: a connection without any is idle. */
+  const active = new Map<Socket, number>();
+  const responses = new Set<http.ServerResponse>();
+
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => {
+      sockets.delete(socket);
+      active.delete(socket);
+      if (sockets.size === 0) onAllClosed?.();
+    });
+  });
+  // Before the registry's own listener, so that even a response written at once carries the header.
+  server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const socket = req.socket;
+    active.set(socket, (active.get(socket) ?? 0) + 1);
+    responses.add(res);
+    if (draining) res.setHeader('Connection', 'close');
+    res.once('close', () => {
+      responses.delete(res);
+      const left = (active.get(socket) ?? 1) - 1;
+      if (left > 0) active.set(socket, left);
+      else active.delete(socket);
+      // A response whose headers went out before the drain said keep-alive: close after it.
+      if (draining && left <= 0) socket.destroySoon();
+    });
+  });
+
+  return {
+    get draining() {
+      return draining;
+    },
+    drain(timeoutMs: number): Promise<DrainResult> {
+      drained ??= (async () => {
+        const started = Date.now();
+        draining = true;
+        server.close();
+        for (const res of responses) if (!res.headersSent) res.setHeader('Connection', 'close');
+        for (const socket of sockets) if (!active.has(socket)) socket.destroy();
+        let forced = 0;
+        if (sockets.size > 0) {
+          const timedOut = await new Promise<boolean>((resolve) => {
+            const timer = setTimeout(() => resolve(true), Math.max(0, timeoutMs));
+            onAllClosed = () => {
+              clearTimeout(timer);
+              resolve(false);
+            };
+          });
+          if (timedOut) {
+            forced = sockets.size;
+            for (const socket of sockets) socket.destroy();
+          }
+        }
+        return { forced, ms: Date.now() - started };
+      })();
+      return drained;
+    },
+  };
+}
+
+/** Most of the deadline goes to requests; this much (or a fifth) is left to stop Nix. */
+const NIX_STOP_MS = 1000;
+
+export interface ShutdownLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  flush(cb?: (err?: Error) => void): void;
+}
+
+/**
+ * On SIGTERM/SIGINT: drain `registry` for at most `timeoutMs` in all, stop the Nix processes,
+ * flush the log, exit 0. A second signal kills the Nix processes and exits at once (128 + signal
+ * number, as a shell reports a process killed by it).
+ */
+export function exitGracefullyOnSignals(options: { registry: { drain(timeoutMs: number): Promise<DrainResult> }; log: ShutdownLogger; timeoutMs: number }): void {
+  const { registry, log, timeoutMs } = options;
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting at once');
+      void stopAllNixProcesses({ graceMs: 0 });
+      exitAfterFlush(log, 128 + (osConstants.signals[signal] ?? 0));
+      return;
+    }
+    stopping = true;
+    const started = Date.now();
+    const nixStopMs = Math.min(NIX_STOP_MS, Math.floor(timeoutMs / 5));
+    log.info({ signal, timeoutSeconds: timeoutMs / 1000 }, 'shutting down: no new connections, finishing requests in flight');
+    void (async () => {
+      const { forced } = await registry.drain(timeoutMs - nixStopMs);
+      await Promise.race([stopAllNixProcesses({ graceMs: nixStopMs / 2 }), new Promise((r) => setTimeout(r, nixStopMs))]);
+      log.info({ ms: Date.now() - started, forcedConnections: forced }, 'stopped');
+      exitAfterFlush(log, 0);
+    })();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+function exitAfterFlush(log: ShutdownLogger, code: number): void {
+  // The flush must not hold the exit back for long.
+  setTimeout(() => process.exit(code), 1000);
+  log.flush(() => process.exit(code));
+}
