@@ -8,11 +8,14 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { metric, startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { packageSetWithBigFile, type TestPackageSet } from '../helpers/pkgsets.js';
+import { noise, packageSetWithBigFile, type TestPackageSet } from '../helpers/pkgsets.js';
+import { S3RVER_CREDENTIALS, startS3Server } from '../storage/s3-server.js';
+import { startFakeGcs } from '../storage/gcs-server.js';
+import { blobKey } from '../../src/builder/layout.js';
 import { MEDIA_TYPES } from '../../src/manifest/manifest.js';
 import { nixStats } from '../../src/nix/run.js';
 
@@ -126,7 +129,6 @@ describe('faults: damaged bytes are never served', () => {
       assert.equal(await metric(r.url, 'nixery_integrity_failures_total'), 1);
       assert.equal(await metric(r.url, 'nixery_blob_repairs_total'), 1);
       // Storage holds the good bytes again.
-      const { readFile } = await import('node:fs/promises');
       assert.equal(sha256(await readFile(blobFile(storagePath, layer.digest))), layer.digest);
     } finally {
       await r.close();
@@ -370,6 +372,120 @@ describe('faults: failing storage answers 503 and recovers without a restart', (
       assert.equal(nixStats.invocations, nixRuns, 'served from the copied storage, no rebuild');
     } finally {
       await r.close();
+    }
+  });
+});
+
+describe('faults: object stores that fail answer 503 and recover without a restart', () => {
+  /** Object-store settings are read from the process environment (the AWS SDK's credentials too). */
+  const withEnv = async <T>(env: Record<string, string>, fn: () => Promise<T>): Promise<T> => {
+    const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+    Object.assign(process.env, env);
+    try {
+      return await fn();
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+  };
+
+  test('s3rver killed in the middle of a pull: the transfer fails, 503 while it is down, then it serves again', async () => {
+    const s3 = await startS3Server();
+    try {
+      const env = {
+        NIXERY_STORAGE_BACKEND: 's3',
+        S3_BUCKET: await s3.createBucket(),
+        S3_ENDPOINT: s3.endpoint,
+        AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey,
+        AWS_EC2_METADATA_DISABLED: 'true',
+        NIXERY_BLOB_REDIRECT: 'false',
+        NIXERY_BLOB_CACHE_MB: '0',
+      };
+      await withEnv(env, async () => {
+        const r = await startRegistry(env);
+        try {
+          // A 64 MB blob: more than the socket buffers between the three processes hold.
+          const bytes = noise(64 * 1024 * 1024, 's3-crash');
+          const digest = sha256(bytes);
+          await r.app.storage.put(blobKey(digest), bytes, { contentType: 'application/octet-stream' });
+          await pull(r, 'hello');
+
+          const res = await fetch(`${r.url}/v2/hello/blobs/${digest}`);
+          assert.equal(res.status, 200);
+          const reader = res.body!.getReader();
+          await reader.read(); // the transfer has begun
+          await s3.crash();
+          let received = 0;
+          const outcome = await (async () => {
+            try {
+              for (;;) {
+                const { done, value } = await reader.read();
+                if (done) return 'complete';
+                received += value.length;
+              }
+            } catch {
+              return 'failed';
+            }
+          })();
+          assert.equal(outcome, 'failed', `a transfer cut by the storage must fail, got ${received} bytes and ${outcome}`);
+
+          await expectUnavailable(await fetch(`${r.url}/v2/hello/blobs/${digest}`), /connection was refused|timed out/);
+          await expectUnavailable(await fetch(`${r.url}/v2/shell/curl/manifests/latest`), /connection was refused|timed out/);
+          assert.equal(await status(`${r.url}/readyz`), 503);
+
+          await s3.restart();
+          assert.deepEqual(await blobBytes(r, 'hello', digest), bytes);
+          await pull(r, 'shell/curl');
+          await new Promise((res) => setTimeout(res, 3100));
+          assert.equal(await status(`${r.url}/readyz`), 200);
+        } finally {
+          await r.close();
+          (r.app.storage as unknown as { client: { destroy(): void } }).client.destroy();
+        }
+      });
+    } finally {
+      await s3.stop();
+    }
+  });
+
+  test('the GCS server answering 503: 503 to clients naming the cause, then it serves again', async () => {
+    const account = JSON.parse(await readFile(new URL('../../../test/storage/fixtures/gcs-conformance-service-account.json', import.meta.url), 'utf8')) as Record<string, string>;
+    const gcs = await startFakeGcs({ serviceAccount: { client_email: account.client_email!, private_key: account.private_key! } });
+    const dir = await mkdtemp(path.join(tmpdir(), 'nixery-faults-gcs-'));
+    try {
+      const keyFile = path.join(dir, 'key.json');
+      await writeFile(keyFile, JSON.stringify({ ...account, token_uri: gcs.tokenUri }));
+      const env = {
+        NIXERY_STORAGE_BACKEND: 'gcs',
+        GCS_BUCKET: gcs.createBucket(),
+        GCS_ENDPOINT: gcs.endpoint,
+        GOOGLE_APPLICATION_CREDENTIALS: keyFile,
+        NIXERY_BLOB_REDIRECT: 'false',
+        NIXERY_BLOB_CACHE_MB: '0',
+      };
+      await withEnv(env, async () => {
+        const r = await startRegistry(env);
+        try {
+          const manifest = await pull(r, 'hello');
+          gcs.failNext(Infinity, 503);
+          await expectUnavailable(await fetch(`${r.url}/v2/shell/curl/manifests/latest`), /HTTP 503/);
+          await expectUnavailable(await fetch(`${r.url}/v2/other/blobs/${manifest.layers[0]!.digest}`), /HTTP 503/);
+          assert.equal(await status(`${r.url}/readyz`), 503);
+          gcs.failNext(0);
+          await pull(r, 'shell/curl');
+          await pull(r, 'hello');
+          await new Promise((res) => setTimeout(res, 3100));
+          assert.equal(await status(`${r.url}/readyz`), 200);
+        } finally {
+          await r.close();
+        }
+      });
+    } finally {
+      await gcs.stop();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

@@ -23,6 +23,10 @@ export interface S3TestServer {
   endpoint: string;
   /** A new, empty bucket on the server. */
   createBucket(): Promise<string>;
+  /** Kills the server at once (SIGKILL), keeping its data: connections in progress break. */
+  crash(): Promise<void>;
+  /** Starts it again on the same port with the same data. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -34,7 +38,7 @@ FilesystemStore.prototype.deleteObject = async function (bucket, key) {
   await Promise.all(['object', 'object.md5', 'metadata.json'].map((resource) =>
     unlink(this.getResourcePath(bucket, key, resource)).catch((err) => { if (err.code !== 'ENOENT') throw err; })));
 };
-const server = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: process.env.S3RVER_DIR });
+const server = new S3rver({ port: Number(process.env.S3RVER_PORT), address: '127.0.0.1', silent: true, directory: process.env.S3RVER_DIR });
 const { port } = await server.run();
 process.stdout.write(JSON.stringify({ port }) + '\\n');
 process.on('SIGTERM', () => server.close().then(() => process.exit(0)));
@@ -42,35 +46,15 @@ process.on('SIGTERM', () => server.close().then(() => process.exit(0)));
 
 export async function startS3Server(): Promise<S3TestServer> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-s3rver-'));
-  const require = createRequire(import.meta.url);
-  const modulePath = require.resolve('s3rver');
-  const child = spawn(process.execPath, ['--openssl-legacy-provider', '--input-type=module', '-e', LAUNCHER], {
-    env: { ...process.env, S3RVER_MODULE: modulePath, S3RVER_STORE: require.resolve('s3rver/lib/stores/filesystem.js'), S3RVER_DIR: dir },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`s3rver did not start within 20 s: ${stderr}`)), 20_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const line = out.split('\n')[0];
-      if (out.includes('\n') && line) {
-        clearTimeout(timer);
-        resolve((JSON.parse(line) as { port: number }).port);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`s3rver exited with ${code}: ${stderr}`));
-    });
-  });
+  let { child, port } = await launch(dir, 0);
   let stopping = false;
-  // A server that dies under a test explains itself instead of leaving ECONNREFUSED behind.
-  child.once('exit', (code, signal) => {
-    if (!stopping) process.stderr.write(`s3rver on port ${port} exited unexpectedly (${code ?? signal}): ${stderr.slice(-4000)}\n`);
-  });
+  const watch = (c: ChildProcess) => {
+    // A server that dies under a test explains itself instead of leaving ECONNREFUSED behind.
+    c.once('exit', (code, signal) => {
+      if (!stopping && c === child) process.stderr.write(`s3rver on port ${port} exited unexpectedly (${code ?? signal})\n`);
+    });
+  };
+  watch(child);
   const endpoint = `http://127.0.0.1:${port}`;
   const admin = new S3Client({
     endpoint,
@@ -88,6 +72,17 @@ export async function startS3Server(): Promise<S3TestServer> {
       await admin.send(new CreateBucketCommand({ Bucket: name }));
       return name;
     },
+    async crash() {
+      stopping = true;
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGKILL');
+      await exited;
+    },
+    async restart() {
+      ({ child } = await launch(dir, port));
+      stopping = false;
+      watch(child);
+    },
     async stop() {
       admin.destroy();
       stopping = true;
@@ -95,6 +90,35 @@ export async function startS3Server(): Promise<S3TestServer> {
       await fs.rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Runs s3rver on `port` (0: any) over the data in `dir`; resolves once it listens. */
+async function launch(dir: string, port: number): Promise<{ child: ChildProcess; port: number }> {
+  const require = createRequire(import.meta.url);
+  const modulePath = require.resolve('s3rver');
+  const child = spawn(process.execPath, ['--openssl-legacy-provider', '--input-type=module', '-e', LAUNCHER], {
+    env: { ...process.env, S3RVER_MODULE: modulePath, S3RVER_STORE: require.resolve('s3rver/lib/stores/filesystem.js'), S3RVER_DIR: dir, S3RVER_PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const listening = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`s3rver did not start within 20 s: ${stderr}`)), 20_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const line = out.split('\n')[0];
+      if (out.includes('\n') && line) {
+        clearTimeout(timer);
+        resolve((JSON.parse(line) as { port: number }).port);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`s3rver exited with ${code}: ${stderr}`));
+    });
+  });
+  return { child, port: listening };
 }
 
 async function stopChild(child: ChildProcess): Promise<void> {
