@@ -175,6 +175,23 @@ http:
       wrk(`${theirUrl}/v2/hello/manifests/latest`, 64, theirServer.pid!, [accept]),
     ]);
 
+    // Integrity checks: the same blob GETs with verification on (once per stored version, the
+    // default, and on every read) next to the same run with it off. Fresh servers, same blob.
+    const blobUrl = (base: string) => `${base}/v2/hello/blobs/${blobDigest}`;
+    const verifyRows: Array<[string, WrkResult, WrkResult]> = [];
+    for (const [label, env] of [
+      ['hot cache', {}],
+      ['streamed from disk', { NIXERY_BLOB_CACHE_MB: '0' }],
+    ] as Array<[string, Record<string, string>]>) {
+      for (const mode of label === 'hot cache' ? ['once'] : ['once', 'always']) {
+        const on = await startOurs({ ...env, NIXERY_BLOB_VERIFY: mode });
+        const off = await startOurs({ ...env, NIXERY_BLOB_VERIFY: 'off' });
+        verifyRows.push([`${label}, verification ${mode}`, wrk(blobUrl(on.url), 8, on.child.pid!), wrk(blobUrl(off.url), 8, off.child.pid!)]);
+        on.child.kill('SIGTERM');
+        off.child.kill('SIGTERM');
+      }
+    }
+
     // Object storage (a real S3-compatible server on loopback): proxy and redirect modes.
     const { startS3Server, S3RVER_CREDENTIALS } = await import('../test/storage/s3-server.js');
     const s3 = await startS3Server();
@@ -217,6 +234,11 @@ http:
         console.log(`| ${name}: p99 latency ms | ${f(a.p99ms, 2)} | ${f(b.p99ms, 2)} | |`);
       }
       console.log(`| ${name}: server CPU ms/request | ${f(a.cpuMsPerRequest, 3)} | ${f(b.cpuMsPerRequest, 3)} | ${f(b.cpuMsPerRequest / a.cpuMsPerRequest, 2)}× less |`);
+    }
+    console.log('\n| blob GET 4 MB, 8 connections | verification on: MB/s | off: MB/s | on/off | CPU ms/request on | off |');
+    console.log('|---|---|---|---|---|---|');
+    for (const [name, on, off] of verifyRows) {
+      console.log(`| ${name} | ${f(on.mbPerSec)} | ${f(off.mbPerSec)} | ${f(on.mbPerSec / off.mbPerSec, 2)}× | ${f(on.cpuMsPerRequest, 3)} | ${f(off.cpuMsPerRequest, 3)} |`);
     }
     const fsMb = s3Rows[0]![1].mbPerSec;
     console.log('\n| blob serving by storage backend | MB/s | requests/s | vs filesystem | registry CPU ms/request |');

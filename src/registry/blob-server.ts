@@ -65,8 +65,11 @@ const WHOLE_READ_MAX = 16 * 1024 * 1024;
  * chunk held back until the digest is known, and the in-flight window.
  */
 const STREAM_RESERVATION = 2 * 1024 * 1024 + MAX_IN_FLIGHT;
-/** Positive stat answers are reused this long (only gc removes blobs; a miss is rechecked). */
-const INFO_TTL_MS = 60_000;
+/**
+ * Positive stat answers (for HEAD and redirects) are reused this long. Short: gc may remove a
+ * blob at any time, and a client retrying a redirect that failed must soon reach a repair.
+ */
+const INFO_TTL_MS = 2_000;
 const IMMUTABLE = 'public, max-age=31536000, immutable';
 
 export class BlobServer {

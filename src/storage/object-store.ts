@@ -6,6 +6,9 @@ import { ConfigError, NixeryError } from '../errors.js';
 import { StorageUnavailableError } from './errors.js';
 import { STORAGE_KEY, type ByteRange, type OpenedObject } from './storage.js';
 
+/** Attempts to read a whole object whose body broke off. */
+const READ_ATTEMPTS = 3;
+
 export abstract class ObjectStore {
   /** For logs and error messages, e.g. `s3 (bucket at http://127.0.0.1:9000)`. */
   abstract readonly name: string;
@@ -16,16 +19,23 @@ export abstract class ObjectStore {
     return (await this.open(key, range))?.stream ?? null;
   }
 
+  /**
+   * A whole object. The clients retry failed requests, not a body cut off after its headers
+   * (a reset connection): reading whole objects is repeatable, so that is retried here.
+   */
   async read(key: string): Promise<Buffer | null> {
-    const body = await this.get(key);
-    if (!body) return null;
-    const chunks: Buffer[] = [];
-    try {
-      for await (const chunk of body) chunks.push(chunk as Buffer);
-    } catch (err) {
-      throw this.failure('read', key, err);
+    for (let attempt = 1; ; attempt++) {
+      const body = await this.get(key);
+      if (!body) return null;
+      const chunks: Buffer[] = [];
+      try {
+        for await (const chunk of body) chunks.push(chunk as Buffer);
+        return Buffer.concat(chunks);
+      } catch (err) {
+        if (attempt >= READ_ATTEMPTS || err instanceof NixeryError) throw this.failure('read', key, err);
+        await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt * (0.5 + Math.random())));
+      }
     }
-    return Buffer.concat(chunks);
   }
 
   /** @internal Runs `fn`, reporting what it throws as a failure of `operation` on `key`. */

@@ -30,8 +30,8 @@ export interface TestBackend {
   flipByte(key: string, offset: number): Promise<void>;
   /** Cuts a stored object down to its first `length` bytes. */
   truncate(key: string, length: number): Promise<void>;
-  /** A registry on this storage (real Nix, example package set). */
-  startRegistry(): Promise<TestRegistry>;
+  /** A registry on this storage (real Nix, example package set), with more settings if given. */
+  startRegistry(settings?: Record<string, string>): Promise<TestRegistry>;
   close(): Promise<void>;
 }
 
@@ -109,7 +109,7 @@ export async function openBackend(name: BackendName): Promise<TestBackend> {
       if (name === 'filesystem') await fs.truncate(file(key), length);
       else await rewrite(key, (b) => b.subarray(0, length));
     },
-    async startRegistry() {
+    async startRegistry(settings = {}) {
       // The object-store backends read their variables from process.env, the AWS SDK its
       // credentials lazily: they stay set while the registry runs.
       const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
@@ -121,7 +121,7 @@ export async function openBackend(name: BackendName): Promise<TestBackend> {
       };
       Object.assign(process.env, env);
       try {
-        const r = await startRegistry(env, name === 'filesystem' ? { storagePath: env.STORAGE_PATH } : {});
+        const r = await startRegistry({ ...env, ...settings }, name === 'filesystem' ? { storagePath: env.STORAGE_PATH } : {});
         return {
           ...r,
           async close() {
