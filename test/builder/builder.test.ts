@@ -3,7 +3,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../../src/config.js';
@@ -38,6 +38,27 @@ describe('image builder', () => {
     assert.notEqual(b.cacheKey(parseImageName('hello/git'), 'rev-1'), key, 'packages');
     const other = await makeApp(path.join(dir, 'storage'), { NIXERY_LAYER_BUDGET: '20' });
     assert.notEqual(other.builder.cacheKey(hello, 'rev-1'), key, 'layer budget');
+  });
+
+  test('the cache key covers the popularity data as used: replicas with other data use other keys', async () => {
+    const hello = parseImageName('hello');
+    const write = async (file: string, data: Record<string, number>) => {
+      await writeFile(path.join(dir, file), JSON.stringify(data));
+      return path.join(dir, file);
+    };
+    const a = await write('pop-a.json', { 'hello-2.12.1': 3, 'zlib-1.3.1': 900 });
+    // The same data in another order (and spacing) is the same data.
+    await writeFile(path.join(dir, 'pop-a2.json'), '{ "zlib-1.3.1": 900,\n "hello-2.12.1": 3 }');
+    const b = await write('pop-b.json', { 'hello-2.12.1': 3, 'zlib-1.3.1': 901 });
+    const keyOf = async (popularity?: string) => {
+      const replica = await makeApp(path.join(dir, 'storage'), popularity ? { NIX_POPULARITY_URL: popularity } : {});
+      return replica.builder.cacheKey(hello, 'rev-1');
+    };
+    const withA = await keyOf(a);
+    assert.equal(await keyOf(path.join(dir, 'pop-a2.json')), withA);
+    assert.notEqual(await keyOf(b), withA, 'one count differs');
+    assert.notEqual(await keyOf(), withA, 'no data at all');
+    assert.equal(await keyOf(path.join(dir, 'missing.json')), await keyOf(), 'unreadable data is no data');
   });
 
   test('a layer is packed once: later images take shared layers from the build cache', async () => {
