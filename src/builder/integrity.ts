@@ -3,6 +3,7 @@
 // rebuilds them instead of trusting them, and the failure is logged and counted.
 
 import type { Storage } from '../storage/storage.js';
+import { decodeRecord } from './records.js';
 
 export interface IntegrityLogger {
   warn(obj: object, msg?: string): void;
@@ -16,6 +17,19 @@ export class Quarantine {
     private readonly storage: Storage,
     private readonly log: IntegrityLogger,
   ) {}
+
+  /**
+   * A cache record from storage: null when it is missing or was written before records had
+   * checksums, and removed (then null) when it is damaged.
+   */
+  async readRecord<T>(key: string, what: string): Promise<T | null> {
+    const raw = await this.storage.read(key);
+    if (!raw) return null;
+    const decoded = decodeRecord<T>(raw);
+    if (decoded.ok) return decoded.record;
+    if (!decoded.legacy) await this.remove(key, `${what}: ${decoded.why}`);
+    return null;
+  }
 
   /** Removes `key` (best effort: a failing delete is logged; the caller reports the failure either way). */
   async remove(key: string, why: string): Promise<void> {

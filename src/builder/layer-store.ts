@@ -11,7 +11,7 @@ import { customisationEntries } from '../archive/customisation.js';
 import { blobKey, buildKey, stagingKey } from './layout.js';
 import { LruCache } from '../util/lru.js';
 import { SingleFlight } from '../util/singleflight.js';
-import { decodeRecord, encodeRecord } from './records.js';
+import { encodeRecord } from './records.js';
 import type { Quarantine } from './integrity.js';
 import { NixeryError } from '../errors.js';
 import { StorageUnavailableError } from '../storage/errors.js';
@@ -99,15 +99,9 @@ export class LayerStore {
   private async lookup(key: string): Promise<LayerDescriptor | null> {
     let descriptor = this.known.get(key);
     if (!descriptor) {
-      const recordKey = buildKey(key);
-      const raw = await this.storage.read(recordKey);
-      if (!raw) return null;
-      const decoded = decodeRecord<LayerDescriptor>(raw);
-      if (!decoded.ok) {
-        if (!decoded.legacy) await this.quarantine.remove(recordKey, `layer record: ${decoded.why}`);
-        return null;
-      }
-      const { digest, size, diffId } = decoded.record;
+      const record = await this.quarantine.readRecord<LayerDescriptor>(buildKey(key), 'layer record');
+      if (!record) return null;
+      const { digest, size, diffId } = record;
       descriptor = { digest, size, diffId };
     }
     const info = await this.storage.stat(blobKey(descriptor.digest));

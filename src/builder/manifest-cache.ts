@@ -9,7 +9,7 @@ import type { Blob, ImageManifests, LayerDescriptor } from '../manifest/manifest
 import { sha256Digest } from '../manifest/manifest.js';
 import { manifestKey, blobKey } from './layout.js';
 import { LruCache } from '../util/lru.js';
-import { decodeRecord, encodeRecord } from './records.js';
+import { encodeRecord } from './records.js';
 import type { Quarantine } from './integrity.js';
 
 export interface ManifestRecord {
@@ -46,15 +46,8 @@ export class ManifestCache {
   async get(cacheKey: string): Promise<ManifestRecord | null> {
     const hit = this.memory.get(cacheKey);
     if (hit) return hit;
-    const key = manifestKey(cacheKey);
-    const raw = await this.storage.read(key);
-    if (!raw) return null;
-    const decoded = decodeRecord<StoredRecord>(raw);
-    if (!decoded.ok) {
-      if (!decoded.legacy) await this.quarantine.remove(key, `manifest record: ${decoded.why}`);
-      return null;
-    }
-    const stored = decoded.record;
+    const stored = await this.quarantine.readRecord<StoredRecord>(manifestKey(cacheKey), 'manifest record');
+    if (!stored) return null;
     // The manifest bytes live as blobs; the record only points at them.
     const [config, oci, docker] = await Promise.all([stored.config, stored.oci, stored.docker].map((d) => this.load(d)));
     if (!config || !oci || !docker) return null;

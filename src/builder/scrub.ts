@@ -139,37 +139,23 @@ export async function scrubStorage(storage: Storage, options: ScrubOptions): Pro
     return undefined;
   };
 
+  /** Every record under `prefix` that decodes, with what `check` finds wrong with it. */
+  const checkRecords = async (prefix: 'builds' | 'manifests', check: (record: unknown, key: string) => Promise<string | undefined>): Promise<void> => {
+    for await (const o of storage.list(prefix)) {
+      report.checked[prefix]++;
+      const read = await readRecord(storage, o);
+      if (!read) continue;
+      const decoded = decodeRead(read);
+      const problem = decoded.ok ? await check(decoded.record, o.key) : `unreadable: ${decoded.why}`;
+      if (problem) markBad(o.key, problem, read.info);
+    }
+  };
+
   // 3. Build records: they decode, and their layer blob is there and good.
-  for await (const o of storage.list('builds')) {
-    report.checked.builds++;
-    const read = await readRecord(storage, o);
-    if (!read) continue;
-    const decoded = decodeRead(read);
-    if (!decoded.ok) {
-      markBad(o.key, `unreadable: ${decoded.why}`, read.info);
-      continue;
-    }
-    if (!isLayerRef(decoded.record)) {
-      markBad(o.key, 'it is not a build record (digest, size, diffId)', read.info);
-      continue;
-    }
-    const problem = await blobProblem('layer', decoded.record);
-    if (problem) markBad(o.key, problem, read.info);
-  }
+  await checkRecords('builds', async (record) => (isLayerRef(record) ? blobProblem('layer', record) : 'it is not a build record (digest, size, diffId)'));
 
   // 4. Manifest records: they decode, their blobs are there and good, and the manifests agree with them.
-  for await (const o of storage.list('manifests')) {
-    report.checked.manifests++;
-    const read = await readRecord(storage, o);
-    if (!read) continue;
-    const decoded = decodeRead(read);
-    if (!decoded.ok) {
-      markBad(o.key, `unreadable: ${decoded.why}`, read.info);
-      continue;
-    }
-    const problem = await manifestRecordProblem(storage, o.key, decoded.record, verify, blobProblem, markBad);
-    if (problem) markBad(o.key, problem, read.info);
-  }
+  await checkRecords('manifests', (record, key) => manifestRecordProblem(storage, key, record, verify, blobProblem, markBad));
 
   // 5. Staging leftovers: uploads of crashed processes (gc removes them).
   const now = options.now ?? Date.now();

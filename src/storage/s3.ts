@@ -24,6 +24,7 @@ import {
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { Readable } from 'node:stream';
 import { ConfigError } from '../errors.js';
+import { displayUrl } from '../secrets.js';
 import { StorageObjectNotFoundError, StorageRangeError, isMoveOntoItself, validateKey, validatePrefix } from './errors.js';
 import { objectPrefixFromEnv, ObjectStore } from './object-store.js';
 import { ObjectStoreWriter } from './object-writer.js';
@@ -140,7 +141,7 @@ export class S3Storage extends ObjectStore implements Storage {
     if (options.endpoint) config.endpoint = options.endpoint;
     if (options.credentials) config.credentials = options.credentials;
     this.client = new S3Client(config);
-    const where = options.endpoint ? ` at ${options.endpoint}` : '';
+    const where = options.endpoint ? ` at ${displayUrl(options.endpoint)}` : '';
     this.name = `s3 (${this.bucket}${this.prefix ? `/${this.prefix.replace(/\/$/, '')}` : ''}${where})`;
     this.notices = [this.redirects ? `blob GETs redirect to signed URLs valid ${this.redirectTtlSeconds} s` : 'blob redirects are off: blobs stream through the registry'];
   }
