@@ -10,6 +10,7 @@ import { createStorage } from '../../src/storage/index.js';
 import type { Storage } from '../../src/storage/storage.js';
 import { FilesystemStorage } from '../../src/storage/filesystem.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { flipByteInFile } from '../helpers/damage.js';
 import { S3RVER_CREDENTIALS, startS3Server, type S3TestServer } from '../storage/s3-server.js';
 import { startFakeGcs, type FakeGcs } from '../storage/gcs-server.js';
 
@@ -95,15 +96,7 @@ export async function openBackend(name: BackendName): Promise<TestBackend> {
         });
         return;
       }
-      const fh = await fs.open(file(key), 'r+');
-      try {
-        const one = Buffer.alloc(1);
-        await fh.read(one, 0, 1, offset);
-        one[0] = one[0]! ^ 1;
-        await fh.write(one, 0, 1, offset);
-      } finally {
-        await fh.close();
-      }
+      await flipByteInFile(file(key), offset);
     },
     async truncate(key, length) {
       if (name === 'filesystem') await fs.truncate(file(key), length);

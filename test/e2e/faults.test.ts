@@ -12,6 +12,7 @@ import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, writeFile } 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { metric, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { flipByteInFile } from '../helpers/damage.js';
 import { noise, packageSetWithBigFile, type TestPackageSet } from '../helpers/pkgsets.js';
 import { S3RVER_CREDENTIALS, startS3Server } from '../storage/s3-server.js';
 import { startFakeGcs } from '../storage/gcs-server.js';
@@ -70,19 +71,7 @@ async function damagedBlobAnswer(r: TestRegistry, name: string, digest: string):
   }
 }
 
-async function flipByte(file: string, at?: number): Promise<void> {
-  const fh = await open(file, 'r+');
-  try {
-    const { size } = await fh.stat();
-    const offset = at ?? Math.floor(size / 2);
-    const one = Buffer.alloc(1);
-    await fh.read(one, 0, 1, offset);
-    one[0] = one[0]! ^ 0x01;
-    await fh.write(one, 0, 1, offset);
-  } finally {
-    await fh.close();
-  }
-}
+const flipByte = flipByteInFile;
 
 const blobFile = (storagePath: string, digest: string) => path.join(storagePath, 'blobs', 'sha256', digest.slice('sha256:'.length));
 
@@ -273,9 +262,18 @@ describe('faults: failing storage answers 503 and recovers without a restart', (
     await mkdir(dir, { recursive: true });
     execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir]);
   };
+  /** A full or read-only disk is a tmpfs of our own: that takes root (CAP_SYS_ADMIN). */
+  const cannotMount = (() => {
+    try {
+      execFileSync('mount', ['--fake', '-t', 'tmpfs', 'tmpfs', tmpdir()], { stdio: 'ignore' });
+      return process.getuid?.() === 0 ? false : 'mounting a tmpfs needs root';
+    } catch {
+      return 'mount is not available';
+    }
+  })();
   const unmount = (dir: string) => execFileSync('umount', ['-l', dir]);
 
-  test('a full disk: 503 naming the cause, /readyz fails and /healthz stays ok; freeing space heals it', async () => {
+  test('a full disk: 503 naming the cause, /readyz fails and /healthz stays ok; freeing space heals it', { skip: cannotMount }, async () => {
     const storagePath = path.join(root, 'full');
     await mountTmpfs(storagePath, '16m');
     const r = await startRegistry({}, { storagePath });
@@ -311,7 +309,7 @@ describe('faults: failing storage answers 503 and recovers without a restart', (
     }
   });
 
-  test('a read-only store: reads go on, builds answer 503 until it is writable again', async () => {
+  test('a read-only store: reads go on, builds answer 503 until it is writable again', { skip: cannotMount }, async () => {
     const storagePath = path.join(root, 'ro');
     await mountTmpfs(storagePath, '64m');
     const r = await startRegistry({}, { storagePath });
