@@ -164,12 +164,14 @@ export class BlobServer {
 
     // From storage: what was opened decides how it is checked. A version not checked yet is
     // read whole when it is small; a range needs the whole object checked first.
-    let opened: OpenedObject;
+    let stored: OpenedObject;
     let checkedNow: string | undefined;
+    const isChecked = (version: string | undefined) => this.isVerified(digest, version) || (checkedNow !== undefined && checkedNow === version);
     for (let attempt = 0; ; attempt++) {
-      opened = (await this.openOrRepair(digest, partial))!;
+      const opened = await this.openOrRepair(digest, partial);
       if (!opened) throw new BlobNotFoundError(digest);
-      if (this.isVerified(digest, opened.info.version) || (checkedNow !== undefined && checkedNow === opened.info.version)) break;
+      stored = opened;
+      if (isChecked(opened.info.version)) break;
       if (!partial && opened.info.size > WHOLE_READ_MAX) break; // hashed while it streams
       opened.stream.destroy();
       if (!partial) return this.sendWhole(ctx, digest, respond, 'storage');
@@ -177,9 +179,8 @@ export class BlobServer {
       if (attempt >= 2) throw new IntegrityError(`blob ${digest}`);
       checkedNow = await this.verify(digest, false);
     }
-    const stored = opened;
     ctx.log.cache = 'storage';
-    const checked = this.isVerified(digest, stored.info.version) || (checkedNow !== undefined && checkedNow === stored.info.version);
+    const checked = isChecked(stored.info.version);
     const { start, end } = respond(stored.info.size, stored.info.contentType ?? info.contentType);
     const expected = end - start + 1;
     await this.send(ctx, STREAM_RESERVATION, async (body) => {
@@ -221,7 +222,7 @@ export class BlobServer {
       const { bytes, contentType } = borrowed.loaded;
       const { start, end } = respond(bytes.length, contentType);
       // The bytes are in memory already (and counted there): sending them holds nothing more.
-      await this.send(ctx, 0, async (body) => body.write(bytes.subarray(start, end + 1)));
+      await this.send(ctx, 0, async (body) => body.write(bytes.subarray(start, end + 1), { shared: true }));
     } finally {
       borrowed.done();
     }

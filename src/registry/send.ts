@@ -1,19 +1,42 @@
-// Writing response bodies without trusting the client: each response keeps at most a little in
-// flight (so a client that stops reading holds no more than that), and a response whose client
-// has accepted nothing for `noProgressMs` is closed.
+// Writing response bodies without trusting the client: a response whose client has accepted
+// nothing for `noProgressMs` is closed, and a streamed body keeps at most MAX_IN_FLIGHT bytes
+// handed to the socket and not yet flushed (so a client that stops reading holds no more). Bytes
+// already in memory for everyone (the hot cache, a shared read) are queued at once: queueing
+// them copies nothing.
 
 import type { ServerResponse } from 'node:http';
 
-/** Most bytes one response may have handed to its socket and not yet seen flushed. */
+/** Most bytes of a streamed body handed to the socket and not yet seen flushed. */
 export const MAX_IN_FLIGHT = 1024 * 1024;
 /** Writes are cut to this size: each completed write is proof of progress. */
-const PIECE = 256 * 1024;
+const PIECE = 1024 * 1024;
 
 /** The client went away, or made no progress for too long; the response is destroyed. */
 export class SendAborted extends Error {
   constructor(readonly reason: 'closed' | 'stalled') {
     super(reason === 'stalled' ? 'the client made no progress; the response was closed' : 'the client closed the connection');
   }
+}
+
+/** Writers with bytes in flight, checked by one timer for all of them. */
+const watched = new Set<BodyWriter>();
+let ticker: NodeJS.Timeout | undefined;
+
+function watch(writer: BodyWriter, noProgressMs: number): void {
+  watched.add(writer);
+  if (ticker) return;
+  ticker = setInterval(
+    () => {
+      const now = Date.now();
+      for (const w of watched) w.checkProgress(now);
+      if (watched.size === 0) {
+        clearInterval(ticker);
+        ticker = undefined;
+      }
+    },
+    Math.max(10, Math.min(1000, noProgressMs / 4)),
+  );
+  ticker.unref();
 }
 
 /**
@@ -25,28 +48,26 @@ export class BodyWriter {
   private lastProgress = Date.now();
   private wake: (() => void) | undefined;
   private failure: SendAborted | undefined;
-  private readonly timer: NodeJS.Timeout;
 
   constructor(
     private readonly res: ServerResponse,
-    noProgressMs: number,
+    private readonly noProgressMs: number,
   ) {
-    const check = Math.max(10, Math.min(1000, noProgressMs / 4));
-    this.timer = setInterval(() => {
-      if (this.inFlight > 0 && Date.now() - this.lastProgress >= noProgressMs) this.abort('stalled');
-    }, check);
-    this.timer.unref();
+    watch(this, noProgressMs);
     res.once('close', () => {
       if (!res.writableFinished) this.abort('closed');
-      clearInterval(this.timer);
+      watched.delete(this);
     });
   }
 
-  /** Writes `bytes` (any size: cut into pieces without copying). */
-  async write(bytes: Buffer): Promise<void> {
+  /**
+   * Writes `bytes` (any size: cut into pieces without copying). `shared`: the bytes are kept in
+   * memory anyway, so they are queued without waiting for the window.
+   */
+  async write(bytes: Buffer, options: { shared?: boolean } = {}): Promise<void> {
     for (let at = 0; at < bytes.length; at += PIECE) {
       const piece = bytes.subarray(at, Math.min(bytes.length, at + PIECE));
-      while (this.inFlight + piece.length > MAX_IN_FLIGHT && this.inFlight > 0) await this.waitForProgress();
+      if (!options.shared) while (this.inFlight + piece.length > MAX_IN_FLIGHT && this.inFlight > 0) await this.waitForProgress();
       this.throwIfFailed();
       this.inFlight += piece.length;
       this.res.write(piece, () => {
@@ -65,14 +86,19 @@ export class BodyWriter {
       // A response destroyed meanwhile never calls back.
       this.res.once('close', () => resolve());
     });
-    clearInterval(this.timer);
+    watched.delete(this);
     this.throwIfFailed();
   }
 
   /** Destroys the response (a failed transfer for the client). */
   destroy(): void {
-    clearInterval(this.timer);
+    watched.delete(this);
     if (!this.res.destroyed) this.res.destroy();
+  }
+
+  /** @internal Called by the shared timer. */
+  checkProgress(now: number): void {
+    if (this.inFlight > 0 && now - this.lastProgress >= this.noProgressMs) this.abort('stalled');
   }
 
   private abort(reason: 'closed' | 'stalled'): void {

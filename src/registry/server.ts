@@ -116,6 +116,8 @@ export function createRegistry(options: RegistryOptions): Registry {
     const q = url.indexOf('?');
     const ctx: RequestContext = { req, res, path: q >= 0 ? url.slice(0, q) : url, id: `${idPrefix}-${(nextId++).toString(36)}`, log: {} };
     requests.total++;
+    // A request that arrives on an open connection while draining is served, and closes it.
+    if (drainer.draining) res.shouldKeepAlive = false;
     try {
       await dispatch(ctx);
     } catch (err) {

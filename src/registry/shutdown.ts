@@ -24,38 +24,19 @@ export interface ConnectionDrainer {
   drain(timeoutMs: number): Promise<DrainResult>;
 }
 
-/** Tracks the server's connections and responses; install before the server accepts any. */
+/**
+ * Tracks the server's connections; install before the server accepts any. Nothing is done per
+ * request (this is on the hot path): at the drain, responses not yet sent get `Connection:
+ * close`, and connections are closed as soon as they fall idle.
+ */
 export function trackConnections(server: http.Server): ConnectionDrainer {
   let draining = false;
   let drained: Promise<DrainResult> | undefined;
-  let onAllClosed: (() => void) | undefined;
   const sockets = new Set<Socket>();
-  /** Responses not yet closed, per connection: a connection without any is idle. */
-  const active = new Map<Socket, number>();
-  const responses = new Set<http.ServerResponse>();
 
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
-    socket.once('close', () => {
-      sockets.delete(socket);
-      active.delete(socket);
-      if (sockets.size === 0) onAllClosed?.();
-    });
-  });
-  // Before the registry's own listener, so that even a response written at once carries the header.
-  server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const socket = req.socket;
-    active.set(socket, (active.get(socket) ?? 0) + 1);
-    responses.add(res);
-    if (draining) res.setHeader('Connection', 'close');
-    res.once('close', () => {
-      responses.delete(res);
-      const left = (active.get(socket) ?? 1) - 1;
-      if (left > 0) active.set(socket, left);
-      else active.delete(socket);
-      // A response whose headers went out before the drain said keep-alive: close after it.
-      if (draining && left <= 0) socket.destroySoon();
-    });
+    socket.once('close', () => sockets.delete(socket));
   });
 
   return {
@@ -66,22 +47,23 @@ export function trackConnections(server: http.Server): ConnectionDrainer {
       drained ??= (async () => {
         const started = Date.now();
         draining = true;
-        server.close();
-        for (const res of responses) if (!res.headersSent) res.setHeader('Connection', 'close');
-        for (const socket of sockets) if (!active.has(socket)) socket.destroy();
+        const allClosed = new Promise<boolean>((resolve) => server.close(() => resolve(false)));
+        for (const socket of sockets) {
+          // The response in progress on a connection (Node keeps it there) learns to close it.
+          const res = (socket as { _httpMessage?: http.ServerResponse })._httpMessage;
+          if (res && !res.headersSent) res.setHeader('Connection', 'close');
+        }
+        // Responses that went out as keep-alive leave their connection idle when they end.
+        server.closeIdleConnections();
+        const sweep = setInterval(() => server.closeIdleConnections(), 25);
+        let timer: NodeJS.Timeout | undefined;
+        const timedOut = await Promise.race([allClosed, new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), Math.max(0, timeoutMs))))]);
+        clearInterval(sweep);
+        clearTimeout(timer);
         let forced = 0;
-        if (sockets.size > 0) {
-          const timedOut = await new Promise<boolean>((resolve) => {
-            const timer = setTimeout(() => resolve(true), Math.max(0, timeoutMs));
-            onAllClosed = () => {
-              clearTimeout(timer);
-              resolve(false);
-            };
-          });
-          if (timedOut) {
-            forced = sockets.size;
-            for (const socket of sockets) socket.destroy();
-          }
+        if (timedOut) {
+          forced = sockets.size;
+          for (const socket of sockets) socket.destroy();
         }
         return { forced, ms: Date.now() - started };
       })();
