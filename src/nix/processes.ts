@@ -57,6 +57,16 @@ export function runtimeDir(): string {
   return dir;
 }
 
+/**
+ * The temporary directory Nix and git run with: inside the runtime directory, so the build
+ * directories a killed Nix leaves behind (`nix-build-*`) go with it when it is reaped.
+ */
+export function childTmpDir(): string {
+  const dir = path.join(runtimeDir(), 'tmp');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return dir;
+}
+
 let wrapper: string | null | undefined;
 
 /**

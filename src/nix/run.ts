@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { NixFailedError, NixTimeoutError, ShuttingDownError } from '../errors.js';
 import { cleanStderr } from './stderr.js';
 import { descendantsIn, listProcesses } from '../util/proc.js';
-import { isShuttingDown, trackProcess, withParentDeathSignal } from './processes.js';
+import { childTmpDir, isShuttingDown, trackProcess, withParentDeathSignal } from './processes.js';
 
 /** Every Nix process started by this module; the registry exposes it so tests can prove "no Nix ran". */
 export const nixStats = { invocations: 0 };
@@ -60,7 +60,7 @@ export function runProcess(program: string, args: readonly string[], opts: RunOp
     const child = spawn(command.command, command.args, {
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ...opts.env },
+      env: { ...process.env, TMPDIR: childTmpDir(), ...opts.env },
       cwd: opts.cwd,
     });
     if (child.pid !== undefined) opts.onSpawn?.(child.pid);

@@ -60,6 +60,7 @@ for (const variant of ['restart', 'running replica without parent-death signal']
       assert.ok(stillRunning([builder]).length === 1);
       for (const name of tmpNames) assert.equal(ownerOfName(name)?.pid, a.pid, `${name} is named after its writer`);
       assert.ok(readdirSync(runDir).some((n) => n.startsWith('gcroots-')), 'the slow build holds GC roots in the runtime directory');
+      assert.ok(readdirSync(path.join(runDir, 'tmp')).some((n) => n.startsWith('nix-build-')), "Nix's build directory is in the runtime directory too");
 
       // The running replica is paused while we look, so that its clean-up cannot come first.
       if (fallback) process.kill(b!.pid, 'SIGSTOP');
@@ -80,7 +81,7 @@ for (const variant of ['restart', 'running replica without parent-death signal']
       }, 10_000, 100).catch(() => undefined);
 
       assert.deepEqual(await temporaryFiles(storagePath), [], 'no temporary files are left');
-      assert.equal(existsSync(runDir), false, "the dead registry's GC-root directory is gone");
+      assert.equal(existsSync(runDir), false, "the dead registry's GC-root directory (and Nix's build directory in it) is gone");
       assert.deepEqual(stillRunning(tree), [], 'no process of the dead registry runs');
       assert.deepEqual(processesMentioning(pkgs.marker), [], 'no builder of the dead registry runs');
       assert.match(b!.output(), /removed what processes that are gone left behind/);
