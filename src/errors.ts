@@ -137,6 +137,13 @@ export class NixFailedError extends NixeryError {
   }
 }
 
+/** Nix printed something we cannot read (a Nix version whose output we do not know, or damage). */
+export class NixOutputError extends NixeryError {
+  constructor(message: string) {
+    super('BUILD_FAILED', message);
+  }
+}
+
 /** Nix (or git) could not be started at all. */
 export class NixUnavailableError extends NixeryError {
   constructor(message: string, internal?: string) {

@@ -7,7 +7,7 @@ import { mkdir, mkdtemp, rm, stat, writeFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { ConfigError } from '../errors.js';
+import { BlobNotFoundError, ConfigError } from '../errors.js';
 import type { Storage } from '../storage/storage.js';
 import { blobKey, digestHex } from './layout.js';
 import { MEDIA_TYPES } from '../manifest/manifest.js';
@@ -58,7 +58,7 @@ async function writeOciLayout(built: BuiltImage, storage: Storage, dir: string):
     const file = path.join(blobs, digestHex(digest));
     if (await exists(file)) continue;
     const stream = await storage.get(blobKey(digest));
-    if (!stream) throw new Error(`blob ${digest} is missing from storage ${storage.name}`);
+    if (!stream) throw new BlobNotFoundError(digest);
     await pipeline(stream, createWriteStream(file));
   }
   await writeFile(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));

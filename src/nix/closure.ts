@@ -1,7 +1,7 @@
 // The runtime closure of store paths, with references and sizes, from `nix path-info --json`.
 
 import { dirname } from 'node:path';
-import { NixFailedError } from '../errors.js';
+import { NixFailedError, NixOutputError } from '../errors.js';
 import { compareStrings, sortedUnique } from '../image/name.js';
 import type { NixCallOptions } from './resolve.js';
 import { NIX_COMMAND_FLAGS, runNix } from './run.js';
@@ -59,14 +59,14 @@ export function parsePathInfo(json: unknown, storeDir = '/nix/store'): StorePath
   if (Array.isArray(json)) {
     for (const item of json as RawPathInfo[]) {
       if (item === null || typeof item !== 'object' || typeof item.path !== 'string') {
-        throw new Error(`nix path-info entry without a path: ${JSON.stringify(item)}`);
+        throw new NixOutputError(`nix path-info entry without a path: ${JSON.stringify(item)}`);
       }
       entries.push([item.path, item]);
     }
   } else if (json !== null && typeof json === 'object') {
     for (const [path, item] of Object.entries(json as Record<string, RawPathInfo | null>)) entries.push([path, item]);
   } else {
-    throw new Error('nix path-info --json printed neither an array nor an object');
+    throw new NixOutputError('nix path-info --json printed neither an array nor an object');
   }
   const absolute = (p: string): string => (p.startsWith('/') ? p : `${storeDir}/${p}`);
   const byPath = new Map<string, StorePathInfo>();
@@ -86,7 +86,7 @@ export function parsePathInfo(json: unknown, storeDir = '/nix/store'): StorePath
 
 function toNumber(value: unknown, field: string, path: string): number {
   if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value;
-  throw new Error(`nix path-info gave no valid ${field} for ${path}`);
+  throw new NixOutputError(`nix path-info gave no valid ${field} for ${path}`);
 }
 
 /** The package name of a store path: `/nix/store/<hash>-glibc-2.40-66` → `glibc-2.40-66`. */

@@ -1,6 +1,7 @@
 // Popularity of the packages of a set: for each derivation output, how many of the set's
 // packages use it as a direct input. Read from the .drv graph, so nothing is built.
 
+import { NixOutputError } from '../errors.js';
 import { readFile } from 'node:fs/promises';
 import { compareStrings } from '../image/name.js';
 import { packageFromPath } from './closure.js';
@@ -90,9 +91,9 @@ type ATerm = string | ATerm[] | { ctor: string; args: ATerm[] };
  */
 export function parseDerivation(text: string): Derivation {
   const term = new ATermParser(text).parseTop();
-  if (typeof term !== 'object' || Array.isArray(term)) throw new Error('not a derivation');
+  if (typeof term !== 'object' || Array.isArray(term)) throw new NixOutputError('not a derivation');
   const fields = term.ctor === 'DrvWithVersion' ? term.args.slice(1) : term.args;
-  if (term.ctor !== 'Derive' && term.ctor !== 'DrvWithVersion') throw new Error(`not a derivation: ${term.ctor}`);
+  if (term.ctor !== 'Derive' && term.ctor !== 'DrvWithVersion') throw new NixOutputError(`not a derivation: ${term.ctor}`);
   const [outs, inputs] = fields as [ATerm[][], ATerm[][]];
   const outputs = new Map<string, string>();
   for (const o of outs) outputs.set(o[0] as string, o[1] as string);
@@ -120,7 +121,7 @@ class ATermParser {
     if (c === '[') return this.parseSeq('[', ']');
     if (c === '(') return this.parseSeq('(', ')');
     const m = /^[A-Za-z]+/.exec(this.s.slice(this.pos, this.pos + 32));
-    if (!m) throw new Error(`bad derivation at offset ${this.pos}`);
+    if (!m) throw new NixOutputError(`bad derivation at offset ${this.pos}`);
     this.pos += m[0].length;
     return { ctor: m[0], args: this.parseSeq('(', ')') };
   }
@@ -136,7 +137,7 @@ class ATermParser {
       items.push(this.parse());
       const c = this.s[this.pos++];
       if (c === close) return items;
-      if (c !== ',') throw new Error(`bad derivation at offset ${this.pos - 1}`);
+      if (c !== ',') throw new NixOutputError(`bad derivation at offset ${this.pos - 1}`);
     }
   }
 
@@ -146,7 +147,7 @@ class ATermParser {
     let start = this.pos;
     for (;;) {
       const c = this.s[this.pos];
-      if (c === undefined) throw new Error('unterminated string in derivation');
+      if (c === undefined) throw new NixOutputError('unterminated string in derivation');
       if (c === '"') {
         out += this.s.slice(start, this.pos);
         this.pos++;
@@ -165,7 +166,7 @@ class ATermParser {
   }
 
   private expect(c: string): void {
-    if (this.s[this.pos] !== c) throw new Error(`bad derivation at offset ${this.pos}: expected ${c}`);
+    if (this.s[this.pos] !== c) throw new NixOutputError(`bad derivation at offset ${this.pos}: expected ${c}`);
     this.pos++;
   }
 }
