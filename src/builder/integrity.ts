@@ -2,7 +2,8 @@
 // digest, a record whose checksum does not match): they are removed, so the next request
 // rebuilds them instead of trusting them, and the failure is logged and counted.
 
-import type { Storage } from '../storage/storage.js';
+import { createHash } from 'node:crypto';
+import type { OpenedObject, Storage } from '../storage/storage.js';
 import { decodeRecord } from './records.js';
 
 export interface IntegrityLogger {
@@ -39,4 +40,15 @@ export class Quarantine {
       this.log.warn({ key, err: String(err) }, 'could not remove an object that failed its integrity check');
     });
   }
+}
+
+/** Reads an opened object through SHA-256 (streamed): whether it is exactly `digest`, size included. */
+export async function matchesDigest(opened: OpenedObject, digest: string): Promise<boolean> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of opened.stream as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    bytes += chunk.length;
+  }
+  return bytes === opened.info.size && `sha256:${hash.digest('hex')}` === digest;
 }

@@ -12,13 +12,20 @@ import { blobKey, buildKey, stagingKey } from './layout.js';
 import { LruCache } from '../util/lru.js';
 import { SingleFlight } from '../util/singleflight.js';
 import { encodeRecord } from './records.js';
-import type { Quarantine } from './integrity.js';
+import { matchesDigest, type Quarantine } from './integrity.js';
 import { NixeryError } from '../errors.js';
 import { StorageUnavailableError } from '../storage/errors.js';
 import type { Logger } from './builder.js';
 
 /** Bump when the tar or gzip bytes of a layer change for the same store paths. */
 const LAYER_FORMAT = 'nixery-ts layer v1';
+
+/**
+ * A build record: the layer's digests, and the stored version of its blob known to hold exactly
+ * those bytes (the one this process wrote, or checked in full). Another version is checked
+ * before it is reused.
+ */
+type LayerRecord = LayerDescriptor & { version?: string };
 
 export interface PackedLayer {
   digests: LayerDescriptor;
@@ -31,7 +38,7 @@ export interface CustomisationLayer extends PackedLayer {
 }
 
 export class LayerStore {
-  private readonly known = new LruCache<string, LayerDescriptor>(65536);
+  private readonly known = new LruCache<string, LayerRecord>(65536);
   private readonly packing = new SingleFlight<string, PackedLayer>();
   /** Layers actually packed (not found in the build cache). */
   packed = 0;
@@ -82,39 +89,45 @@ export class LayerStore {
       if (found) {
         // Rewriting the entry marks the layer as in use, so a concurrent `nixery gc` keeps it.
         await this.storage.put(buildKey(key), encodeRecord(found), { contentType: 'application/json' });
-        return { digests: found, cached: true };
+        return { digests: descriptorOf(found), cached: true };
       }
-      const digests = await this.packToStorage(pack);
-      await this.storage.put(buildKey(key), encodeRecord(digests), { contentType: 'application/json' });
-      this.known.set(key, digests);
+      const record = await this.packToStorage(pack);
+      await this.storage.put(buildKey(key), encodeRecord(record), { contentType: 'application/json' });
+      this.known.set(key, record);
       this.packed++;
-      return { digests, cached: false };
+      return { digests: descriptorOf(record), cached: false };
     }).promise;
   }
 
   /**
-   * A packed layer's digests, from memory or its build record; trusted only while its blob is
-   * in storage with the recorded size (gc or a lost object may have removed it since).
+   * A packed layer, from memory or its build record: never trusted without its blob in storage
+   * (gc or a lost object may have removed it since), and a blob that is not the version written
+   * or checked before is read through SHA-256 first; a bad one is removed and the layer repacked.
    */
-  private async lookup(key: string): Promise<LayerDescriptor | null> {
-    let descriptor = this.known.get(key);
-    if (!descriptor) {
-      const record = await this.quarantine.readRecord<LayerDescriptor>(buildKey(key), 'layer record');
-      if (!record) return null;
-      const { digest, size, diffId } = record;
-      descriptor = { digest, size, diffId };
-    }
-    const info = await this.storage.stat(blobKey(descriptor.digest));
-    if (!info || info.size !== descriptor.size) {
+  private async lookup(key: string): Promise<LayerRecord | null> {
+    let record = this.known.get(key) ?? (await this.quarantine.readRecord<LayerRecord>(buildKey(key), 'layer record'));
+    if (!record) return null;
+    const blob = blobKey(record.digest);
+    const info = await this.storage.stat(blob);
+    if (!info || info.size !== record.size) {
       this.known.delete(key);
       return null;
     }
-    this.known.set(key, descriptor);
-    return descriptor;
+    if (info.version === undefined || info.version !== record.version) {
+      const opened = await this.storage.open(blob);
+      if (!opened || !(await matchesDigest(opened, record.digest))) {
+        this.known.delete(key);
+        if (opened) await this.quarantine.remove(blob, `layer ${record.digest}: its content does not match its digest`);
+        return null;
+      }
+      record = { ...descriptorOf(record), version: opened.info.version };
+    }
+    this.known.set(key, record);
+    return record;
   }
 
   /** Packs into a staging object, then moves it under its digest (never a partial blob). */
-  private async packToStorage(pack: (sink: NodeJS.WritableStream) => Promise<LayerDigests>): Promise<LayerDescriptor> {
+  private async packToStorage(pack: (sink: NodeJS.WritableStream) => Promise<LayerDigests>): Promise<LayerRecord> {
     const staging = stagingKey();
     const writer = await this.storage.writer(staging, { contentType: MEDIA_TYPES.ociLayerGzip });
     let digests: LayerDigests;
@@ -131,10 +144,20 @@ export class LayerStore {
       throw err;
     }
     const target = blobKey(digests.digest);
-    if (await this.storage.stat(target)) await this.storage.delete(staging);
-    else await this.storage.move(staging, target);
-    return { digest: digests.digest, size: digests.size, diffId: digests.diffId };
+    const descriptor = { digest: digests.digest, size: digests.size, diffId: digests.diffId };
+    // Someone else's copy of the blob is checked on its first reuse; ours is what we hashed.
+    if (await this.storage.stat(target)) {
+      await this.storage.delete(staging);
+      return descriptor;
+    }
+    await this.storage.move(staging, target);
+    const version = (await this.storage.stat(target))?.version;
+    return version === undefined ? descriptor : { ...descriptor, version };
   }
+}
+
+function descriptorOf(record: LayerRecord): LayerDescriptor {
+  return { digest: record.digest, size: record.size, diffId: record.diffId };
 }
 
 function sha256Hex(s: string): string {

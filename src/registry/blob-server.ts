@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import { BlobNotFoundError, IntegrityError, ManifestNotFoundError } from '../errors.js';
 import { blobKey } from '../builder/layout.js';
-import type { Quarantine } from '../builder/integrity.js';
+import { matchesDigest, type Quarantine } from '../builder/integrity.js';
 import { MANIFEST_MEDIA_TYPES } from '../manifest/manifest.js';
 import type { ObjectInfo, OpenedObject, Storage } from '../storage/storage.js';
 import { ByteBudget } from '../util/byte-budget.js';
@@ -384,13 +384,7 @@ export class BlobServer {
         opened.stream.destroy();
         return opened.info.version;
       }
-      const hash = createHash('sha256');
-      let bytes = 0;
-      for await (const chunk of opened.stream as AsyncIterable<Buffer>) {
-        hash.update(chunk);
-        bytes += chunk.length;
-      }
-      if (`sha256:${hash.digest('hex')}` === digest && bytes === opened.info.size) {
+      if (await matchesDigest(opened, digest)) {
         this.markVerified(digest, opened.info.version);
         return opened.info.version;
       }

@@ -202,6 +202,27 @@ describe('faults: damaged bytes are never served', () => {
     }
   });
 
+  test('the layer build cache never hands out a damaged layer: a later image repacks it', async () => {
+    await fresh();
+    const r = await registry();
+    try {
+      const first = await getManifest(r, 'hello');
+      const shared = first.manifest.layers[0]!;
+      await flipByte(blobFile(storagePath, shared.digest));
+      const packed = await metric(r.url, 'nixery_layers_packed_total');
+      // shell/hello shares that layer: the builder checks the changed file before reusing it.
+      const later = await pull(r, 'shell/hello');
+      assert.ok(later.layers.some((l) => l.digest === shared.digest), 'the layer is part of the later image');
+      assert.equal(await metric(r.url, 'nixery_integrity_failures_total'), 1, 'found by the builder');
+      assert.equal(await metric(r.url, 'nixery_blob_repairs_total'), 0, 'nothing was served damaged, so nothing needed repair');
+      assert.ok((await metric(r.url, 'nixery_layers_packed_total')) > packed);
+      assert.equal(sha256(await readFile(blobFile(storagePath, shared.digest))), shared.digest);
+    } finally {
+      await r.close();
+      await cleanup();
+    }
+  });
+
   test('a flipped byte in a stored manifest: by digest it is checked before a byte is sent', async () => {
     await fresh();
     const builder = await registry();
