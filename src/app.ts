@@ -67,14 +67,15 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
   const quarantine = new Quarantine(storage, log);
   const popularity = new PopularitySource(config.popularityUrl, (message) => log.warn({ popularity: config.popularityUrl }, message));
   await popularity.reload();
-  const timeoutMs = config.nixTimeout * 1000;
+  // Pinning may fetch (git ls-remote): an evaluation-side step, not a builder.
+  const timeoutMs = config.evalTimeout * 1000;
   // Moving targets stay pinned to one revision for NIXERY_RESOLVE_TTL; commits for good.
   const pins = new SourcePinner(source, { ttlMs: config.resolveTtl * 1000, timeoutMs });
   const builder = new ImageBuilder({
     storage,
     quarantine,
     source,
-    nixTimeoutSeconds: config.nixTimeout,
+    timeouts: { builderSeconds: config.nixTimeout, evalSeconds: config.evalTimeout, realiseSeconds: config.buildTimeout },
     strategy,
     budget: config.layerBudget,
     popularity: () => popularity.current,

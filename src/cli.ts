@@ -47,7 +47,7 @@ function configFrom(opts: Record<string, unknown>, names: SettingName[]): Config
 }
 
 const SOURCE_SETTINGS: SettingName[] = ['channel', 'pkgsRepo', 'pkgsPath'];
-const BUILD_SETTINGS: SettingName[] = [...SOURCE_SETTINGS, 'storageBackend', 'storagePath', 'nixTimeout', 'popularityUrl', 'layering', 'layerBudget', 'logLevel'];
+const BUILD_SETTINGS: SettingName[] = [...SOURCE_SETTINGS, 'storageBackend', 'storagePath', 'nixTimeout', 'evalTimeout', 'buildTimeout', 'popularityUrl', 'layering', 'layerBudget', 'logLevel'];
 const SERVE_SETTINGS: SettingName[] = [
   'port',
   'host',
@@ -125,11 +125,12 @@ withSettings(
     .description('write popularity data for the package set: for each package, how many derivations refer to it')
     .option('-o, --output <file>', 'write to a file instead of stdout')
     .option('--tag <tag>', 'image tag selecting the source revision (git sources)', 'latest'),
-  [...SOURCE_SETTINGS, 'nixTimeout'],
+  [...SOURCE_SETTINGS, 'evalTimeout'],
 ).action(async (opts: Record<string, unknown>) => {
-  const config = configFrom(opts, [...SOURCE_SETTINGS, 'nixTimeout']);
+  const config = configFrom(opts, [...SOURCE_SETTINGS, 'evalTimeout']);
   const { pinSource } = await import('./nix/source.js');
-  const timeoutMs = config.nixTimeout * 1000;
+  // Listing a whole package set is one (large) evaluation: NIXERY_EVAL_TIMEOUT bounds it.
+  const timeoutMs = config.evalTimeout * 1000;
   const pinned = await pinSource(sourceFromConfig(config), String(opts.tag), { timeoutMs });
   const counts = await popcount(pinned, AMD64.nixSystem, { timeoutMs });
   const json = `${JSON.stringify(counts, null, 1)}\n`;

@@ -58,7 +58,10 @@ export const SETTINGS = {
   pkgsPath: { env: 'NIXERY_PKGS_PATH', flag: '--pkgs-path', description: 'local directory of the package set', parse: nonEmpty },
   storageBackend: { env: 'NIXERY_STORAGE_BACKEND', flag: '--storage-backend', description: 'where blobs and caches live: filesystem, s3 or gcs', default: 'filesystem', parse: oneOf('filesystem', 's3', 'gcs') },
   storagePath: { env: 'STORAGE_PATH', flag: '--storage-path', description: 'directory of the filesystem storage backend', default: defaultStoragePath(), parse: nonEmpty },
-  nixTimeout: { env: 'NIX_TIMEOUT', flag: '--nix-timeout', description: 'seconds each Nix invocation may take before it is killed', default: 60, parse: integer(1, 86400) },
+  // Nixery's meaning: Nix's `--timeout`, per builder. Downloads and evaluation have their own limits.
+  nixTimeout: { env: 'NIX_TIMEOUT', flag: '--nix-timeout', description: 'seconds each Nix builder may run (Nix --timeout); downloads and evaluation are not counted', default: 60, parse: integer(1, 86400) },
+  evalTimeout: { env: 'NIXERY_EVAL_TIMEOUT', flag: '--eval-timeout', description: 'seconds one Nix evaluation of the package set may take, fetching the package set included', default: 600, parse: integer(1, 86400) },
+  buildTimeout: { env: 'NIXERY_BUILD_TIMEOUT', flag: '--build-timeout', description: "seconds realising an image's packages may take in all (every build and download)", default: 3600, parse: integer(1, 86400) },
   popularityUrl: { env: 'NIX_POPULARITY_URL', flag: '--popularity-url', description: 'popularity data for layering: http(s) URL or file path of {"name": count} JSON', parse: nonEmpty },
   layering: { env: 'NIXERY_LAYERING', flag: '--layering', description: `layering strategy: ${STRATEGY_NAMES.join(', ')}`, default: DEFAULT_STRATEGY, parse: (raw: string) => oneOf(...STRATEGY_NAMES)(raw) },
   layerBudget: { env: 'NIXERY_LAYER_BUDGET', flag: '--layer-budget', description: 'most layers for store paths (the customisation layer comes on top)', default: 94, parse: integer(1, 124) },

@@ -34,7 +34,12 @@ export const ERROR_CATALOGUE = {
 
   // Building: Nix and the package source.
   BUILD_FAILED: { code: 'UNKNOWN', status: 500, message: 'image build failure' },
-  BUILD_TIMEOUT: { code: 'UNAVAILABLE', status: 504, message: 'image build timed out' },
+  // The time limits on Nix (see NixTimeoutError): a builder (NIX_TIMEOUT), a whole realisation
+  // (NIXERY_BUILD_TIMEOUT), an evaluation (NIXERY_EVAL_TIMEOUT), a store query.
+  BUILD_TIMEOUT: { code: 'UNAVAILABLE', status: 504, message: 'a Nix builder ran longer than NIX_TIMEOUT' },
+  REALISE_TIMEOUT: { code: 'UNAVAILABLE', status: 504, message: 'realising the packages took longer than NIXERY_BUILD_TIMEOUT' },
+  EVAL_TIMEOUT: { code: 'UNAVAILABLE', status: 504, message: 'evaluating the package set took longer than NIXERY_EVAL_TIMEOUT' },
+  STORE_QUERY_TIMEOUT: { code: 'UNAVAILABLE', status: 504, message: 'the Nix store did not answer in time' },
   NIX_UNAVAILABLE: { code: 'UNAVAILABLE', status: 503, message: 'Nix cannot be run', retryAfterSeconds: 30 },
   SOURCE_UNAVAILABLE: { code: 'UNAVAILABLE', status: 503, message: 'the package source cannot be reached', retryAfterSeconds: 30 },
 
@@ -115,12 +120,35 @@ export class PackagesNotFoundError extends NixeryError {
   }
 }
 
-/** A Nix invocation that ran past NIX_TIMEOUT and was killed. */
+/** The kinds of Nix time limit, each with its own error. */
+export type NixTimeoutKind = 'BUILD_TIMEOUT' | 'REALISE_TIMEOUT' | 'EVAL_TIMEOUT' | 'STORE_QUERY_TIMEOUT';
+
+/** What ran past each limit, and the setting an operator raises (none for store queries). */
+const NIX_TIME_LIMITS: Record<NixTimeoutKind, { subject: string; setting?: string }> = {
+  BUILD_TIMEOUT: { subject: 'the builder', setting: 'NIX_TIMEOUT' },
+  REALISE_TIMEOUT: { subject: 'the realisation (builds and downloads)', setting: 'NIXERY_BUILD_TIMEOUT' },
+  EVAL_TIMEOUT: { subject: 'evaluation', setting: 'NIXERY_EVAL_TIMEOUT' },
+  STORE_QUERY_TIMEOUT: { subject: 'the Nix store query' },
+};
+
+/**
+ * Nix ran past one of its time limits and was stopped: a builder past NIX_TIMEOUT (Nix's own
+ * `--timeout`, reported by Nix), or a whole process past its wall-clock limit (killed by us).
+ * The message names what was being done and the setting that sets the limit.
+ */
 export class NixTimeoutError extends NixeryError {
   readonly seconds: number;
-  constructor(what: string, seconds: number) {
-    super('BUILD_TIMEOUT', `${what}: Nix timed out after ${seconds} seconds (NIX_TIMEOUT)`, { detail: { timeoutSeconds: seconds } });
+  /** The setting that sets this limit, e.g. `NIX_TIMEOUT` (undefined: a fixed limit). */
+  readonly setting: string | undefined;
+  constructor(kind: NixTimeoutKind, what: string, seconds: number, options: { internal?: string } = {}) {
+    const { subject, setting } = NIX_TIME_LIMITS[kind];
+    const limit = setting ? `${setting} (${seconds} s)` : `${seconds} s`;
+    super(kind, `${what}: ${subject} took longer than ${limit} and was stopped`, {
+      detail: { timeoutSeconds: seconds, ...(setting ? { setting } : {}) },
+      internal: options.internal,
+    });
     this.seconds = seconds;
+    this.setting = setting;
   }
 }
 

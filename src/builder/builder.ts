@@ -9,7 +9,7 @@ import type { LayeringStrategy, Popularity } from '../layers/types.js';
 import type { ResolvedPackage } from '../nix/types.js';
 import { pinSource, type PackageSource, type PinnedSource } from '../nix/source.js';
 import { resolvePackages } from '../nix/resolve.js';
-import { realise } from '../nix/realise.js';
+import { realise, type RealiseOptions } from '../nix/realise.js';
 import { queryClosure } from '../nix/closure.js';
 import { buildManifests, type ImageManifests, type LayerDescriptor } from '../manifest/manifest.js';
 import { LayerStore } from './layer-store.js';
@@ -36,12 +36,22 @@ export interface BuildProgress {
   layer?: { index: number; count: number; bytes: number };
 }
 
+/** The time limits on Nix (see README, Configuration), in seconds. */
+export interface NixTimeouts {
+  /** NIX_TIMEOUT: each builder (Nix's `--timeout`); downloads and evaluation are not counted. */
+  builderSeconds: number;
+  /** NIXERY_EVAL_TIMEOUT: each evaluation (resolving packages, pinning the source). */
+  evalSeconds: number;
+  /** NIXERY_BUILD_TIMEOUT: one realisation in all, every build and download included. */
+  realiseSeconds: number;
+}
+
 export interface BuilderOptions {
   storage: Storage;
   /** Where damaged records and blobs go (removed, logged, counted). */
   quarantine: Quarantine;
   source: PackageSource;
-  nixTimeoutSeconds: number;
+  timeouts: NixTimeouts;
   strategy: LayeringStrategy;
   budget: number;
   popularity: () => Popularity;
@@ -143,7 +153,7 @@ export class ImageBuilder {
   }
 
   private pin(tag: string): Promise<PinnedSource> {
-    const pin = this.options.pin ?? ((s, t) => pinSource(s, t, { timeoutMs: this.options.nixTimeoutSeconds * 1000 }));
+    const pin = this.options.pin ?? ((s, t) => pinSource(s, t, { timeoutMs: this.options.timeouts.evalSeconds * 1000 }));
     return pin(this.options.source, tag);
   }
 
@@ -180,14 +190,15 @@ export class ImageBuilder {
     popularity: Popularity,
     onProgress: (p: BuildProgress) => void,
   ): Promise<BuiltImage> {
-    const nixOptions = { timeoutMs: this.options.nixTimeoutSeconds * 1000 };
+    const { timeouts } = this.options;
     const started = Date.now();
     this.buildsRun++;
 
     onProgress({ phase: 'resolve', message: `resolving ${image.packages.length} packages` });
-    const resolved = await resolvePackages(pinned, image.packages, image.arch.nixSystem, nixOptions);
+    const resolved = await resolvePackages(pinned, image.packages, image.arch.nixSystem, { timeoutMs: timeouts.evalSeconds * 1000 });
     onProgress({ phase: 'realise', message: 'Nix is realising the packages' });
-    const realised = await realise(resolved, nixOptions);
+    const realiseOptions: RealiseOptions = { timeoutMs: timeouts.realiseSeconds * 1000, builderTimeoutSeconds: timeouts.builderSeconds };
+    const realised = await realise(resolved, realiseOptions);
     try {
       for (let attempt = 1; ; attempt++) {
         const built = await this.packImage(image, pinned, cacheKey, resolved, popularity, started, onProgress);
@@ -227,10 +238,9 @@ export class ImageBuilder {
     onProgress: (p: BuildProgress) => void,
   ): Promise<{ image: BuiltImage; record: ManifestRecord }> {
     const { log } = this.options;
-    const nixOptions = { timeoutMs: this.options.nixTimeoutSeconds * 1000 };
     const roots = rootPaths(resolved);
     onProgress({ phase: 'closure', message: 'reading the runtime closure' });
-    const closure = await queryClosure(roots, nixOptions);
+    const closure = await queryClosure(roots);
 
     onProgress({ phase: 'layers', message: `grouping ${closure.paths.length} store paths into layers` });
     const groups = this.options.strategy.group(closure, { budget: this.options.budget, popularity });

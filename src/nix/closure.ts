@@ -7,15 +7,25 @@ import type { NixCallOptions } from './resolve.js';
 import { NIX_COMMAND_FLAGS, runNix } from './run.js';
 import type { ClosureGraph, StorePathInfo } from './types.js';
 
+/**
+ * How long a closure query may take. It only reads the store's database, normally in well under
+ * a second even for thousands of paths: the limit is there to turn a store that hangs (a stuck
+ * lock, a dead NFS mount) into an error rather than a pull that never ends.
+ */
+export const CLOSURE_QUERY_TIMEOUT_MS = 300_000;
+
 /** Reads the closure of `roots` (which must be valid) with one Nix call. */
-export async function queryClosure(roots: readonly string[], opts: NixCallOptions): Promise<ClosureGraph> {
+export async function queryClosure(
+  roots: readonly string[],
+  opts: Omit<NixCallOptions, 'timeoutMs'> & { timeoutMs?: number } = {},
+): Promise<ClosureGraph> {
   const sortedRoots = sortedUnique(roots);
   if (sortedRoots.length === 0) return { roots: [], paths: [] };
   const what = `reading the closure of ${sortedRoots.length} store path${sortedRoots.length === 1 ? '' : 's'}`;
   const { stdout } = await runNix(
     'nix',
     [...NIX_COMMAND_FLAGS, 'path-info', '--json', '--recursive', '--closure-size', ...sortedRoots],
-    { timeoutMs: opts.timeoutMs, what, signal: opts.signal, env: opts.env },
+    { timeoutMs: opts.timeoutMs ?? CLOSURE_QUERY_TIMEOUT_MS, timeoutKind: 'STORE_QUERY_TIMEOUT', what, signal: opts.signal, env: opts.env },
   );
   let json: unknown;
   try {

@@ -18,13 +18,14 @@ import type { PinnedSource } from './source.js';
  * `recurseForDerivations`) have that output among their direct inputs. Every count is ≥ 1:
  * unlike Nixery's narinfo counting there are no self-references to discount, so a package
  * used once is kept. Outputs of the same name from different derivations are added up.
- * One Nix evaluation; the .drv files are then read directly.
+ * One Nix evaluation (limited by `opts.timeoutMs`, NIXERY_EVAL_TIMEOUT); the .drv files are then
+ * read directly.
  */
 export async function popcount(pinned: PinnedSource, system: string, opts: NixCallOptions): Promise<Record<string, number>> {
   const { stdout } = await runNix(
     'nix-instantiate',
     ['--eval', '--strict', '--json', '--read-write-mode', ...sourceArgs(pinned, system), '--expr', POPCOUNT_EXPRESSION],
-    { timeoutMs: opts.timeoutMs, what: 'listing the packages of the set', signal: opts.signal, env: opts.env },
+    { timeoutMs: opts.timeoutMs, timeoutKind: 'EVAL_TIMEOUT', what: 'listing the packages of the set', signal: opts.signal, env: opts.env },
   );
   const drvPaths = JSON.parse(stdout) as string[];
   return countReferences(drvPaths, readDerivation);

@@ -2,10 +2,16 @@
 // collection cannot delete the outputs while an image is being packed from them. The roots live
 // in this process's runtime directory (processes.ts), which is removed when the process is gone,
 // even after a crash: no root outlives its owner.
+//
+// Two time limits, as in Nixery: NIX_TIMEOUT limits each builder and is Nix's own `--timeout`
+// (time spent downloading substitutes or waiting for a build slot is not counted); the
+// wall-clock limit of the whole `nix-store --realise` (NIXERY_BUILD_TIMEOUT) is the backstop.
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { NixFailedError, NixTimeoutError } from '../errors.js';
 import { sortedUnique } from '../image/name.js';
+import { packageFromPath } from './closure.js';
 import type { NixCallOptions } from './resolve.js';
 import { runtimeDir } from './processes.js';
 import { runNix } from './run.js';
@@ -23,13 +29,20 @@ export interface Realised {
 export interface RealiseOptions extends NixCallOptions {
   /** `--max-jobs` for the builds (default: Nix's own setting). */
   maxJobs?: number | 'auto';
+  /**
+   * NIX_TIMEOUT: seconds each builder may run, passed to Nix as `--timeout` (default: Nix's own
+   * setting). `timeoutMs` is the wall-clock limit of the whole realisation (NIXERY_BUILD_TIMEOUT).
+   */
+  builderTimeoutSeconds?: number;
 }
 
 /**
  * Realises every resolved package with one `nix-store --realise`. Each build gets its own GC
  * root directory; Nix registers the links as indirect roots, which die with the directory.
  * A failed build throws NixFailedError whose message starts with Nix's error and the failing
- * builder's log lines.
+ * builder's log lines; a builder past `builderTimeoutSeconds` throws NixTimeoutError
+ * (BUILD_TIMEOUT) naming its derivation; the whole call past `timeoutMs` is killed and throws
+ * NixTimeoutError (REALISE_TIMEOUT).
  */
 export async function realise(resolved: readonly ResolvedPackage[], opts: RealiseOptions): Promise<Realised> {
   const outputs = sortedUnique(resolved.flatMap((p) => Object.values(p.outputs)));
@@ -45,9 +58,11 @@ export async function realise(resolved: readonly ResolvedPackage[], opts: Realis
   const what = `realising ${resolved.map((p) => p.attrPath.join('.')).join(', ')}`;
   const args = ['--realise', '--add-root', join(gcRootDir, 'root')];
   if (opts.maxJobs !== undefined) args.push('--max-jobs', String(opts.maxJobs));
+  if (opts.builderTimeoutSeconds !== undefined) args.push('--timeout', String(opts.builderTimeoutSeconds));
   try {
     await runNix('nix-store', [...args, ...drvs], {
       timeoutMs: opts.timeoutMs,
+      timeoutKind: 'REALISE_TIMEOUT',
       what,
       signal: opts.signal,
       env: opts.env,
@@ -55,9 +70,29 @@ export async function realise(resolved: readonly ResolvedPackage[], opts: Realis
     });
   } catch (err) {
     await release();
+    const timedOut = err instanceof NixFailedError ? builderTimeouts(err.stderr) : [];
+    if (timedOut.length > 0) {
+      const names = timedOut.map((t) => packageFromPath(t.drvPath).replace(/\.drv$/, ''));
+      throw new NixTimeoutError('BUILD_TIMEOUT', `building ${names.join(', ')}`, timedOut[0]!.seconds, {
+        internal: `${what}: ${timedOut.map((t) => t.drvPath).join(', ')}`,
+      });
+    }
     throw err;
   }
   return { outputs, gcRootDir, release };
+}
+
+/**
+ * The builders Nix stopped at its `--timeout`, from its error lines: `building of
+ * '/nix/store/…-x.drv' timed out after N seconds` (Nix 2.3), with `!*`/`^*` and
+ * `from .drv file` in later versions, possibly inside a remote builder's error. Builders stopped
+ * by `max-silent-time` ("… of silence") are not NIX_TIMEOUT's and not listed.
+ */
+export function builderTimeouts(stderr: string): { drvPath: string; seconds: number }[] {
+  const found = new Map<string, number>();
+  const pattern = /building of '(\/[^'!^]+?\.drv)[^']*'[^\n]*? timed out after (\d+) seconds(?! of silence)/g;
+  for (const m of stderr.matchAll(pattern)) if (!found.has(m[1]!)) found.set(m[1]!, Number(m[2]));
+  return [...found].map(([drvPath, seconds]) => ({ drvPath, seconds }));
 }
 
 /**

@@ -7,7 +7,10 @@ import type { PinnedSource } from './source.js';
 import type { ResolvedPackage } from './types.js';
 
 export interface NixCallOptions {
-  /** NIX_TIMEOUT for each Nix invocation, in milliseconds. */
+  /**
+   * Wall-clock limit of the Nix process, in milliseconds: NIXERY_EVAL_TIMEOUT for evaluations,
+   * NIXERY_BUILD_TIMEOUT for a realisation.
+   */
   timeoutMs: number;
   signal?: AbortSignal;
   /** Added to the environment of Nix processes (e.g. NIX_CONFIG). */
@@ -61,7 +64,7 @@ export async function resolvePackages(
       '--expr',
       RESOLVE_EXPRESSION,
     ],
-    { timeoutMs: opts.timeoutMs, what, signal: opts.signal, env: opts.env },
+    { timeoutMs: opts.timeoutMs, timeoutKind: 'EVAL_TIMEOUT', what, signal: opts.signal, env: opts.env },
   );
   return parseResolveOutput(stdout, what);
 }

@@ -1,9 +1,12 @@
 // Running Nix (and git) as child processes: both pipes drained concurrently, a wall-clock limit
 // over the whole invocation that kills the whole process tree, and cancellation by AbortSignal.
+// Which limit applies is the caller's: NIXERY_EVAL_TIMEOUT for evaluations, NIXERY_BUILD_TIMEOUT
+// for a realisation, a fixed one for store queries. NIX_TIMEOUT is not one of them: it limits
+// each builder and is Nix's own (`--timeout`, see realise.ts).
 // Every child is registered in processes.ts, which makes sure none outlives this process.
 
 import { spawn } from 'node:child_process';
-import { NixFailedError, NixTimeoutError, ShuttingDownError } from '../errors.js';
+import { NixFailedError, NixTimeoutError, ShuttingDownError, type NixTimeoutKind } from '../errors.js';
 import { cleanStderr } from './stderr.js';
 import { descendantsIn, listProcesses } from '../util/proc.js';
 import { childTmpDir, isShuttingDown, trackProcess, withParentDeathSignal } from './processes.js';
@@ -12,7 +15,7 @@ import { childTmpDir, isShuttingDown, trackProcess, withParentDeathSignal } from
 export const nixStats = { invocations: 0 };
 
 export interface RunOptions {
-  /** Wall-clock limit for the whole invocation (NIX_TIMEOUT), in milliseconds. */
+  /** Wall-clock limit for the whole invocation (its process tree is killed past it), in milliseconds. */
   timeoutMs: number;
   /** What the invocation is for, used in error messages (e.g. `realising hello`). */
   what: string;
@@ -141,21 +144,24 @@ export function runProcess(program: string, args: readonly string[], opts: RunOp
   });
 }
 
+export interface RunNixOptions extends RunOptions {
+  /** Which limit `timeoutMs` is: the kind of the NixTimeoutError thrown past it. */
+  timeoutKind: NixTimeoutKind;
+  /** The message of a failure, from Nix's stderr (default: the stderr itself). */
+  failureText?: (stderr: string) => string;
+}
+
 /**
- * Runs a Nix command: counts it in `nixStats`, throws NixTimeoutError past `timeoutMs`,
- * NixFailedError on a non-zero exit (its stderr, or `failureText(stderr)`), and the signal's
- * reason when aborted.
+ * Runs a Nix command: counts it in `nixStats`, throws NixTimeoutError of `timeoutKind` past
+ * `timeoutMs`, NixFailedError on a non-zero exit (its stderr, or `failureText(stderr)`), and the
+ * signal's reason when aborted.
  */
-export async function runNix(
-  program: string,
-  args: readonly string[],
-  opts: RunOptions & { failureText?: (stderr: string) => string },
-): Promise<{ stdout: string; stderr: string }> {
+export async function runNix(program: string, args: readonly string[], opts: RunNixOptions): Promise<{ stdout: string; stderr: string }> {
   nixStats.invocations++;
   const result = await runProcess(program, args, opts);
   if (result.aborted && opts.signal) throw abortReason(opts.signal);
   if (result.stopped && result.code !== 0) throw new ShuttingDownError();
-  if (result.timedOut) throw new NixTimeoutError(opts.what, formatSeconds(opts.timeoutMs));
+  if (result.timedOut) throw new NixTimeoutError(opts.timeoutKind, opts.what, formatSeconds(opts.timeoutMs));
   if (result.code !== 0) {
     throw new NixFailedError(opts.what, opts.failureText ? opts.failureText(result.stderr) : result.stderr, result.code);
   }

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readlinkSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { NixFailedError, NixTimeoutError } from '../../src/errors.js';
-import { buildFailureText, realise } from '../../src/nix/realise.js';
+import { buildFailureText, builderTimeouts, realise } from '../../src/nix/realise.js';
 import { resolvePackages } from '../../src/nix/resolve.js';
 import type { PinnedSource } from '../../src/nix/source.js';
 import { HOST_SYSTEM, nixOptions, pinExamples } from '../helpers/nix.js';
@@ -47,19 +47,50 @@ test('realise: a failing builder gives NixFailedError with its log line', async 
   });
 });
 
-test('realise: past NIX_TIMEOUT the build is killed and NixTimeoutError comes quickly', async () => {
+test('realise: a builder past NIX_TIMEOUT (Nix --timeout) is BUILD_TIMEOUT naming its derivation', async () => {
   const resolved = await resolvePackages(pinned, ['slow'], HOST_SYSTEM, nixOptions());
   const started = Date.now();
-  await assert.rejects(realise(resolved, { ...nixOptions(2000) }), (err: unknown) => {
+  await assert.rejects(realise(resolved, { ...nixOptions(), builderTimeoutSeconds: 2 }), (err: unknown) => {
     assert.ok(err instanceof NixTimeoutError, String(err));
     assert.equal(err.kind, 'BUILD_TIMEOUT');
     assert.equal(err.seconds, 2);
-    assert.match(err.message, /realising slow: Nix timed out after 2 seconds/);
+    assert.equal(err.setting, 'NIX_TIMEOUT');
+    assert.equal(err.message, 'building slow-1.0: the builder took longer than NIX_TIMEOUT (2 s) and was stopped');
+    assert.match(err.internal ?? '', /\/nix\/store\/[a-z0-9]{32}-slow-1\.0\.drv/);
     return true;
   });
   const elapsed = Date.now() - started;
   assert.ok(elapsed < 8000, `took ${elapsed} ms`);
   assert.equal(existsSync(resolved[0]!.outputs.out!), false);
+});
+
+test('realise: past its wall-clock limit (NIXERY_BUILD_TIMEOUT) the realisation is killed: REALISE_TIMEOUT', async () => {
+  const resolved = await resolvePackages(pinned, ['slow'], HOST_SYSTEM, nixOptions());
+  const started = Date.now();
+  await assert.rejects(realise(resolved, { ...nixOptions(2000), builderTimeoutSeconds: 60 }), (err: unknown) => {
+    assert.ok(err instanceof NixTimeoutError, String(err));
+    assert.equal(err.kind, 'REALISE_TIMEOUT');
+    assert.equal(err.seconds, 2);
+    assert.equal(err.message, 'realising slow: the realisation (builds and downloads) took longer than NIXERY_BUILD_TIMEOUT (2 s) and was stopped');
+    return true;
+  });
+  const elapsed = Date.now() - started;
+  assert.ok(elapsed < 8000, `took ${elapsed} ms`);
+  assert.equal(existsSync(resolved[0]!.outputs.out!), false);
+});
+
+test('builderTimeouts reads the builders Nix stopped at --timeout, in the wordings of Nix versions', () => {
+  const drv = '/nix/store/3fp8bpdi8c5fbh6rszd5325cwkqfhwqq-six-1.0.drv';
+  // Nix 2.8 (this machine), 2.3, and a later one with ^* and a remote builder's wrapping.
+  assert.deepEqual(builderTimeouts(`building '${drv}'...\nerror: building of '${drv}!*' from .drv file timed out after 3 seconds\n`), [{ drvPath: drv, seconds: 3 }]);
+  assert.deepEqual(builderTimeouts(`error: building of '${drv}' timed out after 60 seconds`), [{ drvPath: drv, seconds: 60 }]);
+  assert.deepEqual(
+    builderTimeouts(`error: build of '${drv}^out' on 'ssh-ng://builder' failed: building of '${drv}^*' from .drv file timed out after 5 seconds`),
+    [{ drvPath: drv, seconds: 5 }],
+  );
+  // max-silent-time is not NIX_TIMEOUT; other failures are not timeouts.
+  assert.deepEqual(builderTimeouts(`error: building of '${drv}!*' from .drv file timed out after 3 seconds of silence`), []);
+  assert.deepEqual(builderTimeouts(`error: builder for '${drv}' failed with exit code 1`), []);
 });
 
 test('buildFailureText puts Nix errors first and drops progress lines', () => {

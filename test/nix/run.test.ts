@@ -41,6 +41,7 @@ test('the timeout kills the whole process tree, including processes in other ses
   const { result, seen } = await watchTree((onSpawn) =>
     runNix('/bin/sh', ['-c', 'sleep 30 & setsid sleep 31 & sleep 32; wait'], {
       timeoutMs: 500,
+      timeoutKind: 'EVAL_TIMEOUT',
       what: 'sleepy',
       killGraceMs: 300,
       onSpawn,
@@ -50,7 +51,8 @@ test('the timeout kills the whole process tree, including processes in other ses
   const err = (result as PromiseRejectedResult).reason;
   assert.ok(err instanceof NixTimeoutError, String(err));
   assert.equal(err.seconds, 0.5);
-  assert.match(err.message, /sleepy: Nix timed out after 0\.5 seconds/);
+  assert.equal(err.kind, 'EVAL_TIMEOUT');
+  assert.equal(err.message, 'sleepy: evaluation took longer than NIXERY_EVAL_TIMEOUT (0.5 s) and was stopped');
   assert.ok(Date.now() - started < 5000);
   assert.ok(seen.size >= 4, `saw ${[...seen]}`);
   await new Promise((r) => setTimeout(r, 500));
@@ -60,7 +62,7 @@ test('the timeout kills the whole process tree, including processes in other ses
 test('non-zero exit gives NixFailedError with stderr; every Nix call is counted', async () => {
   const before = nixStats.invocations;
   await assert.rejects(
-    runNix('/bin/sh', ['-c', 'echo "error: something broke" >&2; exit 3'], { timeoutMs: 5000, what: 'failing' }),
+    runNix('/bin/sh', ['-c', 'echo "error: something broke" >&2; exit 3'], { timeoutMs: 5000, timeoutKind: 'EVAL_TIMEOUT', what: 'failing' }),
     (err: unknown) => {
       assert.ok(err instanceof NixFailedError);
       assert.match(err.message, /^failing: Nix failed \(exit 3\): error: something broke/);
@@ -76,14 +78,14 @@ test('an AbortSignal kills the process and rejects with its reason', async () =>
   const started = Date.now();
   setTimeout(() => controller.abort(new Error('client went away')), 200);
   await assert.rejects(
-    runNix('/bin/sh', ['-c', 'sleep 30'], { timeoutMs: 20_000, what: 'aborted', signal: controller.signal, killGraceMs: 200 }),
+    runNix('/bin/sh', ['-c', 'sleep 30'], { timeoutMs: 20_000, timeoutKind: 'EVAL_TIMEOUT', what: 'aborted', signal: controller.signal, killGraceMs: 200 }),
     /client went away/,
   );
   assert.ok(Date.now() - started < 5000);
 });
 
 test('a missing program is a NixFailedError, not a crash', async () => {
-  await assert.rejects(runNix('/nonexistent/nix-store', [], { timeoutMs: 5000, what: 'missing' }), NixFailedError);
+  await assert.rejects(runNix('/nonexistent/nix-store', [], { timeoutMs: 5000, timeoutKind: 'EVAL_TIMEOUT', what: 'missing' }), NixFailedError);
 });
 
 test('the environment is passed through, with overrides', async () => {

@@ -94,7 +94,7 @@ test('real Nix: a builder that cannot start, and one printing control bytes, fai
     ['noisy', /red  \*\*\* done/],
   ] as const) {
     await assert.rejects(
-      runNix('nix-build', [file, '-A', attr, '--argstr', 'salt', salt, '--no-out-link'], { timeoutMs: 60_000, what: `building ${attr}`, env: nixEnv() }),
+      runNix('nix-build', [file, '-A', attr, '--argstr', 'salt', salt, '--no-out-link'], { timeoutMs: 60_000, timeoutKind: 'REALISE_TIMEOUT', what: `building ${attr}`, env: nixEnv() }),
       (err: unknown) => {
         assert.ok(err instanceof NixFailedError, String(err));
         assert.doesNotMatch(err.stderr, UNCLEAN, JSON.stringify(err.stderr));

@@ -12,7 +12,7 @@ import { identify, stillRunning, waitFor, killIfRunning, type ProcessId } from '
 test('stopAllNixProcesses stops the running processes and their descendants; later calls are refused', async () => {
   const leaders: number[] = [];
   const calls = [1, 2].map(() =>
-    runNix('/bin/sh', ['-c', 'sleep 30 & setsid sleep 31 & wait'], { timeoutMs: 60_000, what: 'long', onSpawn: (pid) => leaders.push(pid) }).then(
+    runNix('/bin/sh', ['-c', 'sleep 30 & setsid sleep 31 & wait'], { timeoutMs: 60_000, timeoutKind: 'EVAL_TIMEOUT', what: 'long', onSpawn: (pid) => leaders.push(pid) }).then(
       () => assert.fail('should have been stopped'),
       (err: unknown) => err,
     ),
@@ -30,7 +30,7 @@ test('stopAllNixProcesses stops the running processes and their descendants; lat
     for (const err of await Promise.all(calls)) assert.ok(err instanceof ShuttingDownError, String(err));
     assert.equal(runningNixProcesses(), 0);
     await waitFor('every process to be gone', () => stillRunning(tree).length === 0, 3000);
-    await assert.rejects(runNix('/bin/true', [], { timeoutMs: 5000, what: 'after' }), ShuttingDownError);
+    await assert.rejects(runNix('/bin/true', [], { timeoutMs: 5000, timeoutKind: 'EVAL_TIMEOUT', what: 'after' }), ShuttingDownError);
   } finally {
     killIfRunning(tree);
   }
