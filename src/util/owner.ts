@@ -27,8 +27,9 @@ export type Liveness = 'alive' | 'gone' | 'unknown';
 /**
  * Files whose owner cannot be judged (another host or PID namespace on shared storage, names we
  * cannot parse) are removed once not modified for this long, which must exceed the longest
- * possible build: a build runs a few Nix steps (resolve, realise, closure), each killed at
- * NIX_TIMEOUT whose largest allowed value is 24 h, then packs its layers — so 5 days. It can be
+ * possible build: a build runs a few Nix steps (an evaluation and a realisation, each killed at
+ * NIXERY_EVAL_TIMEOUT / NIXERY_BUILD_TIMEOUT whose largest allowed values are 24 h, and a closure
+ * query killed at 5 minutes), then packs its layers — so 5 days. It can be
  * this generous because every host removes its own dead processes' files at once: this bound
  * only reaches the files of a host (or container) that never comes back.
  */

@@ -159,6 +159,25 @@ describe('nixery build, end to end', () => {
     assert.match(noSource.stderr, /^nixery: no package source configured: set NIXERY_CHANNEL .*\n$/);
     const badTimeout = await run(['build', 'hello', '--output', `oci:${path.join(dir, 'x')}`], { NIX_TIMEOUT: 'soon' });
     assert.match(badTimeout.stderr, /^nixery: invalid NIX_TIMEOUT: must be a whole number/);
-    for (const e of [missing, badName, badOutput, noSource, badTimeout]) assert.doesNotMatch(e.stderr, /\n\s+at /, 'no stack trace');
+    const badEval = await run(['build', 'hello', '--output', `oci:${path.join(dir, 'x')}`], { NIXERY_EVAL_TIMEOUT: '0' });
+    assert.match(badEval.stderr, /^nixery: invalid NIXERY_EVAL_TIMEOUT: must be between 1 and 86400, got 0\n$/);
+    const badBuild = await run(['build', 'hello', '--output', `oci:${path.join(dir, 'x')}`, '--build-timeout', '1h']);
+    assert.match(badBuild.stderr, /^nixery: invalid --build-timeout: must be a whole number/);
+    for (const e of [missing, badName, badOutput, noSource, badTimeout, badEval, badBuild]) assert.doesNotMatch(e.stderr, /\n\s+at /, 'no stack trace');
+  });
+
+  test('--nix-timeout limits each builder and --build-timeout the whole realisation, each with its own message', async () => {
+    const env = { ...process.env, NIX_CONFIG: 'substituters =', NIXERY_PKGS_PATH: EXAMPLE_PKGS, STORAGE_PATH: path.join(dir, 'storage-timeouts') };
+    const fail = (args: string[]) =>
+      execFileP('node', [CLI, 'build', 'slow', '--output', `oci:${path.join(dir, 'slow')}`, ...args], { env }).then(
+        () => assert.fail('expected failure'),
+        (e: { code: number; stderr: string }) => e,
+      );
+    // `slow` sleeps 30 s.
+    const builder = await fail(['--nix-timeout', '2']);
+    assert.equal(builder.code, 1);
+    assert.equal(builder.stderr, 'nixery: building slow-1.0: the builder took longer than NIX_TIMEOUT (2 s) and was stopped\n');
+    const whole = await fail(['--nix-timeout', '60', '--build-timeout', '2']);
+    assert.equal(whole.stderr, 'nixery: realising cacert, iana-etc, slow: the realisation (builds and downloads) took longer than NIXERY_BUILD_TIMEOUT (2 s) and was stopped\n');
   });
 });
