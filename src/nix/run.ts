@@ -172,7 +172,7 @@ export async function runNix(program: string, args: readonly string[], opts: Run
 export const NIX_COMMAND_FLAGS = ['--extra-experimental-features', 'nix-command'] as const;
 
 function formatSeconds(ms: number): number {
-  return Math.round(ms / 100) / 10;
+  return Math.round(ms) / 1000;
 }
 
 function abortReason(signal: AbortSignal): unknown {

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { NixFailedError } from '../../src/errors.js';
-import { packageFromPath, parsePathInfo, queryClosure } from '../../src/nix/closure.js';
+import { NixFailedError, NixTimeoutError } from '../../src/errors.js';
+import { CLOSURE_QUERY_TIMEOUT_MS, packageFromPath, parsePathInfo, queryClosure } from '../../src/nix/closure.js';
 import { realise } from '../../src/nix/realise.js';
 import { resolvePackages } from '../../src/nix/resolve.js';
 import { HOST_SYSTEM, nixEnv, nixOptions, pinExamples } from '../helpers/nix.js';
@@ -91,4 +91,23 @@ test('queryClosure: the real closure of hello and of manylibs (more than 94 path
 
 test('queryClosure: a path that is not valid is a NixFailedError', async () => {
   await assert.rejects(queryClosure(['/nix/store/00000000000000000000000000000000-not-there'], nixOptions()), NixFailedError);
+});
+
+test('queryClosure: a store query past its limit is STORE_QUERY_TIMEOUT (default limit: 300 s)', async () => {
+  assert.equal(CLOSURE_QUERY_TIMEOUT_MS, 300_000);
+  const pinned = await pinExamples();
+  const resolved = await resolvePackages(pinned, ['hello'], HOST_SYSTEM, nixOptions());
+  const realised = await realise(resolved, nixOptions());
+  try {
+    // Far less than starting Nix takes.
+    await assert.rejects(queryClosure(realised.outputs, { timeoutMs: 1, env: nixEnv() }), (err: unknown) => {
+      assert.ok(err instanceof NixTimeoutError, String(err));
+      assert.equal(err.kind, 'STORE_QUERY_TIMEOUT');
+      assert.equal(err.setting, undefined);
+      assert.equal(err.message, 'reading the closure of 1 store path: the Nix store query took longer than 0.001 s and was stopped');
+      return true;
+    });
+  } finally {
+    await realised.release();
+  }
 });
