@@ -30,8 +30,8 @@ export function writeHead(ctx: RequestContext, status: number, headers: Record<s
 
 /** Writes an OCI error body for any thrown value (unknown errors become 500 UNKNOWN). */
 export function sendError(ctx: RequestContext, err: unknown): void {
-  const { entry, message, detail, retryAfterSeconds } = describeError(err);
-  const headers: Record<string, string> = {};
+  const { entry, message, detail, retryAfterSeconds, headers: errorHeaders } = describeError(err);
+  const headers: Record<string, string> = { ...errorHeaders };
   if (retryAfterSeconds !== undefined) headers['Retry-After'] = String(retryAfterSeconds);
   sendErrorBody(ctx, entry.status, entry.code, message, detail, headers);
   if (entry.status >= 500) ctx.log.err = logDetail(err);
