@@ -8,14 +8,14 @@
 
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { DeniedError, PackageDeniedError, TooManyPackagesError, TooManyRequestsError, UnauthorizedError } from '../errors.js';
+import { ConfigError, DeniedError, PackageDeniedError, TooManyPackagesError, TooManyRequestsError, UnauthorizedError } from '../errors.js';
 import { ALWAYS_PACKAGES, parseImageName } from '../image/name.js';
-import type { Htpasswd } from '../auth/htpasswd.js';
-import { grants, InvalidTokenError, type Grant, type TokenVerifier } from '../auth/tokens.js';
-import type { PackagePolicy } from '../auth/policy.js';
-import type { RateLimiter } from '../util/token-bucket.js';
+import { Htpasswd } from '../auth/htpasswd.js';
+import { grants, InvalidTokenError, TokenVerifier, type Grant } from '../auth/tokens.js';
+import { PackagePolicy } from '../auth/policy.js';
+import { RateLimiter } from '../util/token-bucket.js';
 import { LruCache } from '../util/lru.js';
-import type { TrustedProxies } from './client-address.js';
+import { TrustedProxies } from './client-address.js';
 import type { RouteName } from './routes.js';
 
 export interface AccessOptions {
@@ -31,6 +31,47 @@ export interface AccessOptions {
   policy?: PackagePolicy;
   /** Most packages in one image, besides the ones every image gets (NIXERY_MAX_PACKAGES). */
   maxPackages?: number;
+}
+
+/** The settings the layer is made from; structurally a subset of the application Config. */
+export interface AccessSettings {
+  htpasswd?: string;
+  authTokenRealm?: string;
+  authTokenService?: string;
+  authTokenIssuer?: string;
+  authTokenKeys?: string;
+  authTokenJwks?: string;
+  anonymousPull: boolean;
+  clientBuildsPerMinute: number;
+  clientBuildBurst?: number;
+  trustedProxies?: string;
+  allowPackages?: string;
+  denyPackages?: string;
+  maxPackages?: number;
+}
+
+/** The layer from the settings; one clear ConfigError for a missing or contradictory one. */
+export async function createGate(s: AccessSettings): Promise<Gate> {
+  const token = { NIXERY_AUTH_TOKEN_REALM: s.authTokenRealm, NIXERY_AUTH_TOKEN_SERVICE: s.authTokenService, NIXERY_AUTH_TOKEN_ISSUER: s.authTokenIssuer };
+  const anyToken = Object.values(token).some(Boolean) || Boolean(s.authTokenKeys || s.authTokenJwks);
+  let tokens: TokenVerifier | undefined;
+  if (anyToken) {
+    const missing = Object.entries(token).filter(([, v]) => !v).map(([k]) => k);
+    if (missing.length > 0) throw new ConfigError(`bearer tokens need ${missing.join(', ')} as well`);
+    if (s.htpasswd) throw new ConfigError('set NIXERY_HTPASSWD or the NIXERY_AUTH_TOKEN_* settings, not both');
+    tokens = await TokenVerifier.create({ realm: s.authTokenRealm!, service: s.authTokenService!, issuer: s.authTokenIssuer!, keysFile: s.authTokenKeys, jwksUrl: s.authTokenJwks });
+  }
+  const htpasswd = s.htpasswd ? await Htpasswd.load(s.htpasswd) : undefined;
+  if (s.anonymousPull && !tokens && !htpasswd) throw new ConfigError('NIXERY_ANONYMOUS_PULL needs authentication: set NIXERY_HTPASSWD or the NIXERY_AUTH_TOKEN_* settings');
+  return new Gate({
+    htpasswd,
+    tokens,
+    anonymousPull: s.anonymousPull,
+    builds: s.clientBuildsPerMinute > 0 ? new RateLimiter(s.clientBuildsPerMinute, s.clientBuildBurst ?? s.clientBuildsPerMinute) : undefined,
+    proxies: new TrustedProxies(s.trustedProxies),
+    policy: PackagePolicy.fromSettings(s.allowPackages, s.denyPackages),
+    maxPackages: s.maxPackages,
+  });
 }
 
 export interface Admission {
