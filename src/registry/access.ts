@@ -98,6 +98,8 @@ const REFUSED_MS = 5_000;
 /** A token is remembered until it expires, at most this long. */
 const TOKEN_MS = 60_000;
 const BASIC_REALM = 'nixery-ts';
+/** Basic credentials with no user and no password: what some clients send when they have none. */
+const EMPTY_BASIC = `Basic ${Buffer.from(':').toString('base64')}`;
 
 interface Identity {
   user: string | null;
@@ -129,7 +131,7 @@ export class Gate {
   async admit(req: IncomingMessage, route: RouteName, params: Record<string, string>): Promise<Admission> {
     if (OPEN_ROUTES.has(route)) return OPEN;
     const name = params.name;
-    const identity = await this.identify(req, name);
+    const identity = await this.identify(req, route, name);
     if (identity.access && name !== undefined && !grants(identity.access, name, 'pull')) {
       this.stats.denied++;
       throw new DeniedError(`the token does not grant pull access to ${name}`);
@@ -153,11 +155,13 @@ export class Gate {
   }
 
   /** Who sent the request; throws 401 for a missing (unless anonymous pulls are allowed) or refused credential. */
-  private async identify(req: IncomingMessage, name: string | undefined): Promise<Identity> {
+  private async identify(req: IncomingMessage, route: RouteName, name: string | undefined): Promise<Identity> {
     if (this.authentication === 'none') return { user: null };
     const header = req.headers.authorization;
-    if (!header) {
-      if (this.options.anonymousPull) return { user: null };
+    if (!header || (this.options.anonymousPull && header === EMPTY_BASIC)) {
+      // With anonymous pulls, /v2/ still challenges: docker, podman and skopeo send credentials
+      // only to a registry whose /v2/ asks for them, and those that have none go on anonymously.
+      if (this.options.anonymousPull && route !== 'ping') return { user: null };
       this.stats.unauthorized++;
       throw new UnauthorizedError('authentication required', this.challenge(name));
     }

@@ -35,6 +35,8 @@ export function sendError(ctx: RequestContext, err: unknown): void {
   if (retryAfterSeconds !== undefined) headers['Retry-After'] = String(retryAfterSeconds);
   sendErrorBody(ctx, entry.status, entry.code, message, detail, headers);
   if (entry.status >= 500) ctx.log.err = logDetail(err);
+  // Refusals (authentication, access, limits) say why in the request's log line.
+  else if (entry.status === 401 || entry.status === 403 || entry.status === 429) ctx.log.refused = message;
 }
 
 export function sendCatalogueError(ctx: RequestContext, kind: ErrorKind, message?: string): void {

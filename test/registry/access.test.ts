@@ -86,6 +86,9 @@ describe('access: basic authentication', () => {
 
   test('anonymous pull: anonymous clients pull, only authenticated ones build', async () => {
     const g = gate({ htpasswd, anonymousPull: true });
+    // /v2/ still asks, so clients that have credentials send them.
+    await refuses(() => g.admit(request(), 'ping', {}), 'UNAUTHORIZED', 401);
+    assert.equal((await g.admit(request(basic('', '')), 'blob', { name: 'hello', digest: 'sha256:x' })).user, null, 'empty credentials are anonymous');
     const anonymous = await g.admit(request(), 'manifest', manifest('hello'));
     assert.equal(anonymous.user, null);
     const err = await refuses(() => anonymous.beforeBuild(), 'UNAUTHORIZED', 401, /only authenticated clients may build/);
