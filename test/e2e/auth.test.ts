@@ -285,5 +285,15 @@ describe('admission control', () => {
     } finally {
       await r.stop();
     }
+    // An allow list: only what it names (globs, any case), besides what every image gets.
+    const allowList = path.join(dir, 'allowed-packages');
+    await writeFile(allowList, '# what this registry builds\nhello\nj?\n');
+    const allowing = await serve({ NIXERY_ALLOW_PACKAGES: allowList });
+    try {
+      await run('skopeo', ['inspect', '--tls-verify=false', `docker://${allowing.host}/jq/hello`]);
+      await fails('skopeo', ['inspect', '--tls-verify=false', `docker://${allowing.host}/hello/tree`], /package tree is not allowed here: it is not in NIXERY_ALLOW_PACKAGES/);
+    } finally {
+      await allowing.stop();
+    }
   });
 });
