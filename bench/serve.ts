@@ -12,6 +12,7 @@ import { freePort } from '../test/helpers/net.js';
 import { FilesystemStorage } from '../src/storage/filesystem.js';
 import { blobKey } from '../src/builder/layout.js';
 import { MEDIA_TYPES } from '../src/manifest/manifest.js';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const DURATION = process.env.BENCH_SECONDS ?? '10';
@@ -84,7 +85,11 @@ function wrk(url: string, connections: number, pid: number, headers: string[] = 
 
 /** The run with the median throughput. */
 function median(results: WrkResult[]): WrkResult {
-  return [...results].sort((a, b) => a.mbPerSec - b.mbPerSec)[Math.floor(results.length / 2)]!;
+  return medianBy(results, 'mbPerSec');
+}
+
+function medianBy(results: WrkResult[], key: 'mbPerSec' | 'requestsPerSec'): WrkResult {
+  return [...results].sort((a, b) => a[key] - b[key])[Math.floor(results.length / 2)]!;
 }
 
 async function main(): Promise<void> {
@@ -203,6 +208,40 @@ http:
       }
     }
 
+    // Authentication: cached manifest GETs with Basic credentials and with a bearer token, next
+    // to the same run without authentication (a credential is verified once, then remembered).
+    const authRows: Array<[string, WrkResult, WrkResult]> = [];
+    {
+      const htpasswd = path.join(dir, 'htpasswd');
+      execFileSync('htpasswd', ['-B', '-b', '-c', htpasswd, 'bench', 'bench-password'], { stdio: 'ignore' });
+      const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+      const jwks = path.join(dir, 'jwks.json');
+      await writeFile(jwks, JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'bench', alg: 'ES256' }] }));
+      const token = await new SignJWT({ access: [{ type: 'repository', name: 'hello', actions: ['pull'] }] })
+        .setProtectedHeader({ alg: 'ES256', kid: 'bench' })
+        .setIssuer('bench')
+        .setAudience('nixery-bench')
+        .setSubject('bench')
+        .setExpirationTime('2h')
+        .sign(privateKey);
+      const off = await startOurs({});
+      const cases: Array<[string, Record<string, string>, string]> = [
+        ['Basic (htpasswd, bcrypt)', { NIXERY_HTPASSWD: htpasswd }, `Authorization: Basic ${Buffer.from('bench:bench-password').toString('base64')}`],
+        ['bearer token (ES256 JWT)', { NIXERY_AUTH_TOKEN_REALM: 'http://127.0.0.1:9/token', NIXERY_AUTH_TOKEN_SERVICE: 'nixery-bench', NIXERY_AUTH_TOKEN_ISSUER: 'bench', NIXERY_AUTH_TOKEN_KEYS: jwks }, `Authorization: Bearer ${token}`],
+      ];
+      const manifestUrl = (base: string) => `${base}/v2/hello/manifests/latest`;
+      for (const [label, env, header] of cases) {
+        const on = await startOurs(env);
+        const warm = await fetch(manifestUrl(on.url), { headers: { Accept: MEDIA_TYPES.ociManifest, Authorization: header.slice('Authorization: '.length) } });
+        if (warm.status !== 200) throw new Error(`${label}: ${warm.status} ${await warm.text()}`);
+        const runs: Array<[WrkResult, WrkResult]> = [];
+        for (let round = 0; round < ROUNDS; round++) runs.push([wrk(manifestUrl(on.url), 64, on.child.pid!, [accept, header]), wrk(manifestUrl(off.url), 64, off.child.pid!, [accept])]);
+        authRows.push([label, medianBy(runs.map((r) => r[0]), 'requestsPerSec'), medianBy(runs.map((r) => r[1]), 'requestsPerSec')]);
+        on.child.kill('SIGTERM');
+      }
+      off.child.kill('SIGTERM');
+    }
+
     // Object storage (a real S3-compatible server on loopback): proxy and redirect modes.
     const { startS3Server, S3RVER_CREDENTIALS } = await import('../test/storage/s3-server.js');
     const s3 = await startS3Server();
@@ -250,6 +289,11 @@ http:
     console.log('|---|---|---|---|---|---|');
     for (const [name, on, off] of verifyRows) {
       console.log(`| ${name} | ${f(on.mbPerSec)} | ${f(off.mbPerSec)} | ${f(on.mbPerSec / off.mbPerSec, 2)}× | ${f(on.cpuMsPerRequest, 3)} | ${f(off.cpuMsPerRequest, 3)} |`);
+    }
+    console.log(`\n| cached manifest GET, 64 connections (median of ${ROUNDS} alternating runs) | authentication on: requests/s | off: requests/s | on/off | CPU ms/request on | off |`);
+    console.log('|---|---|---|---|---|---|');
+    for (const [name, on, off] of authRows) {
+      console.log(`| ${name} | ${f(on.requestsPerSec, 0)} | ${f(off.requestsPerSec, 0)} | ${f(on.requestsPerSec / off.requestsPerSec, 2)}× | ${f(on.cpuMsPerRequest, 3)} | ${f(off.cpuMsPerRequest, 3)} |`);
     }
     const fsMb = s3Rows[0]![1].mbPerSec;
     console.log('\n| blob serving by storage backend | MB/s | requests/s | vs filesystem | registry CPU ms/request |');

@@ -3,7 +3,7 @@
 # busybox-static (the example package set's programs), and the real registry clients the
 # end-to-end tests pull with. Run as root; as another user it only says what is missing.
 set -euo pipefail
-pkgs=(nix-bin busybox-static containerd runc skopeo umoci docker-registry podman nginx wrk git xz-utils)
+pkgs=(nix-bin busybox-static containerd runc skopeo umoci docker-registry podman nginx wrk git xz-utils apache2-utils docker.io openssl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -14,6 +14,10 @@ import { ImageBuilder } from './builder/builder.js';
 import { Quarantine } from './builder/integrity.js';
 import { RegistryService } from './registry/service.js';
 import { createRegistry, type Registry } from './registry/server.js';
+import { createGate } from './registry/access.js';
+import { loadTls, reloadTlsOnChange } from './registry/tls.js';
+import { ConfigError } from './errors.js';
+import type https from 'node:https';
 import { startCleanup } from './cleanup.js';
 
 export interface App {
@@ -81,6 +85,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     popularity: () => popularity.current,
     log,
     manifestCacheSize: config.manifestCacheSize,
+    maxImageSize: config.maxImageSize,
     pin: (_source, tag) => pins.pin(tag),
   });
   const service = new RegistryService(builder, pins, config.buildConcurrency, config.buildQueue, config.manifestCacheSize);
@@ -95,10 +100,15 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     service,
     popularity,
     async serve(version: string) {
+      const gate = await createGate(config);
+      if (Boolean(config.tlsCert) !== Boolean(config.tlsKey)) throw new ConfigError('HTTPS needs both NIXERY_TLS_CERT and NIXERY_TLS_KEY');
+      const tlsFiles = config.tlsCert && config.tlsKey ? { cert: config.tlsCert, key: config.tlsKey } : undefined;
       const registry = createRegistry({
         storage,
         service,
         quarantine,
+        gate,
+        tls: tlsFiles ? await loadTls(tlsFiles) : undefined,
         blobRedirect: config.blobRedirect,
         blobCacheBytes: config.blobCacheMb * 1024 * 1024,
         redirectTtlSeconds: config.redirectTtl,
@@ -117,6 +127,10 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
         registry.server.once('error', reject);
         registry.server.listen(config.port, config.host, () => resolve());
       });
+      if (tlsFiles) {
+        const stop = reloadTlsOnChange(registry.server as https.Server, tlsFiles, log);
+        registry.server.once('close', stop);
+      }
       const address = registry.server.address();
       log.info(
         { version, listen: typeof address === 'object' && address ? `${address.address}:${address.port}` : String(address), storage: storage.name, config: describeConfig(config) },

@@ -40,6 +40,15 @@ function boolean(raw: string): boolean {
   throw new Error(`must be true or false, got ${JSON.stringify(raw)}`);
 }
 
+/** A size: bytes, or a number with K, M, G, T (powers of 1024; `MB`, `MiB` and `M` alike). */
+export function byteSize(raw: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$/i.exec(raw);
+  if (!m || (m[3] && !m[2] && m[3].toLowerCase() !== 'b')) throw new Error(`must be a size such as 512M or 2G, got ${JSON.stringify(raw)}`);
+  const bytes = Math.round(Number(m[1]) * 1024 ** ' kmgt'.indexOf((m[2] || ' ').toLowerCase()));
+  if (!Number.isSafeInteger(bytes) || bytes < 1) throw new Error(`must be a positive size, got ${JSON.stringify(raw)}`);
+  return bytes;
+}
+
 const nonEmpty = (raw: string): string => {
   if (raw.trim() === '') throw new Error('must not be empty');
   return raw;
@@ -74,6 +83,22 @@ export const SETTINGS = {
   blobRedirect: { env: 'NIXERY_BLOB_REDIRECT', flag: '--blob-redirect', description: 'answer blob GETs from object storage with a 307 to a signed URL', default: true, parse: boolean },
   redirectTtl: { env: 'NIXERY_REDIRECT_TTL', flag: '--redirect-ttl', description: 'lifetime of signed blob URLs, seconds', default: 300, parse: integer(1, 7 * 86400) },
   blobVerify: { env: 'NIXERY_BLOB_VERIFY', flag: '--blob-verify', description: 'check blobs read from storage against their digest: once per stored version, always, or off (for measurements only)', default: 'once' as const, parse: oneOf('once', 'always', 'off') },
+  htpasswd: { env: 'NIXERY_HTPASSWD', flag: '--htpasswd', description: 'htpasswd file with bcrypt entries (htpasswd -B): pulls need one of its users', parse: nonEmpty },
+  authTokenRealm: { env: 'NIXERY_AUTH_TOKEN_REALM', flag: '--auth-token-realm', description: 'bearer tokens: the token service URL clients are sent to', parse: nonEmpty },
+  authTokenService: { env: 'NIXERY_AUTH_TOKEN_SERVICE', flag: '--auth-token-service', description: "bearer tokens: this registry's service name (the tokens' audience)", parse: nonEmpty },
+  authTokenIssuer: { env: 'NIXERY_AUTH_TOKEN_ISSUER', flag: '--auth-token-issuer', description: 'bearer tokens: the issuer the tokens must name', parse: nonEmpty },
+  authTokenKeys: { env: 'NIXERY_AUTH_TOKEN_KEYS', flag: '--auth-token-keys', description: "bearer tokens: file of the token service's public keys (PEM keys or certificates, or a JWKS)", parse: nonEmpty },
+  authTokenJwks: { env: 'NIXERY_AUTH_TOKEN_JWKS', flag: '--auth-token-jwks', description: "bearer tokens: URL of the token service's JWKS", parse: nonEmpty },
+  anonymousPull: { env: 'NIXERY_ANONYMOUS_PULL', flag: '--anonymous-pull', description: 'with authentication on: anonymous clients may pull what is built; only authenticated ones build', default: false, parse: boolean },
+  tlsCert: { env: 'NIXERY_TLS_CERT', flag: '--tls-cert', description: 'PEM certificate (chain) to serve HTTPS with (reloaded on SIGHUP and when the file changes)', parse: nonEmpty },
+  tlsKey: { env: 'NIXERY_TLS_KEY', flag: '--tls-key', description: 'PEM private key for NIXERY_TLS_CERT', parse: nonEmpty },
+  clientBuildsPerMinute: { env: 'NIXERY_CLIENT_BUILDS_PER_MINUTE', flag: '--client-builds-per-minute', description: 'image builds one client (user, else address) may start a minute; 0: no limit', default: 0, parse: integer(0, 100_000) },
+  clientBuildBurst: { env: 'NIXERY_CLIENT_BUILD_BURST', flag: '--client-build-burst', description: 'builds a client may start at once before the rate applies (default: the rate)', parse: integer(1, 100_000) },
+  trustedProxies: { env: 'NIXERY_TRUSTED_PROXIES', flag: '--trusted-proxies', description: 'addresses or CIDR ranges of proxies whose X-Forwarded-For names the client', parse: nonEmpty },
+  allowPackages: { env: 'NIXERY_ALLOW_PACKAGES', flag: '--allow-packages', description: 'packages images may contain: attribute names or globs, inline or a file of them', parse: nonEmpty },
+  denyPackages: { env: 'NIXERY_DENY_PACKAGES', flag: '--deny-packages', description: 'packages images may not contain: attribute names or globs, inline or a file of them', parse: nonEmpty },
+  maxImageSize: { env: 'NIXERY_MAX_IMAGE_SIZE', flag: '--max-image-size', description: "largest closure an image may have (e.g. 2G), checked before anything is packed", parse: byteSize },
+  maxPackages: { env: 'NIXERY_MAX_PACKAGES', flag: '--max-packages', description: 'most packages in one image (besides cacert and iana-etc)', parse: integer(1, 10_000) },
   sendTimeout: { env: 'NIXERY_SEND_TIMEOUT', flag: '--send-timeout', description: 'seconds a client may accept no bytes of a response before it is closed', default: 60, parse: integer(1, 86400) },
   sendBufferMb: { env: 'NIXERY_SEND_BUFFER_MB', flag: '--send-buffer-mb', description: 'memory all responses together may hold while streaming blobs, MB', default: 256, parse: integer(8, 1_000_000) },
   // Below Kubernetes' default 30 s grace period, so the drain ends before the SIGKILL.

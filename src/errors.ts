@@ -32,6 +32,13 @@ export const ERROR_CATALOGUE = {
   HEADERS_TOO_LARGE: { code: 'UNSUPPORTED', status: 431, message: 'request header fields too large' },
   TOOMANYREQUESTS: { code: 'TOOMANYREQUESTS', status: 429, message: 'too many requests', retryAfterSeconds: 10 },
 
+  // Authentication and admission.
+  UNAUTHORIZED: { code: 'UNAUTHORIZED', status: 401, message: 'authentication required' },
+  DENIED: { code: 'DENIED', status: 403, message: 'requested access to the resource is denied' },
+  PACKAGE_DENIED: { code: 'DENIED', status: 403, message: 'a package of the image is not allowed here' },
+  IMAGE_TOO_LARGE: { code: 'DENIED', status: 403, message: 'the image is larger than this registry builds' },
+  TOO_MANY_PACKAGES: { code: 'DENIED', status: 403, message: 'the image has more packages than this registry builds' },
+
   // Building: Nix and the package source.
   BUILD_FAILED: { code: 'UNKNOWN', status: 500, message: 'image build failure' },
   // The time limits on Nix (see NixTimeoutError): a builder (NIX_TIMEOUT), a whole realisation
@@ -67,6 +74,8 @@ export interface ErrorOptions {
   cause?: unknown;
   /** For the log only: paths, backend names, raw causes. */
   internal?: string;
+  /** Response headers the error comes with (a WWW-Authenticate challenge). */
+  headers?: Record<string, string>;
 }
 
 /** Base class: an error whose kind decides how it is reported. */
@@ -74,11 +83,13 @@ export class NixeryError extends Error {
   readonly kind: ErrorKind;
   readonly detail: unknown;
   readonly internal: string | undefined;
+  readonly headers: Record<string, string> | undefined;
   constructor(kind: ErrorKind, message?: string, options?: ErrorOptions) {
     super(message ?? ERROR_CATALOGUE[kind].message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.kind = kind;
     this.detail = options?.detail;
     this.internal = options?.internal;
+    this.headers = options?.headers;
     this.name = new.target.name;
   }
 
@@ -230,6 +241,52 @@ export class IntegrityError extends NixeryError {
   }
 }
 
+/** No credential, or one that is refused; carries the challenge telling the client how to log in. */
+export class UnauthorizedError extends NixeryError {
+  constructor(message: string, challenge: string) {
+    super('UNAUTHORIZED', message, { headers: { 'WWW-Authenticate': challenge } });
+  }
+}
+
+/** A valid credential that does not grant this. */
+export class DeniedError extends NixeryError {
+  constructor(message: string) {
+    super('DENIED', message);
+  }
+}
+
+export class PackageDeniedError extends NixeryError {
+  constructor(packageName: string, reason: string) {
+    super('PACKAGE_DENIED', `package ${packageName} is not allowed here: ${reason}`, { detail: { package: packageName } });
+  }
+}
+
+export class TooManyPackagesError extends NixeryError {
+  constructor(count: number, limit: number) {
+    super('TOO_MANY_PACKAGES', `the image has ${count} packages; this registry builds images of at most ${limit} (NIXERY_MAX_PACKAGES)`, { detail: { packages: count, limit } });
+  }
+}
+
+export class ImageTooLargeError extends NixeryError {
+  constructor(bytes: number, limit: number) {
+    super('IMAGE_TOO_LARGE', `the image's closure is ${formatBytes(bytes)}; this registry builds images of at most ${formatBytes(limit)} (NIXERY_MAX_IMAGE_SIZE)`, {
+      detail: { size: bytes, limit },
+    });
+  }
+}
+
+/** `1536` → `1.5 KiB`, for messages people read. */
+export function formatBytes(bytes: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = bytes;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${bytes} bytes` : `${v.toFixed(v < 10 ? 1 : 0)} ${units[u]}`;
+}
+
 export class ShuttingDownError extends NixeryError {
   constructor() {
     super('SHUTTING_DOWN');
@@ -247,11 +304,11 @@ export function firstLines(text: string, n: number): string {
 }
 
 /** How any thrown value is reported: its catalogue entry and public message; unknown errors are UNKNOWN. */
-export function describeError(err: unknown): { entry: CatalogueEntry; message: string; detail?: unknown; retryAfterSeconds?: number } {
+export function describeError(err: unknown): { entry: CatalogueEntry; message: string; detail?: unknown; retryAfterSeconds?: number; headers?: Record<string, string> } {
   if (err instanceof NixeryError) {
     const entry: CatalogueEntry = ERROR_CATALOGUE[err.kind];
     const retryAfterSeconds = err instanceof TooManyRequestsError ? err.retryAfterSeconds : entry.retryAfterSeconds;
-    return { entry, message: err.message, detail: err.detail, retryAfterSeconds };
+    return { entry, message: err.message, detail: err.detail, retryAfterSeconds, headers: err.headers };
   }
   return { entry: ERROR_CATALOGUE.UNKNOWN, message: ERROR_CATALOGUE.UNKNOWN.message };
 }

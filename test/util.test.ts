@@ -51,4 +51,11 @@ test('SingleFlight shares one execution per key and forgets it when done', async
   assert.deepEqual(await Promise.all([a.promise, b.promise]), [1, 1]);
   assert.equal(f.size, 0);
   assert.equal(await f.run('k', job).promise, 2);
+  // A function that throws at once fails its callers, and is forgotten like any other.
+  const throwsAtOnce = (): Promise<number> => {
+    throw new Error('refused');
+  };
+  await assert.rejects(f.run('k', throwsAtOnce).promise, /refused/);
+  assert.equal(f.size, 0);
+  assert.equal(await f.run('k', job).promise, 3);
 });

@@ -20,6 +20,7 @@ import { blobKey, manifestKey } from './layout.js';
 import type { Quarantine } from './integrity.js';
 import { popularityDigest } from '../layers/popularity.js';
 import { StorageObjectNotFoundError } from '../storage/errors.js';
+import { ImageTooLargeError } from '../errors.js';
 
 export interface Logger {
   info(obj: object, msg?: string): void;
@@ -58,6 +59,8 @@ export interface BuilderOptions {
   log: Logger;
   /** Manifests kept in memory (the storage tier holds all of them). */
   manifestCacheSize?: number;
+  /** Largest closure (total NAR size, bytes) an image may have; checked before anything is packed. */
+  maxImageSize?: number;
   /** Layers packed at once within one build. */
   packConcurrency?: number;
   /** Resolves the source for a tag; the registry passes a TTL-cached version. */
@@ -241,6 +244,11 @@ export class ImageBuilder {
     const roots = rootPaths(resolved);
     onProgress({ phase: 'closure', message: 'reading the runtime closure' });
     const closure = await queryClosure(roots);
+    const closureBytes = closure.paths.reduce((sum, p) => sum + p.narSize, 0);
+    if (this.options.maxImageSize !== undefined && closureBytes > this.options.maxImageSize) {
+      log.info({ image: image.name, tag: image.tag, closureBytes, limit: this.options.maxImageSize }, 'image refused: over NIXERY_MAX_IMAGE_SIZE');
+      throw new ImageTooLargeError(closureBytes, this.options.maxImageSize);
+    }
 
     onProgress({ phase: 'layers', message: `grouping ${closure.paths.length} store paths into layers` });
     const groups = this.options.strategy.group(closure, { budget: this.options.budget, popularity });

@@ -7,6 +7,7 @@ import { MEDIA_TYPES, type Blob } from '../manifest/manifest.js';
 import { DIGEST_REGEXP } from '../builder/layout.js';
 import type { BlobServer } from './blob-server.js';
 import type { RegistryService } from './service.js';
+import type { Admission } from './access.js';
 import { API_VERSION_HEADER, notModified, writeHead, type RequestContext } from './http.js';
 
 export interface HandlerDeps {
@@ -34,7 +35,7 @@ export function negotiateManifest(accept: string | string[] | undefined): 'oci' 
   return 'oci';
 }
 
-export async function manifest(ctx: RequestContext, deps: HandlerDeps, params: Record<string, string>): Promise<void> {
+export async function manifest(ctx: RequestContext, deps: HandlerDeps, params: Record<string, string>, admission?: Admission): Promise<void> {
   const name = params.name!;
   const reference = params.reference!;
   if (reference.includes(':')) {
@@ -43,7 +44,7 @@ export async function manifest(ctx: RequestContext, deps: HandlerDeps, params: R
     return;
   }
   // Validates the name and tag unless this exact name:tag was served before.
-  const built = await deps.service.imageByTag(name, reference);
+  const built = await deps.service.imageByTag(name, reference, admission);
   ctx.log.cache = built.fromCache ? 'hit' : 'build';
   const form = negotiateManifest(ctx.req.headers.accept);
   sendManifest(ctx, built.manifests[form]);

@@ -30,11 +30,13 @@ export function writeHead(ctx: RequestContext, status: number, headers: Record<s
 
 /** Writes an OCI error body for any thrown value (unknown errors become 500 UNKNOWN). */
 export function sendError(ctx: RequestContext, err: unknown): void {
-  const { entry, message, detail, retryAfterSeconds } = describeError(err);
-  const headers: Record<string, string> = {};
+  const { entry, message, detail, retryAfterSeconds, headers: errorHeaders } = describeError(err);
+  const headers: Record<string, string> = { ...errorHeaders };
   if (retryAfterSeconds !== undefined) headers['Retry-After'] = String(retryAfterSeconds);
   sendErrorBody(ctx, entry.status, entry.code, message, detail, headers);
   if (entry.status >= 500) ctx.log.err = logDetail(err);
+  // Refusals (authentication, access, limits) say why in the request's log line.
+  else if (entry.status === 401 || entry.status === 403 || entry.status === 429) ctx.log.refused = message;
 }
 
 export function sendCatalogueError(ctx: RequestContext, kind: ErrorKind, message?: string): void {

@@ -5,6 +5,7 @@
 // rejects still gets an OCI error body, a log line and a count.
 
 import http from 'node:http';
+import https from 'node:https';
 import type { Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type { Storage } from '../storage/storage.js';
@@ -20,6 +21,8 @@ import { blob, manifest, ping, referrers, tags, type HandlerDeps } from './handl
 import { BlobServer, type BlobVerification } from './blob-server.js';
 import { Readiness } from './readiness.js';
 import { renderIndexPage } from './index-page.js';
+import type { Gate } from './access.js';
+import type { TlsPair } from './tls.js';
 import { trackConnections, type DrainResult } from './shutdown.js';
 
 export interface RegistryLogger {
@@ -44,6 +47,10 @@ export interface RegistryOptions {
   /** How blobs read from storage are checked against their digest (default once per version). */
   blobVerify?: BlobVerification;
   log: RegistryLogger;
+  /** Authentication and admission (the layer in front of the handlers). */
+  gate: Gate;
+  /** Serve HTTPS with this certificate and key (PEM). */
+  tls?: TlsPair;
   /** Describes the package source on the index page. */
   sourceDescription: string;
   version: string;
@@ -108,6 +115,11 @@ export function createRegistry(options: RegistryOptions): Registry {
     nixery_send_stalled_total: blobs.stats.sendStalled,
     nixery_blob_repairs_total: blobs.stats.repairs,
     nixery_integrity_failures_total: options.quarantine.failures,
+    nixery_auth_unauthorized_total: options.gate.stats.unauthorized,
+    nixery_auth_denied_total: options.gate.stats.denied,
+    nixery_packages_denied_total: options.gate.stats.packagesDenied,
+    nixery_builds_rate_limited_total: options.gate.stats.buildsRateLimited,
+    nixery_images_too_large_total: service.stats.tooLarge,
   });
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -149,6 +161,9 @@ export function createRegistry(options: RegistryOptions): Registry {
       sendCatalogueError(ctx, 'NOT_FOUND', `no such endpoint: ${method} ${ctx.path.slice(0, 200)}`);
       return;
     }
+    // Who the client is, and whether it may use this route, before anything else happens.
+    const admission = await options.gate.admit(ctx.req, match.route.name, match.kind === 'route' ? match.params : {});
+    if (admission.user !== null) ctx.log.user = admission.user;
     if (match.kind === 'method-not-allowed') {
       ctx.res.setHeader('Allow', [...match.route.methods].join(', '));
       sendCatalogueError(ctx, 'UNSUPPORTED', `${method} is not supported on ${ctx.path.slice(0, 200)}: this registry is pull-only`);
@@ -162,7 +177,7 @@ export function createRegistry(options: RegistryOptions): Registry {
       case 'ping':
         return ping(ctx);
       case 'manifest':
-        return manifest(ctx, deps, params);
+        return manifest(ctx, deps, params, admission);
       case 'blob':
         return blob(ctx, deps, params);
       case 'tags':
@@ -203,18 +218,24 @@ export function createRegistry(options: RegistryOptions): Registry {
     }
   }
 
-  const server = http.createServer(
-    {
-      keepAliveTimeout: 65_000,
-      headersTimeout: options.headersTimeoutMs ?? 20_000,
-      requestTimeout: options.requestTimeoutMs ?? 30_000,
-      // Timeouts are checked this often (Node's default is 30 s).
-      connectionsCheckingInterval: Math.min(1000, options.headersTimeoutMs ?? 1000),
-    },
-    (req, res) => {
-      void handle(req, res);
-    },
-  );
+  const serverOptions = {
+    keepAliveTimeout: 65_000,
+    headersTimeout: options.headersTimeoutMs ?? 20_000,
+    requestTimeout: options.requestTimeoutMs ?? 30_000,
+    // Timeouts are checked this often (Node's default is 30 s).
+    connectionsCheckingInterval: Math.min(1000, options.headersTimeoutMs ?? 1000),
+  };
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    void handle(req, res);
+  };
+  const server: http.Server = options.tls ? https.createServer({ ...serverOptions, ...options.tls }, onRequest) : http.createServer(serverOptions, onRequest);
+  if (options.tls) {
+    // A failed TLS handshake (a client that does not trust us, plain HTTP to the TLS port) is counted.
+    server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      requests.protocolErrors++;
+      options.log.info({ protocolError: err.code ?? 'TLS handshake failed', remote: socket.remoteAddress }, 'request');
+    });
+  }
 
   /** Answers a request the HTTP parser (or CONNECT) refused with an OCI error body, then closes. */
   const refuse = (socket: Socket, kind: ErrorKind, message: string, detail: string): void => {

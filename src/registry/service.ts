@@ -5,7 +5,8 @@ import { parseImageName, type ImageRequest } from '../image/name.js';
 import { LruCache } from '../util/lru.js';
 import type { ImageBuilder, BuiltImage } from '../builder/builder.js';
 import type { PinnedSource, SourcePinner } from '../nix/source.js';
-import { isClientError, TooManyRequestsError } from '../errors.js';
+import { isClientError, NixeryError, TooManyRequestsError } from '../errors.js';
+import type { Admission } from './access.js';
 import { Semaphore, QueueFullError } from '../util/semaphore.js';
 import { SingleFlight } from '../util/singleflight.js';
 import type { Popularity } from '../layers/types.js';
@@ -47,11 +48,13 @@ export interface ServiceStats {
   cacheHits: number;
   buildFailures: number;
   rejected: number;
+  /** Builds refused because the closure was over NIXERY_MAX_IMAGE_SIZE. */
+  tooLarge: number;
 }
 
 export class RegistryService {
   readonly errors = new ErrorRing(15);
-  readonly stats: ServiceStats = { cacheHits: 0, buildFailures: 0, rejected: 0 };
+  readonly stats: ServiceStats = { cacheHits: 0, buildFailures: 0, rejected: 0, tooLarge: 0 };
   private readonly slots: Semaphore;
   /**
    * The hot path: `name:tag` → the image it gave under a pin. While the source pin is the same
@@ -73,7 +76,7 @@ export class RegistryService {
   }
 
   /** An image by repository name and tag (validated here), through the hot-path memo. */
-  async imageByTag(name: string, tag: string): Promise<BuiltImage> {
+  async imageByTag(name: string, tag: string, admission?: Admission): Promise<BuiltImage> {
     const key = `${name}:${tag}`;
     const memo = this.byTag.get(key);
     if (memo && memo.pin === this.pins.pin(tag) && memo.popularity === this.builder.popularity()) {
@@ -84,7 +87,7 @@ export class RegistryService {
     const image = parseImageName(name, tag);
     const pin = this.pins.pin(tag);
     const popularity = this.builder.popularity();
-    const built = await this.image(image);
+    const built = await this.image(image, admission);
     this.byTag.set(key, { pin, popularity, built, checkedAt: Date.now() });
     return built;
   }
@@ -109,12 +112,17 @@ export class RegistryService {
   }
 
   /** Builds or finds an image; Nix builds wait for a slot, and a full queue answers 429. */
-  async image(image: ImageRequest): Promise<BuiltImage> {
+  async image(image: ImageRequest, admission?: Admission): Promise<BuiltImage> {
     try {
-      const built = await this.builder.build(image, undefined, (fn) => this.limited(fn));
+      // Only a build that really starts goes through admission: cached images never do.
+      const built = await this.builder.build(image, undefined, (fn) => {
+        admission?.beforeBuild();
+        return this.limited(fn);
+      });
       if (built.fromCache) this.stats.cacheHits++;
       return built;
     } catch (err) {
+      if (err instanceof NixeryError && err.kind === 'IMAGE_TOO_LARGE') this.stats.tooLarge++;
       if (!isClientError(err)) {
         this.stats.buildFailures++;
         const stderr = (err as { stderr?: string }).stderr;

@@ -34,10 +34,13 @@ export function trackConnections(server: http.Server): ConnectionDrainer {
   let drained: Promise<DrainResult> | undefined;
   const sockets = new Set<Socket>();
 
-  server.on('connection', (socket: Socket) => {
+  const track = (socket: Socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-  });
+  };
+  server.on('connection', track);
+  // Over HTTPS the response lives on the TLS socket (wrapping the TCP one).
+  server.on('secureConnection', track);
 
   return {
     get draining() {

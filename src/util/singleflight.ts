@@ -7,13 +7,12 @@ export class SingleFlight<K, V> {
   run(key: K, fn: () => Promise<V>): { promise: Promise<V>; shared: boolean } {
     const running = this.inflight.get(key);
     if (running) return { promise: running, shared: true };
-    const promise = (async () => {
-      try {
-        return await fn();
-      } finally {
-        this.inflight.delete(key);
-      }
-    })();
+    // `fn` starts on the next tick: even if it throws at once, the entry it removes is there.
+    const promise = Promise.resolve()
+      .then(fn)
+      .finally(() => {
+        if (this.inflight.get(key) === promise) this.inflight.delete(key);
+      });
     this.inflight.set(key, promise);
     return { promise, shared: false };
   }

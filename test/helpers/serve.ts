@@ -19,7 +19,7 @@ export interface ServeProcess {
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-export async function startServe(options: { pkgsPath: string; storagePath: string; env?: Record<string, string>; port?: number }): Promise<ServeProcess> {
+export async function startServe(options: { pkgsPath: string; storagePath: string; env?: Record<string, string>; port?: number; scheme?: 'http' | 'https' }): Promise<ServeProcess> {
   const port = options.port ?? (await freePort());
   let output = '';
   const child = spawn(process.execPath, [CLI, 'serve'], {
@@ -40,23 +40,16 @@ export async function startServe(options: { pkgsPath: string; storagePath: strin
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${options.scheme ?? 'http'}://127.0.0.1:${port}`;
+  // The startup line: it comes once the server listens, whatever its scheme or authentication.
   const until = Date.now() + 30_000;
-  for (;;) {
+  while (!/"msg":"nixery-ts registry started"/.test(output)) {
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`nixery serve exited: ${output}`);
-    const ok = await fetch(`${url}/v2/`).then(
-      async (res) => {
-        await res.arrayBuffer();
-        return res.status === 200;
-      },
-      () => false,
-    );
-    if (ok) break;
     if (Date.now() > until) {
       child.kill('SIGKILL');
       throw new Error(`nixery serve did not come up: ${output}`);
     }
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 50));
   }
   return {
     child,

@@ -8,6 +8,8 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { createRegistry, type Registry } from '../../src/registry/server.js';
+import { Gate } from '../../src/registry/access.js';
+import { TrustedProxies } from '../../src/registry/client-address.js';
 
 /** Sends raw bytes and collects everything the server answers until it closes. */
 function raw(port: number, request: string | Buffer, options: { keepOpenMs?: number } = {}): Promise<string> {
@@ -44,6 +46,7 @@ describe('protocol errors', () => {
       storage: app.storage,
       service: app.service,
       quarantine: app.quarantine,
+      gate: new Gate({ anonymousPull: false, proxies: new TrustedProxies(undefined) }),
       blobRedirect: false,
       blobCacheBytes: 0,
       redirectTtlSeconds: 300,

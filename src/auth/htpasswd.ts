@@ -1,0 +1,54 @@
+// Basic authentication against an htpasswd file with bcrypt entries, as `htpasswd -B` writes
+// them (`user:$2y$05$…`). Other hash formats (MD5, SHA1, crypt, plain) are refused at startup:
+// they are too weak to put in front of a build service.
+
+import { readFile } from 'node:fs/promises';
+import bcrypt from 'bcryptjs';
+import { ConfigError } from '../errors.js';
+
+const BCRYPT = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
+/** Compared against when the user does not exist, so both cases cost the same time. */
+const NO_SUCH_USER = bcrypt.hashSync('nixery: no such user', 5);
+
+export class Htpasswd {
+  private constructor(private readonly hashes: ReadonlyMap<string, string>) {}
+
+  /** Reads the file; one clear ConfigError (naming the line, never its content) when it is unusable. */
+  static async load(file: string): Promise<Htpasswd> {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`invalid NIXERY_HTPASSWD: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    return Htpasswd.parse(text, file);
+  }
+
+  static parse(text: string, file = 'the htpasswd file'): Htpasswd {
+    const hashes = new Map<string, string>();
+    text.split('\n').forEach((raw, i) => {
+      const line = raw.trim();
+      if (line === '' || line.startsWith('#')) return;
+      const colon = line.indexOf(':');
+      const user = colon > 0 ? line.slice(0, colon) : '';
+      const hash = colon > 0 ? line.slice(colon + 1) : '';
+      if (!user || !BCRYPT.test(hash)) {
+        throw new ConfigError(`invalid NIXERY_HTPASSWD: line ${i + 1} of ${file} is not user:bcrypt-hash (create entries with htpasswd -B)`);
+      }
+      hashes.set(user, hash);
+    });
+    if (hashes.size === 0) throw new ConfigError(`invalid NIXERY_HTPASSWD: ${file} has no users`);
+    return new Htpasswd(hashes);
+  }
+
+  get users(): number {
+    return this.hashes.size;
+  }
+
+  /** Whether `password` is `user`'s (bcrypt, off the event loop in small steps). */
+  async verify(user: string, password: string): Promise<boolean> {
+    const hash = this.hashes.get(user);
+    const ok = await bcrypt.compare(password, hash ?? NO_SUCH_USER);
+    return ok && hash !== undefined;
+  }
+}

@@ -1,0 +1,240 @@
+// Authentication and admission: the one layer in front of the handlers. For each request it
+// decides who the client is (an htpasswd user, a bearer token's subject, or anonymous), whether
+// it may pull the repository it names, whether the image's packages are allowed, and — only when
+// the request is about to start a build — whether this client may start one now (anonymous
+// clients may not when NIXERY_ANONYMOUS_PULL is on; NIXERY_CLIENT_BUILDS_PER_MINUTE per client).
+// Cached pulls never reach that last check. Verified credentials are remembered briefly, so the
+// hot path does not run bcrypt or a signature check per request.
+
+import { createHash } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { ConfigError, DeniedError, PackageDeniedError, TooManyPackagesError, TooManyRequestsError, UnauthorizedError } from '../errors.js';
+import { ALWAYS_PACKAGES, parseImageName } from '../image/name.js';
+import { Htpasswd } from '../auth/htpasswd.js';
+import { grants, InvalidTokenError, TokenVerifier, type Grant } from '../auth/tokens.js';
+import { PackagePolicy } from '../auth/policy.js';
+import { RateLimiter } from '../util/token-bucket.js';
+import { LruCache } from '../util/lru.js';
+import { TrustedProxies } from './client-address.js';
+import type { RouteName } from './routes.js';
+
+export interface AccessOptions {
+  /** Basic authentication (NIXERY_HTPASSWD). */
+  htpasswd?: Htpasswd;
+  /** Bearer tokens (NIXERY_AUTH_TOKEN_*). */
+  tokens?: TokenVerifier;
+  /** Anonymous clients may pull what is built; only authenticated ones may build. */
+  anonymousPull: boolean;
+  /** Cold builds per client (NIXERY_CLIENT_BUILDS_PER_MINUTE). */
+  builds?: RateLimiter;
+  proxies: TrustedProxies;
+  policy?: PackagePolicy;
+  /** Most packages in one image, besides the ones every image gets (NIXERY_MAX_PACKAGES). */
+  maxPackages?: number;
+}
+
+/** The settings the layer is made from; structurally a subset of the application Config. */
+export interface AccessSettings {
+  htpasswd?: string;
+  authTokenRealm?: string;
+  authTokenService?: string;
+  authTokenIssuer?: string;
+  authTokenKeys?: string;
+  authTokenJwks?: string;
+  anonymousPull: boolean;
+  clientBuildsPerMinute: number;
+  clientBuildBurst?: number;
+  trustedProxies?: string;
+  allowPackages?: string;
+  denyPackages?: string;
+  maxPackages?: number;
+}
+
+/** The layer from the settings; one clear ConfigError for a missing or contradictory one. */
+export async function createGate(s: AccessSettings): Promise<Gate> {
+  const token = { NIXERY_AUTH_TOKEN_REALM: s.authTokenRealm, NIXERY_AUTH_TOKEN_SERVICE: s.authTokenService, NIXERY_AUTH_TOKEN_ISSUER: s.authTokenIssuer };
+  const anyToken = Object.values(token).some(Boolean) || Boolean(s.authTokenKeys || s.authTokenJwks);
+  let tokens: TokenVerifier | undefined;
+  if (anyToken) {
+    const missing = Object.entries(token).filter(([, v]) => !v).map(([k]) => k);
+    if (missing.length > 0) throw new ConfigError(`bearer tokens need ${missing.join(', ')} as well`);
+    if (s.htpasswd) throw new ConfigError('set NIXERY_HTPASSWD or the NIXERY_AUTH_TOKEN_* settings, not both');
+    tokens = await TokenVerifier.create({ realm: s.authTokenRealm!, service: s.authTokenService!, issuer: s.authTokenIssuer!, keysFile: s.authTokenKeys, jwksUrl: s.authTokenJwks });
+  }
+  const htpasswd = s.htpasswd ? await Htpasswd.load(s.htpasswd) : undefined;
+  if (s.anonymousPull && !tokens && !htpasswd) throw new ConfigError('NIXERY_ANONYMOUS_PULL needs authentication: set NIXERY_HTPASSWD or the NIXERY_AUTH_TOKEN_* settings');
+  return new Gate({
+    htpasswd,
+    tokens,
+    anonymousPull: s.anonymousPull,
+    builds: s.clientBuildsPerMinute > 0 ? new RateLimiter(s.clientBuildsPerMinute, s.clientBuildBurst ?? s.clientBuildsPerMinute) : undefined,
+    proxies: new TrustedProxies(s.trustedProxies),
+    policy: PackagePolicy.fromSettings(s.allowPackages, s.denyPackages),
+    maxPackages: s.maxPackages,
+  });
+}
+
+export interface Admission {
+  /** The authenticated user (or token subject); null for an anonymous client. */
+  user: string | null;
+  /** Whom per-client limits count against: `user:<name>` or `ip:<address>`. */
+  client: string;
+  /** Called right before this request starts a build; throws when it may not. */
+  beforeBuild(): void;
+}
+
+export interface AccessStats {
+  unauthorized: number;
+  denied: number;
+  packagesDenied: number;
+  buildsRateLimited: number;
+}
+
+/** Routes that answer without credentials: liveness, readiness and metrics (for probes and scrapers). */
+const OPEN_ROUTES: ReadonlySet<RouteName> = new Set(['healthz', 'readyz', 'metrics']);
+/** How long a verified Basic credential (and a refused one) is remembered. */
+const BASIC_OK_MS = 60_000;
+const REFUSED_MS = 5_000;
+/** A token is remembered until it expires, at most this long. */
+const TOKEN_MS = 60_000;
+const BASIC_REALM = 'nixery-ts';
+/** Basic credentials with no user and no password: what some clients send when they have none. */
+const EMPTY_BASIC = `Basic ${Buffer.from(':').toString('base64')}`;
+
+interface Identity {
+  user: string | null;
+  /** A token's grants (bearer); undefined for Basic users, who may pull everything. */
+  access?: Grant[];
+}
+
+type Remembered = { identity: Identity; until: number } | { refused: string; until: number };
+
+const OPEN: Admission = { user: null, client: 'open', beforeBuild: () => {} };
+
+export class Gate {
+  readonly stats: AccessStats = { unauthorized: 0, denied: 0, packagesDenied: 0, buildsRateLimited: 0 };
+  private readonly credentials = new LruCache<string, Remembered>(10_000);
+  private readonly decisions = new LruCache<string, Error | null>(10_000);
+
+  constructor(private readonly options: AccessOptions) {}
+
+  /** `basic`, `bearer`, or `none` when authentication is off. */
+  get authentication(): 'basic' | 'bearer' | 'none' {
+    return this.options.tokens ? 'bearer' : this.options.htpasswd ? 'basic' : 'none';
+  }
+
+  /**
+   * Admits a request to `route` (with its path parameters) or throws: 401 UNAUTHORIZED with a
+   * challenge, 403 DENIED, 403 for a package policy. What it returns says who the client is and
+   * guards the start of a build.
+   */
+  async admit(req: IncomingMessage, route: RouteName, params: Record<string, string>): Promise<Admission> {
+    if (OPEN_ROUTES.has(route)) return OPEN;
+    const name = params.name;
+    const identity = await this.identify(req, route, name);
+    if (identity.access && name !== undefined && !grants(identity.access, name, 'pull')) {
+      this.stats.denied++;
+      throw new DeniedError(`the token does not grant pull access to ${name}`);
+    }
+    if (route === 'manifest' && name !== undefined && params.reference !== undefined && !params.reference.includes(':')) this.checkPackages(name);
+    const user = identity.user;
+    const client = user !== null ? `user:${user}` : `ip:${this.options.proxies.clientOf(req)}`;
+    return { user, client, beforeBuild: () => this.beforeBuild(user, client, name) };
+  }
+
+  private beforeBuild(user: string | null, client: string, name: string | undefined): void {
+    if (user === null && this.authentication !== 'none') {
+      this.stats.unauthorized++;
+      throw new UnauthorizedError('this image is not built yet, and only authenticated clients may build images', this.challenge(name));
+    }
+    const wait = this.options.builds?.take(client) ?? 0;
+    if (wait > 0) {
+      this.stats.buildsRateLimited++;
+      throw new TooManyRequestsError(`too many image builds from this client (NIXERY_CLIENT_BUILDS_PER_MINUTE is ${this.options.builds!.perMinute}); cached images are not limited`, wait);
+    }
+  }
+
+  /** Who sent the request; throws 401 for a missing (unless anonymous pulls are allowed) or refused credential. */
+  private async identify(req: IncomingMessage, route: RouteName, name: string | undefined): Promise<Identity> {
+    if (this.authentication === 'none') return { user: null };
+    const header = req.headers.authorization;
+    if (!header || (this.options.anonymousPull && header === EMPTY_BASIC)) {
+      // With anonymous pulls, /v2/ still challenges: docker, podman and skopeo send credentials
+      // only to a registry whose /v2/ asks for them, and those that have none go on anonymously.
+      if (this.options.anonymousPull && route !== 'ping') return { user: null };
+      this.stats.unauthorized++;
+      throw new UnauthorizedError('authentication required', this.challenge(name));
+    }
+    const key = createHash('sha256').update(header).digest('base64');
+    const now = Date.now();
+    let remembered = this.credentials.get(key);
+    if (!remembered || remembered.until <= now) {
+      remembered = await this.verify(header, now);
+      this.credentials.set(key, remembered);
+    }
+    if ('refused' in remembered) {
+      this.stats.unauthorized++;
+      throw new UnauthorizedError(remembered.refused, this.challenge(name, 'invalid_token'));
+    }
+    return remembered.identity;
+  }
+
+  private async verify(header: string, now: number): Promise<Remembered> {
+    const space = header.indexOf(' ');
+    const scheme = header.slice(0, space < 0 ? undefined : space).toLowerCase();
+    const value = space < 0 ? '' : header.slice(space + 1).trim();
+    const { htpasswd, tokens } = this.options;
+    if (tokens) {
+      if (scheme !== 'bearer') return { refused: 'a bearer token is required (get one from the token service in the challenge)', until: now + REFUSED_MS };
+      try {
+        const token = await tokens.verify(value);
+        return { identity: { user: token.subject || 'token', access: token.access }, until: Math.min(now + TOKEN_MS, token.expires * 1000) };
+      } catch (err) {
+        return { refused: err instanceof InvalidTokenError ? err.message : 'the token is not accepted', until: now + REFUSED_MS };
+      }
+    }
+    if (scheme !== 'basic' || !htpasswd) return { refused: 'Basic credentials are required', until: now + REFUSED_MS };
+    const decoded = Buffer.from(value, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    const user = colon < 0 ? '' : decoded.slice(0, colon);
+    if (user && (await htpasswd.verify(user, decoded.slice(colon + 1)))) return { identity: { user }, until: now + BASIC_OK_MS };
+    return { refused: 'the user name or password is wrong', until: now + REFUSED_MS };
+  }
+
+  /** Package policy and the package count, decided from the name alone (before Nix runs). */
+  private checkPackages(name: string): void {
+    const { policy, maxPackages } = this.options;
+    if (!policy && maxPackages === undefined) return;
+    let decision = this.decisions.get(name);
+    if (decision === undefined) {
+      decision = null;
+      let packages: string[] | undefined;
+      try {
+        packages = parseImageName(name).packages.filter((p) => !(ALWAYS_PACKAGES as readonly string[]).includes(p));
+      } catch {
+        // An invalid name is the handler's to report (NAME_INVALID).
+      }
+      if (packages) {
+        const verdict = policy?.decide(packages);
+        if (verdict && !verdict.allowed) decision = new PackageDeniedError(verdict.package!, verdict.reason!);
+        else if (maxPackages !== undefined && packages.length > maxPackages) decision = new TooManyPackagesError(packages.length, maxPackages);
+      }
+      this.decisions.set(name, decision);
+    }
+    if (decision) {
+      this.stats.packagesDenied++;
+      throw decision;
+    }
+  }
+
+  /** The WWW-Authenticate challenge for a request about repository `name` (if any). */
+  challenge(name?: string, error?: string): string {
+    const tokens = this.options.tokens;
+    if (!tokens) return `Basic realm="${BASIC_REALM}", charset="UTF-8"`;
+    const { realm, service } = tokens.settings;
+    let challenge = `Bearer realm="${realm}",service="${service}"`;
+    if (name !== undefined) challenge += `,scope="repository:${name}:pull"`;
+    if (error) challenge += `,error="${error}"`;
+    return challenge;
+  }
+}
