@@ -128,9 +128,11 @@ withSettings(
   [...SOURCE_SETTINGS, 'nixTimeout'],
 ).action(async (opts: Record<string, unknown>) => {
   const config = configFrom(opts, [...SOURCE_SETTINGS, 'nixTimeout']);
-  const { pinSource } = await import('./nix/source.js');
+  const { Pinner } = await import('./builder/pins.js');
   const timeoutMs = config.nixTimeout * 1000;
-  const pinned = await pinSource(sourceFromConfig(config), String(opts.tag), { timeoutMs });
+  // The builder's pinner (without storage: nothing is built or kept here).
+  const pins = new Pinner({ source: sourceFromConfig(config), ttlMs: config.resolveTtl * 1000, resolveTimeoutMs: timeoutMs });
+  const { pinned } = await pins.pin(String(opts.tag));
   const counts = await popcount(pinned, AMD64.nixSystem, { timeoutMs });
   const json = `${JSON.stringify(counts, null, 1)}\n`;
   if (typeof opts.output === 'string') await writeFile(opts.output, json);

@@ -9,10 +9,17 @@ import { logDetail, NixeryError } from '../errors.js';
 export interface ReadinessCheck {
   name: string;
   run(): Promise<unknown>;
+  /**
+   * Reported, but does not make the replica unready: a failing package source still leaves
+   * every image built before to serve (taking replicas out would serve nothing).
+   */
+  advisory?: boolean;
 }
 
 export interface ReadinessReport {
   ready: boolean;
+  /** An advisory check fails: ready, but not everything works (new builds, say). */
+  degraded?: boolean;
   checks: Record<string, { ok: boolean; error?: string }>;
 }
 
@@ -46,7 +53,10 @@ export class Readiness {
         }
       }),
     );
-    const report = { ready: Object.values(checks).every((c) => c.ok), checks };
+    const required = this.checks.filter((c) => !c.advisory).map((c) => checks[c.name]!);
+    const advisory = this.checks.filter((c) => c.advisory).map((c) => checks[c.name]!);
+    const report: ReadinessReport = { ready: required.every((c) => c.ok), checks };
+    if (advisory.some((c) => !c.ok)) report.degraded = true;
     this.cached = { report, until: Date.now() + this.ttlMs };
     return report;
   }
