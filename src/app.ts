@@ -128,7 +128,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       pins.start();
       registry.server.once('close', () => {
         cleanup.stop();
-        pins.stop();
+        void pins.stop();
       });
       return registry;
     },

@@ -90,6 +90,7 @@ export class Pinner {
   /** How long the last look took: refreshes start that much (and a margin) before the TTL ends. */
   private lastLookMs = 0;
   private timer: NodeJS.Timeout | undefined;
+  private readonly inflight = new Set<Promise<unknown>>();
   private readonly health: SourceStatus = {};
   /** For /metrics. */
   readonly stats = { looks: 0, lookFailures: 0, lastLookMs: 0 };
@@ -108,14 +109,26 @@ export class Pinner {
     if (this.timer) return;
     this.timer = setInterval(() => this.refreshDue(), this.tickMs);
     this.timer.unref();
-    this.pin('latest').catch(() => {
+    this.track(this.pin('latest')).catch(() => {
       /* recorded in the status and logged */
     });
   }
 
-  stop(): void {
+  /** Stops refreshing; resolves once looks and writes in flight are done (storage can go then). */
+  async stop(): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+  }
+
+  /** Tracks background work so stop() can wait for it. */
+  private track<T>(work: Promise<T>): Promise<T> {
+    this.inflight.add(work);
+    void work.then(
+      () => this.inflight.delete(work),
+      () => this.inflight.delete(work),
+    );
+    return work;
   }
 
   /** The hot path: the current pin for `tag`, without waiting and without looking at the source. */
@@ -195,7 +208,7 @@ export class Pinner {
       }
       const res = answer.resolutions.get(key);
       if (!res) throw this.resolver.notFound(tag);
-      return this.install(key, res, { confirmedAt: answer.observedAt });
+      return this.installConfirmed(key, res, answer.observedAt);
     }
     const outcome = await within(look, this.options.staleWaitMs ?? 2000);
     if (outcome.kind === 'answer') {
@@ -204,7 +217,7 @@ export class Pinner {
         void this.deleteStored(key);
         throw this.resolver.notFound(tag);
       }
-      return this.install(key, res, { confirmedAt: outcome.value.observedAt });
+      return this.installConfirmed(key, res, outcome.value.observedAt);
     }
     if (outcome.kind === 'error') {
       if (!(outcome.error instanceof SourceUnavailableError)) throw outcome.error;
@@ -224,7 +237,11 @@ export class Pinner {
   }
 
   /** One look at the source for `keys`; records the source's health and how long looks take. */
-  private async look(keys: string[]): Promise<Look> {
+  private look(keys: string[]): Promise<Look> {
+    return this.track(this.lookUntracked(keys));
+  }
+
+  private async lookUntracked(keys: string[]): Promise<Look> {
     const started = this.now();
     try {
       // A listing less than half a TTL old may answer a first pin; refreshes ask for a new one.
@@ -299,6 +316,13 @@ export class Pinner {
     entry.refreshAt = this.now() + Math.min(FAILURE_RETRY_MS, Math.max(this.ttlMs, MIN_PERIOD_MS));
   }
 
+  /** A pin the source just gave: kept, and persisted before the request that waited for it goes on. */
+  private async installConfirmed(key: string, res: Resolution, observedAt: number): Promise<Entry> {
+    const entry = this.install(key, res, { confirmedAt: observedAt });
+    if (entry.moving) await this.writeStored(key, res, observedAt);
+    return entry;
+  }
+
   private install(key: string, res: Resolution, state: { confirmedAt: number; failure?: SourceUnavailableError }): Entry {
     const moving = this.resolver.moving(res);
     const now = this.now();
@@ -311,7 +335,6 @@ export class Pinner {
       refreshAt: state.confirmedAt > 0 ? this.nextRefresh(state.confirmedAt) : now + (state.failure ? Math.min(FAILURE_RETRY_MS, Math.max(this.ttlMs, MIN_PERIOD_MS)) : 0),
     };
     this.entries.set(key, entry);
-    if (state.confirmedAt > 0 && moving) void this.writeStored(key, res, state.confirmedAt);
     const max = this.options.maxEntries ?? 1000;
     for (const [k, e] of this.entries) {
       if (this.entries.size <= max) break;
@@ -357,7 +380,11 @@ export class Pinner {
     }
   }
 
-  private async writeStored(key: string, res: Resolution, resolvedAt: number): Promise<void> {
+  private writeStored(key: string, res: Resolution, resolvedAt: number): Promise<void> {
+    return this.track(this.writeStoredUntracked(key, res, resolvedAt));
+  }
+
+  private async writeStoredUntracked(key: string, res: Resolution, resolvedAt: number): Promise<void> {
     const storage = this.options.storage;
     if (!storage) return;
     const record: StoredPin = { key, revision: res.revision, ref: res.ref, ...(res.headBranch ? { headBranch: res.headBranch } : {}), ...(res.how ? { how: res.how } : {}), resolvedAt };
@@ -368,7 +395,11 @@ export class Pinner {
     }
   }
 
-  private async deleteStored(key: string): Promise<void> {
+  private deleteStored(key: string): Promise<void> {
+    return this.track(this.deleteStoredUntracked(key));
+  }
+
+  private async deleteStoredUntracked(key: string): Promise<void> {
     try {
       await this.options.storage?.delete(this.storedKey(key));
     } catch (err) {
