@@ -193,47 +193,45 @@ export class Pinner {
     return this.firsts.run(key, () => this.first(tag, key)).promise;
   }
 
-  /** A tag never pinned in this process: persisted pin, the source, or both (see the top). */
+  /**
+   * A tag never pinned in this process. The source's answer is what counts; the persisted pin
+   * (read meanwhile) is used when the source cannot be reached, or has not answered within
+   * `staleWaitMs` (then the answer replaces it when it comes).
+   */
   private async first(tag: string, key: string): Promise<Entry> {
-    const stored = await this.readStored(key);
     const look = this.look([key]);
-    if (!stored) {
-      let answer: Look;
-      try {
-        answer = await look;
-      } catch (err) {
-        const offline = err instanceof SourceUnavailableError ? this.resolver.offline(key) : null;
-        if (!offline) throw err;
-        return this.install(key, offline, { confirmedAt: 0, failure: err as SourceUnavailableError });
+    const storedRead = this.readStored(key);
+    const early = await within(look, this.options.staleWaitMs ?? 2000);
+    if (early.kind === 'waited') {
+      const stored = await storedRead;
+      if (stored) {
+        const entry = this.install(key, stored, { confirmedAt: 0 });
+        const settled: Promise<void> = look.then(
+          (answer) => this.apply(entry, answer.resolutions.get(key) ?? null, answer.observedAt),
+          (err: unknown) => this.fail(entry, err),
+        );
+        const done = settled.finally(() => {
+          if (entry.refreshing === done) entry.refreshing = undefined;
+        });
+        entry.refreshing = done;
+        return entry;
       }
-      const res = answer.resolutions.get(key);
-      if (!res) throw this.resolver.notFound(tag);
-      return this.installConfirmed(key, res, answer.observedAt);
     }
-    const outcome = await within(look, this.options.staleWaitMs ?? 2000);
+    const outcome = early.kind === 'waited' ? await within(look, Number.POSITIVE_INFINITY) : early;
     if (outcome.kind === 'answer') {
       const res = outcome.value.resolutions.get(key);
       if (!res) {
-        void this.deleteStored(key);
+        // The source no longer has it: neither has this registry.
+        void storedRead.then((stored) => stored && this.deleteStored(key));
         throw this.resolver.notFound(tag);
       }
       return this.installConfirmed(key, res, outcome.value.observedAt);
     }
-    if (outcome.kind === 'error') {
-      if (!(outcome.error instanceof SourceUnavailableError)) throw outcome.error;
-      return this.install(key, stored, { confirmedAt: 0, failure: outcome.error });
-    }
-    // The source is slow: serve the persisted pin now, take the source's answer when it comes.
-    const entry = this.install(key, stored, { confirmedAt: 0 });
-    const settled: Promise<void> = look.then(
-      (answer) => this.apply(entry, answer.resolutions.get(key) ?? null, answer.observedAt),
-      (err: unknown) => this.fail(entry, err),
-    );
-    const done = settled.finally(() => {
-      if (entry.refreshing === done) entry.refreshing = undefined;
-    });
-    entry.refreshing = done;
-    return entry;
+    const err = (outcome as { error: unknown }).error;
+    if (!(err instanceof SourceUnavailableError)) throw err;
+    const fallback = (await storedRead) ?? this.resolver.offline(key);
+    if (!fallback) throw err;
+    return this.install(key, fallback, { confirmedAt: 0, failure: err });
   }
 
   /** One look at the source for `keys`; records the source's health and how long looks take. */
@@ -445,7 +443,7 @@ function sameResolution(a: Resolution, b: Resolution): boolean {
 async function within<T>(promise: Promise<T>, ms: number): Promise<{ kind: 'answer'; value: T } | { kind: 'error'; error: unknown } | { kind: 'waited' }> {
   let timer: NodeJS.Timeout | undefined;
   const waited = new Promise<{ kind: 'waited' }>((resolve) => {
-    timer = setTimeout(() => resolve({ kind: 'waited' }), ms);
+    if (Number.isFinite(ms)) timer = setTimeout(() => resolve({ kind: 'waited' }), ms);
   });
   try {
     return await Promise.race([

@@ -12,6 +12,8 @@ import { FilesystemStorage } from '../../src/storage/filesystem.js';
 import { ManifestNotFoundError, SourceUnavailableError } from '../../src/errors.js';
 import type { PackageSource } from '../../src/nix/source.js';
 import { git, gitWrapper, initRepo, type GitWrapper } from '../helpers/git.js';
+import { flipByteInFile } from '../helpers/damage.js';
+import { scrubStorage } from '../../src/builder/scrub.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -187,6 +189,24 @@ describe('pinner', () => {
     } finally {
       await wrapper.setDelay(0);
     }
+  });
+
+  test('scrub checks persisted pins; a damaged one is removed and the tag pinned again', async () => {
+    const storageDir = await mkdtemp(path.join(dir, 'storage-'));
+    const storage = new FilesystemStorage(storageDir);
+    const pins = make({ storage });
+    const main = await pins.pin('main');
+    await pins.pin('v1');
+    const clean = await scrubStorage(storage, { repair: false });
+    assert.equal(clean.checked.pins, 2);
+    assert.deepEqual(clean.bad, []);
+    const key = `pins/${sourceId(source)}/main.json`;
+    await flipByteInFile(path.join(storageDir, key), 20);
+    const found = await scrubStorage(storage, { repair: true });
+    assert.deepEqual(found.bad.map((b) => b.key), [key]);
+    assert.deepEqual(found.removed, [key]);
+    // A registry started now pins the tag from the source.
+    assert.equal((await make({ storage }).pin('main')).pinned.revision, main.pinned.revision);
   });
 
   test('tags: branches and tags of a git source that are valid OCI tags, and latest', async () => {
