@@ -49,7 +49,8 @@ export class Readiness {
         } catch (err) {
           // Public: the error's message (no paths, no credentials); the log gets the detail.
           checks[check.name] = { ok: false, error: err instanceof NixeryError ? err.message : 'unexpected error' };
-          this.onFailure(check.name, logDetail(err));
+          // Advisory checks log their own changes (the pinner does); not one line per probe.
+          if (!check.advisory) this.onFailure(check.name, logDetail(err));
         }
       }),
     );
