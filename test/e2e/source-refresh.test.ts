@@ -144,8 +144,9 @@ describe('a path source of 50,000 files', () => {
     );
     assert.ok(bytes >= FILES * FILE_BYTES, `the whole tree was re-read (${bytes} bytes)`);
     assert.ok(looks >= 3, `${looks} looks`);
-    // A pull that waited for a re-hash would take about as long as one (1.5–2.5 s here).
-    assert.ok(slowest < 250, `a pull took ${slowest.toFixed(0)} ms while a re-hash takes ${longestLook} ms`);
+    // A pull that waited for a re-hash would take about as long as one (1.5–5 s here); the
+    // bound leaves room for a machine busy with other tests.
+    assert.ok(slowest < Math.max(250, longestLook / 3), `a pull took ${slowest.toFixed(0)} ms while a re-hash takes ${longestLook} ms`);
   });
 });
 
