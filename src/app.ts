@@ -7,10 +7,11 @@ import { describeConfig } from './config.js';
 import { learnSettingSecrets, redact } from './secrets.js';
 import { createStorage } from './storage/index.js';
 import type { Storage } from './storage/storage.js';
-import { sourceFromEnv, describeSource, SourcePinner, type PackageSource } from './nix/source.js';
+import { sourceFromEnv, describeSource, type PackageSource } from './nix/source.js';
 import { getStrategy } from './layers/strategies.js';
 import { PopularitySource } from './layers/popularity.js';
 import { ImageBuilder } from './builder/builder.js';
+import { Pinner } from './builder/pins.js';
 import { Quarantine } from './builder/integrity.js';
 import { RegistryService } from './registry/service.js';
 import { createRegistry, type Registry } from './registry/server.js';
@@ -26,6 +27,7 @@ export interface App {
   storage: Storage;
   quarantine: Quarantine;
   source: PackageSource;
+  pins: Pinner;
   builder: ImageBuilder;
   service: RegistryService;
   popularity: PopularitySource;
@@ -71,14 +73,13 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
   const quarantine = new Quarantine(storage, log);
   const popularity = new PopularitySource(config.popularityUrl, (message) => log.warn({ popularity: config.popularityUrl }, message));
   await popularity.reload();
-  // Pinning may fetch (git ls-remote): an evaluation-side step, not a builder.
-  const timeoutMs = config.evalTimeout * 1000;
-  // Moving targets stay pinned to one revision for NIXERY_RESOLVE_TTL; commits for good.
-  const pins = new SourcePinner(source, { ttlMs: config.resolveTtl * 1000, timeoutMs });
+  // Tags pinned to revisions, persisted in storage; `serve` refreshes them in the background.
+  // Looking at the source may fetch (git ls-remote): an evaluation-side step, not a builder.
+  const pins = new Pinner({ source, storage, ttlMs: config.resolveTtl * 1000, resolveTimeoutMs: config.evalTimeout * 1000, log });
   const builder = new ImageBuilder({
     storage,
     quarantine,
-    source,
+    pins,
     timeouts: { builderSeconds: config.nixTimeout, evalSeconds: config.evalTimeout, realiseSeconds: config.buildTimeout },
     strategy,
     budget: config.layerBudget,
@@ -86,9 +87,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     log,
     manifestCacheSize: config.manifestCacheSize,
     maxImageSize: config.maxImageSize,
-    pin: (_source, tag) => pins.pin(tag),
   });
-  const service = new RegistryService(builder, pins, config.buildConcurrency, config.buildQueue, config.manifestCacheSize);
+  const service = new RegistryService(builder, config.buildConcurrency, config.buildQueue, config.manifestCacheSize);
 
   return {
     config,
@@ -96,6 +96,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     storage,
     quarantine,
     source,
+    pins,
     builder,
     service,
     popularity,
@@ -139,7 +140,11 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       for (const notice of storage.notices ?? []) log.warn({ storage: storage.name }, notice);
       // Leftovers of crashed processes (temporary files, GC roots, Nix processes): now and periodically.
       const cleanup = startCleanup({ storage, log });
-      registry.server.once('close', () => cleanup.stop());
+      pins.start();
+      registry.server.once('close', () => {
+        cleanup.stop();
+        void pins.stop();
+      });
       return registry;
     },
   };

@@ -128,10 +128,12 @@ withSettings(
   [...SOURCE_SETTINGS, 'evalTimeout'],
 ).action(async (opts: Record<string, unknown>) => {
   const config = configFrom(opts, [...SOURCE_SETTINGS, 'evalTimeout']);
-  const { pinSource } = await import('./nix/source.js');
+  const { Pinner } = await import('./builder/pins.js');
   // Listing a whole package set is one (large) evaluation: NIXERY_EVAL_TIMEOUT bounds it.
   const timeoutMs = config.evalTimeout * 1000;
-  const pinned = await pinSource(sourceFromConfig(config), String(opts.tag), { timeoutMs });
+  // The builder's pinner (without storage: nothing is built or kept here).
+  const pins = new Pinner({ source: sourceFromConfig(config), ttlMs: config.resolveTtl * 1000, resolveTimeoutMs: timeoutMs });
+  const { pinned } = await pins.pin(String(opts.tag));
   const counts = await popcount(pinned, AMD64.nixSystem, { timeoutMs });
   const json = `${JSON.stringify(counts, null, 1)}\n`;
   if (typeof opts.output === 'string') await writeFile(opts.output, json);

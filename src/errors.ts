@@ -27,6 +27,7 @@ export const ERROR_CATALOGUE = {
   NOT_FOUND: { code: 'NOT_FOUND', status: 404, message: 'no such endpoint' },
   UNSUPPORTED: { code: 'UNSUPPORTED', status: 405, message: 'the operation is unsupported' },
   RANGE_INVALID: { code: 'RANGE_INVALID', status: 416, message: 'invalid content range' },
+  PAGINATION_NUMBER_INVALID: { code: 'PAGINATION_NUMBER_INVALID', status: 400, message: 'invalid number of results requested' },
   REQUEST_INVALID: { code: 'UNSUPPORTED', status: 400, message: 'malformed HTTP request' },
   REQUEST_TIMEOUT: { code: 'UNSUPPORTED', status: 408, message: 'the request was not received in time' },
   HEADERS_TOO_LARGE: { code: 'UNSUPPORTED', status: 431, message: 'request header fields too large' },
@@ -113,6 +114,13 @@ export class InvalidNameError extends NixeryError {
 export class InvalidTagError extends NixeryError {
   constructor(message: string) {
     super('TAG_INVALID', message);
+  }
+}
+
+/** A tags list `n` that is not a number of results. */
+export class PaginationInvalidError extends NixeryError {
+  constructor(message: string) {
+    super('PAGINATION_NUMBER_INVALID', message);
   }
 }
 

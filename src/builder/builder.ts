@@ -7,7 +7,7 @@ import { sortedUnique, type ImageRequest } from '../image/name.js';
 import type { Storage } from '../storage/storage.js';
 import type { LayeringStrategy, Popularity } from '../layers/types.js';
 import type { ResolvedPackage } from '../nix/types.js';
-import { pinSource, type PackageSource, type PinnedSource } from '../nix/source.js';
+import type { PinnedSource } from '../nix/source.js';
 import { resolvePackages } from '../nix/resolve.js';
 import { realise, type RealiseOptions } from '../nix/realise.js';
 import { queryClosure } from '../nix/closure.js';
@@ -21,6 +21,7 @@ import type { Quarantine } from './integrity.js';
 import { popularityDigest } from '../layers/popularity.js';
 import { StorageObjectNotFoundError } from '../storage/errors.js';
 import { ImageTooLargeError } from '../errors.js';
+import type { Pin, Pinner } from './pins.js';
 
 export interface Logger {
   info(obj: object, msg?: string): void;
@@ -51,7 +52,8 @@ export interface BuilderOptions {
   storage: Storage;
   /** Where damaged records and blobs go (removed, logged, counted). */
   quarantine: Quarantine;
-  source: PackageSource;
+  /** Which revision of the package source each tag names (pins.ts). */
+  pins: Pinner;
   timeouts: NixTimeouts;
   strategy: LayeringStrategy;
   budget: number;
@@ -63,8 +65,6 @@ export interface BuilderOptions {
   maxImageSize?: number;
   /** Layers packed at once within one build. */
   packConcurrency?: number;
-  /** Resolves the source for a tag; the registry passes a TTL-cached version. */
-  pin?: (source: PackageSource, tag: string) => Promise<PinnedSource>;
 }
 
 export interface BuiltImage {
@@ -76,6 +76,8 @@ export interface BuiltImage {
   layers: Array<LayerDescriptor & { paths: number; cached: boolean }>;
   /** True when served from the manifest cache without running Nix. */
   fromCache: boolean;
+  /** The source pin it was found or built under (the registry's hot path compares it). */
+  pin?: Pin;
 }
 
 /** Bump when the bytes of layers or manifests change for the same input. */
@@ -87,6 +89,7 @@ const BUILD_ATTEMPTS = 3;
 export class ImageBuilder {
   readonly layers: LayerStore;
   readonly manifests: ManifestCache;
+  readonly pins: Pinner;
   private readonly builds = new SingleFlight<string, BuiltImage>();
   private readonly repairs = new SingleFlight<string, boolean>();
   /** Which image each blob of an image built or loaded here belongs to: a lost blob is rebuilt from it. */
@@ -95,6 +98,7 @@ export class ImageBuilder {
   buildsRun = 0;
 
   constructor(private readonly options: BuilderOptions) {
+    this.pins = options.pins;
     this.layers = new LayerStore(options.storage, options.log, options.quarantine);
     this.manifests = new ManifestCache(options.storage, options.manifestCacheSize ?? 1024, options.quarantine);
   }
@@ -111,18 +115,31 @@ export class ImageBuilder {
     limit: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn(),
   ): Promise<BuiltImage> {
     onProgress({ phase: 'source', message: 'resolving the package source' });
-    const pinned = await this.pin(image.tag);
     // One popularity data set for the key and the layering, even if it is reloaded meanwhile.
     const popularity = this.options.popularity();
-    const cacheKey = pinned.revision ? this.cacheKey(image, pinned.revision, popularity) : null;
-    if (cacheKey) {
-      const record = await this.manifests.get(cacheKey);
-      if (record) return this.fromRecord(image, cacheKey, record);
+    // An image built before is served under the tag's current pin, even while the source
+    // cannot be reached (the last good pin); a new build needs a pin the source confirmed.
+    let pin = await this.pins.pin(image.tag);
+    let cacheKey = this.pinnedKey(image, pin.pinned, popularity);
+    const cached = cacheKey ? await this.manifests.get(cacheKey) : null;
+    if (cached && cacheKey) return this.fromRecord(image, cacheKey, cached, pin);
+    const confirmed = await this.pins.forBuild(image.tag);
+    if (confirmed !== pin) {
+      pin = confirmed;
+      cacheKey = this.pinnedKey(image, pin.pinned, popularity);
+      const record = cacheKey ? await this.manifests.get(cacheKey) : null;
+      if (record && cacheKey) return this.fromRecord(image, cacheKey, record, pin);
     }
+    const pinned = pin.pinned;
+    const key = cacheKey;
     // Without a cache key, identical concurrent requests still share one build.
-    const flightKey = cacheKey ?? `uncached:${image.arch.nixSystem}:${image.tag}:${image.packages.join(' ')}`;
-    const { promise } = this.builds.run(flightKey, () => limit(() => this.buildUncached(image, pinned, cacheKey, popularity, onProgress)));
-    return promise;
+    const flightKey = key ?? `uncached:${image.arch.nixSystem}:${image.tag}:${image.packages.join(' ')}`;
+    const { promise } = this.builds.run(flightKey, () => limit(() => this.buildUncached(image, pinned, key, popularity, onProgress)));
+    return { ...(await promise), pin };
+  }
+
+  private pinnedKey(image: ImageRequest, pinned: PinnedSource, popularity: Popularity): string | null {
+    return pinned.revision ? this.cacheKey(image, pinned.revision, popularity) : null;
   }
 
   /**
@@ -133,7 +150,7 @@ export class ImageBuilder {
     return this.repairs.run(digest, async () => {
       const image = this.owners.get(digest);
       if (!image) return false;
-      const pinned = await this.pin(image.tag);
+      const { pinned } = await this.pins.pin(image.tag);
       if (pinned.revision) this.manifests.forget(this.cacheKey(image, pinned.revision));
       this.options.log.warn({ digest, image: image.name, tag: image.tag }, 'rebuilding an image whose blob is missing from storage');
       await this.build(image, undefined, limit);
@@ -155,11 +172,6 @@ export class ImageBuilder {
     return true;
   }
 
-  private pin(tag: string): Promise<PinnedSource> {
-    const pin = this.options.pin ?? ((s, t) => pinSource(s, t, { timeoutMs: this.options.timeouts.evalSeconds * 1000 }));
-    return pin(this.options.source, tag);
-  }
-
   /** Cache key: everything that decides the image's bytes. */
   cacheKey(image: ImageRequest, revision: string, popularity: Popularity = this.options.popularity()): string {
     const input = JSON.stringify({
@@ -174,7 +186,7 @@ export class ImageBuilder {
     return createHash('sha256').update(input).digest('hex');
   }
 
-  private async fromRecord(image: ImageRequest, cacheKey: string, record: ManifestRecord): Promise<BuiltImage> {
+  private async fromRecord(image: ImageRequest, cacheKey: string, record: ManifestRecord, pin: Pin): Promise<BuiltImage> {
     this.remember(image, record);
     return {
       image,
@@ -183,6 +195,7 @@ export class ImageBuilder {
       manifests: record.manifests,
       layers: record.layers.map((l) => ({ ...l, cached: true })),
       fromCache: true,
+      pin,
     };
   }
 

@@ -19,6 +19,7 @@ import type { ObjectInfo, Storage } from '../storage/storage.js';
 import { MANIFEST_MEDIA_TYPES, MEDIA_TYPES } from '../manifest/manifest.js';
 import { DIGEST_REGEXP, blobKey } from './layout.js';
 import { decodeRecord } from './records.js';
+import { pinProblem } from './pin-record.js';
 
 export interface ScrubOptions {
   /** Remove what is bad (and the records that use it). */
@@ -39,7 +40,7 @@ export interface ScrubFinding {
 }
 
 export interface ScrubReport {
-  checked: { blobs: number; bytes: number; builds: number; manifests: number };
+  checked: { blobs: number; bytes: number; builds: number; manifests: number; pins: number };
   /** Bad objects, one per key. */
   bad: ScrubFinding[];
   /** Worth knowing but not bad: staging leftovers, keys that are not ours. */
@@ -83,7 +84,7 @@ const RECORD_LIMIT = 1024 * 1024;
 const KEEP_BYTES = new Set<string>([...MANIFEST_MEDIA_TYPES, MEDIA_TYPES.ociConfig, MEDIA_TYPES.dockerConfig]);
 
 export async function scrubStorage(storage: Storage, options: ScrubOptions): Promise<ScrubReport> {
-  const report: ScrubReport = { checked: { blobs: 0, bytes: 0, builds: 0, manifests: 0 }, bad: [], notes: [], removed: [], changed: [], repair: options.repair };
+  const report: ScrubReport = { checked: { blobs: 0, bytes: 0, builds: 0, manifests: 0, pins: 0 }, bad: [], notes: [], removed: [], changed: [], repair: options.repair };
   /** Bad keys → why, with the version that was checked (what repair may remove). */
   const bad = new Map<string, { why: string; version?: string; size: number }>();
   const markBad = (key: string, why: string, seen: { version?: string; size: number }) => {
@@ -140,7 +141,7 @@ export async function scrubStorage(storage: Storage, options: ScrubOptions): Pro
   };
 
   /** Every record under `prefix` that decodes, with what `check` finds wrong with it. */
-  const checkRecords = async (prefix: 'builds' | 'manifests', check: (record: unknown, key: string) => Promise<string | undefined>): Promise<void> => {
+  const checkRecords = async (prefix: 'builds' | 'manifests' | 'pins', check: (record: unknown, key: string) => Promise<string | undefined>): Promise<void> => {
     for await (const o of storage.list(prefix)) {
       report.checked[prefix]++;
       const read = await readRecord(storage, o);
@@ -157,7 +158,10 @@ export async function scrubStorage(storage: Storage, options: ScrubOptions): Pro
   // 4. Manifest records: they decode, their blobs are there and good, and the manifests agree with them.
   await checkRecords('manifests', (record, key) => manifestRecordProblem(storage, key, record, verify, blobProblem, markBad));
 
-  // 5. Staging leftovers: uploads of crashed processes (gc removes them).
+  // 5. Persisted source pins: they decode (a bad one is removed; the source pins the tag again).
+  await checkRecords('pins', async (record) => pinProblem(record));
+
+  // 6. Staging leftovers: uploads of crashed processes (gc removes them).
   const now = options.now ?? Date.now();
   const stagingAgeMs = (options.stagingAgeSeconds ?? 3600) * 1000;
   for await (const o of storage.list('staging')) {

@@ -1,6 +1,10 @@
 // The Nix integration's public API.
 export * from './run.js';
 export * from './source.js';
+export * from './resolver.js';
+export { checkoutIdentity, type CheckoutIdentity } from './checkout.js';
+export { TreeHasher, type TreeHashResult } from './tree-hash.js';
+export { listBranches, listBranchesAndTags, remoteHead, parseLsRemote, type RefListing } from './git-refs.js';
 export * from './resolve.js';
 export * from './realise.js';
 export * from './closure.js';

@@ -1,17 +1,15 @@
-// Package sources (NIXERY_CHANNEL, NIXERY_PKGS_REPO, NIXERY_PKGS_PATH) and pinning them to an
-// immutable revision: moving targets (branches, channels, `latest`) resolve to commits, a local
-// directory to a hash of its contents, so every build can be cached under what it really used.
+// Package sources (NIXERY_CHANNEL, NIXERY_PKGS_REPO, NIXERY_PKGS_PATH) and what a source pinned
+// to an immutable revision looks like to Nix: moving targets (branches, channels, `latest`)
+// resolve to commits, a local directory to an identity of its contents, so every build can be
+// cached under what it really used. Resolving is resolver.ts's; this module spawns nothing.
 
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { lstat, readdir, readlink } from 'node:fs/promises';
-import { isAbsolute, join, resolve as resolvePath } from 'node:path';
-import { ConfigError, ManifestNotFoundError, SourceUnavailableError } from '../errors.js';
-
-export { SourceUnavailableError };
-import { compareStrings } from '../image/name.js';
-import { runProcess } from './run.js';
+import { resolve as resolvePath } from 'node:path';
+import { ConfigError, SourceUnavailableError } from '../errors.js';
 import { displayUrl } from '../secrets.js';
+import { isCommit, resolveRef, type ResolvedRef } from './git-refs.js';
+
+export { SourceUnavailableError, isCommit, resolveRef, type ResolvedRef };
+export { hashTree } from './tree-hash.js';
 
 export const DEFAULT_NIXPKGS_REPO = 'https://github.com/NixOS/nixpkgs';
 /** `{rev}` is replaced by the pinned commit. */
@@ -46,17 +44,22 @@ export interface PinnedSource {
   description: string;
 }
 
-export interface PinOptions {
-  /** Limit for each `git ls-remote`, in milliseconds. */
-  timeoutMs: number;
-  signal?: AbortSignal;
-  env?: NodeJS.ProcessEnv;
-}
-
-const COMMIT = /^[0-9a-f]{40}$/;
-
-export function isCommit(s: string): boolean {
-  return COMMIT.test(s);
+/**
+ * What a tag resolved to at one look at the source: all a pin needs to be rebuilt later (pins
+ * are persisted as this, so they never hold a URL's credentials).
+ */
+export interface Resolution {
+  /** The immutable revision: a commit (git, channel) or a content identity (path). */
+  revision: string;
+  /**
+   * What it was resolved through: `refs/heads/x`, `refs/tags/x` or `HEAD` (git), the channel
+   * name (channel); null for a commit named directly, and for paths.
+   */
+  ref: string | null;
+  /** git `HEAD`: the branch it points to; fetchGit needs it as `ref` (Nix 2.8 assumes master). */
+  headBranch?: string;
+  /** path: how the revision was found, for people (`git checkout at …`, `content hash`). */
+  how?: string;
 }
 
 /**
@@ -97,217 +100,51 @@ export function describeSource(source: PackageSource): string {
   }
 }
 
-/**
- * Pins `source` for an image tag. The tag only matters for git sources: a git tag, a branch or
- * a 40-hex commit, and `latest` = the remote's default branch (HEAD). Unknown names throw
- * ManifestNotFoundError.
- */
-export async function pinSource(source: PackageSource, tag: string, opts: PinOptions): Promise<PinnedSource> {
+/** The source at `res`, as Nix loads it. */
+export function pinnedSource(source: PackageSource, res: Resolution): PinnedSource {
   switch (source.kind) {
-    case 'git':
-      return pinGit(source, tag, opts);
+    case 'git': {
+      const ref: ResolvedRef = { commit: res.revision, ref: res.ref };
+      const via = res.ref === 'HEAD' && res.headBranch ? `HEAD, ${res.headBranch}` : res.ref;
+      return {
+        source,
+        srcType: 'git',
+        srcArgs: JSON.stringify(fetchGitArgs(source.url, ref, res.headBranch)),
+        revision: res.revision,
+        description: `git ${displayUrl(source.url)} at ${res.revision}${via ? ` (${via})` : ''}`,
+      };
+    }
     case 'channel':
-      return pinChannel(source, opts);
+      return {
+        source,
+        srcType: 'channel',
+        srcArgs: JSON.stringify(channelArgs(source, res.revision)),
+        revision: res.revision,
+        description: `nixpkgs ${res.revision}${res.ref ? ` (${res.ref})` : ''}`,
+      };
     case 'path':
-      return pinPath(source);
+      return {
+        source,
+        srcType: 'path',
+        srcArgs: JSON.stringify({ path: source.path }),
+        revision: res.revision,
+        description: `${source.path} (${res.how ? `${res.how}: ` : ''}${res.revision})`,
+      };
   }
-}
-
-/** A git reference resolved by `git ls-remote`. */
-export interface ResolvedRef {
-  commit: string;
-  /** Full ref name (`refs/tags/v1`, `refs/heads/main`), `HEAD`, or null for a bare commit. */
-  ref: string | null;
 }
 
 /**
- * Resolves a name against `git ls-remote` output, git's way: `HEAD` for latest, then a tag
- * (peeled to its commit), then a branch, and a 40-hex commit only when no ref has that name.
+ * Arguments for `builtins.fetchGit`. A full ref (refs/…) is taken as is by Nix, so tags work; a
+ * bare commit may be on any branch, hence `allRefs`. For HEAD, Nix 2.8 fetches `master` unless
+ * told the branch, so HEAD's branch goes in `ref` when the remote said which it is.
  */
-export function resolveRef(lsRemote: string, name: string, options: { latestIsHead: boolean }): ResolvedRef | null {
-  const refs = new Map<string, string>();
-  for (const line of lsRemote.split('\n')) {
-    const m = /^([0-9a-f]{40,64})\t(.+)$/.exec(line.trim());
-    if (m) refs.set(m[2]!, m[1]!);
-  }
-  if (options.latestIsHead && name === 'latest') {
-    const head = refs.get('HEAD');
-    return head ? { commit: head, ref: 'HEAD' } : null;
-  }
-  for (const ref of [`refs/tags/${name}`, `refs/heads/${name}`]) {
-    const commit = refs.get(`${ref}^{}`) ?? refs.get(ref);
-    if (commit) return { commit, ref };
-  }
-  if (isCommit(name)) return { commit: name, ref: null };
-  return null;
-}
-
-async function lsRemote(url: string, opts: PinOptions): Promise<string> {
-  const shown = displayUrl(url);
-  const result = await runProcess('git', ['ls-remote', '--', url], {
-    timeoutMs: opts.timeoutMs,
-    what: `git ls-remote ${shown}`,
-    signal: opts.signal,
-    // Never wait for a password prompt.
-    env: { GIT_TERMINAL_PROMPT: '0', GIT_ASKPASS: '', SSH_ASKPASS: '', ...opts.env },
-    killGraceMs: 500,
-  });
-  if (result.aborted && opts.signal) throw opts.signal.reason;
-  if (result.timedOut) {
-    throw new SourceUnavailableError(`git ls-remote ${shown} timed out after ${opts.timeoutMs / 1000} seconds`);
-  }
-  if (result.code !== 0) {
-    // stderr is already cleaned of control bytes and secrets (runProcess).
-    const why = result.stderr.trim().split('\n').slice(0, 3).join('; ');
-    throw new SourceUnavailableError(`cannot list the references of ${shown}: ${why || `git exited with ${result.code}`}`);
-  }
-  return result.stdout;
-}
-
-async function pinGit(source: { kind: 'git'; url: string }, tag: string, opts: PinOptions): Promise<PinnedSource> {
-  const resolved = resolveRef(await lsRemote(source.url, opts), tag, { latestIsHead: true });
-  if (!resolved) throw new ManifestNotFoundError(`no branch, tag or commit named ${tag} in ${displayUrl(source.url)}`);
-  return {
-    source,
-    srcType: 'git',
-    srcArgs: JSON.stringify(fetchGitArgs(source.url, resolved)),
-    revision: resolved.commit,
-    description: `git ${displayUrl(source.url)} at ${resolved.commit}${resolved.ref ? ` (${resolved.ref})` : ''}`,
-  };
-}
-
-/**
- * Arguments for `builtins.fetchGit`. A full ref (refs/…) is taken as is by Nix, so tags work; the
- * default branch needs none; a bare commit may be on any branch, hence `allRefs`.
- */
-export function fetchGitArgs(url: string, resolved: ResolvedRef): Record<string, string | boolean> {
-  if (resolved.ref === 'HEAD') return { url, rev: resolved.commit };
+export function fetchGitArgs(url: string, resolved: ResolvedRef, headBranch?: string): Record<string, string | boolean> {
+  if (resolved.ref === 'HEAD') return headBranch ? { url, rev: resolved.commit, ref: headBranch } : { url, rev: resolved.commit };
   if (resolved.ref === null) return { url, rev: resolved.commit, allRefs: true };
   return { url, rev: resolved.commit, ref: resolved.ref };
-}
-
-async function pinChannel(
-  source: Extract<PackageSource, { kind: 'channel' }>,
-  opts: PinOptions,
-): Promise<PinnedSource> {
-  let commit: string;
-  let via = '';
-  if (isCommit(source.channel)) {
-    commit = source.channel;
-  } else {
-    const resolved = resolveRef(await lsRemote(source.repoUrl, opts), source.channel, { latestIsHead: false });
-    if (!resolved || resolved.ref === null) {
-      throw new ManifestNotFoundError(`no branch, tag or commit named ${source.channel} in ${displayUrl(source.repoUrl)}`);
-    }
-    commit = resolved.commit;
-    via = ` (${source.channel})`;
-  }
-  return {
-    source,
-    srcType: 'channel',
-    srcArgs: JSON.stringify(channelArgs(source, commit)),
-    revision: commit,
-    description: `nixpkgs ${commit}${via}`,
-  };
 }
 
 /** Arguments for `builtins.fetchTarball` of a pinned nixpkgs commit. */
 export function channelArgs(source: { tarballUrl: string }, commit: string): { url: string } {
   return { url: source.tarballUrl.replaceAll('{rev}', commit) };
-}
-
-async function pinPath(source: { kind: 'path'; path: string }): Promise<PinnedSource> {
-  if (!isAbsolute(source.path)) throw new ConfigError(`NIXERY_PKGS_PATH must be absolute: ${source.path}`);
-  let info;
-  try {
-    info = await lstat(source.path);
-  } catch (err) {
-    throw new SourceUnavailableError(`package set ${source.path} cannot be read: ${(err as Error).message}`);
-  }
-  if (!info.isDirectory() && !info.isFile()) {
-    throw new SourceUnavailableError(`package set ${source.path} is neither a directory nor a file`);
-  }
-  const revision = `sha256:${await hashTree(source.path)}`;
-  return {
-    source,
-    srcType: 'path',
-    srcArgs: JSON.stringify({ path: source.path }),
-    revision,
-    description: `${source.path} (${revision})`,
-  };
-}
-
-/**
- * A content hash of a directory tree: relative paths (code-unit order), file types, the
- * executable bit, file contents and link targets. `.git` is skipped. Changes whenever anything
- * Nix could read changes, and is the same on any machine for the same files.
- */
-export async function hashTree(root: string): Promise<string> {
-  const hash = createHash('sha256');
-  const field = (s: string): void => {
-    hash.update(s);
-    hash.update('\0');
-  };
-  const visit = async (abs: string, rel: string): Promise<void> => {
-    const st = await lstat(abs);
-    if (st.isSymbolicLink()) {
-      field('symlink');
-      field(rel);
-      field(await readlink(abs));
-    } else if (st.isDirectory()) {
-      field('directory');
-      field(rel);
-      const names = (await readdir(abs)).filter((n) => n !== '.git').sort(compareStrings);
-      for (const name of names) await visit(join(abs, name), rel === '' ? name : `${rel}/${name}`);
-    } else if (st.isFile()) {
-      field((st.mode & 0o100) !== 0 ? 'executable' : 'regular');
-      field(rel);
-      field(String(st.size));
-      for await (const chunk of createReadStream(abs)) hash.update(chunk as Buffer);
-    } else {
-      field('other');
-      field(rel);
-    }
-  };
-  await visit(root, '');
-  return hash.digest('hex');
-}
-
-/**
- * Pins with a cache: moving targets are re-resolved after `ttlMs` (issue: cached for a
- * configurable time, default 60 s); commits pinned from a 40-hex tag never change. Concurrent
- * requests for the same tag share one resolution; failures are not cached.
- */
-export class SourcePinner {
-  private readonly cache = new Map<string, { value: Promise<PinnedSource>; expires: number }>();
-  private readonly ttlMs: number;
-  private readonly maxEntries: number;
-  private readonly now: () => number;
-
-  constructor(
-    readonly source: PackageSource,
-    private readonly options: { ttlMs?: number; timeoutMs: number; maxEntries?: number; now?: () => number; env?: NodeJS.ProcessEnv },
-  ) {
-    this.ttlMs = options.ttlMs ?? 60_000;
-    this.maxEntries = options.maxEntries ?? 1000;
-    this.now = options.now ?? Date.now;
-  }
-
-  /** The pinned source for `tag` (the tag is ignored except for git sources). */
-  pin(tag: string): Promise<PinnedSource> {
-    const key = this.source.kind === 'git' ? tag : '';
-    const now = this.now();
-    const hit = this.cache.get(key);
-    if (hit && hit.expires > now) return hit.value;
-    const immutable =
-      (this.source.kind === 'git' && isCommit(tag)) || (this.source.kind === 'channel' && isCommit(this.source.channel));
-    const value = pinSource(this.source, tag, { timeoutMs: this.options.timeoutMs, env: this.options.env });
-    this.cache.delete(key);
-    this.cache.set(key, { value, expires: immutable ? Number.POSITIVE_INFINITY : now + this.ttlMs });
-    value.catch(() => {
-      if (this.cache.get(key)?.value === value) this.cache.delete(key);
-    });
-    while (this.cache.size > this.maxEntries) this.cache.delete(this.cache.keys().next().value!);
-    return value;
-  }
 }

@@ -1,8 +1,8 @@
 // Registry handlers: ping, manifests (by tag: build or cache; by digest: storage), blobs
 // (through the blob server), tags, referrers.
 
-import { validateName } from '../image/name.js';
-import { InvalidDigestError } from '../errors.js';
+import { compareStrings, validateName } from '../image/name.js';
+import { InvalidDigestError, PaginationInvalidError } from '../errors.js';
 import { MEDIA_TYPES, type Blob } from '../manifest/manifest.js';
 import { DIGEST_REGEXP } from '../builder/layout.js';
 import type { BlobServer } from './blob-server.js';
@@ -76,13 +76,34 @@ export async function blob(ctx: RequestContext, deps: HandlerDeps, params: Recor
   await deps.blobs.serve(ctx, digest);
 }
 
-/** Any tag builds on demand, so the honest list is the one tag every source has. */
-export function tags(ctx: RequestContext, params: Record<string, string>): void {
-  validateName(params.name!);
-  const n = new URL(ctx.req.url ?? '/', 'http://x').searchParams.get('n');
-  const all = ['latest'];
-  const list = n !== null && /^\d+$/.test(n) ? all.slice(0, Number(n)) : all;
-  sendJson(ctx, 200, { name: params.name, tags: list });
+/**
+ * The tags an image can be pulled with: the same for every name, those the package source can
+ * serve (a git source's branches and tags, a channel source's channels, `latest`).
+ */
+export async function tags(ctx: RequestContext, deps: HandlerDeps, params: Record<string, string>): Promise<void> {
+  const name = params.name!;
+  validateName(name);
+  const query = new URL(ctx.req.url ?? '/', 'http://x').searchParams;
+  const page = paginate(await deps.service.tags(), query.get('n'), query.get('last'));
+  const headers: Record<string, string> = {};
+  if (page.next) headers.Link = `</v2/${name}/tags/list?n=${page.next.n}&last=${encodeURIComponent(page.next.last)}>; rel="next"`;
+  sendJson(ctx, 200, { name, tags: page.tags }, 'application/json', headers);
+}
+
+/**
+ * One page of a sorted tag list, as the distribution spec pages: after `last` (exclusive), at
+ * most `n` (all without it; none for 0), and where the next page starts when there is one.
+ */
+export function paginate(all: readonly string[], n: string | null, last: string | null): { tags: string[]; next?: { n: number; last: string } } {
+  let limit: number | undefined;
+  if (n !== null && n !== '') {
+    if (!/^\d{1,9}$/.test(n)) throw new PaginationInvalidError(`invalid number of results requested: n=${JSON.stringify(n.slice(0, 20))}`);
+    limit = Number(n);
+  }
+  const after = last === null || last === '' ? all : all.filter((t) => compareStrings(t, last) > 0);
+  if (limit === undefined) return { tags: [...after] };
+  const page = after.slice(0, limit);
+  return limit > 0 && after.length > limit ? { tags: page, next: { n: limit, last: page.at(-1)! } } : { tags: page };
 }
 
 /** We store no referring artifacts: an empty index, as the spec requires (not a 404). */
@@ -92,9 +113,9 @@ export function referrers(ctx: RequestContext, params: Record<string, string>): 
   sendJson(ctx, 200, { schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: [] }, MEDIA_TYPES.ociIndex);
 }
 
-export function sendJson(ctx: RequestContext, status: number, value: unknown, contentType = 'application/json'): void {
+export function sendJson(ctx: RequestContext, status: number, value: unknown, contentType = 'application/json', headers: Record<string, string> = {}): void {
   const body = Buffer.from(JSON.stringify(value));
-  writeHead(ctx, status, { 'Content-Type': contentType, 'Content-Length': body.length });
+  writeHead(ctx, status, { ...headers, 'Content-Type': contentType, 'Content-Length': body.length });
   ctx.res.end(ctx.req.method === 'HEAD' ? undefined : body);
 }
 

@@ -16,6 +16,8 @@ export interface IndexPageData {
   host: string;
   source: string;
   revision: string | null;
+  /** Set while the package source cannot be reached. */
+  sourceFailure?: { message: string; since: string };
   errors: RecentError[];
   version: string;
 }
@@ -54,6 +56,12 @@ podman pull --tls-verify=false ${host}/shell/hello
 docker pull ${host}/shell/hello</pre>
 <h2>Package source</h2>
 <p>${show(d.source)}${d.revision ? `, revision <code>${show(d.revision)}</code>` : ''}</p>
+${
+  d.sourceFailure
+    ? `<p class="source-failure"><strong>The package source cannot be reached</strong> (since ${show(d.sourceFailure.since)}): images built before are served with their last known revision; new images cannot be built until it is back.</p>
+<pre>${show(d.sourceFailure.message)}</pre>`
+    : ''
+}
 ${errors}
 <p><small>nixery-ts ${show(d.version)}</small></p>
 </body>

@@ -9,10 +9,17 @@ import { logDetail, NixeryError } from '../errors.js';
 export interface ReadinessCheck {
   name: string;
   run(): Promise<unknown>;
+  /**
+   * Reported, but does not make the replica unready: a failing package source still leaves
+   * every image built before to serve (taking replicas out would serve nothing).
+   */
+  advisory?: boolean;
 }
 
 export interface ReadinessReport {
   ready: boolean;
+  /** An advisory check fails: ready, but not everything works (new builds, say). */
+  degraded?: boolean;
   checks: Record<string, { ok: boolean; error?: string }>;
 }
 
@@ -42,11 +49,15 @@ export class Readiness {
         } catch (err) {
           // Public: the error's message (no paths, no credentials); the log gets the detail.
           checks[check.name] = { ok: false, error: err instanceof NixeryError ? err.message : 'unexpected error' };
-          this.onFailure(check.name, logDetail(err));
+          // Advisory checks log their own changes (the pinner does); not one line per probe.
+          if (!check.advisory) this.onFailure(check.name, logDetail(err));
         }
       }),
     );
-    const report = { ready: Object.values(checks).every((c) => c.ok), checks };
+    const required = this.checks.filter((c) => !c.advisory).map((c) => checks[c.name]!);
+    const advisory = this.checks.filter((c) => c.advisory).map((c) => checks[c.name]!);
+    const report: ReadinessReport = { ready: required.every((c) => c.ok), checks };
+    if (advisory.some((c) => !c.ok)) report.degraded = true;
     this.cached = { report, until: Date.now() + this.ttlMs };
     return report;
   }

@@ -13,7 +13,8 @@ import { probeStorage } from '../storage/probe.js';
 import { checkNix } from '../nix/health.js';
 import { nixStats } from '../nix/run.js';
 import type { Quarantine } from '../builder/integrity.js';
-import { ERROR_CATALOGUE, type ErrorKind } from '../errors.js';
+import { ERROR_CATALOGUE, SourceUnavailableError, type ErrorKind } from '../errors.js';
+import type { SourceStatus } from '../builder/pins.js';
 import type { RegistryService } from './service.js';
 import { matchRoute } from './routes.js';
 import { sendCatalogueError, sendError, writeHead, type RequestContext } from './http.js';
@@ -86,10 +87,13 @@ export function createRegistry(options: RegistryOptions): Registry {
     verify: options.blobVerify,
   });
   const deps: HandlerDeps = { service, blobs };
+  const pins = service.builder.pins;
   const readiness = new Readiness(
     [
       { name: 'storage', run: () => probeStorage(storage) },
       { name: 'nix', run: () => checkNix() },
+      // The last look at the package source, without looking (that happens in the background).
+      { name: 'source', run: async () => sourceCheck(pins.status()), advisory: true },
     ],
     3000,
     (check, detail) => options.log.warn({ check, err: detail }, 'readiness check failed'),
@@ -120,6 +124,11 @@ export function createRegistry(options: RegistryOptions): Registry {
     nixery_packages_denied_total: options.gate.stats.packagesDenied,
     nixery_builds_rate_limited_total: options.gate.stats.buildsRateLimited,
     nixery_images_too_large_total: service.stats.tooLarge,
+    nixery_source_looks_total: pins.stats.looks,
+    nixery_source_look_failures_total: pins.stats.lookFailures,
+    nixery_source_look_last_ms: pins.stats.lastLookMs,
+    nixery_source_bytes_hashed_total: pins.resolver.stats.bytesHashed,
+    nixery_source_failing: pins.status().failure ? 1 : 0,
   });
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -181,7 +190,7 @@ export function createRegistry(options: RegistryOptions): Registry {
       case 'blob':
         return blob(ctx, deps, params);
       case 'tags':
-        return tags(ctx, params);
+        return tags(ctx, deps, params);
       case 'referrers':
         return referrers(ctx, params);
       case 'healthz':
@@ -200,8 +209,8 @@ export function createRegistry(options: RegistryOptions): Registry {
             .join('\n') + '\n',
         );
       case 'index': {
-        // The pin is cached for the TTL; a source that cannot be reached just shows no revision.
-        const pinned = await service.pins.pin('latest').catch(() => undefined);
+        // What is known now: the page never waits for the source.
+        const status = pins.status();
         return text(
           ctx,
           200,
@@ -209,7 +218,8 @@ export function createRegistry(options: RegistryOptions): Registry {
           renderIndexPage({
             host: ctx.req.headers.host ?? '',
             source: options.sourceDescription,
-            revision: pinned?.revision ?? null,
+            revision: pins.peek('latest')?.pinned.revision ?? null,
+            sourceFailure: status.failure ? { message: status.failure.error.message, since: new Date(status.failure.since).toISOString() } : undefined,
             errors: service.errors.list(),
             version: options.version,
           }),
@@ -273,6 +283,12 @@ export function createRegistry(options: RegistryOptions): Registry {
   const drainer = trackConnections(server);
   const registry: Registry = { server, blobs, readiness, handle, metrics, isDraining: () => drainer.draining, drain: (timeoutMs) => drainer.drain(timeoutMs) };
   return registry;
+}
+
+/** Throws the package source's last failure, with since when; passes while it answers. */
+function sourceCheck(status: SourceStatus): void {
+  const failure = status.failure;
+  if (failure) throw new SourceUnavailableError(`${failure.error.message} (failing since ${new Date(failure.since).toISOString()})`, failure.error.internal);
 }
 
 function text(ctx: RequestContext, status: number, contentType: string, body: string): void {

@@ -1,10 +1,10 @@
-// What the registry needs beyond the builder: moving targets pinned for a while, a bound on
+// What the registry needs beyond the builder: a hot-path memo of images by tag, a bound on
 // concurrent Nix builds with a bounded queue, and the recent build errors for the index page.
 
 import { parseImageName, type ImageRequest } from '../image/name.js';
 import { LruCache } from '../util/lru.js';
 import type { ImageBuilder, BuiltImage } from '../builder/builder.js';
-import type { PinnedSource, SourcePinner } from '../nix/source.js';
+import type { Pin } from '../builder/pins.js';
 import { isClientError, NixeryError, TooManyRequestsError } from '../errors.js';
 import type { Admission } from './access.js';
 import { Semaphore, QueueFullError } from '../util/semaphore.js';
@@ -33,7 +33,8 @@ export class ErrorRing {
 }
 
 interface MemoEntry {
-  pin: Promise<PinnedSource>;
+  /** The source pin the image was found or built under (pins are new objects only when they move). */
+  pin: Pin | undefined;
   popularity: Popularity;
   built: BuiltImage;
   /** When storage last confirmed the image is whole. */
@@ -57,16 +58,16 @@ export class RegistryService {
   readonly stats: ServiceStats = { cacheHits: 0, buildFailures: 0, rejected: 0, tooLarge: 0 };
   private readonly slots: Semaphore;
   /**
-   * The hot path: `name:tag` → the image it gave under a pin. While the source pin is the same
-   * (same promise from the pinner), the answer is the same, so parsing, cache keys and the
-   * manifest cache are skipped. Only names that parsed once are ever in here.
+   * The hot path: `name:tag` → the image it gave under a pin. While the tag's pin is the same
+   * object (the pinner makes a new one only when the revision moves), the answer is the same, so
+   * parsing, cache keys and the manifest cache are skipped. Only names that parsed once are
+   * ever in here.
    */
   private readonly byTag: LruCache<string, MemoEntry>;
   private readonly revalidations = new SingleFlight<string, void>();
 
   constructor(
     readonly builder: ImageBuilder,
-    readonly pins: SourcePinner,
     buildConcurrency: number,
     buildQueue: number,
     memoSize = 1024,
@@ -79,17 +80,21 @@ export class RegistryService {
   async imageByTag(name: string, tag: string, admission?: Admission): Promise<BuiltImage> {
     const key = `${name}:${tag}`;
     const memo = this.byTag.get(key);
-    if (memo && memo.pin === this.pins.pin(tag) && memo.popularity === this.builder.popularity()) {
+    if (memo && memo.pin !== undefined && memo.pin === this.builder.pins.peek(tag) && memo.popularity === this.builder.popularity()) {
       this.stats.cacheHits++;
       if (Date.now() - memo.checkedAt > REVALIDATE_MS) this.revalidate(key, memo);
       return { ...memo.built, fromCache: true };
     }
     const image = parseImageName(name, tag);
-    const pin = this.pins.pin(tag);
     const popularity = this.builder.popularity();
     const built = await this.image(image, admission);
-    this.byTag.set(key, { pin, popularity, built, checkedAt: Date.now() });
+    this.byTag.set(key, { pin: built.pin, popularity, built, checkedAt: Date.now() });
     return built;
+  }
+
+  /** The tags every image name can be pulled with (sorted). */
+  tags(): Promise<string[]> {
+    return this.builder.pins.tags();
   }
 
   /** Rebuilds the image a missing blob belongs to (through the build slots); true when it exists again. */

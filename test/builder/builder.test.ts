@@ -93,7 +93,8 @@ describe('image builder', () => {
     assert.deepEqual(config.config.Cmd, ['bash']);
     assert.equal(config.created, '1970-01-01T00:00:01Z');
     assert.equal(config.config.Labels['dev.nixery.packages'], 'bashInteractive cacert coreutils hello iana-etc moreutils nano');
-    assert.match(config.config.Labels['org.opencontainers.image.revision'], /^sha256:[0-9a-f]{64}$/);
+    // The example set's identity: its git checkout's, or its content hash outside a checkout.
+    assert.match(config.config.Labels['org.opencontainers.image.revision'], /^(?:git:[0-9a-f]{40}(?:\+dirty\.[0-9a-f]{32})?|sha256:[0-9a-f]{64})$/);
     assert.deepEqual(config.rootfs.diff_ids, built.layers.map((l) => l.diffId));
     const plain = await app.builder.build(parseImageName('hello'));
     assert.equal(JSON.parse(plain.manifests.config.bytes.toString()).config.Cmd, undefined);

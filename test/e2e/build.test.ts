@@ -94,13 +94,13 @@ describe('nixery build, end to end', () => {
 
   test('docker-archive:FILE imports into containerd, and hello and bash run from it', async (t) => {
     const file = path.join(dir, 'hello.tar');
-    await build('shell/hello:v1', `docker-archive:${file}`, path.join(dir, 'storage-b'));
+    await build('shell/hello:latest', `docker-archive:${file}`, path.join(dir, 'storage-b'));
     let c: Containerd | undefined;
     try {
       c = await startContainerd();
       await c.ctr(['images', 'import', '--snapshotter', 'native', file]);
       const images = await c.ctr(['images', 'ls', '-q']);
-      const ref = images.split('\n').find((l) => l.includes('hello/shell:v1'));
+      const ref = images.split('\n').find((l) => l.includes('hello/shell:latest'));
       assert.ok(ref, `imported image listed: ${images}`);
       assert.equal((await ctrRun(c, ref, ['hello'])).trim(), 'Hello, world!');
       const out = await ctrRun(c, ref, ['bash', '-c', 'echo "args: $#"; ls /bin | grep -c . ; test -d /tmp && echo tmp-ok; env | grep ^SSL_CERT_FILE']);

@@ -2,6 +2,7 @@
 // kill it, signal it or run several on one storage directory.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
 import path from 'node:path';
 import { freePort } from './net.js';
 
@@ -41,9 +42,9 @@ export async function startServe(options: { pkgsPath: string; storagePath: strin
   child.stderr!.on('data', keep);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   const url = `${options.scheme ?? 'http'}://127.0.0.1:${port}`;
-  // The startup line: it comes once the server listens, whatever its scheme or authentication.
+  // Up once the port accepts connections, whatever its scheme, authentication or log level.
   const until = Date.now() + 30_000;
-  while (!/"msg":"nixery-ts registry started"/.test(output)) {
+  while (!(await accepts(port))) {
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`nixery serve exited: ${output}`);
     if (Date.now() > until) {
       child.kill('SIGKILL');
@@ -63,4 +64,15 @@ export async function startServe(options: { pkgsPath: string; storagePath: strin
       return exited;
     },
   };
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
 }

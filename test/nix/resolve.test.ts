@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { NixFailedError, PackagesNotFoundError } from '../../src/errors.js';
 import { resolvePackages } from '../../src/nix/resolve.js';
 import { nixStats } from '../../src/nix/run.js';
-import { pinSource, type PinnedSource } from '../../src/nix/source.js';
+import type { PinnedSource } from '../../src/nix/source.js';
+import { pinSource } from '../../src/nix/resolver.js';
 import { EXAMPLE_PKGS, HOST_SYSTEM, nixOptions, pinExamples } from '../helpers/nix.js';
 
 let pinned: PinnedSource;
