@@ -2,6 +2,7 @@
 // one script, on the same blobs and the same manifest bytes, with wrk as the load generator.
 // Prints blob GET throughput (4 MB blob, 8 and 64 connections), cached manifest GET requests/s
 // and p99 latency (64 connections), server CPU per request, and our/their ratios.
+// BENCH_ONLY=compare,verify,auth,storage runs some of the sections (default: all).
 
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -20,6 +21,10 @@ const DURATION = process.env.BENCH_SECONDS ?? '10';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 /** Every measurement follows a warm-up run of the same load (JIT, connection setup, page cache). */
 const WARMUP = process.env.BENCH_WARMUP_SECONDS ?? '3';
+const SECTIONS = ['compare', 'verify', 'auth', 'storage'] as const;
+const ONLY = (process.env.BENCH_ONLY ?? SECTIONS.join(',')).split(',').map((s) => s.trim());
+for (const s of ONLY) if (!(SECTIONS as readonly string[]).includes(s)) throw new Error(`BENCH_ONLY: unknown section ${s} (${SECTIONS.join(', ')})`);
+const only = (section: (typeof SECTIONS)[number]): boolean => ONLY.includes(section);
 
 async function waitHttp(url: string, timeoutMs = 60_000): Promise<void> {
   const until = Date.now() + timeoutMs;
@@ -125,12 +130,15 @@ async function main(): Promise<void> {
     const manifestBytes = Buffer.from(await manifestRes.arrayBuffer());
     const manifest = JSON.parse(manifestBytes.toString()) as { config: { digest: string }; layers: Array<{ digest: string }> };
 
-    // docker-registry with the same content, pushed through its API.
-    const theirPort = await freePort();
-    const config = path.join(dir, 'docker-registry.yml');
-    await writeFile(
-      config,
-      `version: 0.1
+    const accept = `Accept: ${MEDIA_TYPES.ociManifest}`;
+    const rows: Array<[string, WrkResult, WrkResult]> = [];
+    if (only('compare')) {
+      // docker-registry with the same content, pushed through its API.
+      const theirPort = await freePort();
+      const config = path.join(dir, 'docker-registry.yml');
+      await writeFile(
+        config,
+        `version: 0.1
 log:
   level: info
   accesslog:
@@ -143,55 +151,54 @@ storage:
 http:
   addr: 127.0.0.1:${theirPort}
 `,
-    );
-    const theirServer = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'ignore'] });
-    children.push(theirServer);
-    const theirUrl = `http://127.0.0.1:${theirPort}`;
-    await waitHttp(`${theirUrl}/v2/`);
-    const push = async (digest: string, bytes: Buffer) => {
-      // distribution 2.8: open an upload session, then PUT the whole blob with its digest.
-      const start = await fetch(`${theirUrl}/v2/hello/blobs/uploads/`, { method: 'POST' });
-      await start.arrayBuffer();
-      const location = new URL(start.headers.get('location')!, theirUrl);
-      location.searchParams.set('digest', digest);
-      const res = await fetch(location, {
+      );
+      const theirServer = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'ignore'] });
+      children.push(theirServer);
+      const theirUrl = `http://127.0.0.1:${theirPort}`;
+      await waitHttp(`${theirUrl}/v2/`);
+      const push = async (digest: string, bytes: Buffer) => {
+        // distribution 2.8: open an upload session, then PUT the whole blob with its digest.
+        const start = await fetch(`${theirUrl}/v2/hello/blobs/uploads/`, { method: 'POST' });
+        await start.arrayBuffer();
+        const location = new URL(start.headers.get('location')!, theirUrl);
+        location.searchParams.set('digest', digest);
+        const res = await fetch(location, {
+          method: 'PUT',
+          headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(bytes.length) },
+          body: new Uint8Array(bytes),
+        });
+        if (res.status !== 201) throw new Error(`push ${digest}: ${res.status} ${await res.text()}`);
+      };
+      await push(blobDigest, blob);
+      for (const d of [manifest.config.digest, ...manifest.layers.map((l) => l.digest)]) {
+        await push(d, await readFile(path.join(dir, 'ours', 'blobs', 'sha256', d.slice(7))));
+      }
+      const put = await fetch(`${theirUrl}/v2/hello/manifests/latest`, {
         method: 'PUT',
-        headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(bytes.length) },
-        body: new Uint8Array(bytes),
+        headers: { 'Content-Type': MEDIA_TYPES.ociManifest },
+        body: new Uint8Array(manifestBytes),
       });
-      if (res.status !== 201) throw new Error(`push ${digest}: ${res.status} ${await res.text()}`);
-    };
-    await push(blobDigest, blob);
-    for (const d of [manifest.config.digest, ...manifest.layers.map((l) => l.digest)]) {
-      await push(d, await readFile(path.join(dir, 'ours', 'blobs', 'sha256', d.slice(7))));
-    }
-    const put = await fetch(`${theirUrl}/v2/hello/manifests/latest`, {
-      method: 'PUT',
-      headers: { 'Content-Type': MEDIA_TYPES.ociManifest },
-      body: new Uint8Array(manifestBytes),
-    });
-    if (put.status !== 201) throw new Error(`manifest push: ${put.status} ${await put.text()}`);
+      if (put.status !== 201) throw new Error(`manifest push: ${put.status} ${await put.text()}`);
 
-    const accept = `Accept: ${MEDIA_TYPES.ociManifest}`;
-    const rows: Array<[string, WrkResult, WrkResult]> = [];
-    for (const c of [8, 64]) {
+      for (const c of [8, 64]) {
+        rows.push([
+          `blob GET 4 MB, ${c} connections`,
+          wrk(`${ourUrl}/v2/hello/blobs/${blobDigest}`, c, ourServer.pid!),
+          wrk(`${theirUrl}/v2/hello/blobs/${blobDigest}`, c, theirServer.pid!),
+        ]);
+      }
       rows.push([
-        `blob GET 4 MB, ${c} connections`,
-        wrk(`${ourUrl}/v2/hello/blobs/${blobDigest}`, c, ourServer.pid!),
-        wrk(`${theirUrl}/v2/hello/blobs/${blobDigest}`, c, theirServer.pid!),
+        'cached manifest GET, 64 connections',
+        wrk(`${ourUrl}/v2/hello/manifests/latest`, 64, ourServer.pid!, [accept]),
+        wrk(`${theirUrl}/v2/hello/manifests/latest`, 64, theirServer.pid!, [accept]),
       ]);
     }
-    rows.push([
-      'cached manifest GET, 64 connections',
-      wrk(`${ourUrl}/v2/hello/manifests/latest`, 64, ourServer.pid!, [accept]),
-      wrk(`${theirUrl}/v2/hello/manifests/latest`, 64, theirServer.pid!, [accept]),
-    ]);
 
     // Integrity checks: the same blob GETs with verification on (once per stored version, the
     // default, and on every read) next to the same run with it off. Fresh servers, same blob.
     const blobUrl = (base: string) => `${base}/v2/hello/blobs/${blobDigest}`;
     const verifyRows: Array<[string, WrkResult, WrkResult]> = [];
-    for (const [label, env] of [
+    if (only('verify')) for (const [label, env] of [
       ['hot cache', {}],
       ['streamed from disk', { NIXERY_BLOB_CACHE_MB: '0' }],
     ] as Array<[string, Record<string, string>]>) {
@@ -210,8 +217,8 @@ http:
 
     // Authentication: cached manifest GETs with Basic credentials and with a bearer token, next
     // to the same run without authentication (a credential is verified once, then remembered).
-    const authRows: Array<[string, WrkResult, WrkResult]> = [];
-    {
+    const authRows: Array<[string, WrkResult, WrkResult, number]> = [];
+    if (only('auth')) {
       const htpasswd = path.join(dir, 'htpasswd');
       execFileSync('htpasswd', ['-B', '-b', '-c', htpasswd, 'bench', 'bench-password'], { stdio: 'ignore' });
       const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
@@ -236,7 +243,9 @@ http:
         if (warm.status !== 200) throw new Error(`${label}: ${warm.status} ${await warm.text()}`);
         const runs: Array<[WrkResult, WrkResult]> = [];
         for (let round = 0; round < ROUNDS; round++) runs.push([wrk(manifestUrl(on.url), 64, on.child.pid!, [accept, header]), wrk(manifestUrl(off.url), 64, off.child.pid!, [accept])]);
-        authRows.push([label, medianBy(runs.map((r) => r[0]), 'requestsPerSec'), medianBy(runs.map((r) => r[1]), 'requestsPerSec')]);
+        // The machine drifts between runs: the ratio is the median of each round's ratio.
+        const ratios = runs.map(([a, b]) => a.requestsPerSec / b.requestsPerSec).sort((a, b) => a - b);
+        authRows.push([label, medianBy(runs.map((r) => r[0]), 'requestsPerSec'), medianBy(runs.map((r) => r[1]), 'requestsPerSec'), ratios[Math.floor(ratios.length / 2)]!]);
         on.child.kill('SIGTERM');
       }
       off.child.kill('SIGTERM');
@@ -246,7 +255,7 @@ http:
     const { startS3Server, S3RVER_CREDENTIALS } = await import('../test/storage/s3-server.js');
     const s3 = await startS3Server();
     const s3Rows: Array<[string, WrkResult]> = [];
-    try {
+    if (only('storage')) try {
       const bucket = await s3.createBucket();
       const s3Env = {
         NIXERY_STORAGE_BACKEND: 's3',
@@ -274,8 +283,8 @@ http:
 
     const f = (n: number, d = 1) => n.toFixed(d);
     console.log(`\nregistry benchmark (${DURATION} s per run after ${WARMUP} s of warm-up, wrk -t2, loopback, ${process.env.BENCH_LABEL ?? 'this machine'})\n`);
-    console.log('| workload | nixery-ts | docker-registry | ratio |');
-    console.log('|---|---|---|---|');
+    if (rows.length) console.log('| workload | nixery-ts | docker-registry | ratio |');
+    if (rows.length) console.log('|---|---|---|---|');
     for (const [name, a, b] of rows) {
       if (name.startsWith('blob')) {
         console.log(`| ${name}: MB/s | ${f(a.mbPerSec)} | ${f(b.mbPerSec)} | ${f(a.mbPerSec / b.mbPerSec, 2)}× |`);
@@ -285,19 +294,19 @@ http:
       }
       console.log(`| ${name}: server CPU ms/request | ${f(a.cpuMsPerRequest, 3)} | ${f(b.cpuMsPerRequest, 3)} | ${f(b.cpuMsPerRequest / a.cpuMsPerRequest, 2)}× less |`);
     }
-    console.log(`\n| blob GET 4 MB, 8 connections (median of ${ROUNDS} alternating runs) | verification on: MB/s | off: MB/s | on/off | CPU ms/request on | off |`);
-    console.log('|---|---|---|---|---|---|');
+    if (verifyRows.length) console.log(`\n| blob GET 4 MB, 8 connections (median of ${ROUNDS} alternating runs) | verification on: MB/s | off: MB/s | on/off | CPU ms/request on | off |`);
+    if (verifyRows.length) console.log('|---|---|---|---|---|---|');
     for (const [name, on, off] of verifyRows) {
       console.log(`| ${name} | ${f(on.mbPerSec)} | ${f(off.mbPerSec)} | ${f(on.mbPerSec / off.mbPerSec, 2)}× | ${f(on.cpuMsPerRequest, 3)} | ${f(off.cpuMsPerRequest, 3)} |`);
     }
-    console.log(`\n| cached manifest GET, 64 connections (median of ${ROUNDS} alternating runs) | authentication on: requests/s | off: requests/s | on/off | CPU ms/request on | off |`);
-    console.log('|---|---|---|---|---|---|');
-    for (const [name, on, off] of authRows) {
-      console.log(`| ${name} | ${f(on.requestsPerSec, 0)} | ${f(off.requestsPerSec, 0)} | ${f(on.requestsPerSec / off.requestsPerSec, 2)}× | ${f(on.cpuMsPerRequest, 3)} | ${f(off.cpuMsPerRequest, 3)} |`);
+    if (authRows.length) console.log(`\n| cached manifest GET, 64 connections (median of ${ROUNDS} alternating runs) | authentication on: requests/s | off: requests/s | on/off (median of the rounds' ratios) | CPU ms/request on | off |`);
+    if (authRows.length) console.log('|---|---|---|---|---|---|');
+    for (const [name, on, off, ratio] of authRows) {
+      console.log(`| ${name} | ${f(on.requestsPerSec, 0)} | ${f(off.requestsPerSec, 0)} | ${f(ratio, 2)}× | ${f(on.cpuMsPerRequest, 3)} | ${f(off.cpuMsPerRequest, 3)} |`);
     }
-    const fsMb = s3Rows[0]![1].mbPerSec;
-    console.log('\n| blob serving by storage backend | MB/s | requests/s | vs filesystem | registry CPU ms/request |');
-    console.log('|---|---|---|---|---|');
+    const fsMb = s3Rows[0]?.[1].mbPerSec ?? 0;
+    if (s3Rows.length) console.log('\n| blob serving by storage backend | MB/s | requests/s | vs filesystem | registry CPU ms/request |');
+    if (s3Rows.length) console.log('|---|---|---|---|---|');
     for (const [name, r] of s3Rows) {
       const isRedirect = name.includes('307');
       console.log(`| ${name} | ${isRedirect ? '–' : f(r.mbPerSec)} | ${f(r.requestsPerSec, 0)} | ${isRedirect ? '–' : `${f(r.mbPerSec / fsMb, 2)}×`} | ${name.includes('signed URL') ? '0 (not involved)' : f(r.cpuMsPerRequest, 3)} |`);
