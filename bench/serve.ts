@@ -242,7 +242,18 @@ http:
         const warm = await fetch(manifestUrl(on.url), { headers: { Accept: MEDIA_TYPES.ociManifest, Authorization: header.slice('Authorization: '.length) } });
         if (warm.status !== 200) throw new Error(`${label}: ${warm.status} ${await warm.text()}`);
         const runs: Array<[WrkResult, WrkResult]> = [];
-        for (let round = 0; round < ROUNDS; round++) runs.push([wrk(manifestUrl(on.url), 64, on.child.pid!, [accept, header]), wrk(manifestUrl(off.url), 64, off.child.pid!, [accept])]);
+        for (let round = 0; round < ROUNDS; round++) {
+          // Which server goes first alternates, so a drift within a round favours neither.
+          const measureOn = () => wrk(manifestUrl(on.url), 64, on.child.pid!, [accept, header]);
+          const measureOff = () => wrk(manifestUrl(off.url), 64, off.child.pid!, [accept]);
+          if (round % 2 === 0) {
+            const a = measureOn();
+            runs.push([a, measureOff()]);
+          } else {
+            const b = measureOff();
+            runs.push([measureOn(), b]);
+          }
+        }
         // The machine drifts between runs: the ratio is the median of each round's ratio.
         const ratios = runs.map(([a, b]) => a.requestsPerSec / b.requestsPerSec).sort((a, b) => a - b);
         authRows.push([label, medianBy(runs.map((r) => r[0]), 'requestsPerSec'), medianBy(runs.map((r) => r[1]), 'requestsPerSec'), ratios[Math.floor(ratios.length / 2)]!]);
