@@ -1,16 +1,12 @@
 // A package set generated for one test run, on top of the example set: `slow<N>` packages whose
 // builder sleeps N seconds (in a child of its shell, as real builders run compilers) and a `big`
-// package of random bytes whose layer takes a while to pack. A random marker goes into every
-// derivation, so Nix really builds them in each run, and into the builders' command lines, so
-// a test can find them in /proc.
+// package of random bytes whose layer takes a while to pack. The run's marker is in the
+// builders' command lines, so a test can find them in /proc. Also: finding, identifying and
+// killing processes by pid for those tests.
 
-import { randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { EXAMPLE_PKGS } from './nix.js';
 import { readProcStat } from '../../src/util/proc.js';
+import { makeUniquePackageSet, type UniquePackage } from './unique-pkgs.js';
 
 export interface TestPackageSet {
   dir: string;
@@ -19,49 +15,20 @@ export interface TestPackageSet {
 }
 
 export async function makeTestPackageSet(options: { sleeps?: number[]; bigMegabytes?: number } = {}): Promise<TestPackageSet> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'nixery-test-pkgs-'));
-  const marker = `nixery-test-${randomBytes(6).toString('hex')}`;
-  const slow = (options.sleeps ?? []).map(
-    (seconds) => `
-  slow${seconds} = mk "slow${seconds}" ''
-    echo "${marker}: sleeping ${seconds} s" >&2
-    ${'$'}{busybox}/bin/sleep ${seconds}
-    mkdir -p $out
-    echo "${marker}" > $out/slept
-  '';`,
-  );
-  const big =
-    options.bigMegabytes === undefined
-      ? ''
-      : `
-  big = mk "big" ''
-    mkdir -p $out/share
-    echo "${marker}" > $out/share/marker
-    ${'$'}{busybox}/bin/dd if=/dev/urandom of=$out/share/random.bin bs=1048576 count=${options.bigMegabytes} 2>/dev/null
-  '';`;
-  await writeFile(
-    path.join(dir, 'default.nix'),
-    `# Generated for one test run (marker ${marker}).
-{ system ? builtins.currentSystem, ... }:
-let
-  examples = import ${EXAMPLE_PKGS} { inherit system; };
-  inherit (examples) busybox;
-  mk = pname: script: derivation {
-    name = "\${pname}-1.0";
-    system = builtins.currentSystem;
-    builder = "\${busybox}/bin/sh";
-    args = [ "-e" "-c" script ];
-    PATH = "\${busybox}/bin";
-    MARKER = "${marker}";
-  } // { inherit pname; version = "1.0"; meta = { }; };
-in
-examples // {
-${slow.join('\n')}
-${big}
-}
-`,
-  );
-  return { dir, marker, remove: () => rm(dir, { recursive: true, force: true }) };
+  // `${marker}` and `${busybox}` are Nix variables of the generated set; the sleep runs as a child
+  // process (busybox's own path), not as a shell builtin.
+  const packages: UniquePackage[] = (options.sleeps ?? []).map((seconds) => ({
+    name: `slow${seconds}`,
+    script: `echo "\${marker}: sleeping ${seconds} s" >&2\n\${busybox}/bin/sleep ${seconds}\necho "\${marker}" > $out/slept`,
+  }));
+  if (options.bigMegabytes !== undefined) {
+    packages.push({
+      name: 'big',
+      script: `mkdir -p $out/share\necho "\${marker}" > $out/share/marker\n\${busybox}/bin/dd if=/dev/urandom of=$out/share/random.bin bs=1048576 count=${options.bigMegabytes} 2>/dev/null`,
+    });
+  }
+  const set = await makeUniquePackageSet(packages);
+  return { dir: set.dir, marker: set.marker, remove: set.remove };
 }
 
 export interface ProcessId {
