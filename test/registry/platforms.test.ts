@@ -221,6 +221,26 @@ describe('multi-platform images over HTTP', () => {
     );
   });
 
+  test('a pull that builds several platforms counts as one build against the client build rate', async () => {
+    const limited = await startRegistry({ NIXERY_PLATFORMS: BOTH, NIXERY_CLIENT_BUILDS_PER_MINUTE: '1' });
+    try {
+      // Fresh storage: both platforms of hello are built (from the Nix store), one build taken.
+      const first = await get(limited, 'hello', 'latest', ociIndex);
+      assert.equal(first.status, 200, first.bytes.toString());
+      assert.equal(limited.app.builder.buildsRun, 2);
+      assert.equal((await get(limited, 'hello', 'latest', ociIndex)).status, 200, 'a cached image is not limited');
+      // A second image is a second build: over the rate, with Retry-After, naming no platform.
+      const res = await fetch(`${limited.url}/v2/htop/manifests/latest`, { headers: { Accept: ociIndex } });
+      assert.equal(res.status, 429);
+      assert.ok(Number(res.headers.get('retry-after')) > 0);
+      const { errors } = (await res.json()) as { errors: Array<{ code: string; message: string }> };
+      assert.equal(errors[0]!.code, 'TOOMANYREQUESTS');
+      assert.match(errors[0]!.message, /^too many image builds from this client/);
+    } finally {
+      await limited.close();
+    }
+  });
+
   test('a single-platform registry serves manifests as before, and an index only to index-only clients', async () => {
     const single = await startRegistry();
     try {
