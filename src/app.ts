@@ -20,6 +20,7 @@ import { loadTls, reloadTlsOnChange } from './registry/tls.js';
 import { ConfigError } from './errors.js';
 import type https from 'node:https';
 import { startCleanup } from './cleanup.js';
+import { platformArch } from './image/platform.js';
 
 export interface App {
   config: Config;
@@ -88,7 +89,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     manifestCacheSize: config.manifestCacheSize,
     maxImageSize: config.maxImageSize,
   });
-  const service = new RegistryService(builder, config.buildConcurrency, config.buildQueue, config.manifestCacheSize);
+  const service = new RegistryService(builder, config.buildConcurrency, config.buildQueue, config.manifestCacheSize, config.platforms.map(platformArch));
 
   return {
     config,

@@ -11,11 +11,12 @@ import { SETTINGS, loadConfig, type Config, type SettingName } from './config.js
 import { ConfigError, NixeryError } from './errors.js';
 import { parseReference } from './image/name.js';
 import { createApp, sourceFromConfig } from './app.js';
-import { exportImage, parseOutputTarget } from './builder/export.js';
+import { exportImage, exportIndex, parseOutputTarget } from './builder/export.js';
 import type { BuildProgress } from './builder/builder.js';
 import { runLayersCommand } from './layers/command.js';
 import { popcount } from './nix/popcount.js';
 import { AMD64 } from './image/name.js';
+import { forPlatforms, parsePlatforms, platformArch } from './image/platform.js';
 import { learnSettingSecrets, redact } from './secrets.js';
 import { exitGracefullyOnSignals } from './registry/shutdown.js';
 
@@ -52,6 +53,7 @@ const SERVE_SETTINGS: SettingName[] = [
   'port',
   'host',
   ...BUILD_SETTINGS,
+  'platforms',
   'buildConcurrency',
   'buildQueue',
   'resolveTtl',
@@ -88,28 +90,73 @@ withSettings(
     .description('build an image and write it out, without a server')
     .argument('<image>', 'image name and tag, e.g. shell/hello:latest')
     .requiredOption('-o, --output <target>', 'oci:DIR (OCI image layout) or docker-archive:FILE')
+    .option(
+      '--platform <platform>',
+      "platform to build for, e.g. linux/arm64; repeat it for several, which oci:DIR gets as an image index (default: NIXERY_PLATFORMS, else this machine's)",
+      (value: string, previous: string[]) => [...previous, value],
+      [] as string[],
+    )
     .option('--json', 'print digests and the layer list as JSON on stdout'),
   BUILD_SETTINGS,
 ).action(async (ref: string, opts: Record<string, unknown>) => {
   const config = configFrom(opts, BUILD_SETTINGS);
   const target = parseOutputTarget(String(opts.output));
+  const flagged = opts.platform as string[];
+  let platforms = config.platforms;
+  if (flagged.length > 0) {
+    try {
+      platforms = parsePlatforms(flagged.join(','));
+    } catch (err) {
+      throw new ConfigError(`invalid --platform: ${(err as Error).message}`);
+    }
+  }
   const image = parseReference(ref);
+  if (image.archRequested && flagged.length > 0 && platforms.join() !== image.arch.platform) {
+    throw new ConfigError(`invalid --platform: ${ref} names its platform (${image.arch.platform}) with the arm64 meta-package`);
+  }
+  const images = forPlatforms(image, platforms.map(platformArch));
+  if (images.length > 1 && target.kind !== 'oci') throw new ConfigError(`invalid --output: ${target.kind}:FILE holds one platform; write several platforms to oci:DIR`);
   const app = await createApp(config, { logDestination: 'stderr', defaultLogLevel: 'warn' });
   const progress = progressPrinter();
-  const built = await app.builder.build(image, progress);
+  const built = await app.builder.buildAll(images, progress);
   if (process.stderr.isTTY) process.stderr.write(`\r\x1b[Kwriting ${target.kind}:${target.path}\n`);
-  await exportImage(built, app.storage, target);
-  const summary = {
-    image: `${image.name}:${image.tag}`,
-    digest: built.manifests.oci.digest,
-    dockerDigest: built.manifests.docker.digest,
-    config: built.manifests.config.digest,
-    revision: built.revision,
-    output: `${target.kind}:${target.path}`,
-    layers: built.layers.map((l) => ({ digest: l.digest, size: l.size, diffId: l.diffId, storePaths: l.paths, cached: l.cached })),
-  };
+  const layersOf = (b: (typeof built)[number]) => b.layers.map((l) => ({ digest: l.digest, size: l.size, diffId: l.diffId, storePaths: l.paths, cached: l.cached }));
+  let summary: Record<string, unknown> & { image: string; digest: string; output: string };
+  let shown: string;
+  if (built.length === 1) {
+    const only = built[0]!;
+    await exportImage(only, app.storage, target);
+    summary = {
+      image: `${image.name}:${image.tag}`,
+      digest: only.manifests.oci.digest,
+      dockerDigest: only.manifests.docker.digest,
+      config: only.manifests.config.digest,
+      revision: only.revision,
+      output: `${target.kind}:${target.path}`,
+      layers: layersOf(only),
+    };
+    shown = `${only.layers.length} layers`;
+  } else {
+    const index = await app.builder.index(built);
+    await exportIndex(built, index, app.storage, target);
+    summary = {
+      image: `${image.name}:${image.tag}`,
+      digest: index.oci.digest,
+      dockerDigest: index.docker.digest,
+      revision: built[0]!.revision,
+      output: `${target.kind}:${target.path}`,
+      platforms: built.map((b) => ({
+        platform: b.image.arch.platform,
+        digest: b.manifests.oci.digest,
+        dockerDigest: b.manifests.docker.digest,
+        config: b.manifests.config.digest,
+        layers: layersOf(b),
+      })),
+    };
+    shown = `index of ${built.map((b) => b.image.arch.platform).join(', ')}`;
+  }
   if (opts.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
-  else if (process.stdout.isTTY) process.stdout.write(`${summary.image} ${summary.digest} (${summary.layers.length} layers) → ${summary.output}\n`);
+  else if (process.stdout.isTTY) process.stdout.write(`${summary.image} ${summary.digest} (${shown}) → ${summary.output}\n`);
 });
 
 withSettings(program.command('serve').description('run the registry'), SERVE_SETTINGS).action(async (opts: Record<string, unknown>) => {

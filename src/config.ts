@@ -7,6 +7,7 @@ import path from 'node:path';
 import { ConfigError } from './errors.js';
 import { DEFAULT_STRATEGY, STRATEGY_NAMES } from './layers/strategies.js';
 import { URL_SETTINGS, displayUrl } from './secrets.js';
+import { hostPlatform, parsePlatforms } from './image/platform.js';
 
 export interface Setting<T> {
   env: string;
@@ -72,6 +73,7 @@ export const SETTINGS = {
   evalTimeout: { env: 'NIXERY_EVAL_TIMEOUT', flag: '--eval-timeout', description: 'seconds one Nix evaluation of the package set may take, fetching the package set included', default: 600, parse: integer(1, 86400) },
   buildTimeout: { env: 'NIXERY_BUILD_TIMEOUT', flag: '--build-timeout', description: "seconds realising an image's packages may take in all (every build and download)", default: 3600, parse: integer(1, 86400) },
   popularityUrl: { env: 'NIX_POPULARITY_URL', flag: '--popularity-url', description: 'popularity data for layering: http(s) URL or file path of {"name": count} JSON', parse: nonEmpty },
+  platforms: { env: 'NIXERY_PLATFORMS', flag: '--platforms', description: 'platforms images are built for, e.g. linux/amd64,linux/arm64 (the first is what clients that accept no index get)', default: [hostPlatform().platform] as readonly string[], parse: (raw: string): readonly string[] => parsePlatforms(raw) },
   layering: { env: 'NIXERY_LAYERING', flag: '--layering', description: `layering strategy: ${STRATEGY_NAMES.join(', ')}`, default: DEFAULT_STRATEGY, parse: (raw: string) => oneOf(...STRATEGY_NAMES)(raw) },
   layerBudget: { env: 'NIXERY_LAYER_BUDGET', flag: '--layer-budget', description: 'most layers for store paths (the customisation layer comes on top)', default: 94, parse: integer(1, 124) },
   buildConcurrency: { env: 'NIXERY_BUILD_CONCURRENCY', flag: '--build-concurrency', description: 'image builds (Nix) running at once', default: Math.max(1, os.availableParallelism()), parse: integer(1, 1024) },

@@ -184,6 +184,37 @@ export class NixFailedError extends NixeryError {
   }
 }
 
+/**
+ * A platform of a multi-platform image failed to build, so the image (and its index) cannot be
+ * served. It keeps the kind, status, Retry-After and headers of the first failing platform's
+ * error, and its message names each failing platform with its cause.
+ */
+export class PlatformBuildError extends NixeryError {
+  /** The failing platforms, in configured order (e.g. `linux/arm64`). */
+  readonly platforms: string[];
+  readonly retryAfterSeconds: number | undefined;
+  /** The failing platforms' Nix output, each line block headed by its platform (for the index page). */
+  readonly stderr: string | undefined;
+  constructor(failures: ReadonlyArray<{ platform: string; cause: unknown }>) {
+    const first = failures[0]!;
+    const known = first.cause instanceof NixeryError ? first.cause : undefined;
+    const reason = (cause: unknown) => (cause instanceof NixeryError ? cause.message : 'an unexpected error');
+    super(known?.kind ?? 'BUILD_FAILED', failures.map((f) => `building for ${f.platform} failed: ${reason(f.cause)}`).join('; '), {
+      detail: { platforms: failures.map((f) => ({ platform: f.platform, ...(f.cause instanceof NixeryError && f.cause.detail !== undefined ? { detail: f.cause.detail } : {}) })) },
+      internal: failures.map((f) => `${f.platform}: ${logDetail(f.cause)}`).join('; '),
+      headers: known?.headers,
+      cause: first.cause,
+    });
+    this.platforms = failures.map((f) => f.platform);
+    this.retryAfterSeconds = known ? describeError(known).retryAfterSeconds : undefined;
+    const outputs = failures.flatMap((f) => {
+      const out = (f.cause as { stderr?: unknown }).stderr;
+      return typeof out === 'string' && out.trim() !== '' ? [`${f.platform}:\n${out.trim()}`] : [];
+    });
+    this.stderr = outputs.length > 0 ? outputs.join('\n') : undefined;
+  }
+}
+
 /** Nix printed something we cannot read (a Nix version whose output we do not know, or damage). */
 export class NixOutputError extends NixeryError {
   constructor(message: string) {
@@ -315,7 +346,7 @@ export function firstLines(text: string, n: number): string {
 export function describeError(err: unknown): { entry: CatalogueEntry; message: string; detail?: unknown; retryAfterSeconds?: number; headers?: Record<string, string> } {
   if (err instanceof NixeryError) {
     const entry: CatalogueEntry = ERROR_CATALOGUE[err.kind];
-    const retryAfterSeconds = err instanceof TooManyRequestsError ? err.retryAfterSeconds : entry.retryAfterSeconds;
+    const retryAfterSeconds = err instanceof TooManyRequestsError || err instanceof PlatformBuildError ? (err.retryAfterSeconds ?? entry.retryAfterSeconds) : entry.retryAfterSeconds;
     return { entry, message: err.message, detail: err.detail, retryAfterSeconds, headers: err.headers };
   }
   return { entry: ERROR_CATALOGUE.UNKNOWN, message: ERROR_CATALOGUE.UNKNOWN.message };

@@ -2,17 +2,24 @@
 # busybox (brought in with builtins.path) and the data files next to this one, so that it builds
 # offline in seconds. The demo and the tests use it; attribute names matter (see README.md here).
 #
-# Like nixpkgs it is a function of `system`. Everything is built on this machine: for another
-# target system the derivations carry the target as an input (so their store paths differ) but
-# the binaries are still the host's busybox.
+# Like nixpkgs it is a function of `system`. Everything is built on this machine, by the host's
+# busybox, as cross builds are: for another target system the derivations carry the target as an
+# input (so their store paths differ). For aarch64-linux the programs in the outputs are real
+# aarch64 binaries: Debian's static busybox and bash for arm64, unpacked by
+# scripts/install-deps.sh under `arm64Root`, and a minimal aarch64 `hello`. For any other target
+# they are the host's.
 { system ? builtins.currentSystem
 , busyboxPath ? /bin/busybox
+, arm64Root ? /var/lib/nixery-ts/arm64
 , ...
 }:
 
 let
   buildSystem = builtins.currentSystem;
   targetAttrs = if system == buildSystem then { } else { targetSystem = system; };
+  # Programs for the target come from Debian's arm64 packages when the target is aarch64 and
+  # the host is not; otherwise the host's busybox serves both building and running.
+  arm64Target = system == "aarch64-linux" && buildSystem != "aarch64-linux";
 
   inherit (builtins) genList concatStringsSep elemAt length;
 
@@ -34,7 +41,9 @@ let
     filter = path: type: baseNameOf path == busyboxName;
   };
 
-  busybox = derivation ({
+  # The host's busybox, with one symlink per applet. Without `attrs` it is the build tool: every
+  # builder runs its sh, with its applets on PATH.
+  hostBusybox = attrs: derivation ({
     name = "busybox-static";
     system = buildSystem;
     builder = "${bootstrap}/${busyboxName}";
@@ -46,22 +55,55 @@ let
         [ "$applet" = busybox ] || $bb ln -s busybox "$out/bin/$applet"
       done
     '' ];
-  } // targetAttrs) // {
+  } // attrs) // {
     pname = "busybox";
     version = "static";
     meta.description = "Debian's static busybox with one symlink per applet";
   };
+  buildBusybox = hostBusybox { };
 
-  # A derivation built by busybox's sh running `script` with the busybox applets on PATH.
+  # A file unpacked by scripts/install-deps.sh from one of Debian's arm64 packages.
+  arm64File = package: file:
+    let path = "${toString arm64Root}/${package}/${file}"; in
+    if builtins.pathExists path
+    then builtins.path { name = "${package}-arm64"; path = /. + path; }
+    else throw "nixery-example: ${path} is missing (Debian's ${package} for arm64): run scripts/install-deps.sh as root";
+
+  # The busybox the images run: Debian's arm64 build for an aarch64 target. Its applet links are
+  # the host busybox's list: both are Debian's build of the same version and configuration.
+  busybox =
+    if system == buildSystem then buildBusybox
+    else if !arm64Target then hostBusybox targetAttrs
+    else derivation ({
+      name = "busybox-static";
+      system = buildSystem;
+      builder = "${buildBusybox}/bin/sh";
+      args = [ "-e" "-c" ''
+        mkdir -p $out/bin
+        cp ${arm64File "busybox-static" "bin/busybox"} $out/bin/busybox
+        chmod 0555 $out/bin/busybox
+        for applet in $(busybox --list); do
+          [ "$applet" = busybox ] || ln -s busybox "$out/bin/$applet"
+        done
+      '' ];
+      PATH = "${buildBusybox}/bin";
+    } // targetAttrs) // {
+      pname = "busybox";
+      version = "static";
+      meta.description = "Debian's static busybox for arm64 with one symlink per applet";
+    };
+
+  # A derivation built by the host busybox's sh running `script` with its applets on PATH.
+  # Scripts refer to `busybox` (the target's) for whatever ends up in the output.
   mkPackage = { pname, version, script, outputs ? [ "out" ], meta ? { }, passthru ? { } }:
     let
       drv = derivation ({
         name = "${pname}-${version}";
         inherit outputs;
         system = buildSystem;
-        builder = "${busybox}/bin/sh";
+        builder = "${buildBusybox}/bin/sh";
         args = [ "-e" "-c" script ];
-        PATH = "${busybox}/bin";
+        PATH = "${buildBusybox}/bin";
       } // targetAttrs);
     in drv // { inherit pname version meta; } // passthru;
 
@@ -90,6 +132,39 @@ let
 
   pad3 = i: let s = toString i; in if i < 10 then "00${s}" else if i < 100 then "0${s}" else s;
   repeat = n: s: concatStringsSep "" (genList (_: s) n);
+
+  # Shell snippet: writes `$out/bin/hello`, a static aarch64 ELF executable of 166 bytes that
+  # writes "Hello, world!\n" and exits 0 (write and exit system calls). One ELF header, one
+  # PT_LOAD program header mapping the file at 0x400000, then the code and the text. Octal
+  # escapes: busybox printf has no \x.
+  aarch64Hello = ''
+    mkdir -p $out/bin
+    {
+      printf '\177ELF\002\001\001\000\000\000\000\000\000\000\000\000'  # 64-bit, little-endian, ELF v1
+      printf '\002\000\267\000\001\000\000\000'                # ET_EXEC, EM_AARCH64, EV_CURRENT
+      printf '\170\000\100\000\000\000\000\000'                # e_entry 0x400078 (the code)
+      printf '\100\000\000\000\000\000\000\000'                # e_phoff 64
+      printf '\000\000\000\000\000\000\000\000'                # e_shoff: no sections
+      printf '\000\000\000\000\100\000\070\000\001\000\000\000\000\000\000\000'  # flags, ehsize 64, phentsize 56, phnum 1
+      printf '\001\000\000\000\005\000\000\000'                # PT_LOAD, read + execute
+      printf '\000\000\000\000\000\000\000\000'                # p_offset 0
+      printf '\000\000\100\000\000\000\000\000'                # p_vaddr 0x400000
+      printf '\000\000\100\000\000\000\000\000'                # p_paddr
+      printf '\246\000\000\000\000\000\000\000'                # p_filesz 166
+      printf '\246\000\000\000\000\000\000\000'                # p_memsz 166
+      printf '\000\000\001\000\000\000\000\000'                # p_align 0x10000
+      printf '\040\000\200\322'                                  # mov x0, #1      (stdout)
+      printf '\341\000\000\020'                                  # adr x1, text    (28 bytes on)
+      printf '\302\001\200\322'                                  # mov x2, #14     (its length)
+      printf '\010\010\200\322'                                  # mov x8, #64     (write)
+      printf '\001\000\000\324'                                  # svc #0
+      printf '\000\000\200\322'                                  # mov x0, #0      (status)
+      printf '\250\013\200\322'                                  # mov x8, #93     (exit)
+      printf '\001\000\000\324'                                  # svc #0
+      printf 'Hello, world!\n'                                     # text
+    } > $out/bin/hello
+    chmod 0555 $out/bin/hello
+  '';
 
   # --- libraries shared by several packages ---
   zlib = mkLib { pname = "zlib"; version = "1.3.1"; };
@@ -172,8 +247,16 @@ in
   bashInteractive = mkPackage {
     pname = "bash-interactive";
     version = "5.2p32";
-    # bash is busybox's ash: enough for `bash -c '...'` and interactive use in the demo.
-    script = writeBin "bash" ''exec ${busybox}/bin/sh "$@"'' + ''
+    # bash is busybox's ash: enough for `bash -c '...'` and interactive use in the demo. For
+    # aarch64 it is Debian's static bash for arm64 (busybox has no `bash` applet, and the image's
+    # programs are to be aarch64 executables).
+    script = (if arm64Target
+      then ''
+        mkdir -p $out/bin
+        cp ${arm64File "bash-static" "bin/bash-static"} $out/bin/bash
+        chmod 0555 $out/bin/bash
+      ''
+      else writeBin "bash" ''exec ${busybox}/bin/sh "$@"'') + ''
       ln -s ${busybox}/bin/sh $out/bin/sh
     '';
   };
@@ -222,7 +305,7 @@ in
   hello = mkPackage {
     pname = "hello";
     version = "2.12.1";
-    script = writeBin "hello" "echo 'Hello, world!'";
+    script = if arm64Target then aarch64Hello else writeBin "hello" "echo 'Hello, world!'";
     meta.description = "Prints a known line";
   };
 

@@ -1,6 +1,7 @@
 // The build pipeline: image request → pinned source → Nix (resolve, realise, closure) →
 // layer grouping → archives (from the build cache or packed once) → config and manifests →
-// storage. The registry and the `build` command both call `ImageBuilder.build`.
+// storage. The registry and the `build` command both call `ImageBuilder.build`, or `buildAll`
+// for the platforms of a multi-platform image (built concurrently, then `index`).
 
 import { createHash } from 'node:crypto';
 import { sortedUnique, type ImageRequest } from '../image/name.js';
@@ -12,6 +13,7 @@ import { resolvePackages } from '../nix/resolve.js';
 import { realise, type RealiseOptions } from '../nix/realise.js';
 import { queryClosure } from '../nix/closure.js';
 import { buildManifests, type ImageManifests, type LayerDescriptor } from '../manifest/manifest.js';
+import { buildIndex, type ImageIndex } from '../manifest/image-index.js';
 import { LayerStore } from './layer-store.js';
 import { ManifestCache, recordDigests, type ManifestRecord } from './manifest-cache.js';
 import { SingleFlight } from '../util/singleflight.js';
@@ -20,7 +22,7 @@ import { blobKey, manifestKey } from './layout.js';
 import type { Quarantine } from './integrity.js';
 import { popularityDigest } from '../layers/popularity.js';
 import { StorageObjectNotFoundError } from '../storage/errors.js';
-import { ImageTooLargeError } from '../errors.js';
+import { ImageTooLargeError, NixeryError, PlatformBuildError } from '../errors.js';
 import type { Pin, Pinner } from './pins.js';
 
 export interface Logger {
@@ -86,6 +88,16 @@ const FORMAT_VERSION = 'nixery-ts/1';
 /** A build whose record references blobs that vanished while it was written (gc) is redone this often. */
 const BUILD_ATTEMPTS = 3;
 
+/** How often the platforms of one image are built again when they came out of different revisions. */
+const SAME_REVISION_ATTEMPTS = 3;
+
+/** The platforms an index was made for: rebuilt when one of its blobs is lost. */
+interface IndexOwner {
+  images: ImageRequest[];
+  /** The OCI index's digest (which `storedIndexes` is keyed by). */
+  ociDigest: string;
+}
+
 export class ImageBuilder {
   readonly layers: LayerStore;
   readonly manifests: ManifestCache;
@@ -94,6 +106,11 @@ export class ImageBuilder {
   private readonly repairs = new SingleFlight<string, boolean>();
   /** Which image each blob of an image built or loaded here belongs to: a lost blob is rebuilt from it. */
   private readonly owners = new LruCache<string, ImageRequest>(100_000);
+  /** Which platforms each index blob made here is over. */
+  private readonly indexOwners = new LruCache<string, IndexOwner>(10_000);
+  /** Indexes (by OCI index digest) whose blobs and record this process has written. */
+  private readonly storedIndexes = new LruCache<string, true>(10_000);
+  private readonly indexWrites = new SingleFlight<string, void>();
   /** Builds that ran Nix (not served from the manifest cache). */
   buildsRun = 0;
 
@@ -138,6 +155,89 @@ export class ImageBuilder {
     return { ...(await promise), pin };
   }
 
+  /**
+   * Builds (or finds) the images of several platforms, concurrently, each through `build` (the
+   * same de-duplication, build slots and caches). All come from one source revision. If any
+   * fails, this fails, naming each failing platform and its cause (a failure that is the same
+   * on every platform, such as an unknown package, is thrown as it is).
+   */
+  async buildAll(
+    images: readonly ImageRequest[],
+    onProgress: (p: BuildProgress) => void = () => {},
+    limit: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn(),
+  ): Promise<BuiltImage[]> {
+    if (images.length === 1) return [await this.build(images[0]!, onProgress, limit)];
+    for (let attempt = 1; ; attempt++) {
+      const settled = await Promise.allSettled(
+        images.map((image) => this.build(image, (p) => onProgress({ ...p, message: `${image.arch.platform}: ${p.message}` }), limit)),
+      );
+      const failures = settled.flatMap((s, i) => (s.status === 'rejected' ? [{ platform: images[i]!.arch.platform, cause: s.reason as unknown }] : []));
+      if (failures.length > 0) {
+        const first = failures[0]!.cause;
+        if (failures.length === images.length && failures.every((f) => sameFailure(f.cause, first))) throw first;
+        throw new PlatformBuildError(failures);
+      }
+      const built = settled.map((s) => (s as PromiseFulfilledResult<BuiltImage>).value);
+      // The tag's pin moved while the platforms were looked up: build them all again, at the new one.
+      if (new Set(built.map((b) => b.revision)).size === 1 || attempt >= SAME_REVISION_ATTEMPTS) return built;
+      this.options.log.info({ image: images[0]!.name, tag: images[0]!.tag, revisions: built.map((b) => b.revision) }, 'the platforms came from different revisions: building again');
+    }
+  }
+
+  /**
+   * The index over the platforms' images (in their order), in both forms. Its blobs are stored,
+   * and, when every platform has a cache key, its record too, the first time this process makes
+   * it; after that it is only computed (it is a pure function of the manifests).
+   */
+  async index(built: readonly BuiltImage[]): Promise<ImageIndex> {
+    const index = buildIndex(built.map((b) => ({ architecture: b.image.arch.imageArch, manifests: b.manifests })));
+    const owner: IndexOwner = { images: built.map((b) => b.image), ociDigest: index.oci.digest };
+    this.indexOwners.set(index.oci.digest, owner);
+    this.indexOwners.set(index.docker.digest, owner);
+    if (this.storedIndexes.get(index.oci.digest)) return index;
+    await this.indexWrites.run(index.oci.digest, async () => {
+      await Promise.all([index.oci, index.docker].map((b) => this.layers.putBlob(b)));
+      const key = this.indexKey(built);
+      if (key) await this.manifests.setIndex(key, this.indexRecord(built, index));
+      this.storedIndexes.set(index.oci.digest, true);
+    }).promise;
+    return index;
+  }
+
+  /**
+   * Whether an index is still whole in storage: its blobs (its platforms' images are checked with
+   * `stillWhole`). A record that gc expired while the blobs remain is written again.
+   */
+  async stillWholeIndex(built: readonly BuiltImage[], index: ImageIndex): Promise<boolean> {
+    const infos = await Promise.all([index.oci, index.docker].map((b) => this.options.storage.stat(blobKey(b.digest))));
+    if (infos.some((info) => info === null)) {
+      this.storedIndexes.delete(index.oci.digest);
+      return false;
+    }
+    const key = this.indexKey(built);
+    if (key && !(await this.options.storage.stat(manifestKey(key)))) await this.manifests.setIndex(key, this.indexRecord(built, index));
+    return true;
+  }
+
+  /** Key of an index record: the platforms' cache keys, in order (null when one has none). */
+  private indexKey(built: readonly BuiltImage[]): string | null {
+    if (built.some((b) => b.cacheKey === null)) return null;
+    return createHash('sha256')
+      .update(JSON.stringify({ format: FORMAT_VERSION, index: built.map((b) => b.cacheKey) }))
+      .digest('hex');
+  }
+
+  private indexRecord(built: readonly BuiltImage[], index: ImageIndex) {
+    return {
+      revision: built[0]!.revision,
+      index,
+      platforms: built.map((b) => ({
+        platform: b.image.arch.platform,
+        record: { revision: b.revision, manifests: b.manifests, layers: b.layers.map(({ digest, size, diffId, paths }) => ({ digest, size, diffId, paths })) },
+      })),
+    };
+  }
+
   private pinnedKey(image: ImageRequest, pinned: PinnedSource, popularity: Popularity): string | null {
     return pinned.revision ? this.cacheKey(image, pinned.revision, popularity) : null;
   }
@@ -148,6 +248,13 @@ export class ImageBuilder {
    */
   repairBlob(digest: string, limit: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn()): Promise<boolean> {
     return this.repairs.run(digest, async () => {
+      const indexOwner = this.indexOwners.get(digest);
+      if (indexOwner) {
+        this.options.log.warn({ digest, image: indexOwner.images[0]!.name, tag: indexOwner.images[0]!.tag }, 'writing again an index whose blob is missing from storage');
+        this.storedIndexes.delete(indexOwner.ociDigest);
+        await this.index(await this.buildAll(indexOwner.images, undefined, limit));
+        return (await this.options.storage.stat(blobKey(digest))) !== null;
+      }
       const image = this.owners.get(digest);
       if (!image) return false;
       const { pinned } = await this.pins.pin(image.tag);
@@ -307,6 +414,11 @@ export class ImageBuilder {
   private async storeManifests(m: ImageManifests): Promise<void> {
     await Promise.all([m.config, m.oci, m.docker].map((b) => this.layers.putBlob(b)));
   }
+}
+
+/** Whether two platforms failed the same way (then it is not the platform's failure). */
+function sameFailure(a: unknown, b: unknown): boolean {
+  return a instanceof NixeryError && b instanceof NixeryError && a.kind === b.kind && a.message === b.message;
 }
 
 /** The store paths that go into the image for the requested packages, sorted and unique. */

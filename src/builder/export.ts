@@ -1,6 +1,7 @@
 // Writes a built image out of storage: an OCI image layout directory (`oci:DIR`) or a
 // docker-archive tarball (`docker-archive:FILE`) that `docker load` and `ctr images import`
 // accept. The archive holds both an OCI layout and Docker's manifest.json, as `docker save` does.
+// A multi-platform image goes to an OCI layout whose tag names the image index (`exportIndex`).
 
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rm, stat, writeFile, readdir } from 'node:fs/promises';
@@ -12,6 +13,7 @@ import type { Storage } from '../storage/storage.js';
 import { blobKey, digestHex } from './layout.js';
 import { MEDIA_TYPES } from '../manifest/manifest.js';
 import type { BuiltImage } from './builder.js';
+import type { ImageIndex } from '../manifest/image-index.js';
 import { writeTar } from '../archive/tar.js';
 import type { TarEntry } from '../archive/tar.js';
 
@@ -49,11 +51,29 @@ export async function exportImage(built: BuiltImage, storage: Storage, target: O
   }
 }
 
-/** An OCI image layout: oci-layout, index.json (the tag as ref.name) and every blob. */
-async function writeOciLayout(built: BuiltImage, storage: Storage, dir: string): Promise<void> {
+/**
+ * A multi-platform image as an OCI image layout: every platform's OCI manifest, config and
+ * layers, the OCI image index over them, and index.json naming that index with the tag.
+ */
+export async function exportIndex(built: readonly BuiltImage[], index: ImageIndex, storage: Storage, target: OutputTarget): Promise<void> {
+  if (target.kind !== 'oci') throw new ConfigError(`${target.kind}:FILE holds one platform: write several platforms to oci:DIR, or build one --platform`);
+  const digests = [index.oci.digest, ...built.flatMap((b) => [b.manifests.oci.digest, b.manifests.config.digest, ...b.layers.map((l) => l.digest)])];
+  await writeOciLayout(built[0]!, storage, target.path, digests, index.oci);
+}
+
+/**
+ * An OCI image layout: oci-layout, every blob, and index.json naming `top` (the image's OCI
+ * manifest, or a multi-platform index) with the tag as ref.name.
+ */
+async function writeOciLayout(
+  built: BuiltImage,
+  storage: Storage,
+  dir: string,
+  digests = [built.manifests.oci.digest, built.manifests.config.digest, ...built.layers.map((l) => l.digest)],
+  top: { mediaType: string; digest: string; size: number } = built.manifests.oci,
+): Promise<void> {
   const blobs = path.join(dir, 'blobs', 'sha256');
   await mkdir(blobs, { recursive: true });
-  const digests = [built.manifests.oci.digest, built.manifests.config.digest, ...built.layers.map((l) => l.digest)];
   for (const digest of digests) {
     const file = path.join(blobs, digestHex(digest));
     if (await exists(file)) continue;
@@ -67,9 +87,9 @@ async function writeOciLayout(built: BuiltImage, storage: Storage, dir: string):
     mediaType: MEDIA_TYPES.ociIndex,
     manifests: [
       {
-        mediaType: MEDIA_TYPES.ociManifest,
-        digest: built.manifests.oci.digest,
-        size: built.manifests.oci.size,
+        mediaType: top.mediaType,
+        digest: top.digest,
+        size: top.size,
         annotations: {
           'io.containerd.image.name': `${built.image.name}:${built.image.tag}`,
           'org.opencontainers.image.ref.name': built.image.tag,

@@ -1,5 +1,6 @@
 // Storage garbage collection. Roots are the cached manifests (`manifests/*.json`); everything
-// they reference (manifest, config and layer blobs) stays. Blobs, build-cache entries and staging
+// they reference (manifest, config and layer blobs; a multi-platform index record: its index
+// blobs and every platform's) stays. Blobs, build-cache entries and staging
 // objects that no root references are removed once they were last modified before the run
 // started minus a grace period.
 //
@@ -57,11 +58,17 @@ export interface GcReport {
   dryRun: boolean;
 }
 
-interface ManifestRecordRefs {
+interface ImageRecordRefs {
   config?: { digest?: string };
   oci?: { digest?: string };
   docker?: { digest?: string };
   layers?: Array<{ digest?: string }>;
+}
+
+/** An image's record, or a multi-platform index's (its index blobs and each platform's image). */
+interface ManifestRecordRefs extends ImageRecordRefs {
+  index?: { oci?: { digest?: string }; docker?: { digest?: string } };
+  platforms?: ImageRecordRefs[];
 }
 
 const BLOB_PREFIX = 'blobs/sha256/';
@@ -189,7 +196,8 @@ export async function collectGarbage(storage: Storage, options: GcOptions): Prom
 }
 
 function manifestDigests(record: ManifestRecordRefs): string[] {
-  const all = [record.config?.digest, record.oci?.digest, record.docker?.digest, ...(record.layers ?? []).map((l) => l.digest)];
+  const image = (r: ImageRecordRefs) => [r.config?.digest, r.oci?.digest, r.docker?.digest, ...(Array.isArray(r.layers) ? r.layers : []).map((l) => l?.digest)];
+  const all = [...image(record), record.index?.oci?.digest, record.index?.docker?.digest, ...(Array.isArray(record.platforms) ? record.platforms : []).flatMap((p) => (p ? image(p) : []))];
   return all.filter((d): d is string => typeof d === 'string');
 }
 

@@ -1,11 +1,15 @@
 // Built images by cache key: a bounded in-memory tier over `manifests/<key>.json` in storage,
 // so a restarted registry (or another replica) serves what was built without running Nix.
+// Multi-platform indexes have records there too (`setIndex`): they are computed again from the
+// platforms' images, so the record is what keeps the index's blobs (and its platforms') in
+// storage for `nixery gc`, and what `nixery scrub` checks them against.
 // A record read from storage is trusted only when it is intact (its checksum), its manifest and
 // config blobs hash to their digests, and its layer blobs still exist: otherwise the image is
 // rebuilt (a damaged record or blob is removed on the way).
 
 import type { Storage } from '../storage/storage.js';
 import type { Blob, ImageManifests, LayerDescriptor } from '../manifest/manifest.js';
+import type { ImageIndex } from '../manifest/image-index.js';
 import { sha256Digest } from '../manifest/manifest.js';
 import { manifestKey, blobKey } from './layout.js';
 import { LruCache } from '../util/lru.js';
@@ -18,7 +22,7 @@ export interface ManifestRecord {
   layers: Array<LayerDescriptor & { paths: number }>;
 }
 
-interface StoredRecord {
+export interface StoredRecord {
   revision: string | null;
   config: Omit<Blob, 'bytes'>;
   oci: Omit<Blob, 'bytes'>;
@@ -26,11 +30,32 @@ interface StoredRecord {
   layers: Array<LayerDescriptor & { paths: number }>;
 }
 
+/** A multi-platform index and the image of each of its platforms, in index order. */
+export interface IndexRecord {
+  revision: string | null;
+  index: ImageIndex;
+  platforms: Array<{ platform: string; record: ManifestRecord }>;
+}
+
+type Descriptor = Omit<Blob, 'bytes'>;
+
+/**
+ * An index record as stored: the index blobs, and every blob of every platform, so that what
+ * keeps the index keeps all it points at (gc reads `index` and `platforms` for that).
+ */
+export interface StoredIndexRecord {
+  revision: string | null;
+  index: { oci: Descriptor; docker: Descriptor };
+  platforms: Array<{ platform: string } & Omit<StoredRecord, 'revision'>>;
+}
+
 /** Every blob digest an image's record references. */
 export function recordDigests(record: ManifestRecord): string[] {
   const { config, oci, docker } = record.manifests;
   return [config.digest, oci.digest, docker.digest, ...record.layers.map((l) => l.digest)];
 }
+
+const strip = ({ mediaType, digest, size }: Blob): Descriptor => ({ mediaType, digest, size });
 
 export class ManifestCache {
   private readonly memory: LruCache<string, ManifestRecord>;
@@ -59,16 +84,19 @@ export class ManifestCache {
   }
 
   async set(cacheKey: string, record: ManifestRecord): Promise<void> {
-    const strip = ({ mediaType, digest, size }: Blob) => ({ mediaType, digest, size });
-    const stored: StoredRecord = {
-      revision: record.revision,
-      config: strip(record.manifests.config),
-      oci: strip(record.manifests.oci),
-      docker: strip(record.manifests.docker),
-      layers: record.layers,
-    };
+    const stored: StoredRecord = { revision: record.revision, ...storedImage(record) };
     await this.storage.put(manifestKey(cacheKey), encodeRecord(stored), { contentType: 'application/json' });
     this.memory.set(cacheKey, record);
+  }
+
+  /** Writes the record of a multi-platform index (its blobs are stored already). */
+  async setIndex(indexKey: string, record: IndexRecord): Promise<void> {
+    const stored: StoredIndexRecord = {
+      revision: record.revision,
+      index: { oci: strip(record.index.oci), docker: strip(record.index.docker) },
+      platforms: record.platforms.map((p) => ({ platform: p.platform, ...storedImage(p.record) })),
+    };
+    await this.storage.put(manifestKey(indexKey), encodeRecord(stored), { contentType: 'application/json' });
   }
 
   /** Drops the in-memory copy (the next get reads and checks storage again). */
@@ -87,4 +115,8 @@ export class ManifestCache {
     }
     return { ...d, bytes };
   }
+}
+
+function storedImage(record: ManifestRecord): Omit<StoredRecord, 'revision'> {
+  return { config: strip(record.manifests.config), oci: strip(record.manifests.oci), docker: strip(record.manifests.docker), layers: record.layers };
 }

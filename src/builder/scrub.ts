@@ -16,7 +16,7 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { ObjectInfo, Storage } from '../storage/storage.js';
-import { MANIFEST_MEDIA_TYPES, MEDIA_TYPES } from '../manifest/manifest.js';
+import { IMAGE_MANIFEST_MEDIA_TYPES, INDEX_MEDIA_TYPES, MEDIA_TYPES } from '../manifest/manifest.js';
 import { DIGEST_REGEXP, blobKey } from './layout.js';
 import { decodeRecord } from './records.js';
 import { pinProblem } from './pin-record.js';
@@ -81,7 +81,9 @@ const BLOB_PREFIX = 'blobs/sha256/';
 const SMALL_BLOB_LIMIT = 4 * 1024 * 1024;
 /** Records are a few KB; a larger one is damage, and is not read whole. */
 const RECORD_LIMIT = 1024 * 1024;
-const KEEP_BYTES = new Set<string>([...MANIFEST_MEDIA_TYPES, MEDIA_TYPES.ociConfig, MEDIA_TYPES.dockerConfig]);
+const KEEP_BYTES = new Set<string>([...IMAGE_MANIFEST_MEDIA_TYPES, ...INDEX_MEDIA_TYPES, MEDIA_TYPES.ociConfig, MEDIA_TYPES.dockerConfig]);
+/** The manifest type each index type lists (a family never points into the other). */
+const INDEX_MEMBER_TYPE: Record<string, string> = { [MEDIA_TYPES.ociIndex]: MEDIA_TYPES.ociManifest, [MEDIA_TYPES.dockerManifestList]: MEDIA_TYPES.dockerManifest };
 
 export async function scrubStorage(storage: Storage, options: ScrubOptions): Promise<ScrubReport> {
   const report: ScrubReport = { checked: { blobs: 0, bytes: 0, builds: 0, manifests: 0, pins: 0 }, bad: [], notes: [], removed: [], changed: [], repair: options.repair };
@@ -124,11 +126,15 @@ export async function scrubStorage(storage: Storage, options: ScrubOptions): Pro
     if (check.state === 'bad') markBad(info.key, check.why!, check);
   });
 
-  // 2. Manifest blobs: they parse, and what they reference exists and is good.
+  // 2. Manifest and index blobs: they parse, and what they reference exists and is good.
   for (const { digest, info } of listed) {
     const check = await verify(digest);
-    if (check.state !== 'good' || !check.contentType || !MANIFEST_MEDIA_TYPES.has(check.contentType)) continue;
-    const problem = await manifestBlobProblem(check, verify);
+    if (check.state !== 'good' || !check.contentType) continue;
+    const problem = IMAGE_MANIFEST_MEDIA_TYPES.has(check.contentType)
+      ? await manifestBlobProblem(check, verify)
+      : INDEX_MEDIA_TYPES.has(check.contentType)
+        ? await indexBlobProblem(check, verify)
+        : undefined;
     if (problem) markBad(info.key, problem, check);
   }
   /** Why a blob a record uses cannot be served, or undefined when it is fine. */
@@ -155,8 +161,13 @@ export async function scrubStorage(storage: Storage, options: ScrubOptions): Pro
   // 3. Build records: they decode, and their layer blob is there and good.
   await checkRecords('builds', async (record) => (isLayerRef(record) ? blobProblem('layer', record) : 'it is not a build record (digest, size, diffId)'));
 
-  // 4. Manifest records: they decode, their blobs are there and good, and the manifests agree with them.
-  await checkRecords('manifests', (record, key) => manifestRecordProblem(storage, key, record, verify, blobProblem, markBad));
+  // 4. Manifest records (an image's, or a multi-platform index's): they decode, their blobs are
+  //    there and good, and the manifests agree with them.
+  await checkRecords('manifests', (record, key) =>
+    isObject(record) && 'index' in record
+      ? indexRecordProblem(storage, key, record, verify, blobProblem, markBad)
+      : manifestRecordProblem(storage, key, record, verify, blobProblem, markBad),
+  );
 
   // 5. Persisted source pins: they decode (a bad one is removed; the source pins the tag again).
   await checkRecords('pins', async (record) => pinProblem(record));
@@ -239,6 +250,66 @@ async function manifestBlobProblem(check: BlobCheck, verify: Verify): Promise<st
   return undefined;
 }
 
+/** An index blob that does not parse, or lists a manifest that is missing, bad or of the other family. */
+async function indexBlobProblem(check: BlobCheck, verify: Verify): Promise<string | undefined> {
+  const index = asIndex(parseJson(check.bytes));
+  if (!index) return `stored as ${check.contentType} but it is not an image index`;
+  if (index.mediaType !== check.contentType) return `it says it is ${index.mediaType ?? '(no media type)'} but is stored as ${check.contentType}`;
+  for (const [i, d] of index.manifests.entries()) {
+    const role = `manifest ${i + 1}`;
+    if (d.mediaType !== INDEX_MEMBER_TYPE[check.contentType!]) return `its ${role} is ${d.mediaType}, not ${INDEX_MEMBER_TYPE[check.contentType!]}`;
+    const used = await verify(d.digest);
+    if (used.state === 'missing') return `its ${role} ${d.digest} is missing`;
+    if (used.state === 'bad') return `its ${role} ${d.digest} is bad`;
+    if (used.size !== d.size) return `its ${role} ${d.digest} has ${used.size} bytes, the index says ${d.size}`;
+    if (used.contentType !== d.mediaType) return `its ${role} ${d.digest} is stored as ${used.contentType ?? '(none)'}, the index says ${d.mediaType}`;
+  }
+  return undefined;
+}
+
+/**
+ * Why a multi-platform index record cannot be trusted, or undefined: each platform's part is an
+ * image record (checked as one), and each index blob lists exactly those platforms' manifests.
+ */
+async function indexRecordProblem(
+  storage: Storage,
+  key: string,
+  body: Record<string, unknown>,
+  verify: Verify,
+  blobProblem: (role: string, d: { digest: string; size: number }) => Promise<string | undefined>,
+  markBad: (key: string, why: string, seen: { version?: string; size: number }) => void,
+): Promise<string | undefined> {
+  const index = body.index;
+  const platforms = body.platforms;
+  if (!isObject(index) || !isDescriptor(index.oci) || !isDescriptor(index.docker) || !Array.isArray(platforms) || platforms.length === 0) {
+    return 'it is not an index record (index: oci, docker; platforms)';
+  }
+  for (const [i, part] of platforms.entries()) {
+    if (!isObject(part) || typeof part.platform !== 'string') return `its platform ${i + 1} has no platform name`;
+    const problem = await manifestRecordProblem(storage, key, part, verify, blobProblem, markBad);
+    if (problem) return `${part.platform}: ${problem}`;
+  }
+  const parts = platforms as Array<ManifestRecordBody & { platform: string }>;
+  const expectedTypes = { oci: MEDIA_TYPES.ociIndex, docker: MEDIA_TYPES.dockerManifestList };
+  for (const form of ['oci', 'docker'] as const) {
+    const d = index[form] as Descriptor;
+    if (d.mediaType !== expectedTypes[form]) return `its ${form} index has media type ${d.mediaType}, expected ${expectedTypes[form]}`;
+    const problem = await blobProblem(`${form} index`, d);
+    if (problem) return problem;
+    const check = await verify(d.digest);
+    if (check.contentType !== d.mediaType) {
+      markBad(blobKey(d.digest), `stored with content type ${check.contentType ?? '(none)'}, but ${key} uses it as ${d.mediaType}`, check);
+      return `its ${form} index ${d.digest} is bad`;
+    }
+    const parsed = asIndex(parseJson(await smallBlobBytes(storage, d.digest, check)));
+    if (!parsed) return `its ${form} index ${d.digest} is not an image index`;
+    const listed = parsed.manifests.map((m) => `${m.platform?.os}/${m.platform?.architecture} ${m.digest}/${m.size}`).join(' ');
+    const expected = parts.map((p) => `${p.platform} ${p[form].digest}/${p[form].size}`).join(' ');
+    if (listed !== expected) return `its ${form} index lists other manifests or platforms than the record`;
+  }
+  return undefined;
+}
+
 /** Why a manifest record cannot be trusted, or undefined. */
 async function manifestRecordProblem(
   storage: Storage,
@@ -299,6 +370,17 @@ function asImageManifest(v: unknown): ImageManifest | undefined {
   if (!isObject(v) || v.schemaVersion !== 2 || !isDescriptor(v.config) || !Array.isArray(v.layers) || !v.layers.every(isDescriptor)) return undefined;
   if (v.mediaType !== undefined && typeof v.mediaType !== 'string') return undefined;
   return { mediaType: v.mediaType, config: v.config, layers: v.layers };
+}
+
+interface ImageIndexBody {
+  mediaType?: string;
+  manifests: Array<Descriptor & { platform?: { architecture?: string; os?: string } }>;
+}
+
+function asIndex(v: unknown): ImageIndexBody | undefined {
+  if (!isObject(v) || v.schemaVersion !== 2 || !Array.isArray(v.manifests) || !v.manifests.every(isDescriptor)) return undefined;
+  if (v.mediaType !== undefined && typeof v.mediaType !== 'string') return undefined;
+  return { mediaType: v.mediaType, manifests: v.manifests as ImageIndexBody['manifests'] };
 }
 
 function asManifestRecord(v: unknown): ManifestRecordBody | undefined {

@@ -17,10 +17,12 @@ export interface Architecture {
   nixSystem: string;
   /** OCI platform architecture, e.g. amd64. */
   imageArch: string;
+  /** OCI platform as clients write it, e.g. linux/amd64. */
+  platform: string;
 }
 
-export const AMD64: Architecture = { nixSystem: 'x86_64-linux', imageArch: 'amd64' };
-export const ARM64: Architecture = { nixSystem: 'aarch64-linux', imageArch: 'arm64' };
+export const AMD64: Architecture = { nixSystem: 'x86_64-linux', imageArch: 'amd64', platform: 'linux/amd64' };
+export const ARM64: Architecture = { nixSystem: 'aarch64-linux', imageArch: 'arm64', platform: 'linux/arm64' };
 
 /** Packages the `shell` meta-package adds. */
 export const SHELL_PACKAGES = ['bashInteractive', 'coreutils', 'moreutils', 'nano'] as const;
@@ -34,6 +36,8 @@ export interface ImageRequest {
   /** The packages to put in the image: expanded, de-duplicated, sorted by code unit. */
   packages: string[];
   arch: Architecture;
+  /** True when the name picks the architecture (the `arm64` meta-package): one platform only. */
+  archRequested: boolean;
 }
 
 /** Throws InvalidTagError unless `tag` is a valid OCI tag. */
@@ -82,19 +86,24 @@ export function sortedUnique(items: Iterable<string>): string[] {
 
 /**
  * Parses an image name and tag. A leading run of meta-packages (`shell`, `arm64`) is expanded;
- * later occurrences are ordinary package names, as in Nixery.
+ * later occurrences are ordinary package names, as in Nixery. Without `arm64` the architecture is
+ * amd64 here; `forPlatforms` (platform.ts) gives the image for each configured platform.
  */
 export function parseImageName(name: string, tag = 'latest'): ImageRequest {
   validateName(name);
   validateTag(tag);
   const components = name.split('/');
   let arch = AMD64;
+  let archRequested = false;
   const packages: string[] = [];
   let i = 0;
   for (; i < components.length; i++) {
     const c = components[i]!;
     if (c === 'shell') packages.push(...SHELL_PACKAGES);
-    else if (c === 'arm64') arch = ARM64;
+    else if (c === 'arm64') {
+      arch = ARM64;
+      archRequested = true;
+    }
     else break;
   }
   packages.push(...components.slice(i), ...ALWAYS_PACKAGES);
@@ -103,6 +112,7 @@ export function parseImageName(name: string, tag = 'latest'): ImageRequest {
     tag,
     packages: sortedUnique(packages),
     arch,
+    archRequested,
   };
 }
 

@@ -1,7 +1,7 @@
 // Image config and manifests. One config blob, two manifest forms over the same blobs: OCI
 // (the default) and Docker schema 2 (for clients that accept only Docker types). Each form uses
 // only its own family's media types. Serialisation has a fixed key order, so the bytes are a
-// pure function of the inputs.
+// pure function of the inputs. Indexes over several platforms' manifests: image-index.ts.
 
 import { createHash } from 'node:crypto';
 
@@ -68,7 +68,7 @@ export function sha256Digest(bytes: Buffer | string): string {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 }
 
-function blob(mediaType: string, json: unknown): Blob {
+export function blob(mediaType: string, json: unknown): Blob {
   const bytes = Buffer.from(JSON.stringify(json));
   return { mediaType, digest: sha256Digest(bytes), size: bytes.length, bytes };
 }
@@ -110,5 +110,9 @@ export function buildManifests(spec: ImageSpec): ImageManifests {
   };
 }
 
-/** Which manifest media types a digest-addressed manifest can have. */
-export const MANIFEST_MEDIA_TYPES: ReadonlySet<string> = new Set([MEDIA_TYPES.ociManifest, MEDIA_TYPES.dockerManifest]);
+/** The media types of one platform's image manifest. */
+export const IMAGE_MANIFEST_MEDIA_TYPES: ReadonlySet<string> = new Set([MEDIA_TYPES.ociManifest, MEDIA_TYPES.dockerManifest]);
+/** The media types of a multi-platform index (see image-index.ts). */
+export const INDEX_MEDIA_TYPES: ReadonlySet<string> = new Set([MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerManifestList]);
+/** Which media types a digest-addressed manifest can have: image manifests and indexes. */
+export const MANIFEST_MEDIA_TYPES: ReadonlySet<string> = new Set([...IMAGE_MANIFEST_MEDIA_TYPES, ...INDEX_MEDIA_TYPES]);

@@ -1,5 +1,6 @@
-// Registry handlers: ping, manifests (by tag: build or cache; by digest: storage), blobs
-// (through the blob server), tags, referrers.
+// Registry handlers: ping, manifests (by tag: build or cache, negotiated between the platforms'
+// index and the default platform's manifest; by digest: storage), blobs (through the blob
+// server), tags, referrers.
 
 import { compareStrings, validateName } from '../image/name.js';
 import { InvalidDigestError, PaginationInvalidError } from '../errors.js';
@@ -20,19 +21,43 @@ export function ping(ctx: RequestContext): void {
   ctx.res.end(ctx.req.method === 'HEAD' ? undefined : '{}');
 }
 
+/** What a manifest request by tag is answered with. */
+export interface ManifestChoice {
+  /** True: the index over the image's platforms; false: the first (default) platform's manifest. */
+  index: boolean;
+  /** Which family: OCI, or Docker schema 2 (an index in the Docker family is a manifest list). */
+  form: 'oci' | 'docker';
+}
+
 /**
- * Which manifest form a client gets: OCI unless the Accept header names Docker schema 2 and not
- * the OCI manifest (clients that send no Accept, or `*\/*`, get OCI).
+ * Content negotiation for a manifest by tag. Only the media types a client names count (q=0
+ * refuses one); `*\/*`, no Accept, or naming none of ours gets the first platform's OCI
+ * manifest, as distribution downgrades an index for clients that do not ask for one.
+ * - Several platforms: an OCI index if accepted, else a Docker manifest list if accepted (a
+ *   Docker-only client), else the first platform's manifest.
+ * - One platform: its manifest, OCI unless only the Docker form is accepted; a client that
+ *   accepts index forms only gets an index of the one platform.
+ * So a client that names only index types, or only manifest types, never gets another type.
  */
-export function negotiateManifest(accept: string | string[] | undefined): 'oci' | 'docker' {
-  const types = new Set(
-    (Array.isArray(accept) ? accept.join(',') : (accept ?? ''))
-      .split(',')
-      .map((t) => t.split(';')[0]!.trim().toLowerCase())
-      .filter(Boolean),
-  );
-  if (types.has(MEDIA_TYPES.dockerManifest) && !types.has(MEDIA_TYPES.ociManifest)) return 'docker';
-  return 'oci';
+export function negotiateManifest(accept: string | string[] | undefined, platforms: number): ManifestChoice {
+  const types = acceptedTypes(accept);
+  const manifestForm = types.has(MEDIA_TYPES.ociManifest) ? 'oci' : types.has(MEDIA_TYPES.dockerManifest) ? 'docker' : undefined;
+  const indexForm = types.has(MEDIA_TYPES.ociIndex) ? 'oci' : types.has(MEDIA_TYPES.dockerManifestList) ? 'docker' : undefined;
+  if (indexForm && (platforms > 1 || !manifestForm)) return { index: true, form: indexForm };
+  return { index: false, form: manifestForm ?? 'oci' };
+}
+
+/** The media types an Accept header names, without parameters, leaving out those with q=0. */
+function acceptedTypes(accept: string | string[] | undefined): Set<string> {
+  const types = new Set<string>();
+  for (const entry of (Array.isArray(accept) ? accept.join(',') : (accept ?? '')).split(',')) {
+    const [type, ...params] = entry.split(';').map((p) => p.trim().toLowerCase());
+    if (!type) continue;
+    const q = params.find((p) => /^q\s*=/.test(p));
+    if (q !== undefined && Number(q.slice(q.indexOf('=') + 1).trim()) === 0) continue;
+    types.add(type);
+  }
+  return types;
 }
 
 export async function manifest(ctx: RequestContext, deps: HandlerDeps, params: Record<string, string>, admission?: Admission): Promise<void> {
@@ -44,10 +69,10 @@ export async function manifest(ctx: RequestContext, deps: HandlerDeps, params: R
     return;
   }
   // Validates the name and tag unless this exact name:tag was served before.
-  const built = await deps.service.imageByTag(name, reference, admission);
-  ctx.log.cache = built.fromCache ? 'hit' : 'build';
-  const form = negotiateManifest(ctx.req.headers.accept);
-  sendManifest(ctx, built.manifests[form]);
+  const tagged = await deps.service.imageByTag(name, reference, admission);
+  ctx.log.cache = tagged.fromCache ? 'hit' : 'build';
+  const choice = negotiateManifest(ctx.req.headers.accept, tagged.images.length);
+  sendManifest(ctx, choice.index ? (await deps.service.index(tagged))[choice.form] : tagged.images[0]!.manifests[choice.form]);
 }
 
 async function manifestByDigest(ctx: RequestContext, deps: HandlerDeps, digest: string): Promise<void> {

@@ -1,7 +1,10 @@
 // What the registry needs beyond the builder: a hot-path memo of images by tag, a bound on
 // concurrent Nix builds with a bounded queue, and the recent build errors for the index page.
+// A tag stands for an image on each configured platform (NIXERY_PLATFORMS), built concurrently.
 
-import { parseImageName, type ImageRequest } from '../image/name.js';
+import { parseImageName, type Architecture, type ImageRequest } from '../image/name.js';
+import { forPlatforms, hostPlatform } from '../image/platform.js';
+import type { ImageIndex } from '../manifest/image-index.js';
 import { LruCache } from '../util/lru.js';
 import type { ImageBuilder, BuiltImage } from '../builder/builder.js';
 import type { Pin } from '../builder/pins.js';
@@ -32,11 +35,19 @@ export class ErrorRing {
   }
 }
 
+/** What an image name and tag stand for: the image on each platform. */
+export interface TaggedImage {
+  /** One image per configured platform, in configured order; one when the name picks its architecture. */
+  images: BuiltImage[];
+  /** True when every image came from a cache without building. */
+  fromCache: boolean;
+}
+
 interface MemoEntry {
   /** The source pin the image was found or built under (pins are new objects only when they move). */
   pin: Pin | undefined;
   popularity: Popularity;
-  built: BuiltImage;
+  tagged: TaggedImage;
   /** When storage last confirmed the image is whole. */
   checkedAt: number;
 }
@@ -65,31 +76,49 @@ export class RegistryService {
    */
   private readonly byTag: LruCache<string, MemoEntry>;
   private readonly revalidations = new SingleFlight<string, void>();
+  /** The index of each tagged image's platforms, made on first use (keyed by the images array). */
+  private readonly indexes = new WeakMap<readonly BuiltImage[], Promise<ImageIndex>>();
 
   constructor(
     readonly builder: ImageBuilder,
     buildConcurrency: number,
     buildQueue: number,
     memoSize = 1024,
+    /** The platforms a tag is built for (NIXERY_PLATFORMS), the default first. */
+    readonly platforms: readonly Architecture[] = [hostPlatform()],
   ) {
     this.slots = new Semaphore(buildConcurrency, buildQueue);
     this.byTag = new LruCache(memoSize);
   }
 
-  /** An image by repository name and tag (validated here), through the hot-path memo. */
-  async imageByTag(name: string, tag: string, admission?: Admission): Promise<BuiltImage> {
+  /** The images of a repository name and tag (validated here), through the hot-path memo. */
+  async imageByTag(name: string, tag: string, admission?: Admission): Promise<TaggedImage> {
     const key = `${name}:${tag}`;
     const memo = this.byTag.get(key);
     if (memo && memo.pin !== undefined && memo.pin === this.builder.pins.peek(tag) && memo.popularity === this.builder.popularity()) {
       this.stats.cacheHits++;
       if (Date.now() - memo.checkedAt > REVALIDATE_MS) this.revalidate(key, memo);
-      return { ...memo.built, fromCache: true };
+      return { ...memo.tagged, fromCache: true };
     }
-    const image = parseImageName(name, tag);
+    const requests = forPlatforms(parseImageName(name, tag), this.platforms);
     const popularity = this.builder.popularity();
-    const built = await this.image(image, admission);
-    this.byTag.set(key, { pin: built.pin, popularity, built, checkedAt: Date.now() });
-    return built;
+    const tagged = await this.imagesFor(requests, admission);
+    this.byTag.set(key, { pin: tagged.images[0]!.pin, popularity, tagged, checkedAt: Date.now() });
+    return tagged;
+  }
+
+  /**
+   * The index over a tagged image's platforms (both forms), made and stored on first use: for
+   * clients that accept an index, and for those that accept nothing else.
+   */
+  index(tagged: TaggedImage): Promise<ImageIndex> {
+    let index = this.indexes.get(tagged.images);
+    if (!index) {
+      index = this.builder.index(tagged.images);
+      this.indexes.set(tagged.images, index);
+      index.catch(() => this.indexes.delete(tagged.images));
+    }
+    return index;
   }
 
   /** The tags every image name can be pulled with (sorted). */
@@ -110,28 +139,74 @@ export class RegistryService {
     memo.checkedAt = Date.now();
     void this.revalidations
       .run(key, async () => {
-        if (!(await this.builder.stillWhole(memo.built)) && this.byTag.get(key) === memo) this.byTag.delete(key);
+        const { images } = memo.tagged;
+        const whole = await Promise.all(images.map((built) => this.builder.stillWhole(built)));
+        const index = this.indexes.get(images);
+        const indexWhole = index ? await index.then((i) => this.builder.stillWholeIndex(images, i), () => false) : true;
+        if (whole.every(Boolean) && indexWhole) return;
+        this.indexes.delete(images);
+        if (this.byTag.get(key) === memo) this.byTag.delete(key);
       })
       // Storage failing: keep serving what we know; the next check is due in REVALIDATE_MS.
       .promise.catch(() => {});
   }
 
+  /**
+   * Builds or finds the images of one request, one per platform, concurrently. A request that
+   * starts builds goes through admission once, however many platforms it builds.
+   */
+  private async imagesFor(requests: ImageRequest[], admission?: Admission): Promise<TaggedImage> {
+    if (requests.length === 1) {
+      const built = await this.image(requests[0]!, admission);
+      return { images: [built], fromCache: built.fromCache };
+    }
+    let admitted: { error?: unknown } | undefined;
+    const admit = () => {
+      if (!admitted) {
+        try {
+          admission?.beforeBuild();
+          admitted = {};
+        } catch (err) {
+          admitted = { error: err };
+        }
+      }
+      if (admitted.error !== undefined) throw admitted.error;
+    };
+    const first = requests[0]!;
+    const images = await this.recordingFailures(`${first.name}:${first.tag}`, () =>
+      this.builder.buildAll(requests, undefined, (fn) => {
+        admit();
+        return this.limited(fn);
+      }),
+    );
+    const fromCache = images.every((b) => b.fromCache);
+    if (fromCache) this.stats.cacheHits++;
+    return { images, fromCache };
+  }
+
   /** Builds or finds an image; Nix builds wait for a slot, and a full queue answers 429. */
   async image(image: ImageRequest, admission?: Admission): Promise<BuiltImage> {
-    try {
-      // Only a build that really starts goes through admission: cached images never do.
-      const built = await this.builder.build(image, undefined, (fn) => {
+    // Only a build that really starts goes through admission: cached images never do.
+    const built = await this.recordingFailures(`${image.name}:${image.tag}`, () =>
+      this.builder.build(image, undefined, (fn) => {
         admission?.beforeBuild();
         return this.limited(fn);
-      });
-      if (built.fromCache) this.stats.cacheHits++;
-      return built;
+      }),
+    );
+    if (built.fromCache) this.stats.cacheHits++;
+    return built;
+  }
+
+  /** Runs a build, counting and keeping (for the index page) the failures that are not the client's. */
+  private async recordingFailures<T>(image: string, build: () => Promise<T>): Promise<T> {
+    try {
+      return await build();
     } catch (err) {
       if (err instanceof NixeryError && err.kind === 'IMAGE_TOO_LARGE') this.stats.tooLarge++;
       if (!isClientError(err)) {
         this.stats.buildFailures++;
         const stderr = (err as { stderr?: string }).stderr;
-        this.errors.add(`${image.name}:${image.tag}`, stderr?.trim() || (err instanceof Error ? err.message : String(err)));
+        this.errors.add(image, stderr?.trim() || (err instanceof Error ? err.message : String(err)));
       }
       throw err;
     }
