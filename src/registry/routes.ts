@@ -14,7 +14,8 @@ export type RouteName =
   | 'metrics'
   | 'api-builds'
   | 'api-build'
-  | 'api-build-events';
+  | 'api-build-events'
+  | 'api-packages';
 
 export interface Route {
   name: RouteName;
@@ -76,10 +77,11 @@ export const ROUTES: readonly Route[] = [
   { name: 'healthz', path: '/healthz', methods: READ, match: exact('/healthz') },
   { name: 'readyz', path: '/readyz', methods: READ, match: exact('/readyz') },
   { name: 'metrics', path: '/metrics', methods: READ, match: exact('/metrics') },
-  // The build API (api.ts); the same Gate as pulls, POST needs the right to build.
+  // The build and search API (api.ts); the same Gate as pulls, POST needs the right to build.
   { name: 'api-builds', path: '/api/v1/builds', methods: new Set(['POST']), match: exact('/api/v1/builds') },
   { name: 'api-build-events', path: '/api/v1/builds/<id>/events', methods: new Set(['GET']), match: buildPath('/events') },
   { name: 'api-build', path: '/api/v1/builds/<id>', methods: READ, match: buildPath('') },
+  { name: 'api-packages', path: '/api/v1/packages', methods: READ, match: exact('/api/v1/packages') },
 ];
 
 export type RouteMatch =

@@ -22,6 +22,7 @@ test('the route table: paths, parameters and methods', () => {
     ['GET', '/api/v1/builds/Ab3_x-9', 'api-build', { id: 'Ab3_x-9' }],
     ['HEAD', '/api/v1/builds/Ab3_x-9', 'api-build', { id: 'Ab3_x-9' }],
     ['GET', '/api/v1/builds/Ab3_x-9/events', 'api-build-events', { id: 'Ab3_x-9' }],
+    ['GET', '/api/v1/packages', 'api-packages', {}],
   ];
   for (const [method, path, name, params] of cases) {
     const m = matchRoute(method, path);
@@ -46,6 +47,7 @@ test('unknown paths and other methods', () => {
     ['GET', '/api/v1/builds'],
     ['POST', '/api/v1/builds/x'],
     ['POST', '/api/v1/builds/x/events'],
+    ['POST', '/api/v1/packages'],
   ] as const) {
     assert.equal(matchRoute(method, path).kind, 'method-not-allowed', `${method} ${path}`);
   }
