@@ -15,7 +15,7 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
-import { describeError, logDetail, ShuttingDownError } from '../errors.js';
+import { describeError, logDetail, ShuttingDownError, SourceUnavailableError } from '../errors.js';
 import { compareStrings } from '../image/name.js';
 import { listPackages, packageLine, parsePackageLine, type PackageInfo } from '../nix/packages.js';
 import type { PinnedSource } from '../nix/source.js';
@@ -188,7 +188,7 @@ export class PackageIndex {
   /** The current revision's index, built (or read from storage) if it is not yet: for tools and benchmarks. */
   async current(): Promise<SearchIndex> {
     const { pinned } = await this.options.pins.pin('latest');
-    if (pinned.revision === null) throw new Error('the package source has no revision to index');
+    if (pinned.revision === null) throw new SourceUnavailableError('the package source has no revision to index');
     return this.ready.get(pinned.revision) ?? this.ensure(pinned.revision, pinned);
   }
 

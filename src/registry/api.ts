@@ -134,7 +134,7 @@ export async function searchPackages(ctx: RequestContext, deps: ApiDeps): Promis
 }
 
 /** The image a build body asks for, validated as a pull's name and tag are. */
-export function buildRequest(body: unknown): { image: ImageRequest; requested: { name: string; tag: string } } {
+function buildRequest(body: unknown): { image: ImageRequest; requested: { name: string; tag: string } } {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalidBody('the body must be a JSON object such as {"image": "shell/git:latest"}');
   const fields = body as Record<string, unknown>;
   const unknown = Object.keys(fields).filter((k) => k !== 'image' && k !== 'platforms');

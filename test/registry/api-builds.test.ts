@@ -78,7 +78,7 @@ describe('build API', () => {
 
   before(async () => {
     // One build slot: a slow build holds it while the next one waits (queued).
-    pkgs = await makeTestPackageSet({ sleeps: [3, 2], bigMegabytes: 64 });
+    pkgs = await makeTestPackageSet({ sleeps: [3, 2, 4], bigMegabytes: 64 });
     r = await startRegistry({ NIXERY_PKGS_PATH: pkgs.dir, NIXERY_BUILD_CONCURRENCY: '1' });
   });
   after(async () => {
@@ -266,6 +266,29 @@ describe('build API', () => {
     // A tag the package source does not have: refused before anything starts.
     await ociError(await postBuild(r, { image: 'hello:no-such-tag' }), 404, 'MANIFEST_UNKNOWN', /only latest/);
     assert.equal(r.registry.builds.size.active, 0);
+  });
+
+  // Last: it drains this registry.
+  test('a shutdown ends the event streams; the build goes on', async () => {
+    const build = await accepted(await postBuild(r, { image: 'slow4:latest' }));
+    const response = await fetch(`${r.url}/api/v1/builds/${build.id}/events`);
+    const reader = response.body!.getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    assert.match(first, /^event: status\ndata: .*"state":"running"/);
+    const started = Date.now();
+    const drained = r.registry.drain(10_000);
+    while (!(await reader.read()).done);
+    assert.ok(Date.now() - started < 2000, 'the stream ended at once');
+    assert.equal((await drained).forced, 0);
+    const done = await new Promise<BuildStatus>((resolve) => {
+      const stop = r.registry.builds.watch(build.id, (s) => {
+        if (s.state === 'succeeded' || s.state === 'failed') {
+          stop?.();
+          resolve(s);
+        }
+      });
+    });
+    assert.equal(done.state, 'succeeded');
   });
 });
 
