@@ -21,6 +21,7 @@ import { ConfigError } from './errors.js';
 import type https from 'node:https';
 import { startCleanup } from './cleanup.js';
 import { platformArch } from './image/platform.js';
+import { PackageIndex } from './builder/package-index.js';
 
 export interface App {
   config: Config;
@@ -32,6 +33,8 @@ export interface App {
   builder: ImageBuilder;
   service: RegistryService;
   popularity: PopularitySource;
+  /** Package search over the `latest` pin (indexed in the background when first asked). */
+  packages: PackageIndex;
   /** Starts the registry; resolves once it listens. */
   serve(version: string): Promise<Registry>;
 }
@@ -90,6 +93,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     maxImageSize: config.maxImageSize,
   });
   const service = new RegistryService(builder, config.buildConcurrency, config.buildQueue, config.manifestCacheSize, config.platforms.map(platformArch));
+  // Search lists the packages of the first configured platform's system.
+  const packages = new PackageIndex({ storage, quarantine, pins, system: service.platforms[0]!.nixSystem, evalTimeoutMs: config.evalTimeout * 1000, log });
 
   return {
     config,
@@ -101,6 +106,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     builder,
     service,
     popularity,
+    packages,
     async serve(version: string) {
       const gate = await createGate(config);
       if (Boolean(config.tlsCert) !== Boolean(config.tlsKey)) throw new ConfigError('HTTPS needs both NIXERY_TLS_CERT and NIXERY_TLS_KEY');
@@ -118,6 +124,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
         sendTimeoutSeconds: config.sendTimeout,
         blobVerify: config.blobVerify,
         log,
+        packages,
         sourceDescription: describeSource(source),
         version,
       });
@@ -145,6 +152,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       registry.server.once('close', () => {
         cleanup.stop();
         void pins.stop();
+        void packages.stop();
       });
       return registry;
     },

@@ -1,7 +1,21 @@
 // The route table: every path the registry answers, with the methods it allows. Matching is on
 // the path only (query strings are ignored); a known path with another method is 405.
 
-export type RouteName = 'upload' | 'ping' | 'manifest' | 'blob' | 'tags' | 'referrers' | 'index' | 'healthz' | 'readyz' | 'metrics';
+export type RouteName =
+  | 'upload'
+  | 'ping'
+  | 'manifest'
+  | 'blob'
+  | 'tags'
+  | 'referrers'
+  | 'index'
+  | 'healthz'
+  | 'readyz'
+  | 'metrics'
+  | 'api-builds'
+  | 'api-build'
+  | 'api-build-events'
+  | 'api-packages';
 
 export interface Route {
   name: RouteName;
@@ -36,6 +50,16 @@ function underName(suffix: string, param: string | null) {
   };
 }
 
+/** `/api/v1/builds/<id>` followed by `suffix` (`''` or `/events`): the id is one path segment. */
+function buildPath(suffix: string) {
+  const prefix = '/api/v1/builds/';
+  return (path: string): Record<string, string> | null => {
+    if (!path.startsWith(prefix) || !path.endsWith(suffix)) return null;
+    const id = path.slice(prefix.length, path.length - suffix.length);
+    return id === '' || id.includes('/') ? null : { id };
+  };
+}
+
 const exact =
   (...paths: string[]) =>
   (path: string): Record<string, string> | null =>
@@ -53,6 +77,11 @@ export const ROUTES: readonly Route[] = [
   { name: 'healthz', path: '/healthz', methods: READ, match: exact('/healthz') },
   { name: 'readyz', path: '/readyz', methods: READ, match: exact('/readyz') },
   { name: 'metrics', path: '/metrics', methods: READ, match: exact('/metrics') },
+  // The build and search API (api.ts); the same Gate as pulls, POST needs the right to build.
+  { name: 'api-builds', path: '/api/v1/builds', methods: new Set(['POST']), match: exact('/api/v1/builds') },
+  { name: 'api-build-events', path: '/api/v1/builds/<id>/events', methods: new Set(['GET']), match: buildPath('/events') },
+  { name: 'api-build', path: '/api/v1/builds/<id>', methods: READ, match: buildPath('') },
+  { name: 'api-packages', path: '/api/v1/packages', methods: READ, match: exact('/api/v1/packages') },
 ];
 
 export type RouteMatch =

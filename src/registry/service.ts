@@ -6,7 +6,7 @@ import { parseImageName, type Architecture, type ImageRequest } from '../image/n
 import { forPlatforms, hostPlatform } from '../image/platform.js';
 import type { ImageIndex } from '../manifest/image-index.js';
 import { LruCache } from '../util/lru.js';
-import type { ImageBuilder, BuiltImage } from '../builder/builder.js';
+import type { ImageBuilder, BuiltImage, BuildProgress } from '../builder/builder.js';
 import type { Pin } from '../builder/pins.js';
 import { isClientError, NixeryError, TooManyRequestsError } from '../errors.js';
 import type { Admission } from './access.js';
@@ -155,9 +155,9 @@ export class RegistryService {
    * Builds or finds the images of one request, one per platform, concurrently. A request that
    * starts builds goes through admission once, however many platforms it builds.
    */
-  private async imagesFor(requests: ImageRequest[], admission?: Admission): Promise<TaggedImage> {
+  async imagesFor(requests: ImageRequest[], admission?: Admission, onProgress?: (p: BuildProgress) => void): Promise<TaggedImage> {
     if (requests.length === 1) {
-      const built = await this.image(requests[0]!, admission);
+      const built = await this.image(requests[0]!, admission, onProgress);
       return { images: [built], fromCache: built.fromCache };
     }
     let admitted: { error?: unknown } | undefined;
@@ -174,9 +174,9 @@ export class RegistryService {
     };
     const first = requests[0]!;
     const images = await this.recordingFailures(`${first.name}:${first.tag}`, () =>
-      this.builder.buildAll(requests, undefined, (fn) => {
+      this.builder.buildAll(requests, onProgress, (fn, progress) => {
         admit();
-        return this.limited(fn);
+        return this.slot(fn, progress);
       }),
     );
     const fromCache = images.every((b) => b.fromCache);
@@ -184,17 +184,28 @@ export class RegistryService {
     return { images, fromCache };
   }
 
-  /** Builds or finds an image; Nix builds wait for a slot, and a full queue answers 429. */
-  async image(image: ImageRequest, admission?: Admission): Promise<BuiltImage> {
+  /**
+   * Builds or finds an image; Nix builds wait for a slot, and a full queue answers 429.
+   * `onProgress` hears the build's progress (also when this call joins a build already running).
+   */
+  async image(image: ImageRequest, admission?: Admission, onProgress?: (p: BuildProgress) => void): Promise<BuiltImage> {
     // Only a build that really starts goes through admission: cached images never do.
     const built = await this.recordingFailures(`${image.name}:${image.tag}`, () =>
-      this.builder.build(image, undefined, (fn) => {
+      this.builder.build(image, onProgress, (fn, progress) => {
         admission?.beforeBuild();
-        return this.limited(fn);
+        return this.slot(fn, progress);
       }),
     );
     if (built.fromCache) this.stats.cacheHits++;
     return built;
+  }
+
+  /** A build slot, saying so to the build's listeners while it waits for one. */
+  private slot<T>(fn: () => Promise<T>, progress: (p: BuildProgress) => void): Promise<T> {
+    if (this.slots.active >= this.slots.limit && this.slots.queued < this.slots.queueLimit) {
+      progress({ phase: 'queued', message: `waiting for a build slot (${this.slots.active} building, ${this.slots.queued} waiting)` });
+    }
+    return this.limited(fn);
   }
 
   /** Runs a build, counting and keeping (for the index page) the failures that are not the client's. */

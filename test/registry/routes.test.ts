@@ -18,6 +18,11 @@ test('the route table: paths, parameters and methods', () => {
     ['GET', '/', 'index', {}],
     ['GET', '/healthz', 'healthz', {}],
     ['GET', '/metrics', 'metrics', {}],
+    ['POST', '/api/v1/builds', 'api-builds', {}],
+    ['GET', '/api/v1/builds/Ab3_x-9', 'api-build', { id: 'Ab3_x-9' }],
+    ['HEAD', '/api/v1/builds/Ab3_x-9', 'api-build', { id: 'Ab3_x-9' }],
+    ['GET', '/api/v1/builds/Ab3_x-9/events', 'api-build-events', { id: 'Ab3_x-9' }],
+    ['GET', '/api/v1/packages', 'api-packages', {}],
   ];
   for (const [method, path, name, params] of cases) {
     const m = matchRoute(method, path);
@@ -30,7 +35,7 @@ test('the route table: paths, parameters and methods', () => {
 });
 
 test('unknown paths and other methods', () => {
-  for (const path of ['/v2/_catalog', '/v2/hello/manifests/', '/v2/hello/manifests/a/', '/v2//manifests/x', '/v2/manifests/x', '/favicon.ico', '/v3/']) {
+  for (const path of ['/api/v1/builds/', '/api/v1/builds/a/b', '/api/v1/builds//events', '/api/v1', '/v2/_catalog', '/v2/hello/manifests/', '/v2/hello/manifests/a/', '/v2//manifests/x', '/v2/manifests/x', '/favicon.ico', '/v3/']) {
     assert.equal(matchRoute('GET', path).kind, 'not-found', path);
   }
   for (const [method, path] of [
@@ -39,6 +44,10 @@ test('unknown paths and other methods', () => {
     ['POST', '/v2/hello/blobs/uploads/'],
     ['GET', '/v2/hello/blobs/uploads/some-session'],
     ['POST', '/'],
+    ['GET', '/api/v1/builds'],
+    ['POST', '/api/v1/builds/x'],
+    ['POST', '/api/v1/builds/x/events'],
+    ['POST', '/api/v1/packages'],
   ] as const) {
     assert.equal(matchRoute(method, path).kind, 'method-not-allowed', `${method} ${path}`);
   }
