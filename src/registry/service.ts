@@ -5,7 +5,8 @@ import { parseImageName, type ImageRequest } from '../image/name.js';
 import { LruCache } from '../util/lru.js';
 import type { ImageBuilder, BuiltImage } from '../builder/builder.js';
 import type { Pin } from '../builder/pins.js';
-import { isClientError, NixeryError, TooManyRequestsError } from '../errors.js';
+import { ImageNotBuiltError, isClientError, NixeryError, TooManyRequestsError } from '../errors.js';
+import { RecentImages } from './recent-images.js';
 import type { Admission } from './access.js';
 import { Semaphore, QueueFullError } from '../util/semaphore.js';
 import { SingleFlight } from '../util/singleflight.js';
@@ -55,6 +56,8 @@ export interface ServiceStats {
 
 export class RegistryService {
   readonly errors = new ErrorRing(15);
+  /** Images built or found lately, for the explorer. */
+  readonly recent = new RecentImages(50);
   readonly stats: ServiceStats = { cacheHits: 0, buildFailures: 0, rejected: 0, tooLarge: 0 };
   private readonly slots: Semaphore;
   /**
@@ -92,6 +95,19 @@ export class RegistryService {
     return built;
   }
 
+  /**
+   * An image by name and tag (validated here) if it is built under the tag's current pin;
+   * ImageNotBuiltError otherwise. Never builds: looking at an image costs no Nix.
+   */
+  async findImage(name: string, tag: string): Promise<BuiltImage> {
+    const memo = this.byTag.get(`${name}:${tag}`);
+    if (memo && memo.pin !== undefined && memo.pin === this.builder.pins.peek(tag) && memo.popularity === this.builder.popularity()) return memo.built;
+    const image = parseImageName(name, tag);
+    const found = await this.builder.find(image);
+    if (!found) throw new ImageNotBuiltError(`${image.name}:${image.tag}`);
+    return found;
+  }
+
   /** The tags every image name can be pulled with (sorted). */
   tags(): Promise<string[]> {
     return this.builder.pins.tags();
@@ -125,6 +141,7 @@ export class RegistryService {
         return this.limited(fn);
       });
       if (built.fromCache) this.stats.cacheHits++;
+      this.recent.add(built);
       return built;
     } catch (err) {
       if (err instanceof NixeryError && err.kind === 'IMAGE_TOO_LARGE') this.stats.tooLarge++;
