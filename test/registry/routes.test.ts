@@ -18,6 +18,14 @@ test('the route table: paths, parameters and methods', () => {
     ['GET', '/', 'index', {}],
     ['GET', '/healthz', 'healthz', {}],
     ['GET', '/metrics', 'metrics', {}],
+    ['GET', '/explore/shell/git:latest', 'explore', { name: 'shell/git', tag: 'latest' }],
+    ['GET', '/explore/hello', 'explore', { name: 'hello', tag: 'latest' }],
+    ['GET', '/assets/explorer.0123456789abcdef.js', 'asset', { file: 'explorer.0123456789abcdef.js' }],
+    ['GET', '/api/v1/images', 'images', {}],
+    ['GET', '/api/v1/images/shell/git:v1.0', 'image', { name: 'shell/git', tag: 'v1.0' }],
+    ['HEAD', '/api/v1/images/shell/git:latest/manifest', 'image', { name: 'shell/git', tag: 'latest', part: 'manifest' }],
+    ['GET', '/api/v1/images/hello:latest/docker-manifest', 'image', { name: 'hello', tag: 'latest', part: 'docker-manifest' }],
+    ['GET', '/api/v1/images/hello/config', 'image', { name: 'hello', tag: 'latest', part: 'config' }],
   ];
   for (const [method, path, name, params] of cases) {
     const m = matchRoute(method, path);
@@ -30,7 +38,7 @@ test('the route table: paths, parameters and methods', () => {
 });
 
 test('unknown paths and other methods', () => {
-  for (const path of ['/v2/_catalog', '/v2/hello/manifests/', '/v2/hello/manifests/a/', '/v2//manifests/x', '/v2/manifests/x', '/favicon.ico', '/v3/']) {
+  for (const path of ['/v2/_catalog', '/v2/hello/manifests/', '/v2/hello/manifests/a/', '/v2//manifests/x', '/v2/manifests/x', '/favicon.ico', '/v3/', '/explore/', '/assets/', '/assets/a/b.js']) {
     assert.equal(matchRoute('GET', path).kind, 'not-found', path);
   }
   for (const [method, path] of [
@@ -39,6 +47,8 @@ test('unknown paths and other methods', () => {
     ['POST', '/v2/hello/blobs/uploads/'],
     ['GET', '/v2/hello/blobs/uploads/some-session'],
     ['POST', '/'],
+    ['POST', '/api/v1/images/hello:latest'],
+    ['DELETE', '/explore/hello:latest'],
   ] as const) {
     assert.equal(matchRoute(method, path).kind, 'method-not-allowed', `${method} ${path}`);
   }
