@@ -14,7 +14,7 @@ import { gzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import type { BuiltImage } from '../builder/builder.js';
 import type { Pinner } from '../builder/pins.js';
-import { validateName, validateTag } from '../image/name.js';
+import { pullName, validateName, validateTag } from '../image/name.js';
 import type { Blob } from '../manifest/manifest.js';
 import { NixeryError } from '../errors.js';
 import { notModified, writeHead, type RequestContext } from './http.js';
@@ -201,7 +201,8 @@ export interface ImageDetails {
 }
 
 export function imageDetails(built: BuiltImage): ImageDetails {
-  const { name, tag } = built.image;
+  const name = pullName(built.image);
+  const tag = built.image.tag;
   const ref = `${name}:${tag}`;
   const last = built.layers.length - 1;
   const layers: LayerDetails[] = built.layers.map((l, i) => ({

@@ -2,9 +2,10 @@
 // name:tag, for the explorer's list. Bounded: the oldest entry goes when it is full.
 
 import type { BuiltImage } from '../builder/builder.js';
+import { pullName } from '../image/name.js';
 
 export interface RecentImage {
-  /** `name:tag`. */
+  /** `name:tag`, with a name that pulls it (image/name.ts pullName). */
   image: string;
   name: string;
   tag: string;
@@ -25,13 +26,14 @@ export class RecentImages {
   constructor(readonly capacity = 50) {}
 
   add(built: BuiltImage): void {
-    const image = `${built.image.name}:${built.image.tag}`;
+    const name = pullName(built.image);
+    const image = `${name}:${built.image.tag}`;
     const existing = this.items.findIndex((e) => e.image === image);
     if (existing >= 0) this.items.splice(existing, 1);
     const unpacked = built.layers.map((l) => l.uncompressedSize);
     this.items.unshift({
       image,
-      name: built.image.name,
+      name,
       tag: built.image.tag,
       manifestDigest: built.manifests.oci.digest,
       revision: built.revision,

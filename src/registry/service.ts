@@ -1,7 +1,7 @@
 // What the registry needs beyond the builder: a hot-path memo of images by tag, a bound on
 // concurrent Nix builds with a bounded queue, and the recent build errors for the index page.
 
-import { parseImageName, type ImageRequest } from '../image/name.js';
+import { parseImageName, pullName, type ImageRequest } from '../image/name.js';
 import { LruCache } from '../util/lru.js';
 import type { ImageBuilder, BuiltImage } from '../builder/builder.js';
 import type { Pin } from '../builder/pins.js';
@@ -104,7 +104,7 @@ export class RegistryService {
     if (memo && memo.pin !== undefined && memo.pin === this.builder.pins.peek(tag) && memo.popularity === this.builder.popularity()) return memo.built;
     const image = parseImageName(name, tag);
     const found = await this.builder.find(image);
-    if (!found) throw new ImageNotBuiltError(`${image.name}:${image.tag}`);
+    if (!found) throw new ImageNotBuiltError(`${pullName(image)}:${image.tag}`);
     return found;
   }
 

@@ -126,7 +126,7 @@ describe('the explorer: pages, assets and the image API', () => {
     assert.equal(res.status, 404);
     const err = await errorOf(res);
     assert.equal(err.code, 'MANIFEST_UNKNOWN');
-    assert.match(err.message, /htop\/shell:latest is not built yet/);
+    assert.match(err.message, /^shell\/htop:latest is not built yet/);
     assert.equal(r.app.service.builder.buildsRun, buildsBefore, 'looking never builds');
     assert.equal(nixStats.invocations, nixBefore, 'looking runs no Nix');
 

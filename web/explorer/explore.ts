@@ -56,6 +56,8 @@ function render(app: HTMLElement, d: ImageDetails): void {
       h(
         'dl',
         { class: 'summary' },
+        h('dt', {}, 'Image'),
+        h('dd', {}, h('code', { attrs: { id: 'image-name' } }, d.image)),
         h('dt', {}, 'Packages'),
         h('dd', {}, ...d.packages.flatMap((p, i) => [i > 0 ? ' ' : '', h('code', {}, p)])),
         h('dt', {}, 'Architecture'),
