@@ -4,7 +4,7 @@
 export type RouteName =
   | 'upload' | 'ping' | 'manifest' | 'blob' | 'tags' | 'referrers' | 'index' | 'healthz' | 'readyz' | 'metrics'
   // The explorer (explorer.ts): its pages and assets, and the image API it reads.
-  | 'explore' | 'asset' | 'images' | 'image';
+  | 'explore' | 'asset' | 'api-images' | 'api-image';
 
 export interface Route {
   name: RouteName;
@@ -81,8 +81,8 @@ export const ROUTES: readonly Route[] = [
   { name: 'metrics', path: '/metrics', methods: READ, match: exact('/metrics') },
   { name: 'explore', path: '/explore/<name>:<tag>', methods: READ, match: imageRef('/explore/', []) },
   { name: 'asset', path: '/assets/<file>', methods: READ, match: (p) => (p.startsWith('/assets/') && p.length > 8 && !p.includes('/', 8) ? { file: p.slice(8) } : null) },
-  { name: 'images', path: '/api/v1/images', methods: READ, match: exact('/api/v1/images', '/api/v1/images/') },
-  { name: 'image', path: '/api/v1/images/<name>:<tag>[/manifest|/docker-manifest|/config]', methods: READ, match: imageRef('/api/v1/images/', ['manifest', 'docker-manifest', 'config']) },
+  { name: 'api-images', path: '/api/v1/images', methods: READ, match: exact('/api/v1/images', '/api/v1/images/') },
+  { name: 'api-image', path: '/api/v1/images/<name>:<tag>[/manifest|/docker-manifest|/config]', methods: READ, match: imageRef('/api/v1/images/', ['manifest', 'docker-manifest', 'config']) },
 ];
 
 export type RouteMatch =

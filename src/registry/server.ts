@@ -219,9 +219,9 @@ export function createRegistry(options: RegistryOptions): Registry {
         return explorer.explore(ctx, params);
       case 'asset':
         return explorer.asset(ctx, params);
-      case 'images':
+      case 'api-images':
         return explorer.recent(ctx);
-      case 'image':
+      case 'api-image':
         return explorer.image(ctx, params);
     }
   }

@@ -21,11 +21,11 @@ test('the route table: paths, parameters and methods', () => {
     ['GET', '/explore/shell/git:latest', 'explore', { name: 'shell/git', tag: 'latest' }],
     ['GET', '/explore/hello', 'explore', { name: 'hello', tag: 'latest' }],
     ['GET', '/assets/explorer.0123456789abcdef.js', 'asset', { file: 'explorer.0123456789abcdef.js' }],
-    ['GET', '/api/v1/images', 'images', {}],
-    ['GET', '/api/v1/images/shell/git:v1.0', 'image', { name: 'shell/git', tag: 'v1.0' }],
-    ['HEAD', '/api/v1/images/shell/git:latest/manifest', 'image', { name: 'shell/git', tag: 'latest', part: 'manifest' }],
-    ['GET', '/api/v1/images/hello:latest/docker-manifest', 'image', { name: 'hello', tag: 'latest', part: 'docker-manifest' }],
-    ['GET', '/api/v1/images/hello/config', 'image', { name: 'hello', tag: 'latest', part: 'config' }],
+    ['GET', '/api/v1/images', 'api-images', {}],
+    ['GET', '/api/v1/images/shell/git:v1.0', 'api-image', { name: 'shell/git', tag: 'v1.0' }],
+    ['HEAD', '/api/v1/images/shell/git:latest/manifest', 'api-image', { name: 'shell/git', tag: 'latest', part: 'manifest' }],
+    ['GET', '/api/v1/images/hello:latest/docker-manifest', 'api-image', { name: 'hello', tag: 'latest', part: 'docker-manifest' }],
+    ['GET', '/api/v1/images/hello/config', 'api-image', { name: 'hello', tag: 'latest', part: 'config' }],
   ];
   for (const [method, path, name, params] of cases) {
     const m = matchRoute(method, path);
