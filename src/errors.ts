@@ -33,6 +33,12 @@ export const ERROR_CATALOGUE = {
   REQUEST_TIMEOUT: { code: 'UNSUPPORTED', status: 408, message: 'the request was not received in time' },
   HEADERS_TOO_LARGE: { code: 'UNSUPPORTED', status: 431, message: 'request header fields too large' },
   TOOMANYREQUESTS: { code: 'TOOMANYREQUESTS', status: 429, message: 'too many requests', retryAfterSeconds: 10 },
+  // The /api/v1 endpoints (builds, package search).
+  BUILD_UNKNOWN: { code: 'BUILD_UNKNOWN', status: 404, message: 'no such build (finished builds are forgotten after a while)' },
+  BODY_INVALID: { code: 'BODY_INVALID', status: 400, message: 'invalid request body' },
+  BODY_TOO_LARGE: { code: 'SIZE_INVALID', status: 413, message: 'the request body is too large' },
+  MEDIA_TYPE_UNSUPPORTED: { code: 'UNSUPPORTED', status: 415, message: 'the request body must be application/json' },
+  QUERY_INVALID: { code: 'QUERY_INVALID', status: 400, message: 'invalid query parameter' },
 
   // Authentication and admission.
   UNAUTHORIZED: { code: 'UNAUTHORIZED', status: 401, message: 'authentication required' },

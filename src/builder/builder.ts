@@ -23,6 +23,7 @@ import { layerSharing } from '../layers/sharing.js';
 import { StorageObjectNotFoundError } from '../storage/errors.js';
 import { ImageTooLargeError } from '../errors.js';
 import type { Pin, Pinner } from './pins.js';
+import { PackProgress, ProgressChannel } from './progress.js';
 
 export interface Logger {
   info(obj: object, msg?: string): void;
@@ -30,14 +31,26 @@ export interface Logger {
   debug(obj: object, msg?: string): void;
 }
 
-export type BuildPhase = 'source' | 'resolve' | 'realise' | 'closure' | 'layers' | 'pack' | 'manifest';
+/** `queued`: waiting for a build slot; the others are the pipeline's steps. */
+export type BuildPhase = 'source' | 'queued' | 'resolve' | 'realise' | 'closure' | 'layers' | 'pack' | 'manifest';
 
 export interface BuildProgress {
   phase: BuildPhase;
   message: string;
-  /** During `pack`: which layer, of how many, and uncompressed bytes packed so far. */
+  /** During `pack`: the layer that reported, of how many, and its uncompressed bytes packed so far. */
   layer?: { index: number; count: number; bytes: number };
+  /**
+   * During `pack`, over all layers: the layer being packed ("layer 3 of 7"), how many are done,
+   * and bytes done of the image's uncompressed size (Nix's NAR sizes; cached layers count as done).
+   */
+  pack?: { layer: number; layers: number; layersDone: number; bytesDone: number; bytesTotal: number };
 }
+
+/**
+ * Runs a build that is about to start Nix (the registry's slots and admission); `progress`
+ * reaches everyone waiting for the build (e.g. to say it waits for a slot).
+ */
+export type BuildLimit = <T>(fn: () => Promise<T>, progress: (p: BuildProgress) => void) => Promise<T>;
 
 /** The time limits on Nix (see README, Configuration), in seconds. */
 export interface NixTimeouts {
@@ -92,6 +105,8 @@ export class ImageBuilder {
   readonly manifests: ManifestCache;
   readonly pins: Pinner;
   private readonly builds = new SingleFlight<string, BuiltImage>();
+  /** The progress of each build in flight (same keys as `builds`), for everyone who joined it. */
+  private readonly progress = new Map<string, ProgressChannel>();
   private readonly repairs = new SingleFlight<string, boolean>();
   /** Which image each blob of an image built or loaded here belongs to: a lost blob is rebuilt from it. */
   private readonly owners = new LruCache<string, ImageRequest>(100_000);
@@ -109,12 +124,11 @@ export class ImageBuilder {
     return this.options.popularity();
   }
 
-  /** Builds (or finds) an image. Concurrent calls for the same image share one build. */
-  async build(
-    image: ImageRequest,
-    onProgress: (p: BuildProgress) => void = () => {},
-    limit: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn(),
-  ): Promise<BuiltImage> {
+  /**
+   * Builds (or finds) an image. Concurrent calls for the same image share one build, and each
+   * gets its progress (from the last report on, for a call that joins).
+   */
+  async build(image: ImageRequest, onProgress: (p: BuildProgress) => void = () => {}, limit: BuildLimit = (fn) => fn()): Promise<BuiltImage> {
     onProgress({ phase: 'source', message: 'resolving the package source' });
     // One popularity data set for the key and the layering, even if it is reloaded meanwhile.
     const popularity = this.options.popularity();
@@ -135,8 +149,27 @@ export class ImageBuilder {
     const key = cacheKey;
     // Without a cache key, identical concurrent requests still share one build.
     const flightKey = key ?? `uncached:${image.arch.nixSystem}:${image.tag}:${image.packages.join(' ')}`;
-    const { promise } = this.builds.run(flightKey, () => limit(() => this.buildUncached(image, pinned, key, popularity, onProgress)));
-    return { ...(await promise), pin };
+    let channel = this.progress.get(flightKey);
+    const flight = this.builds.run(flightKey, () => {
+      const report = (p: BuildProgress) => channel!.emit(p);
+      return limit(() => this.buildUncached(image, pinned, key, popularity, report), report);
+    });
+    if (!flight.shared || !channel) {
+      const own = new ProgressChannel();
+      channel = own;
+      this.progress.set(flightKey, own);
+      void flight.promise
+        .finally(() => {
+          if (this.progress.get(flightKey) === own) this.progress.delete(flightKey);
+        })
+        .catch(() => {});
+    }
+    const unsubscribe = channel.subscribe(onProgress);
+    try {
+      return { ...(await flight.promise), pin };
+    } finally {
+      unsubscribe();
+    }
   }
 
   private pinnedKey(image: ImageRequest, pinned: PinnedSource, popularity: Popularity): string | null {
@@ -159,7 +192,7 @@ export class ImageBuilder {
    * Rebuilds the image a missing (or removed) blob belongs to, when this process knows it. True
    * when the blob is in storage afterwards. Concurrent repairs of one blob share one rebuild.
    */
-  repairBlob(digest: string, limit: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn()): Promise<boolean> {
+  repairBlob(digest: string, limit: BuildLimit = (fn) => fn()): Promise<boolean> {
     return this.repairs.run(digest, async () => {
       const image = this.owners.get(digest);
       if (!image) return false;
@@ -279,15 +312,20 @@ export class ImageBuilder {
     onProgress({ phase: 'layers', message: `grouping ${closure.paths.length} store paths into layers` });
     const groups = this.options.strategy.group(closure, { budget: this.options.budget, popularity });
 
-    const count = groups.length + 1;
-    const progress = (index: number) => (bytes: number) =>
-      onProgress({ phase: 'pack', message: `packing layer ${index + 1} of ${count}`, layer: { index, count, bytes } });
-    const packed = await mapLimit(groups, this.options.packConcurrency ?? 2, (group, i) =>
-      this.layers.storePathLayer(group.paths, progress(i)),
-    );
+    // Each layer's size as Nix reports it; the customisation layer (symlinks) counts as nothing.
+    const narSizes = new Map(closure.paths.map((p) => [p.path, p.narSize]));
+    const estimates = [...groups.map((g) => g.paths.reduce((sum, p) => sum + (narSizes.get(p) ?? 0), 0)), 0];
+    const progress = new PackProgress(estimates, onProgress);
+    progress.start();
+    const packed = await mapLimit(groups, this.options.packConcurrency ?? 2, async (group, i) => {
+      const layer = await this.layers.storePathLayer(group.paths, progress.bytes(i));
+      progress.layerDone(i);
+      return layer;
+    });
     // Collisions in the symlink forest go to the package named first (packages are sorted).
     const forestOrder = [...new Set(resolved.flatMap((p) => Object.values(p.outputs)))];
-    const custom = await this.layers.customisationLayer(forestOrder, closure, progress(groups.length));
+    const custom = await this.layers.customisationLayer(forestOrder, closure, progress.bytes(groups.length));
+    progress.layerDone(groups.length);
     for (const c of custom.collisions) log.warn({ image: image.name, collision: c }, 'customisation layer collision');
 
     onProgress({ phase: 'manifest', message: 'writing the manifests' });

@@ -81,6 +81,13 @@ export interface Admission {
   client: string;
   /** Called right before this request starts a build; throws when it may not. */
   beforeBuild(): void;
+  /**
+   * For a request that asks for a build of `name` without naming it in its path (POST
+   * /api/v1/builds): what a pull of `name` is checked for (the token's grants, the package
+   * policy and count), and that this client may build at all. Throws when it may not; the
+   * returned admission guards the build's start as a pull's does.
+   */
+  mayBuild(name: string): Admission;
 }
 
 export interface AccessStats {
@@ -109,7 +116,7 @@ interface Identity {
 
 type Remembered = { identity: Identity; until: number } | { refused: string; until: number };
 
-const OPEN: Admission = { user: null, client: 'open', beforeBuild: () => {} };
+const OPEN: Admission = { user: null, client: 'open', beforeBuild: () => {}, mayBuild: () => OPEN };
 
 export class Gate {
   readonly stats: AccessStats = { unauthorized: 0, denied: 0, packagesDenied: 0, buildsRateLimited: 0 };
@@ -139,7 +146,29 @@ export class Gate {
     if (route === 'manifest' && name !== undefined && params.reference !== undefined && !params.reference.includes(':')) this.checkPackages(name);
     const user = identity.user;
     const client = user !== null ? `user:${user}` : `ip:${this.options.proxies.clientOf(req)}`;
-    return { user, client, beforeBuild: () => this.beforeBuild(user, client, name) };
+    return this.admission(identity, client, name);
+  }
+
+  private admission(identity: Identity, client: string, name: string | undefined): Admission {
+    const user = identity.user;
+    return {
+      user,
+      client,
+      beforeBuild: () => this.beforeBuild(user, client, name),
+      mayBuild: (image) => {
+        if (identity.access && !grants(identity.access, image, 'pull')) {
+          this.stats.denied++;
+          throw new DeniedError(`the token does not grant pull access to ${image}`);
+        }
+        this.checkPackages(image);
+        // Asking for a build is building, even when the image turns out to be cached.
+        if (user === null && this.authentication !== 'none') {
+          this.stats.unauthorized++;
+          throw new UnauthorizedError('only authenticated clients may build images', this.challenge(image));
+        }
+        return this.admission(identity, client, image);
+      },
+    };
   }
 
   private beforeBuild(user: string | null, client: string, name: string | undefined): void {

@@ -2,9 +2,24 @@
 // the path only (query strings are ignored); a known path with another method is 405.
 
 export type RouteName =
-  | 'upload' | 'ping' | 'manifest' | 'blob' | 'tags' | 'referrers' | 'index' | 'healthz' | 'readyz' | 'metrics'
+  | 'upload'
+  | 'ping'
+  | 'manifest'
+  | 'blob'
+  | 'tags'
+  | 'referrers'
+  | 'index'
+  | 'healthz'
+  | 'readyz'
+  | 'metrics'
+  | 'api-builds'
+  | 'api-build'
+  | 'api-build-events'
   // The explorer (explorer.ts): its pages and assets, and the image API it reads.
-  | 'explore' | 'asset' | 'api-images' | 'api-image';
+  | 'explore'
+  | 'asset'
+  | 'api-images'
+  | 'api-image';
 
 export interface Route {
   name: RouteName;
@@ -36,6 +51,16 @@ function underName(suffix: string, param: string | null) {
     const value = path.slice(at + marker.length + 1);
     if (value === '' || value.includes('/')) return null;
     return { name: path.slice(4, at), [param]: value };
+  };
+}
+
+/** `/api/v1/builds/<id>` followed by `suffix` (`''` or `/events`): the id is one path segment. */
+function buildPath(suffix: string) {
+  const prefix = '/api/v1/builds/';
+  return (path: string): Record<string, string> | null => {
+    if (!path.startsWith(prefix) || !path.endsWith(suffix)) return null;
+    const id = path.slice(prefix.length, path.length - suffix.length);
+    return id === '' || id.includes('/') ? null : { id };
   };
 }
 
@@ -79,6 +104,10 @@ export const ROUTES: readonly Route[] = [
   { name: 'healthz', path: '/healthz', methods: READ, match: exact('/healthz') },
   { name: 'readyz', path: '/readyz', methods: READ, match: exact('/readyz') },
   { name: 'metrics', path: '/metrics', methods: READ, match: exact('/metrics') },
+  // The build API (api.ts); the same Gate as pulls, POST needs the right to build.
+  { name: 'api-builds', path: '/api/v1/builds', methods: new Set(['POST']), match: exact('/api/v1/builds') },
+  { name: 'api-build-events', path: '/api/v1/builds/<id>/events', methods: new Set(['GET']), match: buildPath('/events') },
+  { name: 'api-build', path: '/api/v1/builds/<id>', methods: READ, match: buildPath('') },
   { name: 'explore', path: '/explore/<name>:<tag>', methods: READ, match: imageRef('/explore/', []) },
   { name: 'asset', path: '/assets/<file>', methods: READ, match: (p) => (p.startsWith('/assets/') && p.length > 8 && !p.includes('/', 8) ? { file: p.slice(8) } : null) },
   { name: 'api-images', path: '/api/v1/images', methods: READ, match: exact('/api/v1/images', '/api/v1/images/') },

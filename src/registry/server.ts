@@ -25,6 +25,8 @@ import { Explorer, loadExplorerAssets } from './explorer.js';
 import type { Gate } from './access.js';
 import type { TlsPair } from './tls.js';
 import { trackConnections, type DrainResult } from './shutdown.js';
+import { BuildTracker } from './builds.js';
+import { buildEvents, createBuild, EventStreams, getBuild, type ApiDeps } from './api.js';
 
 export interface RegistryLogger {
   info(obj: object, msg?: string): void;
@@ -65,6 +67,8 @@ export interface RegistryOptions {
 export interface Registry {
   server: http.Server;
   blobs: BlobServer;
+  /** Builds started through the API. */
+  builds: BuildTracker;
   readiness: Readiness;
   handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void>;
   /** Counters, as served at /metrics. */
@@ -89,6 +93,8 @@ export function createRegistry(options: RegistryOptions): Registry {
     verify: options.blobVerify,
   });
   const deps: HandlerDeps = { service, blobs };
+  const api: ApiDeps = { builds: new BuildTracker(service, { log: options.log }) };
+  const eventStreams = new EventStreams();
   const pins = service.builder.pins;
   const readiness = new Readiness(
     [
@@ -179,8 +185,10 @@ export function createRegistry(options: RegistryOptions): Registry {
     const admission = await options.gate.admit(ctx.req, match.route.name, match.kind === 'route' ? match.params : {});
     if (admission.user !== null) ctx.log.user = admission.user;
     if (match.kind === 'method-not-allowed') {
-      ctx.res.setHeader('Allow', [...match.route.methods].join(', '));
-      sendCatalogueError(ctx, 'UNSUPPORTED', `${method} is not supported on ${ctx.path.slice(0, 200)}: this registry is pull-only`);
+      const allowed = [...match.route.methods].join(', ');
+      ctx.res.setHeader('Allow', allowed);
+      const why = match.route.path.startsWith('/api/') ? `use ${allowed}` : 'this registry is pull-only';
+      sendCatalogueError(ctx, 'UNSUPPORTED', `${method} is not supported on ${ctx.path.slice(0, 200)}: ${why}`);
       return;
     }
     const { route, params } = match;
@@ -198,6 +206,12 @@ export function createRegistry(options: RegistryOptions): Registry {
         return tags(ctx, deps, params);
       case 'referrers':
         return referrers(ctx, params);
+      case 'api-builds':
+        return createBuild(ctx, api, admission);
+      case 'api-build':
+        return getBuild(ctx, api, params);
+      case 'api-build-events':
+        return buildEvents(ctx, api, params, eventStreams);
       case 'healthz':
         return text(ctx, 200, 'text/plain; charset=utf-8', 'ok\n');
       case 'readyz': {
@@ -279,7 +293,20 @@ export function createRegistry(options: RegistryOptions): Registry {
   });
 
   const drainer = trackConnections(server);
-  const registry: Registry = { server, blobs, readiness, handle, metrics, isDraining: () => drainer.draining, drain: (timeoutMs) => drainer.drain(timeoutMs) };
+  const registry: Registry = {
+    server,
+    blobs,
+    builds: api.builds,
+    readiness,
+    handle,
+    metrics,
+    isDraining: () => drainer.draining,
+    drain: (timeoutMs) => {
+      // Event streams last as long as their build: end them, the builds stop with the process.
+      eventStreams.endAll();
+      return drainer.drain(timeoutMs);
+    },
+  };
   return registry;
 }
 

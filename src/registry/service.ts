@@ -3,7 +3,7 @@
 
 import { parseImageName, pullName, type ImageRequest } from '../image/name.js';
 import { LruCache } from '../util/lru.js';
-import type { ImageBuilder, BuiltImage } from '../builder/builder.js';
+import type { ImageBuilder, BuiltImage, BuildProgress } from '../builder/builder.js';
 import type { Pin } from '../builder/pins.js';
 import { ImageNotBuiltError, isClientError, NixeryError, TooManyRequestsError } from '../errors.js';
 import { RecentImages } from './recent-images.js';
@@ -132,12 +132,18 @@ export class RegistryService {
       .promise.catch(() => {});
   }
 
-  /** Builds or finds an image; Nix builds wait for a slot, and a full queue answers 429. */
-  async image(image: ImageRequest, admission?: Admission): Promise<BuiltImage> {
+  /**
+   * Builds or finds an image; Nix builds wait for a slot, and a full queue answers 429.
+   * `onProgress` hears the build's progress (also when this call joins a build already running).
+   */
+  async image(image: ImageRequest, admission?: Admission, onProgress?: (p: BuildProgress) => void): Promise<BuiltImage> {
     try {
       // Only a build that really starts goes through admission: cached images never do.
-      const built = await this.builder.build(image, undefined, (fn) => {
+      const built = await this.builder.build(image, onProgress, (fn, progress) => {
         admission?.beforeBuild();
+        if (this.slots.active >= this.slots.limit && this.slots.queued < this.slots.queueLimit) {
+          progress({ phase: 'queued', message: `waiting for a build slot (${this.slots.active} building, ${this.slots.queued} waiting)` });
+        }
         return this.limited(fn);
       });
       if (built.fromCache) this.stats.cacheHits++;

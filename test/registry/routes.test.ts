@@ -18,6 +18,10 @@ test('the route table: paths, parameters and methods', () => {
     ['GET', '/', 'index', {}],
     ['GET', '/healthz', 'healthz', {}],
     ['GET', '/metrics', 'metrics', {}],
+    ['POST', '/api/v1/builds', 'api-builds', {}],
+    ['GET', '/api/v1/builds/Ab3_x-9', 'api-build', { id: 'Ab3_x-9' }],
+    ['HEAD', '/api/v1/builds/Ab3_x-9', 'api-build', { id: 'Ab3_x-9' }],
+    ['GET', '/api/v1/builds/Ab3_x-9/events', 'api-build-events', { id: 'Ab3_x-9' }],
     ['GET', '/explore/shell/git:latest', 'explore', { name: 'shell/git', tag: 'latest' }],
     ['GET', '/explore/hello', 'explore', { name: 'hello', tag: 'latest' }],
     ['GET', '/assets/explorer.0123456789abcdef.js', 'asset', { file: 'explorer.0123456789abcdef.js' }],
@@ -38,7 +42,7 @@ test('the route table: paths, parameters and methods', () => {
 });
 
 test('unknown paths and other methods', () => {
-  for (const path of ['/v2/_catalog', '/v2/hello/manifests/', '/v2/hello/manifests/a/', '/v2//manifests/x', '/v2/manifests/x', '/favicon.ico', '/v3/', '/explore/', '/assets/', '/assets/a/b.js']) {
+  for (const path of ['/api/v1/builds/', '/api/v1/builds/a/b', '/api/v1/builds//events', '/api/v1', '/v2/_catalog', '/v2/hello/manifests/', '/v2/hello/manifests/a/', '/v2//manifests/x', '/v2/manifests/x', '/favicon.ico', '/v3/', '/explore/', '/assets/', '/assets/a/b.js']) {
     assert.equal(matchRoute('GET', path).kind, 'not-found', path);
   }
   for (const [method, path] of [
@@ -47,6 +51,9 @@ test('unknown paths and other methods', () => {
     ['POST', '/v2/hello/blobs/uploads/'],
     ['GET', '/v2/hello/blobs/uploads/some-session'],
     ['POST', '/'],
+    ['GET', '/api/v1/builds'],
+    ['POST', '/api/v1/builds/x'],
+    ['POST', '/api/v1/builds/x/events'],
     ['POST', '/api/v1/images/hello:latest'],
     ['DELETE', '/explore/hello:latest'],
   ] as const) {

@@ -1,0 +1,193 @@
+// The /api/v1 endpoints: builds with live progress (also the pre-warm feature) and package
+// search. Builds go through the registry service like pulls (one build per image, the same
+// slots, queue and admission); errors are the registry's OCI JSON errors.
+//
+//   POST /api/v1/builds              {"image": "shell/git:latest"} → 202, Location, the status
+//   GET  /api/v1/builds/<id>         the status (builds.ts)
+//   GET  /api/v1/builds/<id>/events  the status as server-sent events until the build ends
+//   GET  /api/v1/packages?q=&limit=  search the pinned package set (package-index.ts)
+
+import type { ServerResponse } from 'node:http';
+import { AMD64, ARM64, parseReference, type ImageRequest } from '../image/name.js';
+import { InvalidTagError, NixeryError } from '../errors.js';
+import type { Admission } from './access.js';
+import { BuildTracker, isFinal, type BuildStatus } from './builds.js';
+import { writeHead, type RequestContext } from './http.js';
+
+export interface ApiDeps {
+  builds: BuildTracker;
+}
+
+/** Largest request body accepted (a build request is a few dozen bytes). */
+const MAX_BODY_BYTES = 16 * 1024;
+/** Longest image reference accepted in a body (names are at most 255 characters, tags 128). */
+const MAX_REFERENCE = 400;
+/** A comment line this often keeps proxies from closing a quiet event stream. */
+const HEARTBEAT_MS = 15_000;
+/** An event stream whose client has this much unread is closed. */
+const MAX_UNSENT_BYTES = 1 << 20;
+/** Platforms an image name can ask for: `arm64/…` names are linux/arm64, others linux/amd64. */
+const PLATFORMS: Record<string, string> = { 'linux/amd64': AMD64.nixSystem, 'linux/arm64': ARM64.nixSystem, 'linux/arm64/v8': ARM64.nixSystem };
+
+/** The open event streams, so a shutdown can end them (their builds end with the process). */
+export class EventStreams {
+  private readonly open = new Set<ServerResponse>();
+  /** Set by endAll: streams opened from then on send the status once and end. */
+  closing = false;
+  add(res: ServerResponse): () => void {
+    this.open.add(res);
+    return () => this.open.delete(res);
+  }
+  endAll(): void {
+    this.closing = true;
+    for (const res of this.open) res.end();
+    this.open.clear();
+  }
+  get size(): number {
+    return this.open.size;
+  }
+}
+
+/** POST /api/v1/builds: validates the body and the client's right to build, then starts (or joins) the build. */
+export async function createBuild(ctx: RequestContext, deps: ApiDeps, admission: Admission): Promise<void> {
+  const body = await readJsonBody(ctx);
+  const { image, requested } = buildRequest(body);
+  const allowed = admission.mayBuild(requested.name);
+  const status = await deps.builds.start(image, requested, allowed);
+  ctx.log.build = status.id;
+  sendJson(ctx, 202, status, { Location: `/api/v1/builds/${status.id}` });
+}
+
+/** GET /api/v1/builds/<id>. */
+export function getBuild(ctx: RequestContext, deps: ApiDeps, params: Record<string, string>): void {
+  const status = deps.builds.get(params.id!);
+  if (!status) throw unknownBuild(params.id!);
+  sendJson(ctx, 200, status);
+}
+
+/**
+ * GET /api/v1/builds/<id>/events: `event: status` with the status JSON at once and on every
+ * change (throttled by the tracker), ending after the final state. Resolves when the stream ends.
+ */
+export async function buildEvents(ctx: RequestContext, deps: ApiDeps, params: Record<string, string>, streams: EventStreams): Promise<void> {
+  const { res } = ctx;
+  const id = params.id!;
+  if (!deps.builds.get(id)) throw unknownBuild(id);
+  writeHead(ctx, 200, {
+    'Content-Type': 'text/event-stream; charset=utf-8',
+    'Cache-Control': 'no-store',
+    // nginx and similar proxies would otherwise buffer the stream.
+    'X-Accel-Buffering': 'no',
+  });
+  res.flushHeaders();
+  await new Promise<void>((resolve) => {
+    let unwatch: (() => void) | undefined;
+    let done = false;
+    const forget = streams.add(res);
+    const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), HEARTBEAT_MS);
+    const finish = (): void => {
+      done = true;
+      clearInterval(heartbeat);
+      unwatch?.();
+      forget();
+      if (!res.writableEnded) res.end();
+      resolve();
+    };
+    res.once('close', finish);
+    unwatch = deps.builds.watch(id, (status: BuildStatus) => {
+      if (res.writableLength > MAX_UNSENT_BYTES) {
+        // A client that stopped reading: let it go rather than buffer for it.
+        res.destroy();
+        return;
+      }
+      res.write(`event: status\ndata: ${JSON.stringify(status)}\n\n`);
+      if (isFinal(status)) finish();
+    });
+    // Already final (the first event was the last), forgotten meanwhile, or shutting down.
+    if (done || !unwatch || streams.closing) finish();
+  });
+}
+
+/** The image a build body asks for, validated as a pull's name and tag are. */
+export function buildRequest(body: unknown): { image: ImageRequest; requested: { name: string; tag: string } } {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalidBody('the body must be a JSON object such as {"image": "shell/git:latest"}');
+  const fields = body as Record<string, unknown>;
+  const unknown = Object.keys(fields).filter((k) => k !== 'image' && k !== 'platforms');
+  if (unknown.length > 0) throw invalidBody(`unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k.slice(0, 50))).join(', ')}: expected image (and platforms)`);
+  const ref = fields.image;
+  if (typeof ref !== 'string' || ref === '') throw invalidBody('image must be an image reference such as "shell/git:latest"');
+  if (ref.length > MAX_REFERENCE) throw invalidBody(`image is ${ref.length} characters long (at most ${MAX_REFERENCE})`);
+  let image: ImageRequest;
+  try {
+    image = parseReference(ref);
+  } catch (err) {
+    // A pull's bad tag is a 404 (the conformance suite wants it); in a body it is a bad request.
+    if (err instanceof InvalidTagError) throw invalidBody(err.message);
+    throw err;
+  }
+  const colon = ref.lastIndexOf(':');
+  const name = colon > ref.lastIndexOf('/') ? ref.slice(0, colon) : ref;
+  checkPlatforms(fields.platforms, image);
+  return { image, requested: { name, tag: image.tag } };
+}
+
+/**
+ * `platforms`, when given: a list of `os/arch` the image must be for. A name builds one
+ * platform (`arm64/…` for linux/arm64), so the list must be exactly that platform.
+ */
+function checkPlatforms(platforms: unknown, image: ImageRequest): void {
+  if (platforms === undefined) return;
+  if (!Array.isArray(platforms) || platforms.length === 0 || !platforms.every((p) => typeof p === 'string')) {
+    throw invalidBody('platforms must be a non-empty list such as ["linux/amd64"]');
+  }
+  const unknown = platforms.filter((p) => !(p in PLATFORMS));
+  if (unknown.length > 0) throw invalidBody(`unsupported platform ${JSON.stringify(unknown[0]!.slice(0, 50))}: this registry builds ${Object.keys(PLATFORMS).join(', ')}`);
+  const systems = new Set(platforms.map((p) => PLATFORMS[p]!));
+  if (systems.size > 1 || !systems.has(image.arch.nixSystem)) {
+    throw invalidBody(`an image name builds one platform: ${image.arch.nixSystem === ARM64.nixSystem ? 'linux/arm64 for this name' : 'linux/amd64 for this name (prefix it with arm64/ for linux/arm64)'}`);
+  }
+}
+
+/** The request's JSON body: application/json, at most MAX_BODY_BYTES. */
+async function readJsonBody(ctx: RequestContext): Promise<unknown> {
+  const { req, res } = ctx;
+  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  // Also what keeps other web sites' forms from starting builds with a browser's credentials:
+  // a cross-site application/json request needs a CORS preflight this registry never grants.
+  if (type !== 'application/json') throw new NixeryError('MEDIA_TYPE_UNSUPPORTED', `the body must be application/json${type ? `, not ${type.slice(0, 100)}` : ''}`);
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > MAX_BODY_BYTES) {
+    res.shouldKeepAlive = false;
+    throw new NixeryError('BODY_TOO_LARGE', `the body is ${declared} bytes (at most ${MAX_BODY_BYTES})`);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) {
+      // The rest is not read: this connection ends with the answer.
+      res.shouldKeepAlive = false;
+      throw new NixeryError('BODY_TOO_LARGE', `the body is larger than ${MAX_BODY_BYTES} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw invalidBody('the body is not valid JSON');
+  }
+}
+
+function invalidBody(message: string): NixeryError {
+  return new NixeryError('BODY_INVALID', message);
+}
+
+function unknownBuild(id: string): NixeryError {
+  return new NixeryError('BUILD_UNKNOWN', `no build ${JSON.stringify(id.slice(0, 64))} (finished builds are kept for a while, then forgotten)`);
+}
+
+function sendJson(ctx: RequestContext, status: number, value: unknown, headers: Record<string, string> = {}): void {
+  const body = Buffer.from(JSON.stringify(value));
+  writeHead(ctx, status, { ...headers, 'Content-Type': 'application/json', 'Content-Length': body.length, 'Cache-Control': 'no-store' });
+  ctx.res.end(ctx.req.method === 'HEAD' ? undefined : body);
+}

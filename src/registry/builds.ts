@@ -1,0 +1,311 @@
+// Builds started through the API (POST /api/v1/builds): each is a build through the registry
+// service (the same single flight, slots, queue and admission as a pull), watched: its state
+// (queued → running → succeeded | failed), phase, message and packing progress. A bounded
+// table of recent builds, in memory only: finished builds are forgotten after a while, and the
+// oldest finished ones first when the table is full.
+
+import { randomBytes } from 'node:crypto';
+import type { ImageRequest } from '../image/name.js';
+import type { BuildPhase, BuildProgress, BuiltImage } from '../builder/builder.js';
+import { describeError, isClientError, logDetail, TooManyRequestsError } from '../errors.js';
+import { MEDIA_TYPES } from '../manifest/manifest.js';
+import { redact } from '../secrets.js';
+import type { RegistryService } from './service.js';
+import type { Admission } from './access.js';
+
+export type BuildState = 'queued' | 'running' | 'succeeded' | 'failed';
+
+/** The answer of GET /api/v1/builds/<id> (see the API contract). */
+export interface BuildStatus {
+  id: string;
+  /** `name:tag` as asked for. */
+  image: string;
+  name: string;
+  tag: string;
+  state: BuildState;
+  /** `source` and `queued` before the build runs; `done` once it succeeded. */
+  phase: BuildPhase | 'done' | null;
+  message: string;
+  /** While packing (and after): "layer 3 of 7", bytes done of the image's uncompressed size. */
+  progress: { layer: number; layers: number; layersDone: number; bytesDone: number; bytesTotal: number } | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  result: BuildResult | null;
+  error: { code: string; message: string } | null;
+}
+
+export interface BuildResult {
+  manifestDigest: string;
+  mediaType: string;
+  configDigest: string;
+  revision: string | null;
+  /** True when the image was already built (found in the cache, no Nix ran). */
+  fromCache: boolean;
+  /** `paths`: how many store paths the layer holds. */
+  layers: Array<{ digest: string; size: number; diffId: string; paths: number; cached: boolean }>;
+}
+
+export interface BuildTrackerOptions {
+  /** Builds kept (running ones are never dropped). Default 200. */
+  capacity?: number;
+  /** How long a finished build is kept, in milliseconds. Default 1 hour. */
+  retainMs?: number;
+  /** At most this often (ms) a watcher hears of progress; a finished build is told at once. Default 250. */
+  watchIntervalMs?: number;
+  log?: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
+}
+
+interface Tracked {
+  status: BuildStatus;
+  /** The image as parsed: builds of the same one (name, tag, architecture) share a record. */
+  key: string;
+  /** Bumped on every change, so watchers send only what is new. */
+  version: number;
+  watchers: Set<() => void>;
+  /** Settles once the build is under way (queued for a slot, running, done) or failed before it started. */
+  underWay: Promise<void>;
+}
+
+const RUNNING_PHASES: ReadonlySet<BuildPhase> = new Set(['resolve', 'realise', 'closure', 'layers', 'pack', 'manifest']);
+
+export class BuildTracker {
+  private readonly builds = new Map<string, Tracked>();
+  /** Builds not finished, by image: asking again for one joins it. */
+  private readonly active = new Map<string, Tracked>();
+  private readonly capacity: number;
+  private readonly retainMs: number;
+  private readonly watchIntervalMs: number;
+
+  constructor(
+    private readonly service: RegistryService,
+    private readonly options: BuildTrackerOptions = {},
+  ) {
+    this.capacity = options.capacity ?? 200;
+    this.retainMs = options.retainMs ?? 3600_000;
+    this.watchIntervalMs = options.watchIntervalMs ?? 250;
+  }
+
+  /**
+   * Starts a build of `image` (or joins the one of the same image still going), admitted by
+   * `admission`. Resolves with the build once it is under way (waiting for a slot, running,
+   * or already finished: an image built before succeeds at once). A build refused before it
+   * started (admission, a full queue, an unknown tag, the source unreachable) rejects with that
+   * error, and is not kept.
+   */
+  async start(image: ImageRequest, requested: { name: string; tag: string }, admission: Admission): Promise<BuildStatus> {
+    const key = `${image.name}:${image.tag}:${image.arch.nixSystem}`;
+    const running = this.active.get(key);
+    if (running) {
+      await running.underWay;
+      return this.snapshot(running);
+    }
+    this.makeRoom();
+    const now = new Date().toISOString();
+    let markUnderWay!: () => void;
+    let failEarly!: (err: unknown) => void;
+    const tracked: Tracked = {
+      key,
+      version: 0,
+      watchers: new Set(),
+      underWay: new Promise<void>((resolve, reject) => {
+        markUnderWay = resolve;
+        failEarly = reject;
+      }),
+      status: {
+        id: randomBytes(12).toString('base64url'),
+        image: `${requested.name}:${requested.tag}`,
+        name: requested.name,
+        tag: requested.tag,
+        state: 'queued',
+        phase: null,
+        message: 'accepted',
+        progress: null,
+        createdAt: now,
+        startedAt: null,
+        finishedAt: null,
+        result: null,
+        error: null,
+      },
+    };
+    // Joiners of this record learn of an early failure through `underWay` too.
+    tracked.underWay.catch(() => {});
+    this.builds.set(tracked.status.id, tracked);
+    this.active.set(key, tracked);
+
+    let started = false;
+    const onProgress = (p: BuildProgress): void => {
+      if (this.finished(tracked)) return;
+      if (p.phase !== 'source' && !started) {
+        started = true;
+        markUnderWay();
+      }
+      this.progress(tracked, p);
+    };
+    this.service.image(image, admission, onProgress).then(
+      (built) => {
+        this.succeed(tracked, built);
+        markUnderWay();
+      },
+      (err: unknown) => {
+        if (started) {
+          this.fail(tracked, err);
+          return;
+        }
+        // Refused before it started: the request that asked answers with the error itself.
+        this.builds.delete(tracked.status.id);
+        if (this.active.get(key) === tracked) this.active.delete(key);
+        failEarly(err);
+      },
+    );
+    await tracked.underWay;
+    return this.snapshot(tracked);
+  }
+
+  /** A build's status, or undefined for an unknown (or forgotten) id. */
+  get(id: string): BuildStatus | undefined {
+    const tracked = this.lookup(id);
+    return tracked && this.snapshot(tracked);
+  }
+
+  /**
+   * Calls `send` with the build's status now, then on changes (at most every watchIntervalMs;
+   * the final state at once). Returns the function that stops watching, or undefined for an
+   * unknown id. `send` gets nothing after the final state.
+   */
+  watch(id: string, send: (status: BuildStatus) => void): (() => void) | undefined {
+    const tracked = this.lookup(id);
+    if (!tracked) return undefined;
+    let sent = -1;
+    let lastSentAt = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const flush = (): void => {
+      timer = undefined;
+      if (tracked.version === sent) return;
+      sent = tracked.version;
+      lastSentAt = Date.now();
+      send(this.snapshot(tracked));
+    };
+    const onChange = (): void => {
+      if (this.finished(tracked)) {
+        clearTimeout(timer);
+        flush();
+        return;
+      }
+      if (timer) return;
+      const wait = lastSentAt + this.watchIntervalMs - Date.now();
+      if (wait <= 0) flush();
+      else timer = setTimeout(flush, wait);
+    };
+    tracked.watchers.add(onChange);
+    flush();
+    return () => {
+      tracked.watchers.delete(onChange);
+      clearTimeout(timer);
+    };
+  }
+
+  /** How many builds are kept, and how many of them are not finished (for tests and metrics). */
+  get size(): { kept: number; active: number } {
+    return { kept: this.builds.size, active: this.active.size };
+  }
+
+  private lookup(id: string): Tracked | undefined {
+    const tracked = this.builds.get(id);
+    if (tracked && this.expired(tracked, Date.now())) {
+      this.builds.delete(id);
+      return undefined;
+    }
+    return tracked;
+  }
+
+  /** Drops expired builds, then the oldest finished ones while the table is full; 429 if all run. */
+  private makeRoom(): void {
+    const now = Date.now();
+    for (const [id, t] of this.builds) if (this.expired(t, now)) this.builds.delete(id);
+    for (const [id, t] of this.builds) {
+      if (this.builds.size < this.capacity) break;
+      if (this.finished(t)) this.builds.delete(id);
+    }
+    if (this.builds.size >= this.capacity) {
+      throw new TooManyRequestsError(`${this.builds.size} builds are under way; retry later`, 10);
+    }
+  }
+
+  private expired(t: Tracked, now: number): boolean {
+    return t.status.finishedAt !== null && now - Date.parse(t.status.finishedAt) > this.retainMs;
+  }
+
+  private finished(t: Tracked): boolean {
+    return t.status.state === 'succeeded' || t.status.state === 'failed';
+  }
+
+  private progress(t: Tracked, p: BuildProgress): void {
+    const s = t.status;
+    s.phase = p.phase;
+    s.message = p.message;
+    if (RUNNING_PHASES.has(p.phase)) {
+      s.state = 'running';
+      s.startedAt ??= new Date().toISOString();
+    }
+    if (p.pack) s.progress = { layer: p.pack.layer, layers: p.pack.layers, layersDone: p.pack.layersDone, bytesDone: p.pack.bytesDone, bytesTotal: p.pack.bytesTotal };
+    this.changed(t);
+  }
+
+  private succeed(t: Tracked, built: BuiltImage): void {
+    const s = t.status;
+    s.state = 'succeeded';
+    s.phase = 'done';
+    s.message = built.fromCache ? 'the image was built before' : 'built';
+    s.finishedAt = new Date().toISOString();
+    s.result = {
+      manifestDigest: built.manifests.oci.digest,
+      mediaType: MEDIA_TYPES.ociManifest,
+      configDigest: built.manifests.config.digest,
+      revision: built.revision,
+      fromCache: built.fromCache,
+      layers: built.layers.map((l) => ({ digest: l.digest, size: l.size, diffId: l.diffId, paths: l.paths, cached: l.cached })),
+    };
+    this.options.log?.info({ build: s.id, image: s.image, fromCache: built.fromCache, digest: s.result.manifestDigest }, 'API build succeeded');
+    this.settle(t);
+  }
+
+  private fail(t: Tracked, err: unknown): void {
+    const s = t.status;
+    const { entry, message } = describeError(err);
+    s.state = 'failed';
+    s.message = 'failed';
+    s.finishedAt = new Date().toISOString();
+    // Messages are public already (NixeryError); configured secrets never get out regardless.
+    s.error = { code: entry.code, message: redact(message) };
+    const line = { build: s.id, image: s.image, phase: s.phase, err: logDetail(err) };
+    if (isClientError(err)) this.options.log?.info(line, 'API build failed');
+    else this.options.log?.warn(line, 'API build failed');
+    this.settle(t);
+  }
+
+  private settle(t: Tracked): void {
+    if (this.active.get(t.key) === t) this.active.delete(t.key);
+    this.changed(t);
+  }
+
+  private changed(t: Tracked): void {
+    t.version++;
+    for (const watcher of [...t.watchers]) watcher();
+  }
+
+  private snapshot(t: Tracked): BuildStatus {
+    const s = t.status;
+    return {
+      ...s,
+      progress: s.progress && { ...s.progress },
+      result: s.result && { ...s.result, layers: s.result.layers.map((l) => ({ ...l })) },
+      error: s.error && { ...s.error },
+    };
+  }
+}
+
+/** True once a build has succeeded or failed. */
+export function isFinal(status: BuildStatus): boolean {
+  return status.state === 'succeeded' || status.state === 'failed';
+}

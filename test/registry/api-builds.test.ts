@@ -1,0 +1,280 @@
+// The build API (/api/v1/builds) over HTTP, in-process, with real Nix: the state machine with
+// live progress (JSON and server-sent events), builds shared with pulls, pre-warming, failures
+// reported in the status, request validation and admission.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { makeTestPackageSet, type TestPackageSet } from '../helpers/slow-pkgs.js';
+import { nixStats } from '../../src/nix/run.js';
+import { parseImageName } from '../../src/image/name.js';
+import type { BuildProgress } from '../../src/builder/builder.js';
+import type { BuildStatus } from '../../src/registry/builds.js';
+
+const JSON_TYPE = { 'Content-Type': 'application/json' };
+
+async function postBuild(r: TestRegistry, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(`${r.url}/api/v1/builds`, { method: 'POST', headers: { ...JSON_TYPE, ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+}
+
+async function accepted(res: Response): Promise<BuildStatus> {
+  const text = await res.text();
+  assert.equal(res.status, 202, text);
+  const status = JSON.parse(text) as BuildStatus;
+  assert.equal(res.headers.get('location'), `/api/v1/builds/${status.id}`);
+  return status;
+}
+
+async function ociError(res: Response, status: number, code: string, message?: RegExp): Promise<string> {
+  const text = await res.text();
+  assert.equal(res.status, status, text);
+  assert.equal(res.headers.get('content-type'), 'application/json');
+  const body = JSON.parse(text) as { errors: Array<{ code: string; message: string }> };
+  assert.equal(body.errors.length, 1);
+  assert.equal(body.errors[0]!.code, code, text);
+  if (message) assert.match(body.errors[0]!.message, message);
+  return body.errors[0]!.message;
+}
+
+/** Reads a build's event stream to its end: every `status` event, parsed. */
+async function readEvents(r: TestRegistry, id: string, headers: Record<string, string> = {}): Promise<{ events: BuildStatus[]; response: Response }> {
+  const response = await fetch(`${r.url}/api/v1/builds/${id}/events`, { headers });
+  assert.equal(response.status, 200);
+  assert.equal(response.headers.get('content-type'), 'text/event-stream; charset=utf-8');
+  const text = await response.text(); // the server ends the stream after the final state
+  const events: BuildStatus[] = [];
+  for (const block of text.split('\n\n')) {
+    if (block.trim() === '' || block.startsWith(':')) continue;
+    const lines = block.split('\n');
+    assert.equal(lines[0], 'event: status', block);
+    assert.ok(lines[1]!.startsWith('data: '), block);
+    events.push(JSON.parse(lines[1]!.slice('data: '.length)) as BuildStatus);
+  }
+  return { events, response };
+}
+
+async function statusOf(r: TestRegistry, id: string): Promise<BuildStatus> {
+  const res = await fetch(`${r.url}/api/v1/builds/${id}`);
+  assert.equal(res.status, 200);
+  return (await res.json()) as BuildStatus;
+}
+
+async function finalStatus(r: TestRegistry, id: string): Promise<BuildStatus> {
+  const { events } = await readEvents(r, id);
+  return events.at(-1)!;
+}
+
+const ORDER = ['queued', 'running', 'succeeded'];
+
+describe('build API', () => {
+  let pkgs: TestPackageSet;
+  let r: TestRegistry;
+
+  before(async () => {
+    // One build slot: a slow build holds it while the next one waits (queued).
+    pkgs = await makeTestPackageSet({ sleeps: [3], bigMegabytes: 64 });
+    r = await startRegistry({ NIXERY_PKGS_PATH: pkgs.dir, NIXERY_BUILD_CONCURRENCY: '1' });
+  });
+  after(async () => {
+    await r.close();
+    await pkgs.remove();
+  });
+
+  test('queued → running → succeeded, with phases and packing progress; a pull joins the build', async () => {
+    const runsBefore = r.app.builder.buildsRun;
+    const slow = await accepted(await postBuild(r, { image: 'slow3:latest' }));
+    assert.equal(slow.name, 'slow3');
+    assert.equal(slow.tag, 'latest');
+    assert.equal(slow.image, 'slow3:latest');
+    // Asking again for an image whose build is under way gives the same build.
+    const again = await accepted(await postBuild(r, { image: 'slow3' }));
+    assert.equal(again.id, slow.id);
+
+    const big = await accepted(await postBuild(r, { image: 'big:latest', platforms: ['linux/amd64'] }));
+    assert.equal(big.state, 'queued');
+    assert.equal(big.phase, 'queued');
+    assert.match(big.message, /waiting for a build slot/);
+    assert.equal(big.startedAt, null);
+    assert.equal((await statusOf(r, big.id)).state, 'queued');
+
+    // Everyone waiting for the build hears its progress, from where it is: here the service,
+    // as a pull would wait; and a real pull joins the same build.
+    const heard: BuildProgress[] = [];
+    const joined = r.app.service.image(parseImageName('big'), undefined, (p) => heard.push(p));
+    const pull = fetch(`${r.url}/v2/big/manifests/latest`);
+    const [{ events }, pulled] = await Promise.all([readEvents(r, big.id), pull]);
+
+    // The stream: the state now at once, states only move forward, ends with the final one.
+    assert.equal(events[0]!.state, 'queued');
+    for (let i = 1; i < events.length; i++) {
+      assert.ok(ORDER.indexOf(events[i]!.state) >= ORDER.indexOf(events[i - 1]!.state), events.map((e) => e.state).join(' '));
+    }
+    assert.ok(events.some((e) => e.state === 'running'));
+    const packing = events.filter((e) => e.phase === 'pack');
+    assert.ok(packing.length > 0, 'packing is reported');
+    for (const e of packing) {
+      assert.match(e.message, /^(packing layer \d+ of \d+|packed \d+ layers)$/);
+      assert.ok(e.progress && e.progress.layer >= 1 && e.progress.layer <= e.progress.layers && e.progress.bytesDone <= e.progress.bytesTotal);
+    }
+    const last = events.at(-1)!;
+    assert.equal(last.state, 'succeeded');
+    assert.equal(last.phase, 'done');
+    assert.ok(last.startedAt && last.finishedAt && last.createdAt <= last.startedAt && last.startedAt <= last.finishedAt);
+    assert.equal(last.error, null);
+    assert.deepEqual(await statusOf(r, big.id), last);
+
+    // The whole sequence of phases, as the joined caller heard it.
+    const phases = heard.map((p) => p.phase).filter((p, i, all) => p !== all[i - 1]);
+    assert.deepEqual(phases, ['source', 'queued', 'resolve', 'realise', 'closure', 'layers', 'pack', 'manifest']);
+    const packed = heard.filter((p) => p.pack).map((p) => p.pack!);
+    assert.ok(packed.length >= 3);
+    for (let i = 1; i < packed.length; i++) assert.ok(packed[i]!.bytesDone >= packed[i - 1]!.bytesDone, 'bytes done never go back');
+    const end = packed.at(-1)!;
+    assert.equal(end.layersDone, end.layers);
+    assert.equal(end.bytesDone, end.bytesTotal);
+    assert.ok(end.bytesTotal >= 64 * 1024 * 1024, `the 64 MiB layer is counted (${end.bytesTotal})`);
+    assert.equal(end.layers, last.result!.layers.length);
+
+    // One build for the API, the service call and the pull (slow3 was the other).
+    const built = await joined;
+    assert.equal(r.app.builder.buildsRun, runsBefore + 2);
+    assert.equal(pulled.status, 200);
+    assert.equal(pulled.headers.get('docker-content-digest'), last.result!.manifestDigest);
+    assert.equal(built.manifests.oci.digest, last.result!.manifestDigest);
+    const manifest = JSON.parse(Buffer.from(await pulled.arrayBuffer()).toString('utf8')) as { config: { digest: string }; layers: Array<{ digest: string; size: number }> };
+    assert.equal(manifest.config.digest, last.result!.configDigest);
+    assert.deepEqual(
+      manifest.layers.map((l) => [l.digest, l.size]),
+      last.result!.layers.map((l) => [l.digest, l.size]),
+    );
+    assert.ok(last.result!.layers.every((l) => /^sha256:[0-9a-f]{64}$/.test(l.diffId) && l.paths >= 1));
+    assert.equal(last.result!.fromCache, false);
+
+    const slowDone = await finalStatus(r, slow.id);
+    assert.equal(slowDone.state, 'succeeded');
+  });
+
+  test('pre-warm: after an API build, pulls and repeated requests run no Nix', async () => {
+    const built = await finalStatus(r, (await accepted(await postBuild(r, { image: 'shell/hello:latest' }))).id);
+    assert.equal(built.state, 'succeeded', JSON.stringify(built.error));
+    const nixBefore = nixStats.invocations;
+    const runsBefore = r.app.builder.buildsRun;
+    const res = await fetch(`${r.url}/v2/shell/hello/manifests/latest`);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('docker-content-digest'), built.result!.manifestDigest);
+    for (const layer of built.result!.layers) {
+      const blob = await fetch(`${r.url}/v2/shell/hello/blobs/${layer.digest}`);
+      assert.equal(blob.status, 200);
+      assert.equal(Number(blob.headers.get('content-length')), layer.size);
+      await blob.arrayBuffer();
+    }
+    // Asking again: a new build record, already succeeded, from the cache.
+    const again = await accepted(await postBuild(r, { image: 'shell/hello:latest' }));
+    assert.notEqual(again.id, built.id);
+    assert.equal(again.state, 'succeeded');
+    assert.equal(again.result!.fromCache, true);
+    assert.ok(again.result!.layers.every((l) => l.cached));
+    assert.equal(again.result!.manifestDigest, built.result!.manifestDigest);
+    const { events } = await readEvents(r, again.id);
+    assert.equal(events.length, 1, 'a finished build streams its state once and ends');
+    assert.equal(nixStats.invocations, nixBefore, 'no Nix ran');
+    assert.equal(r.app.builder.buildsRun, runsBefore);
+  });
+
+  test('a failed build reports its error: a package that fails to build, an unknown package', async () => {
+    const broken = await accepted(await postBuild(r, { image: 'broken:latest' }));
+    const brokenDone = await finalStatus(r, broken.id);
+    assert.equal(brokenDone.state, 'failed');
+    assert.equal(brokenDone.result, null);
+    assert.equal(brokenDone.error!.code, 'UNKNOWN');
+    assert.match(brokenDone.error!.message, /broken on purpose/);
+    assert.ok(brokenDone.finishedAt);
+
+    const unknown = await accepted(await postBuild(r, { image: 'hello/no-such-package:latest' }));
+    const unknownDone = await finalStatus(r, unknown.id);
+    assert.equal(unknownDone.state, 'failed');
+    assert.equal(unknownDone.phase, 'resolve');
+    assert.equal(unknownDone.error!.code, 'MANIFEST_UNKNOWN');
+    assert.match(unknownDone.error!.message, /no-such-package/);
+    assert.deepEqual(await statusOf(r, unknown.id), unknownDone);
+  });
+
+  test('requests are validated: unknown builds, bad bodies, names, tags and platforms', async () => {
+    await ociError(await fetch(`${r.url}/api/v1/builds/no-such-build`), 404, 'BUILD_UNKNOWN');
+    await ociError(await fetch(`${r.url}/api/v1/builds/no-such-build/events`), 404, 'BUILD_UNKNOWN');
+    await ociError(await fetch(`${r.url}/api/v1/builds`), 405, 'UNSUPPORTED', /use POST/);
+    await ociError(await fetch(`${r.url}/api/v1/builds/x`, { method: 'DELETE' }), 405, 'UNSUPPORTED');
+
+    const bad: Array<[unknown, RegExp]> = [
+      ['{"image": ', /not valid JSON/],
+      [['hello'], /JSON object/],
+      [{}, /image must be/],
+      [{ image: 42 }, /image must be/],
+      [{ image: 'hello', extra: true }, /unknown field "extra"/],
+      [{ image: 'hello:-bad' }, /invalid tag/],
+      [{ image: `hello:${'t'.repeat(129)}` }, /at most 128/],
+      [{ image: 'hello', platforms: 'linux/amd64' }, /platforms must be/],
+      [{ image: 'hello', platforms: ['windows/amd64'] }, /unsupported platform/],
+      [{ image: 'hello', platforms: ['linux/arm64'] }, /arm64\//],
+      [{ image: 'hello', platforms: ['linux/amd64', 'linux/arm64'] }, /one platform/],
+    ];
+    for (const [body, message] of bad) await ociError(await postBuild(r, body), 400, 'BODY_INVALID', message);
+    await ociError(await postBuild(r, { image: 'Hello:latest' }), 400, 'NAME_INVALID', /upper-case/);
+    await ociError(await postBuild(r, { image: '127.0.0.1:5000/hello:latest' }), 400, 'NAME_INVALID');
+    await ociError(await postBuild(r, { image: 'hello' }, { 'Content-Type': 'text/plain' }), 415, 'UNSUPPORTED', /application\/json/);
+    await ociError(await postBuild(r, JSON.stringify({ image: 'hello', pad: 'x'.repeat(20_000) })), 413, 'SIZE_INVALID');
+    // A tag the package source does not have: refused before anything starts.
+    await ociError(await postBuild(r, { image: 'hello:no-such-tag' }), 404, 'MANIFEST_UNKNOWN', /only latest/);
+    assert.equal(r.registry.builds.size.active, 0);
+  });
+});
+
+describe('build API admission', () => {
+  let dir: string;
+  let htpasswd: string;
+  const alice = { Authorization: `Basic ${Buffer.from('alice:wonderland').toString('base64')}` };
+
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'nixery-api-auth-'));
+    htpasswd = path.join(dir, 'htpasswd');
+    execFileSync('htpasswd', ['-B', '-b', '-c', htpasswd, 'alice', 'wonderland']);
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  test('with authentication on, building needs credentials', async () => {
+    const r = await startRegistry({ NIXERY_HTPASSWD: htpasswd });
+    try {
+      const res = await postBuild(r, { image: 'hello:latest' });
+      await ociError(res, 401, 'UNAUTHORIZED');
+      assert.match(res.headers.get('www-authenticate') ?? '', /^Basic realm=/);
+      await ociError(await fetch(`${r.url}/api/v1/builds/whatever`), 401, 'UNAUTHORIZED');
+      const build = await accepted(await postBuild(r, { image: 'hello:latest' }, alice));
+      const { events } = await readEvents(r, build.id, alice);
+      assert.equal(events.at(-1)!.state, 'succeeded');
+    } finally {
+      await r.close();
+    }
+  });
+
+  test('with anonymous pulls, anonymous clients may watch but not build; policy and rate apply', async () => {
+    const r = await startRegistry({ NIXERY_HTPASSWD: htpasswd, NIXERY_ANONYMOUS_PULL: 'true', NIXERY_DENY_PACKAGES: 'htop', NIXERY_CLIENT_BUILDS_PER_MINUTE: '1' });
+    try {
+      await ociError(await postBuild(r, { image: 'hello:latest' }), 401, 'UNAUTHORIZED', /only authenticated clients may build/);
+      await ociError(await postBuild(r, { image: 'shell/htop:latest' }, alice), 403, 'DENIED', /htop/);
+      const build = await accepted(await postBuild(r, { image: 'hello:latest' }, alice));
+      assert.equal((await finalStatus(r, build.id)).state, 'succeeded', 'anonymous clients may watch');
+      // The one build a minute is used: the next new image is refused before it starts.
+      const limited = await postBuild(r, { image: 'tree:latest' }, alice);
+      await ociError(limited, 429, 'TOOMANYREQUESTS', /NIXERY_CLIENT_BUILDS_PER_MINUTE/);
+      assert.ok(Number(limited.headers.get('retry-after')) > 0);
+      // An image built before is not a new build: no limit.
+      assert.equal((await accepted(await postBuild(r, { image: 'hello:latest' }, alice))).state, 'succeeded');
+    } finally {
+      await r.close();
+    }
+  });
+});
