@@ -14,7 +14,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type ConsoleMessage, type Page } from 'playwright-core';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { EXAMPLE_PKGS, REPO_ROOT } from '../helpers/nix.js';
+import { REPO_ROOT } from '../helpers/nix.js';
+import { makeTestPackageSet, type TestPackageSet } from '../helpers/slow-pkgs.js';
 import { MEDIA_TYPES } from '../../src/manifest/manifest.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -33,6 +34,7 @@ interface Seen {
 describe('the explorer in Chromium', { timeout: 300_000 }, () => {
   let r: TestRegistry;
   let dir: string;
+  let testPkgs: TestPackageSet | undefined;
   let browser: Browser;
   let context: BrowserContext;
   let page: Page;
@@ -42,12 +44,14 @@ describe('the explorer in Chromium', { timeout: 300_000 }, () => {
   before(async () => {
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: run scripts/install-deps.sh as root (apt-get install chromium)`);
     dir = await mkdtemp(path.join(tmpdir(), 'nixery-explorer-browser-'));
-    // The example package set plus a package whose description is hostile markup.
+    // The example package set with packages built anew in this run (slow2 sleeps 2 s, big is 40 MB
+    // to pack: the build has phases to watch), plus one whose description is hostile markup.
+    testPkgs = await makeTestPackageSet({ sleeps: [2], bigMegabytes: 40 });
     const pkgs = path.join(dir, 'pkgs');
     await mkdir(pkgs);
     await writeFile(
       path.join(pkgs, 'default.nix'),
-      `args: let pkgs = import ${EXAMPLE_PKGS} args; in pkgs // {\n  evil-description = pkgs.hello // { meta = { description = ${JSON.stringify(HOSTILE)}; }; };\n}\n`,
+      `args: let pkgs = import ${testPkgs.dir} args; in pkgs // {\n  evil-description = pkgs.hello // { meta = { description = ${JSON.stringify(HOSTILE)}; }; };\n}\n`,
     );
     const popularity = path.join(dir, 'popularity.json');
     await writeFile(popularity, JSON.stringify({ 'busybox-static': 5000, 'zlib-1.3.1': 3000, 'openssl-3.0.14': 200 }));
@@ -77,6 +81,7 @@ describe('the explorer in Chromium', { timeout: 300_000 }, () => {
     await browser?.close();
     await r?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
+    await testPkgs?.remove();
   });
 
   /** Searches and adds the result whose attribute is `attr`. */
@@ -104,9 +109,10 @@ describe('the explorer in Chromium', { timeout: 300_000 }, () => {
     assert.equal(await evil.locator('.description').textContent(), HOSTILE);
     assert.equal(await evil.locator('img, script').count(), 0);
     assert.equal(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned), undefined);
-    await addPackage('curl', 'curl');
+    await addPackage('slow', 'slow2');
+    await addPackage('big', 'big');
 
-    const ref = `${r.host}/hello/curl:latest`;
+    const ref = `${r.host}/hello/slow2/big:latest`;
     assert.equal(await page.locator('#image-ref').textContent(), ref);
     // The pull commands: docker first, then each client's own; Copy puts the shown one on the clipboard.
     assert.match((await page.locator('#pull-command').textContent())!, new RegExp(`^docker pull ${escapeRegExp(ref)}$`, 'm'));
@@ -128,20 +134,23 @@ describe('the explorer in Chromium', { timeout: 300_000 }, () => {
     await page.click('#build-button');
     await page.locator('#build-status[data-state="running"], #build-status[data-state="queued"]').waitFor({ timeout: 30_000 });
     await page.locator('#build-status[data-state="succeeded"]').waitFor({ timeout: 180_000 });
+    // The answer to the POST, then what the event stream said while it built (the server sends a
+    // few updates a second at most, so short phases may pass unseen), then the end.
     const log = await page.locator('#build-log li').allTextContents();
-    assert.ok(log.some((l) => /running · (resolve|realise)/.test(l)), log.join('\n'));
+    assert.ok(log.some((l) => /running · realise: /.test(l)), log.join('\n'));
     assert.ok(log.some((l) => /running · pack: packing layer \d+ of \d+/.test(l)), log.join('\n'));
-    assert.ok(/succeeded/.test(log.at(-1)!), log.join('\n'));
+    assert.match(log.at(-1)!, /succeeded · done/);
     assert.equal(await page.locator('#build-phases li.done').count(), 7);
+    assert.match((await page.locator('#build-figures').textContent())!, /^layer (\d+) of \1 · [\d.]+ (KiB|MiB) of [\d.]+ (KiB|MiB)$/);
     await page.screenshot({ path: path.join(ARTIFACTS, 'explorer-build.png'), fullPage: true });
 
     await page.click('#build-explore-link');
-    await page.waitForURL(`${r.url}/explore/hello/curl:latest`);
+    await page.waitForURL(`${r.url}/explore/hello/slow2/big:latest`);
     await page.locator('#layer-table').waitFor();
     const digests = await page.locator('#layer-table tbody tr').evaluateAll((rows) => rows.map((row) => (row as HTMLElement).dataset.digest));
 
     // What a pull gets: the same layers, in the same order.
-    const pulled = await fetch(`${r.url}/v2/hello/curl/manifests/latest`, { headers: { Accept: MEDIA_TYPES.ociManifest } });
+    const pulled = await fetch(`${r.url}/v2/hello/slow2/big/manifests/latest`, { headers: { Accept: MEDIA_TYPES.ociManifest } });
     const manifest = (await pulled.json()) as { layers: Array<{ digest: string }> };
     assert.deepEqual(digests, manifest.layers.map((l) => l.digest));
     assert.equal(await page.locator('#manifest-digest').textContent(), pulled.headers.get('docker-content-digest'));
@@ -150,7 +159,7 @@ describe('the explorer in Chromium', { timeout: 300_000 }, () => {
     const shared = await page.locator('#layer-table tr.shared').allTextContents();
     assert.ok(shared.some((t) => t.includes('shared runtime: busybox-static')), shared.join('\n'));
     assert.equal(await page.locator('#layer-table tbody tr').last().getAttribute('data-kind'), 'customisation');
-    const details = (await (await fetch(`${r.url}/api/v1/images/hello/curl:latest`)).json()) as { totals: { storePaths: number } };
+    const details = (await (await fetch(`${r.url}/api/v1/images/hello/slow2/big:latest`)).json()) as { totals: { storePaths: number } };
     assert.equal(await page.locator('#closure-chart rect.path-box').count(), details.totals.storePaths);
     assert.ok((await page.locator('#closure-chart g.shared').count()) >= 1);
     // The store paths of a layer open on a click.
@@ -162,9 +171,9 @@ describe('the explorer in Chromium', { timeout: 300_000 }, () => {
     assert.equal(doc.headers.get('docker-content-digest'), pulled.headers.get('docker-content-digest'));
     await page.screenshot({ path: path.join(ARTIFACTS, 'explorer-image.png'), fullPage: true });
 
-    // Back on the front page, the image is among the recently built.
+    // Back on the front page, the image is among the recently built (named with its packages sorted).
     await page.goto(`${r.url}/`);
-    await page.locator('#recent-images-body tr[data-image="hello/curl:latest"]').waitFor();
+    await page.locator('#recent-images-body tr[data-image="big/hello/slow2:latest"]').waitFor();
   });
 
   test('an image that is not built can be built from its page; a failed build shows its error as text', async () => {

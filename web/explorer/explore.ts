@@ -32,8 +32,9 @@ export async function startExplore(app: HTMLElement): Promise<void> {
 function notBuilt(app: HTMLElement, name: string, tag: string, err: unknown): void {
   const e = err instanceof ApiError ? err : null;
   const canBuild = e?.status === 404 && e.code === 'MANIFEST_UNKNOWN';
+  // Built: show the image in place of this.
   const panel = buildPanel((s) => {
-    if (s.state === 'succeeded') location.reload();
+    if (s.state === 'succeeded') void startExplore(app);
   });
   fill(
     app,
