@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { gunzipSync } from 'node:zlib';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { nixStats } from '../../src/nix/run.js';
@@ -266,6 +267,46 @@ describe('the explorer: pages, assets and the image API', () => {
     assert.match(html, /&lt;script&gt;window\.pwned = 1&lt;\/script&gt;&lt;img src=x onerror=alert\(1\)&gt;/);
     assert.match(html, /&quot;&gt;&lt;script&gt;alert\(2\)&lt;\/script&gt;\/shell\/hello/);
     assert.equal(page.headers['content-security-policy'], CONTENT_SECURITY_POLICY);
+  });
+});
+
+describe('the explorer behind authentication: open exactly where pulls are', () => {
+  let dir: string;
+  let htpasswd: string;
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'nixery-explorer-auth-'));
+    htpasswd = path.join(dir, 'htpasswd');
+    execFileSync('htpasswd', ['-B', '-b', '-c', htpasswd, 'alice', 'wonderland']);
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  const assetOf = async (url: string, auth: Record<string, string>) => /src="(\/assets\/[^"]+)"/.exec(await (await fetch(`${url}/`, { headers: auth })).text())![1]!;
+
+  test('htpasswd: pages, assets and the image API ask for the password (the browser prompts), and serve with it', async () => {
+    const r = await startRegistry({ NIXERY_HTPASSWD: htpasswd });
+    try {
+      const auth = { Authorization: `Basic ${Buffer.from('alice:wonderland').toString('base64')}` };
+      const script = await assetOf(r.url, auth);
+      for (const p of ['/', '/explore/hello:latest', script, '/api/v1/images', '/api/v1/images/hello:latest']) {
+        const res = await fetch(`${r.url}${p}`);
+        assert.equal(res.status, 401, p);
+        assert.equal(res.headers.get('www-authenticate'), 'Basic realm="nixery-ts", charset="UTF-8"', p);
+        const ok = await fetch(`${r.url}${p}`, { headers: auth });
+        assert.equal(ok.status, p === '/api/v1/images/hello:latest' ? 404 : 200, p);
+      }
+    } finally {
+      await r.close();
+    }
+  });
+
+  test('anonymous pulls: the explorer is open too', async () => {
+    const r = await startRegistry({ NIXERY_HTPASSWD: htpasswd, NIXERY_ANONYMOUS_PULL: 'true' });
+    try {
+      const script = await assetOf(r.url, {});
+      for (const p of ['/', '/explore/hello:latest', script, '/api/v1/images']) assert.equal((await fetch(`${r.url}${p}`)).status, 200, p);
+    } finally {
+      await r.close();
+    }
   });
 });
 
