@@ -20,6 +20,8 @@ import { loadTls, reloadTlsOnChange } from './registry/tls.js';
 import { ConfigError } from './errors.js';
 import type https from 'node:https';
 import { startCleanup } from './cleanup.js';
+import { PackageIndex } from './builder/package-index.js';
+import { AMD64 } from './image/name.js';
 
 export interface App {
   config: Config;
@@ -31,6 +33,8 @@ export interface App {
   builder: ImageBuilder;
   service: RegistryService;
   popularity: PopularitySource;
+  /** Package search over the `latest` pin (indexed in the background when first asked). */
+  packages: PackageIndex;
   /** Starts the registry; resolves once it listens. */
   serve(version: string): Promise<Registry>;
 }
@@ -89,6 +93,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     maxImageSize: config.maxImageSize,
   });
   const service = new RegistryService(builder, config.buildConcurrency, config.buildQueue, config.manifestCacheSize);
+  // Images are x86_64-linux unless their name asks for arm64: search lists that system's packages.
+  const packages = new PackageIndex({ storage, quarantine, pins, system: AMD64.nixSystem, evalTimeoutMs: config.evalTimeout * 1000, log });
 
   return {
     config,
@@ -100,6 +106,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     builder,
     service,
     popularity,
+    packages,
     async serve(version: string) {
       const gate = await createGate(config);
       if (Boolean(config.tlsCert) !== Boolean(config.tlsKey)) throw new ConfigError('HTTPS needs both NIXERY_TLS_CERT and NIXERY_TLS_KEY');
@@ -117,6 +124,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
         sendTimeoutSeconds: config.sendTimeout,
         blobVerify: config.blobVerify,
         log,
+        packages,
         sourceDescription: describeSource(source),
         version,
       });
@@ -144,6 +152,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       registry.server.once('close', () => {
         cleanup.stop();
         void pins.stop();
+        void packages.stop();
       });
       return registry;
     },

@@ -129,9 +129,10 @@ let
     '';
   };
 
-  mkPythonPackage = { pname, version, deps ? [ ] }: mkPackage {
+  mkPythonPackage = { pname, version, deps ? [ ], description ? null }: mkPackage {
     pname = "python3.12-${pname}";
     inherit version;
+    meta = if description == null then { } else { inherit description; };
     script = ''
       dir=$out/lib/python3.12/site-packages/${pname}
       mkdir -p $dir
@@ -149,13 +150,14 @@ let
     '';
   };
 
-  urllib3 = mkPythonPackage { pname = "urllib3"; version = "2.2.2"; };
-  certifi = mkPythonPackage { pname = "certifi"; version = "2024.7.4"; deps = [ cacert ]; };
+  urllib3 = mkPythonPackage { pname = "urllib3"; version = "2.2.2"; description = "HTTP client library with thread-safe connection pooling"; };
+  certifi = mkPythonPackage { pname = "certifi"; version = "2024.7.4"; deps = [ cacert ]; description = "Mozilla's CA bundle for Python"; };
 
   curl = mkPackage {
     pname = "curl";
     version = "8.9.1";
     script = writeBin "curl" ''echo "curl 8.9.1 (nixery example stand-in)"'' + writeLib "libcurl.so.4" [ openssl zlib cacert ];
+    meta.description = "A command line tool for transferring files with URL syntax";
   };
 
   applets = names: concatStringsSep "\n" (map
@@ -268,6 +270,7 @@ in
   git = mkPackage {
     pname = "git";
     version = "2.45.2";
+    meta.description = "Distributed version control system";
     script = writeBin "git" ''echo "git version 2.45.2 (nixery example stand-in)"'' + ''
       mkdir -p $out/libexec/git-core
       echo "uses ${curl}/bin/curl ${perl}/bin/perl ${zlib}/lib ${openssl}/lib" > $out/libexec/git-core/git-remote-https
@@ -282,8 +285,10 @@ in
 
   python3Packages = {
     recurseForDerivations = true;
-    requests = mkPythonPackage { pname = "requests"; version = "2.32.3"; deps = [ urllib3 certifi ]; };
+    requests = mkPythonPackage { pname = "requests"; version = "2.32.3"; deps = [ urllib3 certifi ]; description = "HTTP library for Python, for humans"; };
     inherit urllib3 certifi;
+    # Like nixpkgs' aliases of removed packages: listing the set must skip it, not fail.
+    removed = throw "nixery-example: python3Packages.removed was removed (throws on purpose)";
   };
 
   perlPackages = {
@@ -306,6 +311,7 @@ in
     xeyes = mkPackage {
       pname = "xeyes";
       version = "1.3.0";
+      meta.description = "A follow the mouse X demo";
       script = writeBin "xeyes" ''echo "xeyes (nixery example stand-in)"'';
     };
   };

@@ -119,3 +119,52 @@ in
 builtins.sort builtins.lessThan (builtins.attrNames (builtins.listToAttrs
   (map (p: { name = builtins.unsafeDiscardStringContext p; value = null; }) (collect 0 pkgs))))
 `;
+
+/**
+ * The package list for search: one line per package, a JSON array
+ * `[attrPath, name, pname, version, description]`, for top-level derivations and those in sets
+ * with \`recurseForDerivations = true\` (as nixpkgs' own tools list them). Attributes and fields
+ * that fail to evaluate (throw, assert) are skipped or left empty; a field that is not a string
+ * is empty. Run with \`nix eval --raw --impure\`: the source comes as data in the environment
+ * (NIXERY_SRC_TYPE, NIXERY_SRC_ARGS, NIXERY_SYSTEM), and the raw output is streamed line by line
+ * (a nixpkgs-sized set is tens of MB).
+ */
+export const PACKAGES_EXPRESSION = `
+let
+  ${LOAD_PACKAGE_SET}
+  inherit (builtins) attrNames concatMap concatStringsSep getEnv isAttrs isString parseDrvName toJSON tryEval;
+  pkgs = loadPackageSet (getEnv "NIXERY_SRC_TYPE") (getEnv "NIXERY_SRC_ARGS") (getEnv "NIXERY_SYSTEM");
+
+  # A string field; "" when it is missing, not a string, or fails to evaluate.
+  str = v: let r = tryEval (if isString v then v else ""); in if r.success then r.value else "";
+
+  entry = path: drv:
+    let
+      name = str (drv.name or "");
+      parsed = parseDrvName name;
+    in
+    toJSON [
+      (concatStringsSep "." path)
+      name
+      (str (drv.pname or parsed.name))
+      (str (drv.version or parsed.version))
+      (str (drv.meta.description or ""))
+    ];
+
+  collect = depth: path: set:
+    concatMap
+      (n:
+        let
+          attempt = tryEval set.\${n};
+          v = attempt.value;
+          isSet = attempt.success && isAttrs v;
+          isDrv = isSet && (tryEval ((v.type or null) == "derivation")).value == true;
+          recurse = isSet && !isDrv && depth < 8 && (tryEval (v.recurseForDerivations or false)).value == true;
+        in
+        if isDrv then [ (entry (path ++ [ n ]) v) ]
+        else if recurse then collect (depth + 1) (path ++ [ n ]) v
+        else [ ])
+      (attrNames set);
+in
+builtins.unsafeDiscardStringContext (concatStringsSep "" (map (line: line + "\\n") (collect 0 [ ] pkgs)))
+`;

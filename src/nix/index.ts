@@ -9,5 +9,6 @@ export * from './resolve.js';
 export * from './realise.js';
 export * from './closure.js';
 export * from './popcount.js';
+export * from './packages.js';
 export * from './health.js';
 export * from './processes.js';

@@ -27,9 +27,12 @@ export interface RunOptions {
   cwd?: string;
   /** Called with the child's PID once it is started (tests use it to watch the process tree). */
   onSpawn?: (pid: number) => void;
+  /** Takes stdout as it comes (then it is not kept: the result's stdout is empty), for large outputs. */
+  onStdout?: (chunk: Buffer) => void;
 }
 
 export interface ProcessResult {
+  /** Empty when `onStdout` took it. */
   stdout: string;
   stderr: string;
   /** Exit code, or null when the process died from a signal. */
@@ -69,7 +72,8 @@ export function runProcess(program: string, args: readonly string[], opts: RunOp
     if (child.pid !== undefined) opts.onSpawn?.(child.pid);
     const stdout: Buffer[] = [];
     const stderr = new BoundedBuffer(STDERR_KEEP_BYTES);
-    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+    const onStdout = opts.onStdout;
+    child.stdout.on('data', onStdout ? (chunk: Buffer) => onStdout(chunk) : (chunk: Buffer) => stdout.push(chunk));
     child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
 
     let timedOut = false;

@@ -9,13 +9,16 @@
 
 import type { ServerResponse } from 'node:http';
 import { AMD64, ARM64, parseReference, type ImageRequest } from '../image/name.js';
-import { InvalidTagError, NixeryError } from '../errors.js';
+import { InvalidTagError, NixeryError, PaginationInvalidError } from '../errors.js';
+import type { PackageIndex } from '../builder/package-index.js';
 import type { Admission } from './access.js';
 import { BuildTracker, isFinal, type BuildStatus } from './builds.js';
 import { writeHead, type RequestContext } from './http.js';
 
 export interface ApiDeps {
   builds: BuildTracker;
+  /** Package search; without it /api/v1/packages is 404. */
+  packages?: PackageIndex;
 }
 
 /** Largest request body accepted (a build request is a few dozen bytes). */
@@ -28,6 +31,9 @@ const HEARTBEAT_MS = 15_000;
 const MAX_UNSENT_BYTES = 1 << 20;
 /** Platforms an image name can ask for: `arm64/…` names are linux/arm64, others linux/amd64. */
 const PLATFORMS: Record<string, string> = { 'linux/amd64': AMD64.nixSystem, 'linux/arm64': ARM64.nixSystem, 'linux/arm64/v8': ARM64.nixSystem };
+const SEARCH_LIMIT_DEFAULT = 50;
+const SEARCH_LIMIT_MAX = 1000;
+const QUERY_MAX = 200;
 
 /** The open event streams, so a shutdown can end them (their builds end with the process). */
 export class EventStreams {
@@ -106,6 +112,25 @@ export async function buildEvents(ctx: RequestContext, deps: ApiDeps, params: Re
     // Already final (the first event was the last), forgotten meanwhile, or shutting down.
     if (done || !unwatch || streams.closing) finish();
   });
+}
+
+/** GET /api/v1/packages?q=TEXT&limit=N: the package index's answer (state, revision, matches). */
+export async function searchPackages(ctx: RequestContext, deps: ApiDeps): Promise<void> {
+  if (!deps.packages) throw new NixeryError('NOT_FOUND', 'package search is not available here');
+  const query = new URL(ctx.req.url ?? '/', 'http://x').searchParams;
+  const q = query.get('q') ?? '';
+  if (q.length > QUERY_MAX) throw new NixeryError('QUERY_INVALID', `q is ${q.length} characters long (at most ${QUERY_MAX})`);
+  const limitParam = query.get('limit');
+  let limit = SEARCH_LIMIT_DEFAULT;
+  if (limitParam !== null && limitParam !== '') {
+    if (!/^\d{1,9}$/.test(limitParam) || Number(limitParam) < 1 || Number(limitParam) > SEARCH_LIMIT_MAX) {
+      throw new PaginationInvalidError(`invalid number of results requested: limit=${JSON.stringify(limitParam.slice(0, 20))} (1 to ${SEARCH_LIMIT_MAX})`);
+    }
+    limit = Number(limitParam);
+  }
+  const answer = await deps.packages.search(q, limit);
+  ctx.log.packages = answer.state;
+  sendJson(ctx, 200, answer);
 }
 
 /** The image a build body asks for, validated as a pull's name and tag are. */

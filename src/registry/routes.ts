@@ -15,6 +15,7 @@ export type RouteName =
   | 'api-builds'
   | 'api-build'
   | 'api-build-events'
+  | 'api-packages'
   // The explorer (explorer.ts): its pages and assets, and the image API it reads.
   | 'explore'
   | 'asset'
@@ -104,10 +105,11 @@ export const ROUTES: readonly Route[] = [
   { name: 'healthz', path: '/healthz', methods: READ, match: exact('/healthz') },
   { name: 'readyz', path: '/readyz', methods: READ, match: exact('/readyz') },
   { name: 'metrics', path: '/metrics', methods: READ, match: exact('/metrics') },
-  // The build API (api.ts); the same Gate as pulls, POST needs the right to build.
+  // The build and search API (api.ts); the same Gate as pulls, POST needs the right to build.
   { name: 'api-builds', path: '/api/v1/builds', methods: new Set(['POST']), match: exact('/api/v1/builds') },
   { name: 'api-build-events', path: '/api/v1/builds/<id>/events', methods: new Set(['GET']), match: buildPath('/events') },
   { name: 'api-build', path: '/api/v1/builds/<id>', methods: READ, match: buildPath('') },
+  { name: 'api-packages', path: '/api/v1/packages', methods: READ, match: exact('/api/v1/packages') },
   { name: 'explore', path: '/explore/<name>:<tag>', methods: READ, match: imageRef('/explore/', []) },
   { name: 'asset', path: '/assets/<file>', methods: READ, match: (p) => (p.startsWith('/assets/') && p.length > 8 && !p.includes('/', 8) ? { file: p.slice(8) } : null) },
   { name: 'api-images', path: '/api/v1/images', methods: READ, match: exact('/api/v1/images', '/api/v1/images/') },

@@ -26,7 +26,8 @@ import type { Gate } from './access.js';
 import type { TlsPair } from './tls.js';
 import { trackConnections, type DrainResult } from './shutdown.js';
 import { BuildTracker } from './builds.js';
-import { buildEvents, createBuild, EventStreams, getBuild, type ApiDeps } from './api.js';
+import { buildEvents, createBuild, EventStreams, getBuild, searchPackages, type ApiDeps } from './api.js';
+import type { PackageIndex } from '../builder/package-index.js';
 
 export interface RegistryLogger {
   info(obj: object, msg?: string): void;
@@ -54,6 +55,8 @@ export interface RegistryOptions {
   gate: Gate;
   /** Serve HTTPS with this certificate and key (PEM). */
   tls?: TlsPair;
+  /** Package search (/api/v1/packages); without it that endpoint is 404. */
+  packages?: PackageIndex;
   /** Describes the package source on the index page. */
   sourceDescription: string;
   /** Where the explorer's bundle is (default: dist/assets, written by `npm run build`). */
@@ -93,7 +96,7 @@ export function createRegistry(options: RegistryOptions): Registry {
     verify: options.blobVerify,
   });
   const deps: HandlerDeps = { service, blobs };
-  const api: ApiDeps = { builds: new BuildTracker(service, { log: options.log }) };
+  const api: ApiDeps = { builds: new BuildTracker(service, { log: options.log }), packages: options.packages };
   const eventStreams = new EventStreams();
   const pins = service.builder.pins;
   const readiness = new Readiness(
@@ -212,6 +215,8 @@ export function createRegistry(options: RegistryOptions): Registry {
         return getBuild(ctx, api, params);
       case 'api-build-events':
         return buildEvents(ctx, api, params, eventStreams);
+      case 'api-packages':
+        return searchPackages(ctx, api);
       case 'healthz':
         return text(ctx, 200, 'text/plain; charset=utf-8', 'ok\n');
       case 'readyz': {

@@ -49,8 +49,9 @@ export async function startRegistry(
     async close() {
       registry.server.closeAllConnections();
       await new Promise<void>((resolve) => registry.server.close(() => resolve()));
-      // Pins being looked up or written go to storage: let them finish first.
+      // Pins being looked up or written, and package indexes, go to storage: let them finish first.
       await app.pins.stop();
+      await app.packages.stop();
       if (!options.storagePath) await rm(storagePath, { recursive: true, force: true });
     },
   };

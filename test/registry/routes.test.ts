@@ -22,6 +22,7 @@ test('the route table: paths, parameters and methods', () => {
     ['GET', '/api/v1/builds/Ab3_x-9', 'api-build', { id: 'Ab3_x-9' }],
     ['HEAD', '/api/v1/builds/Ab3_x-9', 'api-build', { id: 'Ab3_x-9' }],
     ['GET', '/api/v1/builds/Ab3_x-9/events', 'api-build-events', { id: 'Ab3_x-9' }],
+    ['GET', '/api/v1/packages', 'api-packages', {}],
     ['GET', '/explore/shell/git:latest', 'explore', { name: 'shell/git', tag: 'latest' }],
     ['GET', '/explore/hello', 'explore', { name: 'hello', tag: 'latest' }],
     ['GET', '/assets/explorer.0123456789abcdef.js', 'asset', { file: 'explorer.0123456789abcdef.js' }],
@@ -54,6 +55,7 @@ test('unknown paths and other methods', () => {
     ['GET', '/api/v1/builds'],
     ['POST', '/api/v1/builds/x'],
     ['POST', '/api/v1/builds/x/events'],
+    ['POST', '/api/v1/packages'],
     ['POST', '/api/v1/images/hello:latest'],
     ['DELETE', '/explore/hello:latest'],
   ] as const) {
