@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the registry and its tests need on Debian 12: Nix (single-user, from Debian),
-# busybox-static (the example package set's programs), and the real registry clients the
-# end-to-end tests pull with, and Chromium for the explorer's browser test. Run as root; as another user it only says what is missing.
+# busybox-static (the example package set's programs), the real registry clients the end-to-end
+# tests pull with, and Chromium for the explorer's browser test. Run as root; as another user it
+# only says what is missing.
 set -euo pipefail
 pkgs=(nix-bin busybox-static containerd runc skopeo umoci docker-registry podman nginx wrk git xz-utils apache2-utils docker.io openssl chromium)
 missing=()

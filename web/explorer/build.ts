@@ -44,16 +44,17 @@ export function buildPanel(onFinished: (status: BuildStatus) => void = () => {})
       const i = PHASES.indexOf((li as HTMLElement).dataset.phase as (typeof PHASES)[number]);
       li.className = at < 0 ? '' : i < at || s.state === 'succeeded' ? 'done' : i === at ? (s.state === 'failed' ? 'failed' : 'current') : '';
     }
-    message.textContent = s.message ?? (s.state === 'queued' ? 'waiting for a build slot' : '');
+    message.textContent = s.message && s.message !== s.state && s.state !== 'succeeded' ? s.message : s.state === 'queued' ? 'waiting for a build slot' : '';
     const p = s.progress;
     if (p && p.layers) {
       bar.max = p.layers;
       bar.value = Math.min(p.layer ?? 0, p.layers);
       const bytes = p.bytesDone !== undefined ? ` · ${formatBytes(p.bytesDone)}${p.bytesTotal ? ` of ${formatBytes(p.bytesTotal)}` : ''}` : '';
       figures.textContent = `layer ${p.layer ?? 0} of ${p.layers}${bytes}`;
-    } else if (s.state === 'succeeded') {
+    } else if (s.state === 'succeeded' || s.state === 'failed') {
+      // Nothing is going on any more: no busy bar.
       bar.max = 1;
-      bar.value = 1;
+      bar.value = s.state === 'succeeded' ? 1 : 0;
       figures.textContent = '';
     } else {
       bar.removeAttribute('value'); // indeterminate while nothing is counted
