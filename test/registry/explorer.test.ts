@@ -6,7 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -15,6 +15,7 @@ import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { nixStats } from '../../src/nix/run.js';
 import { CONTENT_SECURITY_POLICY } from '../../src/registry/explorer.js';
 import { MEDIA_TYPES } from '../../src/manifest/manifest.js';
+import { decodeRecord, encodeRecord } from '../../src/builder/records.js';
 
 interface Layer {
   index: number;
@@ -308,6 +309,49 @@ describe('the explorer behind authentication: open exactly where pulls are', () 
       await r.close();
     }
   });
+});
+
+test('images recorded before the explorer: served with what their records have, the rest null, and no rebuild', async () => {
+  const storagePath = await mkdtemp(path.join(tmpdir(), 'nixery-explorer-legacy-'));
+  try {
+    const first = await startRegistry({}, { storagePath });
+    const pulled = await fetch(`${first.url}/v2/hello/manifests/latest`);
+    assert.equal(pulled.status, 200);
+    const digest = pulled.headers.get('docker-content-digest');
+    await first.close();
+    // Rewrite the image's record as a version without the new fields wrote it.
+    const dir = path.join(storagePath, 'manifests');
+    const files = await readdir(dir);
+    assert.equal(files.length, 1);
+    const decoded = decodeRecord<{ layers: Array<Record<string, unknown>> }>(await readFile(path.join(dir, files[0]!)));
+    assert.ok(decoded.ok);
+    const record = decoded.record;
+    record.layers = record.layers.map(({ digest, size, diffId, paths }) => ({ digest, size, diffId, paths }));
+    await writeFile(path.join(dir, files[0]!), encodeRecord(record));
+
+    const second = await startRegistry({}, { storagePath });
+    try {
+      const nixBefore = nixStats.invocations;
+      const res = await fetch(`${second.url}/api/v1/images/hello:latest`);
+      assert.equal(res.status, 200);
+      const d = (await res.json()) as Details;
+      assert.equal(d.manifest.digest, digest);
+      assert.equal(nixStats.invocations, nixBefore, 'served from the record, nothing rebuilt');
+      for (const l of d.layers) {
+        assert.equal(l.uncompressedSize, null);
+        assert.equal(l.storePaths, null);
+        assert.equal(l.runtime, null);
+        assert.equal(l.shared, false);
+        assert.ok(l.paths > 0);
+      }
+      assert.equal(d.totals.uncompressedSize, null);
+      assert.equal(d.layers.at(-1)!.kind, 'customisation');
+    } finally {
+      await second.close();
+    }
+  } finally {
+    await rm(storagePath, { recursive: true, force: true });
+  }
 });
 
 /** A GET with exactly these headers (fetch adds Accept-Encoding and may not send Host). */
