@@ -1,5 +1,6 @@
 // What the registry needs beyond the builder: a hot-path memo of images by tag, a bound on
-// concurrent Nix builds with a bounded queue, and the recent build errors for the index page.
+// concurrent Nix builds with a bounded queue, and the recent build errors and images for the
+// explorer.
 
 import { parseImageName, pullName, type ImageRequest } from '../image/name.js';
 import { LruCache } from '../util/lru.js';
