@@ -69,7 +69,7 @@ function progressPrinter(): (p: BuildProgress) => void {
   if (!process.stderr.isTTY) return () => {};
   let last = '';
   return (p) => {
-    const line = p.layer ? `${p.message} (${(p.layer.bytes / 1e6).toFixed(1)} MB)` : p.message;
+    const line = p.pack ? `${p.message} (${(p.pack.bytesDone / 1e6).toFixed(1)} of ${(p.pack.bytesTotal / 1e6).toFixed(1)} MB)` : p.message;
     if (line === last) return;
     last = line;
     process.stderr.write(`\r\x1b[K${line}`);

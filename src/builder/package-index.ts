@@ -101,9 +101,19 @@ export class SearchIndex {
     let total = 0;
     for (let i = 0; i < this.hay.length; i++) {
       const hay = this.hay[i]!;
-      if (!words.every((w) => hay.includes(w))) continue;
+      // Where the last word's first occurrence ends: in the attribute, in the name fields, or in the description.
+      let end = 0;
+      for (const w of words) {
+        const at = hay.indexOf(w);
+        if (at < 0) {
+          end = -1;
+          break;
+        }
+        end = Math.max(end, at + w.length);
+      }
+      if (end < 0) continue;
       total++;
-      byRank[rank(hay, this.packages[i]!, words, whole)]!.push(i);
+      byRank[rank(hay, words[0]!, whole, end)]!.push(i);
     }
     const packages: PackageInfo[] = [];
     for (const list of byRank) {
@@ -116,16 +126,22 @@ export class SearchIndex {
   }
 }
 
-function rank(hay: string, p: PackageInfo, words: string[], whole: string): number {
+/**
+ * 0: the attribute, its last component or the pname is the query; 1: the last component starts
+ * with the first word; 2: every word is in the attribute; 3: in the name fields; 4: otherwise
+ * (the description). `end` is where the words' first occurrences end. No substrings are made:
+ * this runs for every match (a one-letter query matches most of nixpkgs).
+ */
+function rank(hay: string, first: string, whole: string, end: number): number {
   const attrEnd = hay.indexOf('\n');
-  const attr = hay.slice(0, attrEnd);
-  const leaf = attr.slice(attr.lastIndexOf('.') + 1);
-  if (attr === whole || leaf === whole || p.pname.toLowerCase() === whole) return 0;
-  if (leaf.startsWith(words[0]!)) return 1;
-  if (words.every((w) => attr.includes(w))) return 2;
-  // All but the description (the last field).
-  const named = hay.slice(0, hay.lastIndexOf('\n'));
-  if (words.every((w) => named.includes(w))) return 3;
+  const leaf = hay.lastIndexOf('.', attrEnd - 1) + 1;
+  const nameEnd = hay.indexOf('\n', attrEnd + 1);
+  const pnameEnd = hay.indexOf('\n', nameEnd + 1);
+  const is = (from: number, to: number): boolean => to - from === whole.length && hay.startsWith(whole, from);
+  if (is(0, attrEnd) || is(leaf, attrEnd) || is(nameEnd + 1, pnameEnd)) return 0;
+  if (leaf + first.length <= attrEnd && hay.startsWith(first, leaf)) return 1;
+  if (end <= attrEnd) return 2;
+  if (end <= hay.lastIndexOf('\n')) return 3;
   return 4;
 }
 

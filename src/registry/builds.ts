@@ -207,7 +207,13 @@ export class BuildTracker {
 
   /** How many builds are kept, and how many of them are not finished (for tests and metrics). */
   get size(): { kept: number; active: number } {
+    this.dropExpired();
     return { kept: this.builds.size, active: this.active.size };
+  }
+
+  private dropExpired(): void {
+    const now = Date.now();
+    for (const [id, t] of this.builds) if (this.expired(t, now)) this.builds.delete(id);
   }
 
   private lookup(id: string): Tracked | undefined {
@@ -221,8 +227,7 @@ export class BuildTracker {
 
   /** Drops expired builds, then the oldest finished ones while the table is full; 429 if all run. */
   private makeRoom(): void {
-    const now = Date.now();
-    for (const [id, t] of this.builds) if (this.expired(t, now)) this.builds.delete(id);
+    this.dropExpired();
     for (const [id, t] of this.builds) {
       if (this.builds.size < this.capacity) break;
       if (this.finished(t)) this.builds.delete(id);

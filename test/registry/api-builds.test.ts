@@ -13,7 +13,9 @@ import { makeTestPackageSet, type TestPackageSet } from '../helpers/slow-pkgs.js
 import { nixStats } from '../../src/nix/run.js';
 import { parseImageName } from '../../src/image/name.js';
 import type { BuildProgress } from '../../src/builder/builder.js';
-import type { BuildStatus } from '../../src/registry/builds.js';
+import { BuildTracker, type BuildStatus } from '../../src/registry/builds.js';
+import type { Admission } from '../../src/registry/access.js';
+import { NixeryError } from '../../src/errors.js';
 
 const JSON_TYPE = { 'Content-Type': 'application/json' };
 
@@ -76,7 +78,7 @@ describe('build API', () => {
 
   before(async () => {
     // One build slot: a slow build holds it while the next one waits (queued).
-    pkgs = await makeTestPackageSet({ sleeps: [3], bigMegabytes: 64 });
+    pkgs = await makeTestPackageSet({ sleeps: [3, 2], bigMegabytes: 64 });
     r = await startRegistry({ NIXERY_PKGS_PATH: pkgs.dir, NIXERY_BUILD_CONCURRENCY: '1' });
   });
   after(async () => {
@@ -201,6 +203,40 @@ describe('build API', () => {
     assert.equal(unknownDone.error!.code, 'MANIFEST_UNKNOWN');
     assert.match(unknownDone.error!.message, /no-such-package/);
     assert.deepEqual(await statusOf(r, unknown.id), unknownDone);
+  });
+
+  test('the table of builds is bounded: the oldest finished builds go first, finished builds expire', async () => {
+    const open: Admission = { user: null, client: 'test', beforeBuild: () => {}, mayBuild: () => open };
+    const start = (tracker: BuildTracker, name: string) => tracker.start(parseImageName(name), { name, tag: 'latest' }, open);
+    // Images built by the tests before: they finish at once.
+    const tracker = new BuildTracker(r.app.service, { capacity: 2, retainMs: 500 });
+    const a = await start(tracker, 'shell/hello');
+    const b = await start(tracker, 'big');
+    assert.equal(a.state, 'succeeded');
+    const c = await start(tracker, 'slow3');
+    assert.equal(tracker.get(a.id), undefined, 'the oldest finished build made room');
+    assert.equal(tracker.get(b.id)!.state, 'succeeded');
+    assert.equal(tracker.get(c.id)!.state, 'succeeded');
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    assert.equal(tracker.get(b.id), undefined, 'expired');
+    assert.deepEqual(tracker.size, { kept: 0, active: 0 });
+
+    // Builds under way are never dropped: a full table of them refuses more.
+    const busy = new BuildTracker(r.app.service, { capacity: 1 });
+    const slow = await start(busy, 'slow2');
+    assert.notEqual(slow.state, 'succeeded');
+    await assert.rejects(start(busy, 'shell/hello'), (err: unknown) => err instanceof NixeryError && err.kind === 'TOOMANYREQUESTS');
+    await new Promise<void>((resolve) => {
+      const stop = busy.watch(slow.id, (s) => {
+        if (s.state === 'succeeded') {
+          stop?.();
+          resolve();
+        }
+      });
+    });
+    const next = await start(busy, 'shell/hello');
+    assert.equal(next.state, 'succeeded');
+    assert.equal(busy.get(slow.id), undefined);
   });
 
   test('requests are validated: unknown builds, bad bodies, names, tags and platforms', async () => {
