@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-npx tsc -p .
+npm run build
 export NIX_CONFIG="${NIX_CONFIG:-substituters =}"
 export NIXERY_PKGS_PATH="${NIXERY_PKGS_PATH:-$PWD/examples/pkgs}"
 export STORAGE_PATH="${STORAGE_PATH:-$PWD/.nixery/storage}"

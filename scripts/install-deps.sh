@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the registry and its tests need on Debian 12: Nix (single-user, from Debian),
 # busybox-static (the example package set's programs), Debian's static busybox and bash for arm64
-# (the set's aarch64-linux programs), QEMU user emulation (to run arm64 images in the tests), and
-# the real registry clients the end-to-end tests pull with. Run as root; as another user it only
-# says what is missing. Running it again changes nothing that is already in place.
+# (the set's aarch64-linux programs), QEMU user emulation (to run arm64 images in the tests), the
+# real registry clients the end-to-end tests pull with, and Chromium for the explorer's browser
+# test. Run as root; as another user it only says what is missing. Running it again changes nothing that is already in place.
 set -euo pipefail
-pkgs=(nix-bin busybox-static containerd runc skopeo umoci docker-registry podman nginx wrk git xz-utils apache2-utils docker.io openssl qemu-user-static binfmt-support)
+pkgs=(nix-bin busybox-static containerd runc skopeo umoci docker-registry podman nginx wrk git xz-utils apache2-utils docker.io openssl qemu-user-static binfmt-support chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

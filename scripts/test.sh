@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 export NIX_CONFIG="${NIX_CONFIG:-substituters =}"
-rm -rf dist && npx tsc -p .
+rm -rf dist && npm run build
 # Only *.test.js files are tests; helpers next to them are not.
 mapfile -t files < <(find dist/test -name '*.test.js' | sort)
 node --test --test-concurrency=2 "$@" "${files[@]}"

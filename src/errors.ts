@@ -22,6 +22,7 @@ export const ERROR_CATALOGUE = {
   TAG_INVALID: { code: 'MANIFEST_UNKNOWN', status: 404, message: 'invalid tag' },
   DIGEST_INVALID: { code: 'DIGEST_INVALID', status: 400, message: 'provided digest did not match uploaded content' },
   MANIFEST_UNKNOWN: { code: 'MANIFEST_UNKNOWN', status: 404, message: 'manifest unknown' },
+  IMAGE_NOT_BUILT: { code: 'MANIFEST_UNKNOWN', status: 404, message: 'the image is not built yet' },
   BLOB_UNKNOWN: { code: 'BLOB_UNKNOWN', status: 404, message: 'blob unknown to registry' },
   PACKAGES_NOT_FOUND: { code: 'MANIFEST_UNKNOWN', status: 404, message: 'could not find Nix packages' },
   NOT_FOUND: { code: 'NOT_FOUND', status: 404, message: 'no such endpoint' },
@@ -133,6 +134,13 @@ export class PaginationInvalidError extends NixeryError {
 export class InvalidDigestError extends NixeryError {
   constructor(message: string) {
     super('DIGEST_INVALID', message);
+  }
+}
+
+/** An image looked at (the explorer) that is not built under its tag's current revision. */
+export class ImageNotBuiltError extends NixeryError {
+  constructor(image: string) {
+    super('IMAGE_NOT_BUILT', `${image} is not built yet: pull it or start a build (POST /api/v1/builds)`);
   }
 }
 

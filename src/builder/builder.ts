@@ -12,15 +12,16 @@ import type { PinnedSource } from '../nix/source.js';
 import { resolvePackages } from '../nix/resolve.js';
 import { realise, type RealiseOptions } from '../nix/realise.js';
 import { queryClosure } from '../nix/closure.js';
-import { buildManifests, type ImageManifests, type LayerDescriptor } from '../manifest/manifest.js';
+import { buildManifests, type ImageManifests } from '../manifest/manifest.js';
 import { buildIndex, type ImageIndex } from '../manifest/image-index.js';
 import { LayerStore } from './layer-store.js';
-import { ManifestCache, recordDigests, type ManifestRecord } from './manifest-cache.js';
+import { ManifestCache, recordDigests, type ImageLayer, type ManifestRecord } from './manifest-cache.js';
 import { SingleFlight } from '../util/singleflight.js';
 import { LruCache } from '../util/lru.js';
 import { blobKey, manifestKey } from './layout.js';
 import type { Quarantine } from './integrity.js';
 import { popularityDigest } from '../layers/popularity.js';
+import { layerSharing } from '../layers/sharing.js';
 import { StorageObjectNotFoundError } from '../storage/errors.js';
 import { ImageTooLargeError, NixeryError, PlatformBuildError } from '../errors.js';
 import type { Pin, Pinner } from './pins.js';
@@ -88,7 +89,7 @@ export interface BuiltImage {
   cacheKey: string | null;
   revision: string | null;
   manifests: ImageManifests;
-  layers: Array<LayerDescriptor & { paths: number; cached: boolean }>;
+  layers: Array<ImageLayer & { cached: boolean }>;
   /** True when served from the manifest cache without running Nix. */
   fromCache: boolean;
   /** The source pin it was found or built under (the registry's hot path compares it). */
@@ -276,6 +277,18 @@ export class ImageBuilder {
   }
 
   /**
+   * The image as built under its tag's current pin, or null when it is not built (nothing is
+   * built here: Nix does not run).
+   */
+  async find(image: ImageRequest): Promise<BuiltImage | null> {
+    const popularity = this.options.popularity();
+    const pin = await this.pins.pin(image.tag);
+    const cacheKey = this.pinnedKey(image, pin.pinned, popularity);
+    const record = cacheKey ? await this.manifests.get(cacheKey) : null;
+    return record && cacheKey ? this.fromRecord(image, cacheKey, record, pin) : null;
+  }
+
+  /**
    * Rebuilds the image a missing (or removed) blob belongs to, when this process knows it. True
    * when the blob is in storage afterwards. Concurrent repairs of one blob share one rebuild.
    */
@@ -303,7 +316,7 @@ export class ImageBuilder {
    * A record that gc expired while its blobs remain is written again (the image is in use).
    */
   async stillWhole(built: BuiltImage): Promise<boolean> {
-    const record: ManifestRecord = { revision: built.revision, manifests: built.manifests, layers: built.layers.map(({ digest, size, diffId, paths }) => ({ digest, size, diffId, paths })) };
+    const record: ManifestRecord = { revision: built.revision, manifests: built.manifests, layers: recordLayers(built.layers) };
     if (!(await this.blobsPresent(record))) {
       if (built.cacheKey) this.manifests.forget(built.cacheKey);
       return false;
@@ -423,9 +436,14 @@ export class ImageBuilder {
     for (const c of custom.collisions) log.warn({ image: image.name, collision: c }, 'customisation layer collision');
 
     onProgress({ phase: 'manifest', message: 'writing the manifests' });
-    const layers = [
-      ...packed.map((p, i) => ({ ...p.digests, paths: groups[i]!.paths.length, cached: p.cached })),
-      { ...custom.digests, paths: roots.length, cached: custom.cached },
+    const narSize = new Map(closure.paths.map((p) => [p.path, p.narSize]));
+    const layers: Array<ImageLayer & { cached: boolean }> = [
+      ...packed.map((p, i) => {
+        const paths = groups[i]!.paths;
+        const storePaths = paths.map((path) => ({ path, narSize: narSize.get(path) ?? 0 }));
+        return { ...p.digests, paths: paths.length, storePaths, ...layerSharing(paths, popularity), cached: p.cached };
+      }),
+      { ...custom.digests, paths: roots.length, storePaths: [], links: roots, popularity: 0, runtime: null, cached: custom.cached },
     ];
     const manifests = buildManifests({
       architecture: image.arch.imageArch,
@@ -439,7 +457,7 @@ export class ImageBuilder {
     const record: ManifestRecord = {
       revision: pinned.revision,
       manifests,
-      layers: layers.map(({ digest, size, diffId, paths }) => ({ digest, size, diffId, paths })),
+      layers: recordLayers(layers),
     };
     if (cacheKey) await this.manifests.set(cacheKey, record);
     log.info(
@@ -457,6 +475,11 @@ export class ImageBuilder {
 /** Whether two platforms failed the same way (then it is not the platform's failure). */
 function sameFailure(a: unknown, b: unknown): boolean {
   return a instanceof NixeryError && b instanceof NixeryError && a.kind === b.kind && a.message === b.message;
+}
+
+/** What a record keeps of an image's layers (whether they were packed now is not kept). */
+function recordLayers(layers: ReadonlyArray<ImageLayer & { cached: boolean }>): ImageLayer[] {
+  return layers.map(({ cached: _cached, ...layer }) => layer);
 }
 
 /** The store paths that go into the image for the requested packages, sorted and unique. */

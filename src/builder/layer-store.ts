@@ -25,10 +25,11 @@ const LAYER_FORMAT = 'nixery-ts layer v1';
  * those bytes (the one this process wrote, or checked in full). Another version is checked
  * before it is reused.
  */
-type LayerRecord = LayerDescriptor & { version?: string };
+type LayerRecord = LayerDescriptor & { version?: string; uncompressedSize?: number };
 
 export interface PackedLayer {
-  digests: LayerDescriptor;
+  /** With the uncompressed size, unless the layer's build record was written before it was kept. */
+  digests: LayerDescriptor & { uncompressedSize?: number };
   /** True when the build cache already had it. */
   cached: boolean;
 }
@@ -144,7 +145,7 @@ export class LayerStore {
       throw err;
     }
     const target = blobKey(digests.digest);
-    const descriptor = { digest: digests.digest, size: digests.size, diffId: digests.diffId };
+    const descriptor = { digest: digests.digest, size: digests.size, diffId: digests.diffId, uncompressedSize: digests.uncompressedSize };
     // Someone else's copy of the blob is checked on its first reuse; ours is what we hashed.
     if (await this.storage.stat(target)) {
       await this.storage.delete(staging);
@@ -156,8 +157,9 @@ export class LayerStore {
   }
 }
 
-function descriptorOf(record: LayerRecord): LayerDescriptor {
-  return { digest: record.digest, size: record.size, diffId: record.diffId };
+function descriptorOf(record: LayerRecord): LayerDescriptor & { uncompressedSize?: number } {
+  const { digest, size, diffId, uncompressedSize } = record;
+  return uncompressedSize === undefined ? { digest, size, diffId } : { digest, size, diffId, uncompressedSize };
 }
 
 function sha256Hex(s: string): string {

@@ -16,10 +16,28 @@ import { LruCache } from '../util/lru.js';
 import { encodeRecord } from './records.js';
 import type { Quarantine } from './integrity.js';
 
+/**
+ * One layer of a built image as its record keeps it. The optional fields were added for the
+ * explorer; records written before them lack them, and are served as they are.
+ */
+export interface ImageLayer extends LayerDescriptor {
+  /** How many store paths the layer holds (the customisation layer: how many outputs it links). */
+  paths: number;
+  /** Bytes of the uncompressed tar. */
+  uncompressedSize?: number;
+  /** The store paths the layer holds, each with its NAR size (empty for the customisation layer). */
+  storePaths?: Array<{ path: string; narSize: number }>;
+  /** The customisation layer: the outputs it links into /bin, /lib..., plus /usr/bin/env and /tmp. */
+  links?: string[];
+  /** How shared the layer is in the package set (see layers/sharing.ts). */
+  popularity?: number;
+  runtime?: string | null;
+}
+
 export interface ManifestRecord {
   revision: string | null;
   manifests: ImageManifests;
-  layers: Array<LayerDescriptor & { paths: number }>;
+  layers: ImageLayer[];
 }
 
 export interface StoredRecord {
@@ -27,7 +45,7 @@ export interface StoredRecord {
   config: Omit<Blob, 'bytes'>;
   oci: Omit<Blob, 'bytes'>;
   docker: Omit<Blob, 'bytes'>;
-  layers: Array<LayerDescriptor & { paths: number }>;
+  layers: ImageLayer[];
 }
 
 /** A multi-platform index and the image of each of its platforms, in index order. */

@@ -116,6 +116,25 @@ export function parseImageName(name: string, tag = 'latest'): ImageRequest {
   };
 }
 
+/**
+ * A name that pulls this image: its meta-packages first, then its other packages. The canonical
+ * `name` sorts every component, so `shell` may not lead there (`hello/shell` asks for a package
+ * called shell); this one always parses back to the same architecture and package set.
+ */
+export function pullName(image: ImageRequest): string {
+  const has = new Set(image.packages);
+  const shell = SHELL_PACKAGES.every((p) => has.has(p));
+  const implied = new Set<string>([...ALWAYS_PACKAGES, ...(shell ? SHELL_PACKAGES : [])]);
+  const meta = [...(image.arch === ARM64 ? ['arm64'] : []), ...(shell ? ['shell'] : [])];
+  // Packages that happen to be called like a meta-package go last, behind an ordinary one.
+  const isMeta = (p: string) => p === 'shell' || p === 'arm64';
+  const rest = image.packages.filter((p) => !implied.has(p));
+  const ordered = [...rest.filter((p) => !isMeta(p)), ...rest.filter(isMeta)];
+  if (ordered.length > 0 && isMeta(ordered[0]!)) ordered.unshift(ALWAYS_PACKAGES[0]);
+  const components = [...meta, ...ordered];
+  return components.length > 0 ? components.join('/') : image.name;
+}
+
 /** Parses `NAME[:TAG]` as given on the command line. */
 export function parseReference(ref: string): ImageRequest {
   const colon = ref.lastIndexOf(':');

@@ -129,7 +129,7 @@ function sum(c: IndexedClosure, ids: number[]): bigint {
 const highestCache = new WeakMap<Popularity, number>();
 
 /** The highest popularity in the whole data set (computed once per data set). */
-function highestPopularity(popularity: Popularity): number {
+export function highestPopularity(popularity: Popularity): number {
   let highest = highestCache.get(popularity);
   if (highest === undefined) {
     highest = 0;

@@ -15,7 +15,12 @@ export type RouteName =
   | 'api-builds'
   | 'api-build'
   | 'api-build-events'
-  | 'api-packages';
+  | 'api-packages'
+  // The explorer (explorer.ts): its pages and assets, and the image API it reads.
+  | 'explore'
+  | 'asset'
+  | 'api-images'
+  | 'api-image';
 
 export interface Route {
   name: RouteName;
@@ -65,6 +70,29 @@ const exact =
   (path: string): Record<string, string> | null =>
     paths.includes(path) ? {} : null;
 
+/**
+ * `<prefix><name>[:<tag>][/<part>]`: an image by name and tag (default `latest`), as the explorer
+ * names them. The tag is what follows the last `:` (a tag has no `/`, a name no `:`); names and
+ * tags are validated by the handler, so a bad one gets a precise error.
+ */
+function imageRef(prefix: string, parts: readonly string[]) {
+  return (path: string): Record<string, string> | null => {
+    if (!path.startsWith(prefix) || path.length === prefix.length) return null;
+    let ref = path.slice(prefix.length);
+    let part = '';
+    for (const p of parts) {
+      if (ref.endsWith(`/${p}`)) {
+        part = p;
+        ref = ref.slice(0, -p.length - 1);
+        break;
+      }
+    }
+    const colon = ref.lastIndexOf(':');
+    const params = colon < 0 ? { name: ref, tag: 'latest' } : { name: ref.slice(0, colon), tag: ref.slice(colon + 1) };
+    return part ? { ...params, part } : params;
+  };
+}
+
 export const ROUTES: readonly Route[] = [
   { name: 'ping', path: '/v2/', methods: READ, match: exact('/v2/', '/v2') },
   { name: 'manifest', path: '/v2/<name>/manifests/<tag-or-digest>', methods: READ, match: underName('manifests', 'reference') },
@@ -82,6 +110,10 @@ export const ROUTES: readonly Route[] = [
   { name: 'api-build-events', path: '/api/v1/builds/<id>/events', methods: new Set(['GET']), match: buildPath('/events') },
   { name: 'api-build', path: '/api/v1/builds/<id>', methods: READ, match: buildPath('') },
   { name: 'api-packages', path: '/api/v1/packages', methods: READ, match: exact('/api/v1/packages') },
+  { name: 'explore', path: '/explore/<name>:<tag>', methods: READ, match: imageRef('/explore/', []) },
+  { name: 'asset', path: '/assets/<file>', methods: READ, match: (p) => (p.startsWith('/assets/') && p.length > 8 && !p.includes('/', 8) ? { file: p.slice(8) } : null) },
+  { name: 'api-images', path: '/api/v1/images', methods: READ, match: exact('/api/v1/images', '/api/v1/images/') },
+  { name: 'api-image', path: '/api/v1/images/<name>:<tag>[/manifest|/docker-manifest|/config]', methods: READ, match: imageRef('/api/v1/images/', ['manifest', 'docker-manifest', 'config']) },
 ];
 
 export type RouteMatch =

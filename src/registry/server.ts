@@ -21,7 +21,7 @@ import { sendCatalogueError, sendError, writeHead, type RequestContext } from '.
 import { blob, manifest, ping, referrers, tags, type HandlerDeps } from './handlers.js';
 import { BlobServer, type BlobVerification } from './blob-server.js';
 import { Readiness } from './readiness.js';
-import { renderIndexPage } from './index-page.js';
+import { Explorer, loadExplorerAssets } from './explorer.js';
 import type { Gate } from './access.js';
 import type { TlsPair } from './tls.js';
 import { trackConnections, type DrainResult } from './shutdown.js';
@@ -59,6 +59,8 @@ export interface RegistryOptions {
   packages?: PackageIndex;
   /** Describes the package source on the index page. */
   sourceDescription: string;
+  /** Where the explorer's bundle is (default: dist/assets, written by `npm run build`). */
+  explorerAssetsDir?: string;
   version: string;
   /** Limits on receiving a request (defaults: 20 s for the headers, 30 s for the whole request). */
   headersTimeoutMs?: number;
@@ -107,6 +109,9 @@ export function createRegistry(options: RegistryOptions): Registry {
     3000,
     (check, detail) => options.log.warn({ check, err: detail }, 'readiness check failed'),
   );
+  const loaded = loadExplorerAssets(options.explorerAssetsDir);
+  if (!loaded.assets) options.log.warn({ missing: loaded.missing }, 'the explorer is not built (npm run build): pages are served without it');
+  const explorer = new Explorer({ service, pins, assets: loaded.assets, sourceDescription: options.sourceDescription, version: options.version });
   const requests = { total: 0, errors: 0, protocolErrors: 0 };
   const idPrefix = randomBytes(3).toString('hex');
   let nextId = 0;
@@ -227,23 +232,16 @@ export function createRegistry(options: RegistryOptions): Registry {
             .map(([k, v]) => `${k} ${v}`)
             .join('\n') + '\n',
         );
-      case 'index': {
-        // What is known now: the page never waits for the source.
-        const status = pins.status();
-        return text(
-          ctx,
-          200,
-          'text/html; charset=utf-8',
-          renderIndexPage({
-            host: ctx.req.headers.host ?? '',
-            source: options.sourceDescription,
-            revision: pins.peek('latest')?.pinned.revision ?? null,
-            sourceFailure: status.failure ? { message: status.failure.error.message, since: new Date(status.failure.since).toISOString() } : undefined,
-            errors: service.errors.list(),
-            version: options.version,
-          }),
-        );
-      }
+      case 'index':
+        return explorer.index(ctx);
+      case 'explore':
+        return explorer.explore(ctx, params);
+      case 'asset':
+        return explorer.asset(ctx, params);
+      case 'api-images':
+        return explorer.recent(ctx);
+      case 'api-image':
+        return explorer.image(ctx, params);
     }
   }
 

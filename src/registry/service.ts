@@ -1,14 +1,16 @@
 // What the registry needs beyond the builder: a hot-path memo of images by tag, a bound on
-// concurrent Nix builds with a bounded queue, and the recent build errors for the index page.
+// concurrent Nix builds with a bounded queue, and the recent build errors and images for the
+// explorer.
 // A tag stands for an image on each configured platform (NIXERY_PLATFORMS), built concurrently.
 
-import { parseImageName, type Architecture, type ImageRequest } from '../image/name.js';
+import { parseImageName, pullName, type Architecture, type ImageRequest } from '../image/name.js';
 import { forPlatforms, hostPlatform } from '../image/platform.js';
 import type { ImageIndex } from '../manifest/image-index.js';
 import { LruCache } from '../util/lru.js';
 import type { ImageBuilder, BuiltImage, BuildProgress } from '../builder/builder.js';
 import type { Pin } from '../builder/pins.js';
-import { isClientError, NixeryError, TooManyRequestsError } from '../errors.js';
+import { ImageNotBuiltError, isClientError, NixeryError, TooManyRequestsError } from '../errors.js';
+import { RecentImages } from './recent-images.js';
 import type { Admission } from './access.js';
 import { Semaphore, QueueFullError } from '../util/semaphore.js';
 import { SingleFlight } from '../util/singleflight.js';
@@ -66,6 +68,8 @@ export interface ServiceStats {
 
 export class RegistryService {
   readonly errors = new ErrorRing(15);
+  /** Images built or found lately, for the explorer. */
+  readonly recent = new RecentImages(50);
   readonly stats: ServiceStats = { cacheHits: 0, buildFailures: 0, rejected: 0, tooLarge: 0 };
   private readonly slots: Semaphore;
   /**
@@ -119,6 +123,20 @@ export class RegistryService {
       index.catch(() => this.indexes.delete(tagged.images));
     }
     return index;
+  }
+
+  /**
+   * An image by name and tag (validated here) if it is built under the tag's current pin;
+   * ImageNotBuiltError otherwise. Never builds: looking at an image costs no Nix.
+   */
+  async findImage(name: string, tag: string): Promise<BuiltImage> {
+    const memo = this.byTag.get(`${name}:${tag}`);
+    // The first configured platform's image: the one a client that takes no index gets.
+    if (memo && memo.pin !== undefined && memo.pin === this.builder.pins.peek(tag) && memo.popularity === this.builder.popularity()) return memo.tagged.images[0]!;
+    const image = forPlatforms(parseImageName(name, tag), this.platforms)[0]!;
+    const found = await this.builder.find(image);
+    if (!found) throw new ImageNotBuiltError(`${pullName(image)}:${image.tag}`);
+    return found;
   }
 
   /** The tags every image name can be pulled with (sorted). */
@@ -181,6 +199,7 @@ export class RegistryService {
     );
     const fromCache = images.every((b) => b.fromCache);
     if (fromCache) this.stats.cacheHits++;
+    this.recent.add(images[0]!);
     return { images, fromCache };
   }
 
@@ -197,6 +216,7 @@ export class RegistryService {
       }),
     );
     if (built.fromCache) this.stats.cacheHits++;
+    this.recent.add(built);
     return built;
   }
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseImageName, parseReference, validateName, validateTag, AMD64, ARM64 } from '../../src/image/name.js';
+import { parseImageName, parseReference, pullName, validateName, validateTag, AMD64, ARM64 } from '../../src/image/name.js';
 import { InvalidNameError, InvalidTagError } from '../../src/errors.js';
 
 // Nixery's builder_test.go vectors, plus de-duplication (Nixery kept duplicates).
@@ -79,4 +79,23 @@ test('parseReference splits NAME[:TAG]', () => {
   assert.equal(parseReference('shell/hello:v1').tag, 'v1');
   assert.equal(parseReference('shell/hello').tag, 'latest');
   assert.throws(() => parseReference('shell/hello:'), InvalidTagError);
+});
+
+test('pullName: a name that parses back to the same image, meta-packages first', () => {
+  for (const [input, expected] of [
+    ['hello/shell', 'hello/shell'],
+    ['shell/hello', 'shell/hello'],
+    ['git/arm64/shell/htop', 'git/htop/arm64/shell'],
+    ['cacert/arm64', 'cacert/arm64'],
+    ['shell/iana-etc/shell', 'shell/cacert/shell'],
+    ['arm64/shell/htop/git', 'arm64/shell/git/htop'],
+    ['shell/cacert/hello', 'shell/hello'],
+    ['cacert', 'cacert'],
+    ['python3packages.requests/1password', '1password/python3packages.requests'],
+  ] as const) {
+    const image = parseImageName(input);
+    assert.equal(pullName(image), expected, input);
+    const again = parseImageName(pullName(image));
+    assert.deepEqual([again.packages, again.arch], [image.packages, image.arch], input);
+  }
 });

@@ -23,6 +23,14 @@ test('the route table: paths, parameters and methods', () => {
     ['HEAD', '/api/v1/builds/Ab3_x-9', 'api-build', { id: 'Ab3_x-9' }],
     ['GET', '/api/v1/builds/Ab3_x-9/events', 'api-build-events', { id: 'Ab3_x-9' }],
     ['GET', '/api/v1/packages', 'api-packages', {}],
+    ['GET', '/explore/shell/git:latest', 'explore', { name: 'shell/git', tag: 'latest' }],
+    ['GET', '/explore/hello', 'explore', { name: 'hello', tag: 'latest' }],
+    ['GET', '/assets/explorer.0123456789abcdef.js', 'asset', { file: 'explorer.0123456789abcdef.js' }],
+    ['GET', '/api/v1/images', 'api-images', {}],
+    ['GET', '/api/v1/images/shell/git:v1.0', 'api-image', { name: 'shell/git', tag: 'v1.0' }],
+    ['HEAD', '/api/v1/images/shell/git:latest/manifest', 'api-image', { name: 'shell/git', tag: 'latest', part: 'manifest' }],
+    ['GET', '/api/v1/images/hello:latest/docker-manifest', 'api-image', { name: 'hello', tag: 'latest', part: 'docker-manifest' }],
+    ['GET', '/api/v1/images/hello/config', 'api-image', { name: 'hello', tag: 'latest', part: 'config' }],
   ];
   for (const [method, path, name, params] of cases) {
     const m = matchRoute(method, path);
@@ -35,7 +43,7 @@ test('the route table: paths, parameters and methods', () => {
 });
 
 test('unknown paths and other methods', () => {
-  for (const path of ['/api/v1/builds/', '/api/v1/builds/a/b', '/api/v1/builds//events', '/api/v1', '/v2/_catalog', '/v2/hello/manifests/', '/v2/hello/manifests/a/', '/v2//manifests/x', '/v2/manifests/x', '/favicon.ico', '/v3/']) {
+  for (const path of ['/api/v1/builds/', '/api/v1/builds/a/b', '/api/v1/builds//events', '/api/v1', '/v2/_catalog', '/v2/hello/manifests/', '/v2/hello/manifests/a/', '/v2//manifests/x', '/v2/manifests/x', '/favicon.ico', '/v3/', '/explore/', '/assets/', '/assets/a/b.js']) {
     assert.equal(matchRoute('GET', path).kind, 'not-found', path);
   }
   for (const [method, path] of [
@@ -48,6 +56,8 @@ test('unknown paths and other methods', () => {
     ['POST', '/api/v1/builds/x'],
     ['POST', '/api/v1/builds/x/events'],
     ['POST', '/api/v1/packages'],
+    ['POST', '/api/v1/images/hello:latest'],
+    ['DELETE', '/explore/hello:latest'],
   ] as const) {
     assert.equal(matchRoute(method, path).kind, 'method-not-allowed', `${method} ${path}`);
   }

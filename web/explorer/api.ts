@@ -1,0 +1,120 @@
+// The registry's JSON API as the explorer uses it (see /api/v1 in the README). Errors come back
+// in the registry's OCI format, {"errors":[{"code","message"}]}, and become ApiError.
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+async function errorOf(res: Response): Promise<ApiError> {
+  let code = 'UNKNOWN';
+  let message = `${res.status} ${res.statusText}`;
+  try {
+    const body = (await res.json()) as { errors?: Array<{ code?: string; message?: string }> };
+    const first = body.errors?.[0];
+    if (first?.code) code = first.code;
+    if (first?.message) message = first.message;
+  } catch {
+    // Not the registry's JSON: the status says enough.
+  }
+  return new ApiError(res.status, code, message);
+}
+
+export async function getJson<T>(url: string, signal?: AbortSignal): Promise<T> {
+  const res = await fetch(url, { headers: { Accept: 'application/json' }, signal });
+  if (!res.ok) throw await errorOf(res);
+  return (await res.json()) as T;
+}
+
+export async function postJson<T>(url: string, body: unknown): Promise<T> {
+  const res = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json', Accept: 'application/json' }, body: JSON.stringify(body) });
+  if (!res.ok) throw await errorOf(res);
+  return (await res.json()) as T;
+}
+
+export interface PackageHit {
+  attr: string;
+  name: string;
+  pname?: string;
+  version?: string;
+  description?: string;
+}
+
+export interface PackageSearch {
+  revision: string;
+  state: 'ready' | 'indexing' | 'failed';
+  total: number;
+  packages: PackageHit[];
+  error?: { code: string; message: string } | null;
+}
+
+export type BuildState = 'queued' | 'running' | 'succeeded' | 'failed';
+
+export interface BuildStatus {
+  id: string;
+  image: string;
+  name: string;
+  tag: string;
+  state: BuildState;
+  phase: string | null;
+  message: string | null;
+  progress: { layer?: number; layers?: number; bytesDone?: number; bytesTotal?: number } | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  result: { manifestDigest: string } | null;
+  error: { code: string; message: string } | null;
+}
+
+export interface RecentImage {
+  image: string;
+  name: string;
+  tag: string;
+  manifestDigest: string;
+  revision: string | null;
+  layers: number;
+  compressedSize: number;
+  uncompressedSize: number | null;
+  built: boolean;
+  at: string;
+}
+
+export interface LayerDetails {
+  index: number;
+  kind: 'store-paths' | 'customisation';
+  digest: string;
+  size: number;
+  diffId: string;
+  uncompressedSize: number | null;
+  paths: number;
+  storePaths: Array<{ path: string; narSize: number }> | null;
+  links: string[] | null;
+  popularity: number | null;
+  runtime: string | null;
+  shared: boolean;
+}
+
+export interface ImageDetails {
+  image: string;
+  name: string;
+  tag: string;
+  architecture: string;
+  packages: string[];
+  revision: string | null;
+  manifest: { digest: string; mediaType: string; size: number };
+  dockerManifest: { digest: string; mediaType: string; size: number };
+  config: { digest: string; mediaType: string; size: number };
+  links: { manifest: string; dockerManifest: string; config: string; registryManifest: string; registryConfig: string };
+  totals: { layers: number; size: number; uncompressedSize: number | null; storePaths: number; narSize: number | null };
+  layers: LayerDetails[];
+}
+
+/** `/explore/<name>:<tag>` for an image (names and tags need no escaping in a path). */
+export function explorePath(name: string, tag: string): string {
+  return `/explore/${name}:${tag}`;
+}

@@ -1,0 +1,72 @@
+// Building the DOM without HTML strings: every value becomes a text node or an attribute value
+// set through the DOM, so nothing from the registry (package descriptions, error messages, store
+// paths) is ever parsed as markup.
+
+export type Child = Node | string | number | null | undefined | false;
+
+export interface Props {
+  class?: string;
+  /** Attributes, set with setAttribute (values are never parsed as HTML). */
+  attrs?: Record<string, string | number | boolean | undefined>;
+  on?: { [K in keyof HTMLElementEventMap]?: (event: HTMLElementEventMap[K]) => void };
+}
+
+function append(parent: Node, children: Child[]): void {
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    parent.appendChild(typeof c === 'string' || typeof c === 'number' ? document.createTextNode(String(c)) : c);
+  }
+}
+
+function setAttrs(el: Element, attrs: Props['attrs']): void {
+  for (const [k, v] of Object.entries(attrs ?? {})) {
+    if (v === undefined || v === false) continue;
+    el.setAttribute(k, v === true ? '' : String(v));
+  }
+}
+
+export function h<K extends keyof HTMLElementTagNameMap>(tag: K, props: Props = {}, ...children: Child[]): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  if (props.class) el.className = props.class;
+  setAttrs(el, props.attrs);
+  for (const [type, fn] of Object.entries(props.on ?? {})) el.addEventListener(type, fn as EventListener);
+  append(el, children);
+  return el;
+}
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+export function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Props['attrs'] = {}, ...children: Child[]): SVGElementTagNameMap[K] {
+  const el = document.createElementNS(SVG_NS, tag);
+  setAttrs(el, attrs);
+  append(el, children);
+  return el;
+}
+
+/** Replaces an element's content. */
+export function fill(el: Element, ...children: Child[]): void {
+  el.replaceChildren();
+  append(el, children);
+}
+
+/** A same-origin link; `path` must be one this page built (it always starts with `/`). */
+export function link(path: string, ...children: Child[]): HTMLAnchorElement {
+  if (!path.startsWith('/') || path.startsWith('//')) throw new Error(`not a local path: ${path}`);
+  return h('a', { attrs: { href: path } }, ...children);
+}
+
+/** Copies text to the clipboard; where the Clipboard API is not allowed (plain HTTP), through a selection. */
+export async function copyText(text: string): Promise<void> {
+  if (navigator.clipboard && window.isSecureContext) {
+    await navigator.clipboard.writeText(text);
+    return;
+  }
+  const area = h('textarea', { class: 'offscreen', attrs: { readonly: true } }, text);
+  document.body.appendChild(area);
+  area.select();
+  try {
+    document.execCommand('copy');
+  } finally {
+    area.remove();
+  }
+}

@@ -1,0 +1,194 @@
+// `/explore/<name>:<tag>`: what an image is made of. Every layer with its digest, sizes and store
+// paths, which layers hold shared runtimes, a treemap of the closure by size, the pull commands,
+// and links to the manifest and config JSON. An image that is not built can be built from here.
+
+import { ApiError, getJson, type ImageDetails, type LayerDetails } from './api.js';
+import { buildPanel } from './build.js';
+import { commandsWidget } from './commands.js';
+import { fill, h, link, svg } from './dom.js';
+import { formatBytes, shortDigest, storePathName } from './lib/format.js';
+import { squarify, type Rect } from './lib/treemap.js';
+
+/** The image named by the page's URL: `/explore/<name>[:<tag>]`. */
+function imageFromPath(): { name: string; tag: string } {
+  const ref = decodeURIComponent(location.pathname.slice('/explore/'.length));
+  const colon = ref.lastIndexOf(':');
+  return colon < 0 ? { name: ref, tag: 'latest' } : { name: ref.slice(0, colon), tag: ref.slice(colon + 1) };
+}
+
+export async function startExplore(app: HTMLElement): Promise<void> {
+  const { name, tag } = imageFromPath();
+  fill(app, h('p', { class: 'note', attrs: { id: 'explore-loading' } }, 'Loading…'));
+  let details: ImageDetails;
+  try {
+    details = await getJson<ImageDetails>(`/api/v1/images/${name}:${tag}`);
+  } catch (err) {
+    notBuilt(app, name, tag, err);
+    return;
+  }
+  render(app, details);
+}
+
+function notBuilt(app: HTMLElement, name: string, tag: string, err: unknown): void {
+  const e = err instanceof ApiError ? err : null;
+  const canBuild = e?.status === 404 && e.code === 'MANIFEST_UNKNOWN';
+  // Built: show the image in place of this.
+  const panel = buildPanel((s) => {
+    if (s.state === 'succeeded') void startExplore(app);
+  });
+  fill(
+    app,
+    h('div', { class: 'error', attrs: { id: 'explore-error', role: 'alert' } }, h('strong', {}, e?.code ?? 'ERROR'), h('pre', {}, err instanceof Error ? err.message : String(err))),
+    canBuild ? h('p', {}, h('button', { class: 'primary', attrs: { type: 'button', id: 'build-button' }, on: { click: () => void panel.start(name, tag) } }, `Build ${name}:${tag}`)) : null,
+    panel.element,
+    h('p', {}, link('/', '← Search packages and compose another image')),
+  );
+}
+
+function render(app: HTMLElement, d: ImageDetails): void {
+  const commands = commandsWidget();
+  commands.update(d.name, d.tag);
+  const shared = d.layers.filter((l) => l.shared);
+  fill(
+    app,
+    h(
+      'section',
+      { class: 'card', attrs: { id: 'image-summary' } },
+      h(
+        'dl',
+        { class: 'summary' },
+        h('dt', {}, 'Image'),
+        h('dd', {}, h('code', { attrs: { id: 'image-name' } }, d.image)),
+        h('dt', {}, 'Packages'),
+        h('dd', {}, ...d.packages.flatMap((p, i) => [i > 0 ? ' ' : '', h('code', {}, p)])),
+        h('dt', {}, 'Architecture'),
+        h('dd', {}, d.architecture),
+        h('dt', {}, 'Revision'),
+        h('dd', {}, d.revision ? h('code', {}, d.revision) : 'none (an unpinned source)'),
+        h('dt', {}, 'Manifest'),
+        h('dd', {}, h('code', { attrs: { id: 'manifest-digest' } }, d.manifest.digest)),
+        h('dt', {}, 'Config'),
+        h('dd', {}, h('code', {}, d.config.digest)),
+        h('dt', {}, 'Size'),
+        h(
+          'dd',
+          { attrs: { id: 'image-totals' } },
+          `${d.totals.layers} layers, ${formatBytes(d.totals.size)} to download, ${formatBytes(d.totals.uncompressedSize)} unpacked, ${d.totals.storePaths} store paths`,
+          shared.length ? `, ${shared.length} shared runtime layer${shared.length === 1 ? '' : 's'}` : '',
+        ),
+        h('dt', {}, 'JSON'),
+        h(
+          'dd',
+          { class: 'json-links' },
+          Object.assign(link(d.links.manifest, 'OCI manifest'), { id: 'link-manifest' }),
+          ' · ',
+          Object.assign(link(d.links.dockerManifest, 'Docker manifest'), { id: 'link-docker-manifest' }),
+          ' · ',
+          Object.assign(link(d.links.config, 'image config'), { id: 'link-config' }),
+          ' · ',
+          Object.assign(link(`/api/v1/images/${d.image}`, 'these details'), { id: 'link-details' }),
+        ),
+      ),
+      h('h3', {}, 'Pull it'),
+      commands.element,
+    ),
+    h('section', { attrs: { id: 'closure' } }, h('h2', {}, 'The closure by size'), chart(d), legend()),
+    h('section', { attrs: { id: 'layers' } }, h('h2', {}, 'Layers'), h('p', { class: 'note' }, 'In manifest order: the most shared first, the customisation layer (symlinks to the packages, /usr/bin/env, /tmp) last.'), layerTable(d)),
+  );
+}
+
+function legend(): HTMLElement {
+  return h(
+    'p',
+    { class: 'legend' },
+    h('span', { class: 'swatch shared' }),
+    ' shared runtime layer (popular in the package set) ',
+    h('span', { class: 'swatch own' }),
+    ' other layers. Each box is a store path, sized by its NAR size; boxes are grouped by layer.',
+  );
+}
+
+const CHART_W = 960;
+const CHART_H = 360;
+const GAP = 2;
+
+/** A treemap of the store paths by NAR size, grouped by layer (old records: layers by size). */
+function chart(d: ImageDetails): SVGSVGElement {
+  const root = svg('svg', { id: 'closure-chart', viewBox: `0 0 ${CHART_W} ${CHART_H}`, role: 'img', 'aria-label': `Store paths of ${d.image} by size` });
+  const layers = d.layers.filter((l) => l.kind === 'store-paths');
+  const layerWeight = (l: LayerDetails) => (l.storePaths ? l.storePaths.reduce((s, p) => s + p.narSize, 0) : (l.uncompressedSize ?? l.size));
+  for (const { item: layer, rect } of squarify(layers, layerWeight, { x: 0, y: 0, w: CHART_W, h: CHART_H })) {
+    const group = svg('g', { class: `layer ${layer.shared ? 'shared' : 'own'}`, 'data-layer': layer.index });
+    const inner = inset(rect, GAP);
+    group.appendChild(svg('rect', { class: 'layer-box', x: inner.x, y: inner.y, width: inner.w, height: inner.h }, svg('title', {}, layerTitle(layer))));
+    const paths = layer.storePaths ?? [];
+    for (const { item: p, rect: r } of squarify(paths, (x) => x.narSize, inset(inner, 1))) {
+      const box = inset(r, 0.5);
+      group.appendChild(svg('rect', { class: 'path-box', x: box.x, y: box.y, width: box.w, height: box.h }, svg('title', {}, `${p.path}\n${formatBytes(p.narSize)} · layer ${layer.index}`)));
+      const label = fitLabel(storePathName(p.path), box);
+      if (label) group.appendChild(svg('text', { x: box.x + 4, y: box.y + 14, class: 'path-label' }, label));
+    }
+    root.appendChild(group);
+  }
+  return root;
+}
+
+function layerTitle(l: LayerDetails): string {
+  const what = l.runtime ? `shared runtime ${l.runtime}` : `${l.paths} store path${l.paths === 1 ? '' : 's'}`;
+  return `layer ${l.index}: ${what}\n${formatBytes(l.size)} compressed, ${formatBytes(l.uncompressedSize)} unpacked\n${l.digest}`;
+}
+
+function inset(r: Rect, by: number): Rect {
+  const dx = Math.min(by, r.w / 4);
+  const dy = Math.min(by, r.h / 4);
+  return { x: r.x + dx, y: r.y + dy, w: r.w - 2 * dx, h: r.h - 2 * dy };
+}
+
+/** The label cut to the box (about 7 units a character at the chart's font size), or none. */
+function fitLabel(text: string, r: Rect): string | null {
+  if (r.h < 18 || r.w < 30) return null;
+  const chars = Math.floor((r.w - 8) / 7);
+  if (chars < 3) return null;
+  return text.length <= chars ? text : `${text.slice(0, chars - 1)}…`;
+}
+
+function layerTable(d: ImageDetails): HTMLTableElement {
+  return h(
+    'table',
+    { class: 'layers', attrs: { id: 'layer-table' } },
+    h('thead', {}, h('tr', {}, h('th', {}, '#'), h('th', {}, 'Digest'), h('th', {}, 'Download'), h('th', {}, 'Unpacked'), h('th', {}, 'Store paths'), h('th', {}, 'Sharing'))),
+    h('tbody', {}, ...d.layers.map((l) => layerRow(d, l))),
+  );
+}
+
+function layerRow(d: ImageDetails, l: LayerDetails): HTMLTableRowElement {
+  const contents =
+    l.kind === 'customisation'
+      ? h('details', {}, h('summary', {}, `links ${l.paths} output${l.paths === 1 ? '' : 's'}`), h('ul', { class: 'paths' }, ...(l.links ?? []).map((p) => h('li', {}, h('code', {}, p)))))
+      : l.storePaths
+        ? h(
+            'details',
+            {},
+            h('summary', {}, `${l.paths} store path${l.paths === 1 ? '' : 's'}`),
+            h('ul', { class: 'paths' }, ...[...l.storePaths].sort((a, b) => b.narSize - a.narSize).map((p) => h('li', {}, h('code', {}, p.path), ' ', h('span', { class: 'size' }, formatBytes(p.narSize))))),
+          )
+        : `${l.paths} store path${l.paths === 1 ? '' : 's'}`;
+  const sharing =
+    l.kind === 'customisation'
+      ? h('span', { class: 'badge custom' }, 'customisation')
+      : l.shared
+        ? h('span', { class: 'badge shared', attrs: { title: `${l.popularity} derivations of the package set refer to it` } }, `shared runtime: ${l.runtime}`)
+        : l.popularity
+          ? h('span', { class: 'note' }, `popularity ${l.popularity}`)
+          : h('span', { class: 'note' }, '—');
+  return h(
+    'tr',
+    { class: l.shared ? 'layer-row shared' : 'layer-row', attrs: { 'data-digest': l.digest, 'data-kind': l.kind } },
+    h('td', { class: 'num' }, l.index),
+    h('td', {}, Object.assign(link(`/v2/${d.name}/blobs/${l.digest}`, shortDigest(l.digest)), { className: 'digest', title: `${l.digest} (download the layer)` })),
+    h('td', { class: 'num' }, formatBytes(l.size)),
+    h('td', { class: 'num' }, formatBytes(l.uncompressedSize)),
+    h('td', {}, contents),
+    h('td', {}, sharing),
+  );
+}
