@@ -39,6 +39,8 @@ export type BuildPhase = 'source' | 'queued' | 'resolve' | 'realise' | 'closure'
 export interface BuildProgress {
   phase: BuildPhase;
   message: string;
+  /** Set by `buildAll` (the message is then prefixed with it): which platform's build reported. */
+  platform?: string;
   /** During `pack`: the layer that reported, of how many, and its uncompressed bytes packed so far. */
   layer?: { index: number; count: number; bytes: number };
   /**
@@ -203,7 +205,7 @@ export class ImageBuilder {
     if (images.length === 1) return [await this.build(images[0]!, onProgress, limit)];
     for (let attempt = 1; ; attempt++) {
       const settled = await Promise.allSettled(
-        images.map((image) => this.build(image, (p) => onProgress({ ...p, message: `${image.arch.platform}: ${p.message}` }), limit)),
+        images.map((image) => this.build(image, (p) => onProgress({ ...p, platform: image.arch.platform, message: `${image.arch.platform}: ${p.message}` }), limit)),
       );
       const failures = settled.flatMap((s, i) => (s.status === 'rejected' ? [{ platform: images[i]!.arch.platform, cause: s.reason as unknown }] : []));
       if (failures.length > 0) {

@@ -25,6 +25,13 @@ export function platformArch(platform: string): Architecture {
   return arch;
 }
 
+/** The canonical name of a platform as a client may spell it (`linux/arm64/v8`), or undefined if unsupported. */
+export function canonicalPlatform(name: string): string | undefined {
+  const lower = name.toLowerCase();
+  const canonical = ALIASES.get(lower) ?? lower;
+  return PLATFORMS.has(canonical) ? canonical : undefined;
+}
+
 /**
  * Parses a comma-separated platform list (`linux/amd64,linux/arm64`) into canonical names, in
  * order. Throws an Error saying what is wrong: an empty list or entry, an unknown or unsupported
@@ -36,8 +43,8 @@ export function parsePlatforms(raw: string): string[] {
   const seen: string[] = [];
   for (const entry of entries) {
     if (entry === '') throw new Error(`has an empty entry in ${JSON.stringify(raw)}`);
-    const name = ALIASES.get(entry.toLowerCase()) ?? entry.toLowerCase();
-    if (!PLATFORMS.has(name)) {
+    const name = canonicalPlatform(entry);
+    if (!name) {
       throw new Error(`unsupported platform ${JSON.stringify(entry)}: this registry builds ${[...PLATFORMS.keys()].join(' and ')} (os/architecture)`);
     }
     if (seen.includes(name)) throw new Error(`lists ${name} twice`);

@@ -1,6 +1,7 @@
 // The /api/v1 endpoints: builds with live progress (also the pre-warm feature) and package
 // search. Builds go through the registry service like pulls (one build per image, the same
-// slots, queue and admission); errors are the registry's OCI JSON errors.
+// slots, queue and admission); errors are the registry's OCI JSON errors. A build makes what a
+// pull of the tag gets (every configured platform, and their index), or the platforms asked for.
 //
 //   POST /api/v1/builds              {"image": "shell/git:latest"} → 202, Location, the status
 //   GET  /api/v1/builds/<id>         the status (builds.ts)
@@ -8,7 +9,8 @@
 //   GET  /api/v1/packages?q=&limit=  search the pinned package set (package-index.ts)
 
 import type { ServerResponse } from 'node:http';
-import { AMD64, ARM64, parseReference, type ImageRequest } from '../image/name.js';
+import { ARM64, parseReference, type Architecture, type ImageRequest } from '../image/name.js';
+import { canonicalPlatform, forPlatforms } from '../image/platform.js';
 import { InvalidTagError, NixeryError, PaginationInvalidError } from '../errors.js';
 import type { PackageIndex } from '../builder/package-index.js';
 import type { Admission } from './access.js';
@@ -29,8 +31,8 @@ const MAX_REFERENCE = 400;
 const HEARTBEAT_MS = 15_000;
 /** An event stream whose client has this much unread is closed. */
 const MAX_UNSENT_BYTES = 1 << 20;
-/** Platforms an image name can ask for: `arm64/…` names are linux/arm64, others linux/amd64. */
-const PLATFORMS: Record<string, string> = { 'linux/amd64': AMD64.nixSystem, 'linux/arm64': ARM64.nixSystem, 'linux/arm64/v8': ARM64.nixSystem };
+/** Longest `platforms` list accepted (there are few platforms; a longer list is a mistake). */
+const MAX_PLATFORMS = 16;
 const SEARCH_LIMIT_DEFAULT = 50;
 const SEARCH_LIMIT_MAX = 1000;
 const QUERY_MAX = 200;
@@ -57,9 +59,9 @@ export class EventStreams {
 /** POST /api/v1/builds: validates the body and the client's right to build, then starts (or joins) the build. */
 export async function createBuild(ctx: RequestContext, deps: ApiDeps, admission: Admission): Promise<void> {
   const body = await readJsonBody(ctx);
-  const { image, requested } = buildRequest(body);
+  const { images, requested } = buildRequest(body, deps.builds.platforms);
   const allowed = admission.mayBuild(requested.name);
-  const status = await deps.builds.start(image, requested, allowed);
+  const status = await deps.builds.start(images, requested, allowed);
   ctx.log.build = status.id;
   sendJson(ctx, 202, status, { Location: `/api/v1/builds/${status.id}` });
 }
@@ -133,8 +135,11 @@ export async function searchPackages(ctx: RequestContext, deps: ApiDeps): Promis
   sendJson(ctx, 200, answer);
 }
 
-/** The image a build body asks for, validated as a pull's name and tag are. */
-function buildRequest(body: unknown): { image: ImageRequest; requested: { name: string; tag: string } } {
+/**
+ * The images a build body asks for (one per platform), the name and tag validated as a pull's
+ * are; `configured`: the registry's platforms.
+ */
+function buildRequest(body: unknown, configured: readonly Architecture[]): { images: ImageRequest[]; requested: { name: string; tag: string } } {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalidBody('the body must be a JSON object such as {"image": "shell/git:latest"}');
   const fields = body as Record<string, unknown>;
   const unknown = Object.keys(fields).filter((k) => k !== 'image' && k !== 'platforms');
@@ -152,25 +157,36 @@ function buildRequest(body: unknown): { image: ImageRequest; requested: { name: 
   }
   const colon = ref.lastIndexOf(':');
   const name = colon > ref.lastIndexOf('/') ? ref.slice(0, colon) : ref;
-  checkPlatforms(fields.platforms, image);
-  return { image, requested: { name, tag: image.tag } };
+  return { images: platformImages(fields.platforms, image, name, configured), requested: { name, tag: image.tag } };
 }
 
 /**
- * `platforms`, when given: a list of `os/arch` the image must be for. A name builds one
- * platform (`arm64/…` for linux/arm64), so the list must be exactly that platform.
+ * The images to build: without `platforms`, what a pull of the tag gets (every configured
+ * platform; an `arm64/…` name: linux/arm64 alone). `platforms` picks some of them: each a
+ * configured platform (any spelling `NIXERY_PLATFORMS` takes; listed twice is once), built in
+ * the configured order whatever the list's, so that all of them make the index a pull gets.
  */
-function checkPlatforms(platforms: unknown, image: ImageRequest): void {
-  if (platforms === undefined) return;
-  if (!Array.isArray(platforms) || platforms.length === 0 || !platforms.every((p) => typeof p === 'string')) {
-    throw invalidBody('platforms must be a non-empty list such as ["linux/amd64"]');
+function platformImages(platforms: unknown, image: ImageRequest, name: string, configured: readonly Architecture[]): ImageRequest[] {
+  const all = forPlatforms(image, configured);
+  if (platforms === undefined) return all;
+  if (!Array.isArray(platforms) || platforms.length === 0 || platforms.length > MAX_PLATFORMS || !platforms.every((p) => typeof p === 'string')) {
+    throw invalidBody(`platforms must be a non-empty list (at most ${MAX_PLATFORMS}) such as ["linux/amd64"]`);
   }
-  const unknown = platforms.filter((p) => !(p in PLATFORMS));
-  if (unknown.length > 0) throw invalidBody(`unsupported platform ${JSON.stringify(unknown[0]!.slice(0, 50))}: this registry builds ${Object.keys(PLATFORMS).join(', ')}`);
-  const systems = new Set(platforms.map((p) => PLATFORMS[p]!));
-  if (systems.size > 1 || !systems.has(image.arch.nixSystem)) {
-    throw invalidBody(`an image name builds one platform: ${image.arch.nixSystem === ARM64.nixSystem ? 'linux/arm64 for this name' : 'linux/amd64 for this name (prefix it with arm64/ for linux/arm64)'}`);
+  const builds = all.map((i) => i.arch.platform).join(', ');
+  const wanted = new Set<string>();
+  for (const p of platforms) {
+    const canonical = canonicalPlatform(p);
+    const available = all.some((i) => i.arch.platform === canonical);
+    if (!available) {
+      const quoted = JSON.stringify(p.slice(0, 50));
+      if (image.archRequested) throw invalidBody(`platform ${quoted} is not one this name builds: ${name} builds ${builds} only`);
+      // The arm64 meta-package builds linux/arm64 whatever is configured.
+      const hint = canonical === ARM64.platform ? ` (the name arm64/${name} builds ${ARM64.platform} alone)` : '';
+      throw invalidBody(`platform ${quoted} ${canonical ? 'is not configured here' : 'is not supported'}: this registry builds ${builds} (NIXERY_PLATFORMS)${hint}`);
+    }
+    wanted.add(canonical!);
   }
+  return all.filter((i) => wanted.has(i.arch.platform));
 }
 
 /** The request's JSON body: application/json, at most MAX_BODY_BYTES. */

@@ -2,15 +2,17 @@
 // service (the same single flight, slots, queue and admission as a pull), watched: its state
 // (queued → running → succeeded | failed), phase, message and packing progress. A bounded
 // table of recent builds, in memory only: finished builds are forgotten after a while, and the
-// oldest finished ones first when the table is full.
+// oldest finished ones first when the table is full. A build is of one image name and tag on
+// one or more platforms (by default every platform a pull of the tag gets), made concurrently.
 
 import { randomBytes } from 'node:crypto';
-import type { ImageRequest } from '../image/name.js';
+import type { Architecture, ImageRequest } from '../image/name.js';
 import type { BuildPhase, BuildProgress, BuiltImage } from '../builder/builder.js';
 import { describeError, isClientError, logDetail, TooManyRequestsError } from '../errors.js';
 import { MEDIA_TYPES } from '../manifest/manifest.js';
 import { redact } from '../secrets.js';
-import type { RegistryService } from './service.js';
+import type { RegistryService, TaggedImage } from './service.js';
+import type { ImageIndex } from '../manifest/image-index.js';
 import type { Admission } from './access.js';
 
 export type BuildState = 'queued' | 'running' | 'succeeded' | 'failed';
@@ -22,11 +24,16 @@ export interface BuildStatus {
   image: string;
   name: string;
   tag: string;
+  /** The platforms built (`linux/amd64`…), in the registry's configured order. */
+  platforms: string[];
   state: BuildState;
   /** `source` and `queued` before the build runs; `done` once it succeeded. */
   phase: BuildPhase | 'done' | null;
   message: string;
-  /** While packing (and after): "layer 3 of 7", bytes done of the image's uncompressed size. */
+  /**
+   * While packing (and after): "layer 3 of 7", bytes done of the image's uncompressed size;
+   * with several platforms, summed over the platforms that have reported packing.
+   */
   progress: { layer: number; layers: number; layersDone: number; bytesDone: number; bytesTotal: number } | null;
   createdAt: string;
   startedAt: string | null;
@@ -35,6 +42,16 @@ export interface BuildStatus {
   error: { code: string; message: string } | null;
 }
 
+/** A layer of a built image; `paths`: how many store paths it holds. */
+export interface BuildLayer {
+  digest: string;
+  size: number;
+  diffId: string;
+  paths: number;
+  cached: boolean;
+}
+
+/** The fields before `index` are the first platform's (the default one, what a plain pull gets). */
 export interface BuildResult {
   manifestDigest: string;
   mediaType: string;
@@ -42,8 +59,11 @@ export interface BuildResult {
   revision: string | null;
   /** True when the image was already built (found in the cache, no Nix ran). */
   fromCache: boolean;
-  /** `paths`: how many store paths the layer holds. */
-  layers: Array<{ digest: string; size: number; diffId: string; paths: number; cached: boolean }>;
+  layers: BuildLayer[];
+  /** The OCI index over the platforms (what a pull of the tag that accepts an index gets); null for one platform. */
+  index: { mediaType: string; digest: string } | null;
+  /** Each platform's image, in order (the first is the one above). */
+  platforms: Array<{ platform: string; manifestDigest: string; configDigest: string; layers: BuildLayer[] }>;
 }
 
 export interface BuildTrackerOptions {
@@ -58,8 +78,10 @@ export interface BuildTrackerOptions {
 
 interface Tracked {
   status: BuildStatus;
-  /** The image as parsed: builds of the same one (name, tag, architecture) share a record. */
+  /** The image as parsed: builds of the same one (name, tag, platforms) share a record. */
   key: string;
+  /** The latest packing progress of each platform (keyed '' when only one is built). */
+  packing: Map<string, NonNullable<BuildProgress['pack']>>;
   /** Bumped on every change, so watchers send only what is new. */
   version: number;
   watchers: Set<() => void>;
@@ -86,15 +108,23 @@ export class BuildTracker {
     this.watchIntervalMs = options.watchIntervalMs ?? 250;
   }
 
+  /** The platforms this registry builds (NIXERY_PLATFORMS), the default first. */
+  get platforms(): readonly Architecture[] {
+    return this.service.platforms;
+  }
+
   /**
-   * Starts a build of `image` (or joins the one of the same image still going), admitted by
+   * Starts a build of `images` (one image name and tag, one request per platform, as
+   * `forPlatforms` gives them), or joins the one of the same images still going, admitted by
    * `admission`. Resolves with the build once it is under way (waiting for a slot, running,
    * or already finished: an image built before succeeds at once). A build refused before it
    * started (admission, a full queue, an unknown tag, the source unreachable) rejects with that
    * error, and is not kept.
    */
-  async start(image: ImageRequest, requested: { name: string; tag: string }, admission: Admission): Promise<BuildStatus> {
-    const key = `${image.name}:${image.tag}:${image.arch.nixSystem}`;
+  async start(images: readonly ImageRequest[], requested: { name: string; tag: string }, admission: Admission): Promise<BuildStatus> {
+    const first = images[0];
+    if (!first) throw new Error('a build needs at least one platform');
+    const key = `${first.name}:${first.tag}:${images.map((i) => i.arch.nixSystem).join(',')}`;
     const running = this.active.get(key);
     if (running) {
       await running.underWay;
@@ -106,6 +136,7 @@ export class BuildTracker {
     let failEarly!: (err: unknown) => void;
     const tracked: Tracked = {
       key,
+      packing: new Map(),
       version: 0,
       watchers: new Set(),
       underWay: new Promise<void>((resolve, reject) => {
@@ -117,6 +148,7 @@ export class BuildTracker {
         image: `${requested.name}:${requested.tag}`,
         name: requested.name,
         tag: requested.tag,
+        platforms: images.map((i) => i.arch.platform),
         state: 'queued',
         phase: null,
         message: 'accepted',
@@ -142,9 +174,9 @@ export class BuildTracker {
       }
       this.progress(tracked, p);
     };
-    this.service.image(image, admission, onProgress).then(
-      (built) => {
-        this.succeed(tracked, built);
+    this.buildAndIndex(images, admission, onProgress).then(
+      ({ tagged, index }) => {
+        this.succeed(tracked, tagged, index);
         markUnderWay();
       },
       (err: unknown) => {
@@ -160,6 +192,12 @@ export class BuildTracker {
     );
     await tracked.underWay;
     return this.snapshot(tracked);
+  }
+
+  /** The images, through the service (as a pull of them would), and their index when there are several. */
+  private async buildAndIndex(images: readonly ImageRequest[], admission: Admission, onProgress: (p: BuildProgress) => void): Promise<{ tagged: TaggedImage; index: ImageIndex | null }> {
+    const tagged = await this.service.imagesFor([...images], admission, onProgress);
+    return { tagged, index: tagged.images.length > 1 ? await this.service.index(tagged) : null };
   }
 
   /** A build's status, or undefined for an unknown (or forgotten) id. */
@@ -253,25 +291,32 @@ export class BuildTracker {
       s.state = 'running';
       s.startedAt ??= new Date().toISOString();
     }
-    if (p.pack) s.progress = { layer: p.pack.layer, layers: p.pack.layers, layersDone: p.pack.layersDone, bytesDone: p.pack.bytesDone, bytesTotal: p.pack.bytesTotal };
+    if (p.pack) {
+      t.packing.set(p.platform ?? '', p.pack);
+      s.progress = summed(t.packing.values());
+    }
     this.changed(t);
   }
 
-  private succeed(t: Tracked, built: BuiltImage): void {
+  private succeed(t: Tracked, tagged: TaggedImage, index: ImageIndex | null): void {
     const s = t.status;
+    const built = tagged.images[0]!;
+    const several = tagged.images.length > 1;
     s.state = 'succeeded';
     s.phase = 'done';
-    s.message = built.fromCache ? 'the image was built before' : 'built';
+    s.message = tagged.fromCache ? `the image${several ? 's were' : ' was'} built before` : 'built';
     s.finishedAt = new Date().toISOString();
     s.result = {
       manifestDigest: built.manifests.oci.digest,
       mediaType: MEDIA_TYPES.ociManifest,
       configDigest: built.manifests.config.digest,
       revision: built.revision,
-      fromCache: built.fromCache,
-      layers: built.layers.map((l) => ({ digest: l.digest, size: l.size, diffId: l.diffId, paths: l.paths, cached: l.cached })),
+      fromCache: tagged.fromCache,
+      layers: layersOf(built),
+      index: index && { mediaType: MEDIA_TYPES.ociIndex, digest: index.oci.digest },
+      platforms: tagged.images.map((b) => ({ platform: b.image.arch.platform, manifestDigest: b.manifests.oci.digest, configDigest: b.manifests.config.digest, layers: layersOf(b) })),
     };
-    this.options.log?.info({ build: s.id, image: s.image, fromCache: built.fromCache, digest: s.result.manifestDigest }, 'API build succeeded');
+    this.options.log?.info({ build: s.id, image: s.image, platforms: s.platforms, fromCache: tagged.fromCache, digest: s.result.index?.digest ?? s.result.manifestDigest }, 'API build succeeded');
     this.settle(t);
   }
 
@@ -303,11 +348,38 @@ export class BuildTracker {
     const s = t.status;
     return {
       ...s,
+      platforms: [...s.platforms],
       progress: s.progress && { ...s.progress },
-      result: s.result && { ...s.result, layers: s.result.layers.map((l) => ({ ...l })) },
+      result: s.result && {
+        ...s.result,
+        layers: s.result.layers.map((l) => ({ ...l })),
+        index: s.result.index && { ...s.result.index },
+        platforms: s.result.platforms.map((p) => ({ ...p, layers: p.layers.map((l) => ({ ...l })) })),
+      },
       error: s.error && { ...s.error },
     };
   }
+}
+
+function layersOf(built: BuiltImage): BuildLayer[] {
+  return built.layers.map((l) => ({ digest: l.digest, size: l.size, diffId: l.diffId, paths: l.paths, cached: l.cached }));
+}
+
+/**
+ * The packing progress of several platforms as one: layers and bytes summed over the platforms
+ * that have reported packing (a platform found built never does), the layer being packed counted
+ * as the layers done plus one. For one platform, its own progress.
+ */
+function summed(packing: Iterable<NonNullable<BuildProgress['pack']>>): NonNullable<BuildStatus['progress']> {
+  const sum = { layer: 0, layers: 0, layersDone: 0, bytesDone: 0, bytesTotal: 0 };
+  for (const p of packing) {
+    sum.layers += p.layers;
+    sum.layersDone += p.layersDone;
+    sum.bytesDone += p.bytesDone;
+    sum.bytesTotal += p.bytesTotal;
+  }
+  sum.layer = Math.min(sum.layersDone + 1, sum.layers);
+  return sum;
 }
 
 /** True once a build has succeeded or failed. */

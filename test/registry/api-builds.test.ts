@@ -12,6 +12,7 @@ import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { makeTestPackageSet, type TestPackageSet } from '../helpers/slow-pkgs.js';
 import { nixStats } from '../../src/nix/run.js';
 import { parseImageName } from '../../src/image/name.js';
+import { forPlatforms } from '../../src/image/platform.js';
 import type { BuildProgress } from '../../src/builder/builder.js';
 import { BuildTracker, type BuildStatus } from '../../src/registry/builds.js';
 import type { Admission } from '../../src/registry/access.js';
@@ -207,7 +208,7 @@ describe('build API', () => {
 
   test('the table of builds is bounded: the oldest finished builds go first, finished builds expire', async () => {
     const open: Admission = { user: null, client: 'test', beforeBuild: () => {}, mayBuild: () => open };
-    const start = (tracker: BuildTracker, name: string) => tracker.start(parseImageName(name), { name, tag: 'latest' }, open);
+    const start = (tracker: BuildTracker, name: string) => tracker.start(forPlatforms(parseImageName(name), tracker.platforms), { name, tag: 'latest' }, open);
     // Images built by the tests before: they finish at once.
     const tracker = new BuildTracker(r.app.service, { capacity: 2, retainMs: 500 });
     const a = await start(tracker, 'shell/hello');
@@ -254,9 +255,11 @@ describe('build API', () => {
       [{ image: 'hello:-bad' }, /invalid tag/],
       [{ image: `hello:${'t'.repeat(129)}` }, /at most 128/],
       [{ image: 'hello', platforms: 'linux/amd64' }, /platforms must be/],
-      [{ image: 'hello', platforms: ['windows/amd64'] }, /unsupported platform/],
-      [{ image: 'hello', platforms: ['linux/arm64'] }, /arm64\//],
-      [{ image: 'hello', platforms: ['linux/amd64', 'linux/arm64'] }, /one platform/],
+      [{ image: 'hello', platforms: [] }, /platforms must be/],
+      [{ image: 'hello', platforms: ['windows/amd64'] }, /^platform "windows\/amd64" is not supported: this registry builds linux\/amd64 \(NIXERY_PLATFORMS\)$/],
+      [{ image: 'hello', platforms: ['linux/arm64'] }, /^platform "linux\/arm64" is not configured here: this registry builds linux\/amd64 \(NIXERY_PLATFORMS\) \(the name arm64\/hello builds linux\/arm64 alone\)$/],
+      [{ image: 'hello', platforms: ['linux/amd64', 'linux/arm64/v8'] }, /"linux\/arm64\/v8" is not configured here/],
+      [{ image: 'arm64/hello', platforms: ['linux/amd64'] }, /^platform "linux\/amd64" is not one this name builds: arm64\/hello builds linux\/arm64 only$/],
     ];
     for (const [body, message] of bad) await ociError(await postBuild(r, body), 400, 'BODY_INVALID', message);
     await ociError(await postBuild(r, { image: 'Hello:latest' }), 400, 'NAME_INVALID', /upper-case/);
