@@ -135,7 +135,7 @@ describe('nixery build, end to end', () => {
     // `script` runs the command on a pseudo-terminal.
     const cmd = `node ${CLI} build shell/hello/jq --output oci:${path.join(dir, 'tty-out')}`;
     const { stdout } = await execFileP('script', ['-qec', cmd, '/dev/null'], { env });
-    for (const phase of [/resolving/, /Nix is realising/, /packing layer \d+ of \d+ \(\d+\.\d MB\)/, /writing oci:/]) assert.match(stdout, phase);
+    for (const phase of [/resolving/, /Nix is realising/, /packing layer \d+ of \d+ \(\d+\.\d of \d+\.\d MB\)/, /writing oci:/]) assert.match(stdout, phase);
     const quiet = await execFileP('node', [CLI, 'build', 'shell/hello/jq', '--output', `oci:${path.join(dir, 'quiet-out')}`], { env });
     assert.equal(quiet.stdout, '');
     assert.equal(quiet.stderr, '');
