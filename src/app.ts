@@ -20,6 +20,8 @@ import { loadTls, reloadTlsOnChange } from './registry/tls.js';
 import { ConfigError } from './errors.js';
 import type https from 'node:https';
 import { startCleanup } from './cleanup.js';
+import { Metrics } from './metrics.js';
+import { measuredStorage } from './storage/measured.js';
 
 export interface App {
   config: Config;
@@ -31,6 +33,8 @@ export interface App {
   builder: ImageBuilder;
   service: RegistryService;
   popularity: PopularitySource;
+  /** What /metrics serves (builds and storage report here from the start). */
+  metrics: Metrics;
   /** Starts the registry; resolves once it listens. */
   serve(version: string): Promise<Registry>;
 }
@@ -69,7 +73,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
   );
   const source = sourceFromConfig(config);
   const strategy = getStrategy(config.layering);
-  const storage = await createStorage(config);
+  const metrics = new Metrics();
+  const storage = measuredStorage(await createStorage(config), metrics.storage(config.storageBackend));
   const quarantine = new Quarantine(storage, log);
   const popularity = new PopularitySource(config.popularityUrl, (message) => log.warn({ popularity: config.popularityUrl }, message));
   await popularity.reload();
@@ -87,6 +92,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     log,
     manifestCacheSize: config.manifestCacheSize,
     maxImageSize: config.maxImageSize,
+    observer: metrics.builds,
   });
   const service = new RegistryService(builder, config.buildConcurrency, config.buildQueue, config.manifestCacheSize);
 
@@ -100,6 +106,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     builder,
     service,
     popularity,
+    metrics,
     async serve(version: string) {
       const gate = await createGate(config);
       if (Boolean(config.tlsCert) !== Boolean(config.tlsKey)) throw new ConfigError('HTTPS needs both NIXERY_TLS_CERT and NIXERY_TLS_KEY');
@@ -119,6 +126,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
         log,
         sourceDescription: describeSource(source),
         version,
+        metrics,
       });
       const refresh = setInterval(() => void popularity.reload(), POPULARITY_REFRESH_MS);
       refresh.unref();

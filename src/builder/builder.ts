@@ -22,6 +22,7 @@ import { popularityDigest } from '../layers/popularity.js';
 import { StorageObjectNotFoundError } from '../storage/errors.js';
 import { ImageTooLargeError } from '../errors.js';
 import type { Pin, Pinner } from './pins.js';
+import { timePhases, type BuildObserver } from './observer.js';
 
 export interface Logger {
   info(obj: object, msg?: string): void;
@@ -65,6 +66,8 @@ export interface BuilderOptions {
   maxImageSize?: number;
   /** Layers packed at once within one build. */
   packConcurrency?: number;
+  /** Told how long builds, their phases and packing take (the registry's metrics). */
+  observer?: BuildObserver;
 }
 
 export interface BuiltImage {
@@ -99,7 +102,7 @@ export class ImageBuilder {
 
   constructor(private readonly options: BuilderOptions) {
     this.pins = options.pins;
-    this.layers = new LayerStore(options.storage, options.log, options.quarantine);
+    this.layers = new LayerStore(options.storage, options.log, options.quarantine, options.observer);
     this.manifests = new ManifestCache(options.storage, options.manifestCacheSize ?? 1024, options.quarantine);
   }
 
@@ -204,6 +207,24 @@ export class ImageBuilder {
     pinned: PinnedSource,
     cacheKey: string | null,
     popularity: Popularity,
+    reportProgress: (p: BuildProgress) => void,
+  ): Promise<BuiltImage> {
+    const phases = timePhases(reportProgress, this.options.observer);
+    try {
+      const built = await this.buildTimed(image, pinned, cacheKey, popularity, phases.onProgress);
+      phases.end('succeeded');
+      return built;
+    } catch (err) {
+      phases.end('failed');
+      throw err;
+    }
+  }
+
+  private async buildTimed(
+    image: ImageRequest,
+    pinned: PinnedSource,
+    cacheKey: string | null,
+    popularity: Popularity,
     onProgress: (p: BuildProgress) => void,
   ): Promise<BuiltImage> {
     const { timeouts } = this.options;
@@ -267,6 +288,8 @@ export class ImageBuilder {
     const groups = this.options.strategy.group(closure, { budget: this.options.budget, popularity });
 
     const count = groups.length + 1;
+    // Also when every layer is in the build cache (then packing reports no bytes).
+    onProgress({ phase: 'pack', message: `packing ${count} layers` });
     const progress = (index: number) => (bytes: number) =>
       onProgress({ phase: 'pack', message: `packing layer ${index + 1} of ${count}`, layer: { index, count, bytes } });
     const packed = await mapLimit(groups, this.options.packConcurrency ?? 2, (group, i) =>

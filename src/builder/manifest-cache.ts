@@ -34,6 +34,8 @@ export function recordDigests(record: ManifestRecord): string[] {
 
 export class ManifestCache {
   private readonly memory: LruCache<string, ManifestRecord>;
+  /** Lookups answered from memory, from a checked storage record, or not at all. */
+  readonly stats = { memoryHits: 0, storageHits: 0, misses: 0 };
 
   constructor(
     private readonly storage: Storage,
@@ -45,7 +47,17 @@ export class ManifestCache {
 
   async get(cacheKey: string): Promise<ManifestRecord | null> {
     const hit = this.memory.get(cacheKey);
-    if (hit) return hit;
+    if (hit) {
+      this.stats.memoryHits++;
+      return hit;
+    }
+    const record = await this.fromStorage(cacheKey);
+    if (record) this.stats.storageHits++;
+    else this.stats.misses++;
+    return record;
+  }
+
+  private async fromStorage(cacheKey: string): Promise<ManifestRecord | null> {
     const stored = await this.quarantine.readRecord<StoredRecord>(manifestKey(cacheKey), 'manifest record');
     if (!stored) return null;
     // The manifest bytes live as blobs; the record only points at them.

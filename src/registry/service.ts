@@ -47,6 +47,8 @@ const REVALIDATE_MS = 10_000;
 export interface ServiceStats {
   /** Image requests answered from a cache without building. */
   cacheHits: number;
+  /** Of those, by the hot-path memo of images by tag (the others by the builder's manifest cache). */
+  memoHits: number;
   buildFailures: number;
   rejected: number;
   /** Builds refused because the closure was over NIXERY_MAX_IMAGE_SIZE. */
@@ -55,7 +57,7 @@ export interface ServiceStats {
 
 export class RegistryService {
   readonly errors = new ErrorRing(15);
-  readonly stats: ServiceStats = { cacheHits: 0, buildFailures: 0, rejected: 0, tooLarge: 0 };
+  readonly stats: ServiceStats = { cacheHits: 0, memoHits: 0, buildFailures: 0, rejected: 0, tooLarge: 0 };
   private readonly slots: Semaphore;
   /**
    * The hot path: `name:tag` → the image it gave under a pin. While the tag's pin is the same
@@ -82,6 +84,7 @@ export class RegistryService {
     const memo = this.byTag.get(key);
     if (memo && memo.pin !== undefined && memo.pin === this.builder.pins.peek(tag) && memo.popularity === this.builder.popularity()) {
       this.stats.cacheHits++;
+      this.stats.memoHits++;
       if (Date.now() - memo.checkedAt > REVALIDATE_MS) this.revalidate(key, memo);
       return { ...memo.built, fromCache: true };
     }
