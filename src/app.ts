@@ -21,6 +21,7 @@ import { ConfigError } from './errors.js';
 import type https from 'node:https';
 import { startCleanup } from './cleanup.js';
 import { Metrics } from './metrics.js';
+import { BatchedLogDestination } from './log-destination.js';
 import { measuredStorage } from './storage/measured.js';
 
 export interface App {
@@ -67,9 +68,9 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       base: { service: 'nixery' },
       hooks: { streamWrite: redact },
     },
-    // The server logs a line per request: buffer those writes (flushed on exit); the CLI's
+    // The server logs a line per request: batch those writes (flushed on exit); the CLI's
     // few lines on stderr go out at once.
-    options.logDestination === 'stdout' ? pino.destination({ fd: 1, sync: false, minLength: 4096 }) : pino.destination({ fd: 2, sync: true }),
+    options.logDestination === 'stdout' ? new BatchedLogDestination(1) : pino.destination({ fd: 2, sync: true }),
   );
   const source = sourceFromConfig(config);
   const strategy = getStrategy(config.layering);

@@ -25,6 +25,22 @@ export function ping(ctx: RequestContext): void {
  * the OCI manifest (clients that send no Accept, or `*\/*`, get OCI).
  */
 export function negotiateManifest(accept: string | string[] | undefined): 'oci' | 'docker' {
+  // Clients send the same few Accept headers again and again: remember the answers.
+  if (typeof accept === 'string') {
+    let form = negotiated.get(accept);
+    if (form === undefined) {
+      form = negotiate(accept);
+      if (negotiated.size >= 256) negotiated.clear();
+      negotiated.set(accept, form);
+    }
+    return form;
+  }
+  return negotiate(accept);
+}
+
+const negotiated = new Map<string, 'oci' | 'docker'>();
+
+function negotiate(accept: string | string[] | undefined): 'oci' | 'docker' {
   const types = new Set(
     (Array.isArray(accept) ? accept.join(',') : (accept ?? ''))
       .split(',')
@@ -59,13 +75,12 @@ async function manifestByDigest(ctx: RequestContext, deps: HandlerDeps, digest: 
 
 function sendManifest(ctx: RequestContext, m: Blob): void {
   const etag = `"${m.digest}"`;
-  const headers = { 'Docker-Content-Digest': m.digest, ETag: etag, 'Content-Type': m.mediaType };
   if (notModified(ctx.req, etag)) {
-    writeHead(ctx, 304, headers);
+    writeHead(ctx, 304, { 'Docker-Content-Digest': m.digest, ETag: etag, 'Content-Type': m.mediaType });
     ctx.res.end();
     return;
   }
-  writeHead(ctx, 200, { ...headers, 'Content-Length': m.size });
+  writeHead(ctx, 200, { 'Docker-Content-Digest': m.digest, ETag: etag, 'Content-Type': m.mediaType, 'Content-Length': m.size });
   ctx.res.end(ctx.req.method === 'HEAD' ? undefined : m.bytes);
 }
 

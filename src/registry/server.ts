@@ -106,10 +106,13 @@ export function createRegistry(options: RegistryOptions): Registry {
   let nextId = 0;
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const started = process.hrtime.bigint();
+    const started = performance.now();
     const url = req.url ?? '/';
     const q = url.indexOf('?');
-    const ctx: RequestContext = { req, res, path: q >= 0 ? url.slice(0, q) : url, id: `${idPrefix}-${(nextId++).toString(36)}`, log: {} };
+    const path = q >= 0 ? url.slice(0, q) : url;
+    const id = `${idPrefix}-${(nextId++).toString(36)}`;
+    // The log line itself: handlers add how the answer was produced, status and ms come last.
+    const ctx: RequestContext = { req, res, path, id, log: { req: id, method: req.method, path } };
     // A request that arrives on an open connection while draining is served, and closes it.
     if (drainer.draining) res.shouldKeepAlive = false;
     try {
@@ -122,19 +125,11 @@ export function createRegistry(options: RegistryOptions): Registry {
         sendError(ctx, err);
       }
     }
-    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    const ms = performance.now() - started;
     metrics.request(ctx.route ?? 'none', req.method ?? 'GET', res.statusCode, ms / 1000);
-    options.log.info(
-      {
-        req: ctx.id,
-        method: req.method,
-        path: ctx.path,
-        status: res.statusCode,
-        ms,
-        ...ctx.log,
-      },
-      'request',
-    );
+    ctx.log.status = res.statusCode;
+    ctx.log.ms = Math.round(ms * 1000) / 1000;
+    options.log.info(ctx.log, 'request');
   }
 
   async function dispatch(ctx: RequestContext): Promise<void> {
