@@ -60,6 +60,15 @@ interface WrkResult {
   p99ms: number;
   requests: number;
   cpuMsPerRequest: number;
+  /** Share of the machine's CPU time the hypervisor gave to others during the run, percent. */
+  stealPercent: number;
+}
+
+/** The machine's CPU time so far (all CPUs, clock ticks): in total, and stolen by the hypervisor. */
+function machineCpu(): { total: number; steal: number } {
+  const fields = execFileSync('cat', ['/proc/stat']).toString().split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is already in user)
+  return { total: fields.slice(0, 8).reduce((a, b) => a + b, 0), steal: fields[7] ?? 0 };
 }
 
 function parseDuration(s: string): number {
@@ -80,9 +89,11 @@ function wrk(url: string, connections: number, pid: number, headers: string[] = 
   const headerArgs = headers.flatMap((h) => ['-H', h]);
   execFileSync('wrk', ['-t2', `-c${connections}`, `-d${WARMUP}s`, ...headerArgs, url], { maxBuffer: 16 * 1024 * 1024 });
   const cpu0 = cpuSeconds(pid);
+  const machine0 = machineCpu();
   const out = execFileSync('wrk', ['-t2', `-c${connections}`, `-d${DURATION}s`, '--latency', ...headerArgs, url], {
     maxBuffer: 16 * 1024 * 1024,
   }).toString();
+  const machine1 = machineCpu();
   const cpu1 = cpuSeconds(pid);
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
   const transfer = parseSize(/Transfer\/sec:\s+(\S+)/.exec(out)?.[1] ?? '');
@@ -90,7 +101,8 @@ function wrk(url: string, connections: number, pid: number, headers: string[] = 
   const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
   if (non2xx && !redirectsExpected) throw new Error(`${url}: ${non2xx[1]} failed responses\n${out}`);
-  return { requestsPerSec: rps, mbPerSec: transfer, p99ms: p99, requests, cpuMsPerRequest: ((cpu1 - cpu0) * 1000) / requests };
+  const stealPercent = (100 * (machine1.steal - machine0.steal)) / Math.max(1, machine1.total - machine0.total);
+  return { requestsPerSec: rps, mbPerSec: transfer, p99ms: p99, requests, cpuMsPerRequest: ((cpu1 - cpu0) * 1000) / requests, stealPercent };
 }
 
 /**
@@ -116,6 +128,11 @@ function stop(child: ChildProcess): Promise<void> {
     child.once('exit', () => resolve());
     child.kill('SIGTERM');
   });
+}
+
+/** The 1, 5 and 15-minute load averages (other work on a shared machine shows here). */
+function loadAverage(): string {
+  return execFileSync('cat', ['/proc/loadavg']).toString().split(' ').slice(0, 3).join(' ');
 }
 
 /** The run with the median throughput. */
@@ -324,7 +341,7 @@ http:
     }
 
     const f = (n: number, d = 1) => n.toFixed(d);
-    console.log(`\nregistry benchmark (${DURATION} s per run after ${WARMUP} s of warm-up, wrk -t2, loopback, ${process.env.BENCH_LABEL ?? 'this machine'})\n`);
+    console.log(`\nregistry benchmark (${DURATION} s per run after ${WARMUP} s of warm-up, wrk -t2, loopback, ${process.env.BENCH_LABEL ?? 'this machine'}; load average at the end ${loadAverage()})\n`);
     if (rows.length) console.log('| workload | nixery-ts | docker-registry | ratio |');
     if (rows.length) console.log('|---|---|---|---|');
     for (const [name, a, b] of rows) {
@@ -339,7 +356,10 @@ http:
       console.log(`| ${name}: server CPU ms/request | ${f(a.cpuMsPerRequest, 3)} | ${f(b.cpuMsPerRequest, 3)} | ${f(b.cpuMsPerRequest / a.cpuMsPerRequest, 2)}× less |`);
     }
     if (manifestRounds.length) {
-      console.log('\ncached manifest GET rounds (ours/theirs): ' + manifestRounds.map(([o, t]) => `${f(o.requestsPerSec, 0)}/${f(t.requestsPerSec, 0)} req/s = ${f(o.requestsPerSec / t.requestsPerSec, 2)}×, p99 ${f(o.p99ms, 2)}/${f(t.p99ms, 2)} ms`).join('; '));
+      console.log('\ncached manifest GET rounds (ours/theirs, and CPU stolen by the hypervisor during each run):');
+      for (const [o, t] of manifestRounds) {
+        console.log(`- ${f(o.requestsPerSec, 0)}/${f(t.requestsPerSec, 0)} req/s = ${f(o.requestsPerSec / t.requestsPerSec, 2)}×, p99 ${f(o.p99ms, 2)}/${f(t.p99ms, 2)} ms, steal ${f(o.stealPercent)}%/${f(t.stealPercent)}%`);
+      }
     }
     if (logCheck) console.log(`our request log: ${logCheck.lines} JSON lines through a pipe for ${logCheck.requests} measured requests (plus warm-ups)`);
     if (verifyRows.length) console.log(`\n| blob GET 4 MB, 8 connections (median of ${ROUNDS} alternating runs) | verification on: MB/s | off: MB/s | on/off | CPU ms/request on | off |`);
