@@ -110,6 +110,27 @@ interface Identity {
 type Remembered = { identity: Identity; until: number } | { refused: string; until: number };
 
 const OPEN: Admission = { user: null, client: 'open', beforeBuild: () => {} };
+/** Every anonymous client's identity (shared: this is on every request's path). */
+const ANONYMOUS: Identity = { user: null };
+
+/** What `admit` answers (a class, not a closure per request: this is on every request's path). */
+class Admitted implements Admission {
+  constructor(
+    readonly user: string | null,
+    /** The client's address, for anonymous clients. */
+    private readonly address: string | undefined,
+    private readonly name: string | undefined,
+    private readonly gate: Gate,
+  ) {}
+
+  get client(): string {
+    return this.user !== null ? `user:${this.user}` : `ip:${this.address}`;
+  }
+
+  beforeBuild(): void {
+    this.gate.beforeBuild(this.user, this.client, this.name);
+  }
+}
 
 export class Gate {
   readonly stats: AccessStats = { unauthorized: 0, denied: 0, packagesDenied: 0, buildsRateLimited: 0 };
@@ -138,11 +159,11 @@ export class Gate {
     }
     if (route === 'manifest' && name !== undefined && params.reference !== undefined && !params.reference.includes(':')) this.checkPackages(name);
     const user = identity.user;
-    const client = user !== null ? `user:${user}` : `ip:${this.options.proxies.clientOf(req)}`;
-    return { user, client, beforeBuild: () => this.beforeBuild(user, client, name) };
+    return new Admitted(user, user === null ? this.options.proxies.clientOf(req) : undefined, name, this);
   }
 
-  private beforeBuild(user: string | null, client: string, name: string | undefined): void {
+  /** Throws when the client may not start a build now (see Admission.beforeBuild). */
+  beforeBuild(user: string | null, client: string, name: string | undefined): void {
     if (user === null && this.authentication !== 'none') {
       this.stats.unauthorized++;
       throw new UnauthorizedError('this image is not built yet, and only authenticated clients may build images', this.challenge(name));
@@ -156,12 +177,12 @@ export class Gate {
 
   /** Who sent the request; throws 401 for a missing (unless anonymous pulls are allowed) or refused credential. */
   private async identify(req: IncomingMessage, route: RouteName, name: string | undefined): Promise<Identity> {
-    if (this.authentication === 'none') return { user: null };
+    if (this.authentication === 'none') return ANONYMOUS;
     const header = req.headers.authorization;
     if (!header || (this.options.anonymousPull && header === EMPTY_BASIC)) {
       // With anonymous pulls, /v2/ still challenges: docker, podman and skopeo send credentials
       // only to a registry whose /v2/ asks for them, and those that have none go on anonymously.
-      if (this.options.anonymousPull && route !== 'ping') return { user: null };
+      if (this.options.anonymousPull && route !== 'ping') return ANONYMOUS;
       this.stats.unauthorized++;
       throw new UnauthorizedError('authentication required', this.challenge(name));
     }
