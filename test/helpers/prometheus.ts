@@ -119,10 +119,11 @@ function parseSample(line: string, lineNo: number): Sample {
   return { name, labels, value: parseValue(m[1]!, lineNo) };
 }
 
+/** A sample value as Prometheus reads it (Go's ParseFloat: NaN and Inf in any case; prom-client writes `Nan`). */
 function parseValue(s: string, lineNo: number): number {
-  if (s === 'NaN') return NaN;
-  if (s === '+Inf') return Infinity;
-  if (s === '-Inf') return -Infinity;
+  if (/^nan$/i.test(s)) return NaN;
+  if (/^\+?inf(inity)?$/i.test(s)) return Infinity;
+  if (/^-inf(inity)?$/i.test(s)) return -Infinity;
   if (!/^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/.test(s)) throw new Error(`line ${lineNo}: invalid value ${JSON.stringify(s)}`);
   return Number(s);
 }
