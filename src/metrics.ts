@@ -4,8 +4,8 @@
 // phases, storage operations, error kinds): never an image name, tag or digest.
 //
 // Counts the domain objects keep themselves (the service, blob server, gate, pinner, Nix runs)
-// are read when scraped. What the request path records costs a few map lookups and one
-// histogram observation; builds and storage report through observers (src/builder/observer.ts,
+// are read when scraped. What the request path records costs a few map lookups and a bucket
+// count (bench/README.md); builds and storage report through observers (src/builder/observer.ts,
 // src/storage/measured.ts) that know nothing of prom-client.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, exponentialBuckets, type MetricObjectWithValues, type MetricValueWithName } from 'prom-client';
