@@ -1,12 +1,15 @@
 // `npm run bench:serve`: our registry against Debian's docker-registry (distribution 2.8), in
 // one script, on the same blobs and the same manifest bytes, with wrk as the load generator.
 // Prints blob GET throughput (4 MB blob, 8 and 64 connections), cached manifest GET requests/s
-// and p99 latency (64 connections), server CPU per request, and our/their ratios.
+// and p99 latency (64 connections, alternating rounds), server CPU per request, and our/their
+// ratios. Our server runs as deployed: default logging (info, a JSON line per request) into a
+// pipe that a reader drains, and metrics on. Measurement notes: bench/README.md.
 // BENCH_ONLY=compare,verify,auth,storage runs some of the sections (default: all).
 
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import type { Writable } from 'node:stream';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from '../test/helpers/net.js';
@@ -25,6 +28,8 @@ const SECTIONS = ['compare', 'verify', 'auth', 'storage'] as const;
 const ONLY = (process.env.BENCH_ONLY ?? SECTIONS.join(',')).split(',').map((s) => s.trim());
 for (const s of ONLY) if (!(SECTIONS as readonly string[]).includes(s)) throw new Error(`BENCH_ONLY: unknown section ${s} (${SECTIONS.join(', ')})`);
 const only = (section: (typeof SECTIONS)[number]): boolean => ONLY.includes(section);
+/** Extra flags for our server's node, e.g. BENCH_NODE_FLAGS=--cpu-prof to profile it. */
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 
 async function waitHttp(url: string, timeoutMs = 60_000): Promise<void> {
   const until = Date.now() + timeoutMs;
@@ -55,6 +60,15 @@ interface WrkResult {
   p99ms: number;
   requests: number;
   cpuMsPerRequest: number;
+  /** Share of the machine's CPU time the hypervisor gave to others during the run, percent. */
+  stealPercent: number;
+}
+
+/** The machine's CPU time so far (all CPUs, clock ticks): in total, and stolen by the hypervisor. */
+function machineCpu(): { total: number; steal: number } {
+  const fields = execFileSync('cat', ['/proc/stat']).toString().split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is already in user)
+  return { total: fields.slice(0, 8).reduce((a, b) => a + b, 0), steal: fields[7] ?? 0 };
 }
 
 function parseDuration(s: string): number {
@@ -75,9 +89,11 @@ function wrk(url: string, connections: number, pid: number, headers: string[] = 
   const headerArgs = headers.flatMap((h) => ['-H', h]);
   execFileSync('wrk', ['-t2', `-c${connections}`, `-d${WARMUP}s`, ...headerArgs, url], { maxBuffer: 16 * 1024 * 1024 });
   const cpu0 = cpuSeconds(pid);
+  const machine0 = machineCpu();
   const out = execFileSync('wrk', ['-t2', `-c${connections}`, `-d${DURATION}s`, '--latency', ...headerArgs, url], {
     maxBuffer: 16 * 1024 * 1024,
   }).toString();
+  const machine1 = machineCpu();
   const cpu1 = cpuSeconds(pid);
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
   const transfer = parseSize(/Transfer\/sec:\s+(\S+)/.exec(out)?.[1] ?? '');
@@ -85,7 +101,38 @@ function wrk(url: string, connections: number, pid: number, headers: string[] = 
   const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
   if (non2xx && !redirectsExpected) throw new Error(`${url}: ${non2xx[1]} failed responses\n${out}`);
-  return { requestsPerSec: rps, mbPerSec: transfer, p99ms: p99, requests, cpuMsPerRequest: ((cpu1 - cpu0) * 1000) / requests };
+  const stealPercent = (100 * (machine1.steal - machine0.steal)) / Math.max(1, machine1.total - machine0.total);
+  return { requestsPerSec: rps, mbPerSec: transfer, p99ms: p99, requests, cpuMsPerRequest: ((cpu1 - cpu0) * 1000) / requests, stealPercent };
+}
+
+/**
+ * Where our server's stdout goes: a pipe drained by `wc -l`, as a log collector would drain it
+ * (not /dev/null, which would hide the cost of writing). Counts the lines for the check that
+ * every request was logged.
+ */
+function logSink(): { stream: Writable; lines: Promise<number> } {
+  const wc = spawn('wc', ['-l'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  wc.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  const lines = new Promise<number>((resolve, reject) => {
+    wc.on('error', reject);
+    wc.on('close', () => resolve(Number(out.trim())));
+  });
+  return { stream: wc.stdin, lines };
+}
+
+/** Stops a server and waits until it has exited. */
+function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+  });
+}
+
+/** The 1, 5 and 15-minute load averages (other work on a shared machine shows here). */
+function loadAverage(): string {
+  return execFileSync('cat', ['/proc/loadavg']).toString().split(' ').slice(0, 3).join(' ');
 }
 
 /** The run with the median throughput. */
@@ -118,22 +165,27 @@ async function main(): Promise<void> {
         NIXERY_HOST: '127.0.0.1',
         ...extraEnv,
       };
-      const child = spawn('node', [path.join(ROOT, 'dist/src/cli.js'), 'serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+      const sink = logSink();
+      const child = spawn('node', [...NODE_FLAGS, path.join(ROOT, 'dist/src/cli.js'), 'serve'], { env, stdio: ['ignore', sink.stream, 'inherit'] });
+      // The server holds its own copy of the pipe: `wc` sees the end when the server exits.
+      sink.stream.destroy();
       children.push(child);
       const url = `http://127.0.0.1:${port}`;
       await waitHttp(`${url}/v2/`);
-      return { url, child };
+      return { url, child, logLines: sink.lines };
     };
-    const { url: ourUrl, child: ourServer } = await startOurs({});
+    const { url: ourUrl, child: ourServer, logLines: ourLogLines } = await startOurs({});
     const manifestRes = await fetch(`${ourUrl}/v2/hello/manifests/latest`, { headers: { Accept: MEDIA_TYPES.ociManifest } });
     if (manifestRes.status !== 200) throw new Error(`building hello failed: ${await manifestRes.text()}`);
     const manifestBytes = Buffer.from(await manifestRes.arrayBuffer());
-    const manifest = JSON.parse(manifestBytes.toString()) as { config: { digest: string }; layers: Array<{ digest: string }> };
 
     const accept = `Accept: ${MEDIA_TYPES.ociManifest}`;
     const rows: Array<[string, WrkResult, WrkResult]> = [];
+    let manifestRounds: Array<[WrkResult, WrkResult]> = [];
+    let logCheck: { lines: number; requests: number } | undefined;
     if (only('compare')) {
-      // docker-registry with the same content, pushed through its API.
+      // docker-registry with the same content: the image copied from our registry by skopeo
+      // (same manifest bytes, checked by digest), the 4 MB blob (in no image) pushed by the API.
       const theirPort = await freePort();
       const config = path.join(dir, 'docker-registry.yml');
       await writeFile(
@@ -156,29 +208,28 @@ http:
       children.push(theirServer);
       const theirUrl = `http://127.0.0.1:${theirPort}`;
       await waitHttp(`${theirUrl}/v2/`);
-      const push = async (digest: string, bytes: Buffer) => {
-        // distribution 2.8: open an upload session, then PUT the whole blob with its digest.
-        const start = await fetch(`${theirUrl}/v2/hello/blobs/uploads/`, { method: 'POST' });
-        await start.arrayBuffer();
-        const location = new URL(start.headers.get('location')!, theirUrl);
-        location.searchParams.set('digest', digest);
-        const res = await fetch(location, {
-          method: 'PUT',
-          headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(bytes.length) },
-          body: new Uint8Array(bytes),
-        });
-        if (res.status !== 201) throw new Error(`push ${digest}: ${res.status} ${await res.text()}`);
-      };
-      await push(blobDigest, blob);
-      for (const d of [manifest.config.digest, ...manifest.layers.map((l) => l.digest)]) {
-        await push(d, await readFile(path.join(dir, 'ours', 'blobs', 'sha256', d.slice(7))));
+      const ourHost = new URL(ourUrl).host;
+      execFileSync(
+        'skopeo',
+        ['copy', '--quiet', '--preserve-digests', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${ourHost}/hello:latest`, `docker://127.0.0.1:${theirPort}/hello:latest`],
+        { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NIX_CONFIG: 'substituters =' } },
+      );
+      const theirManifest = await fetch(`${theirUrl}/v2/hello/manifests/latest`, { headers: { Accept: MEDIA_TYPES.ociManifest } });
+      const theirBytes = Buffer.from(await theirManifest.arrayBuffer());
+      if (!theirBytes.equals(manifestBytes)) {
+        throw new Error(`skopeo copy changed the manifest: ${manifestRes.headers.get('docker-content-digest')} here, ${theirManifest.headers.get('docker-content-digest')} there`);
       }
-      const put = await fetch(`${theirUrl}/v2/hello/manifests/latest`, {
+      // distribution 2.8: open an upload session, then PUT the whole blob with its digest.
+      const start = await fetch(`${theirUrl}/v2/hello/blobs/uploads/`, { method: 'POST' });
+      await start.arrayBuffer();
+      const location = new URL(start.headers.get('location')!, theirUrl);
+      location.searchParams.set('digest', blobDigest);
+      const pushed = await fetch(location, {
         method: 'PUT',
-        headers: { 'Content-Type': MEDIA_TYPES.ociManifest },
-        body: new Uint8Array(manifestBytes),
+        headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(blob.length) },
+        body: new Uint8Array(blob),
       });
-      if (put.status !== 201) throw new Error(`manifest push: ${put.status} ${await put.text()}`);
+      if (pushed.status !== 201) throw new Error(`push ${blobDigest}: ${pushed.status} ${await pushed.text()}`);
 
       for (const c of [8, 64]) {
         rows.push([
@@ -187,11 +238,19 @@ http:
           wrk(`${theirUrl}/v2/hello/blobs/${blobDigest}`, c, theirServer.pid!),
         ]);
       }
-      rows.push([
-        'cached manifest GET, 64 connections',
-        wrk(`${ourUrl}/v2/hello/manifests/latest`, 64, ourServer.pid!, [accept]),
-        wrk(`${theirUrl}/v2/hello/manifests/latest`, 64, theirServer.pid!, [accept]),
-      ]);
+      // The machine drifts between runs: alternate the two servers, keep each one's median and
+      // the median of each round's ratio.
+      const rounds: Array<[WrkResult, WrkResult]> = [];
+      for (let round = 0; round < ROUNDS; round++) {
+        rounds.push([wrk(`${ourUrl}/v2/hello/manifests/latest`, 64, ourServer.pid!, [accept]), wrk(`${theirUrl}/v2/hello/manifests/latest`, 64, theirServer.pid!, [accept])]);
+      }
+      manifestRounds = rounds;
+      rows.push(['cached manifest GET, 64 connections', medianBy(rounds.map((r) => r[0]), 'requestsPerSec'), medianBy(rounds.map((r) => r[1]), 'requestsPerSec')]);
+      // Every request of the measured runs has its log line (the warm-ups add more).
+      const serverRequests = rows.filter(([name]) => name.startsWith('blob')).reduce((n, [, ours]) => n + ours.requests, 0) + rounds.reduce((n, [ours]) => n + ours.requests, 0);
+      await stop(ourServer);
+      logCheck = { lines: await ourLogLines, requests: serverRequests };
+      if (logCheck.lines < serverRequests) throw new Error(`our server logged ${logCheck.lines} lines for ${serverRequests} requests: request logging is off`);
     }
 
     // Integrity checks: the same blob GETs with verification on (once per stored version, the
@@ -293,18 +352,27 @@ http:
     }
 
     const f = (n: number, d = 1) => n.toFixed(d);
-    console.log(`\nregistry benchmark (${DURATION} s per run after ${WARMUP} s of warm-up, wrk -t2, loopback, ${process.env.BENCH_LABEL ?? 'this machine'})\n`);
+    console.log(`\nregistry benchmark (${DURATION} s per run after ${WARMUP} s of warm-up, wrk -t2, loopback, ${process.env.BENCH_LABEL ?? 'this machine'}; load average at the end ${loadAverage()})\n`);
     if (rows.length) console.log('| workload | nixery-ts | docker-registry | ratio |');
     if (rows.length) console.log('|---|---|---|---|');
     for (const [name, a, b] of rows) {
       if (name.startsWith('blob')) {
         console.log(`| ${name}: MB/s | ${f(a.mbPerSec)} | ${f(b.mbPerSec)} | ${f(a.mbPerSec / b.mbPerSec, 2)}× |`);
       } else {
-        console.log(`| ${name}: requests/s | ${f(a.requestsPerSec, 0)} | ${f(b.requestsPerSec, 0)} | ${f(a.requestsPerSec / b.requestsPerSec, 2)}× |`);
-        console.log(`| ${name}: p99 latency ms | ${f(a.p99ms, 2)} | ${f(b.p99ms, 2)} | |`);
+        const mid = <T,>(xs: T[], key: (x: T) => number) => xs.map(key).sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+        const ratio = mid(manifestRounds, ([ours, theirs]) => ours.requestsPerSec / theirs.requestsPerSec);
+        console.log(`| ${name} (median of ${manifestRounds.length} alternating rounds): requests/s | ${f(a.requestsPerSec, 0)} | ${f(b.requestsPerSec, 0)} | ${f(ratio, 2)}× (median of the rounds' ratios) |`);
+        console.log(`| ${name}: p99 latency ms (median of the rounds) | ${f(mid(manifestRounds, ([ours]) => ours.p99ms), 2)} | ${f(mid(manifestRounds, ([, theirs]) => theirs.p99ms), 2)} | |`);
       }
       console.log(`| ${name}: server CPU ms/request | ${f(a.cpuMsPerRequest, 3)} | ${f(b.cpuMsPerRequest, 3)} | ${f(b.cpuMsPerRequest / a.cpuMsPerRequest, 2)}× less |`);
     }
+    if (manifestRounds.length) {
+      console.log('\ncached manifest GET rounds (ours/theirs, and CPU stolen by the hypervisor during each run):');
+      for (const [o, t] of manifestRounds) {
+        console.log(`- ${f(o.requestsPerSec, 0)}/${f(t.requestsPerSec, 0)} req/s = ${f(o.requestsPerSec / t.requestsPerSec, 2)}×, p99 ${f(o.p99ms, 2)}/${f(t.p99ms, 2)} ms, steal ${f(o.stealPercent)}%/${f(t.stealPercent)}%`);
+      }
+    }
+    if (logCheck) console.log(`our request log: ${logCheck.lines} JSON lines through a pipe for ${logCheck.requests} measured requests (plus warm-ups)`);
     if (verifyRows.length) console.log(`\n| blob GET 4 MB, 8 connections (median of ${ROUNDS} alternating runs) | verification on: MB/s | off: MB/s | on/off | CPU ms/request on | off |`);
     if (verifyRows.length) console.log('|---|---|---|---|---|---|');
     for (const [name, on, off] of verifyRows) {

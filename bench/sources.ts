@@ -61,7 +61,7 @@ async function stopServer(s: Server): Promise<void> {
 
 async function metric(url: string, name: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  return Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+  return Number(new RegExp(`^${name} (\\d+(?:\\.\\d+)?(?:e[+-]?\\d+)?)$`, 'm').exec(text)?.[1] ?? NaN);
 }
 
 interface Phase {
@@ -83,7 +83,7 @@ async function measure(name: string, s: Server, during?: () => Promise<unknown>)
   const sampler = (async () => {
     while (Date.now() < end) {
       // The last look's duration: sampled, so a look that ended before the phase may show.
-      longestLookMs = Math.max(longestLookMs, await metric(s.url, 'nixery_source_look_last_ms'));
+      longestLookMs = Math.max(longestLookMs, 1000 * (await metric(s.url, 'nixery_source_look_last_seconds')));
       await new Promise((r) => setTimeout(r, 200));
     }
   })();
@@ -177,7 +177,7 @@ async function main(): Promise<void> {
     console.log('phase                   pulls   p50 ms   p99 ms   max ms   looks   MB read   longest look ms');
     for (const p of phases) {
       console.log(
-        `${p.name.padEnd(22)} ${String(p.latencies.length).padStart(6)} ${pct(p.latencies, 50).padStart(8)} ${pct(p.latencies, 99).padStart(8)} ${pct(p.latencies, 100).padStart(8)} ${String(p.looks).padStart(7)} ${(p.bytesRead / 1e6).toFixed(0).padStart(9)} ${(p.looks > 0 ? String(p.longestLookMs) : '-').padStart(17)}`,
+        `${p.name.padEnd(22)} ${String(p.latencies.length).padStart(6)} ${pct(p.latencies, 50).padStart(8)} ${pct(p.latencies, 99).padStart(8)} ${pct(p.latencies, 100).padStart(8)} ${String(p.looks).padStart(7)} ${(p.bytesRead / 1e6).toFixed(0).padStart(9)} ${(p.looks > 0 ? p.longestLookMs.toFixed(0) : '-').padStart(17)}`,
       );
     }
   } finally {

@@ -22,6 +22,9 @@ import type https from 'node:https';
 import { startCleanup } from './cleanup.js';
 import { platformArch } from './image/platform.js';
 import { PackageIndex } from './builder/package-index.js';
+import { Metrics } from './metrics.js';
+import { BatchedLogDestination } from './log-destination.js';
+import { measuredStorage } from './storage/measured.js';
 
 export interface App {
   config: Config;
@@ -35,6 +38,8 @@ export interface App {
   popularity: PopularitySource;
   /** Package search over the `latest` pin (indexed in the background when first asked). */
   packages: PackageIndex;
+  /** What /metrics serves (builds and storage report here from the start). */
+  metrics: Metrics;
   /** Starts the registry; resolves once it listens. */
   serve(version: string): Promise<Registry>;
 }
@@ -67,13 +72,14 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
       base: { service: 'nixery' },
       hooks: { streamWrite: redact },
     },
-    // The server logs a line per request: buffer those writes (flushed on exit); the CLI's
+    // The server logs a line per request: batch those writes (flushed on exit); the CLI's
     // few lines on stderr go out at once.
-    options.logDestination === 'stdout' ? pino.destination({ fd: 1, sync: false, minLength: 4096 }) : pino.destination({ fd: 2, sync: true }),
+    options.logDestination === 'stdout' ? new BatchedLogDestination(1) : pino.destination({ fd: 2, sync: true }),
   );
   const source = sourceFromConfig(config);
   const strategy = getStrategy(config.layering);
-  const storage = await createStorage(config);
+  const metrics = new Metrics();
+  const storage = measuredStorage(await createStorage(config), metrics.storage(config.storageBackend));
   const quarantine = new Quarantine(storage, log);
   const popularity = new PopularitySource(config.popularityUrl, (message) => log.warn({ popularity: config.popularityUrl }, message));
   await popularity.reload();
@@ -91,6 +97,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     log,
     manifestCacheSize: config.manifestCacheSize,
     maxImageSize: config.maxImageSize,
+    observer: metrics.builds,
   });
   const service = new RegistryService(builder, config.buildConcurrency, config.buildQueue, config.manifestCacheSize, config.platforms.map(platformArch));
   // Search lists the packages of the first configured platform's system.
@@ -107,6 +114,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     service,
     popularity,
     packages,
+    metrics,
     async serve(version: string) {
       const gate = await createGate(config);
       if (Boolean(config.tlsCert) !== Boolean(config.tlsKey)) throw new ConfigError('HTTPS needs both NIXERY_TLS_CERT and NIXERY_TLS_KEY');
@@ -127,6 +135,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
         packages,
         sourceDescription: describeSource(source),
         version,
+        metrics,
       });
       const refresh = setInterval(() => void popularity.reload(), POPULARITY_REFRESH_MS);
       refresh.unref();

@@ -26,6 +26,22 @@ test('LruCache evicts the least recently used, by count or by weight', () => {
   assert.equal(new LruCache<string, number>(0).size, 0);
 });
 
+test('LruCache: getting the most recent entry again keeps the order right', () => {
+  const c = new LruCache<string, number>(2);
+  c.set('a', 1);
+  c.set('b', 2);
+  assert.equal(c.get('b'), 2);
+  assert.equal(c.get('b'), 2);
+  assert.equal(c.get('a'), 1);
+  c.set('c', 3);
+  assert.equal(c.get('b'), undefined, 'b was the least recently used');
+  c.delete('c');
+  assert.equal(c.get('a'), 1);
+  c.set('c', 3);
+  c.set('d', 4);
+  assert.deepEqual([c.get('a'), c.get('c'), c.get('d')], [undefined, 3, 4]);
+});
+
 test('Semaphore bounds concurrency and the queue', async () => {
   const s = new Semaphore(1, 1);
   let release!: () => void;

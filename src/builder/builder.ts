@@ -26,6 +26,7 @@ import { StorageObjectNotFoundError } from '../storage/errors.js';
 import { ImageTooLargeError, NixeryError, PlatformBuildError } from '../errors.js';
 import type { Pin, Pinner } from './pins.js';
 import { PackProgress, ProgressChannel } from './progress.js';
+import { timePhases, type BuildObserver } from './observer.js';
 
 export interface Logger {
   info(obj: object, msg?: string): void;
@@ -83,6 +84,8 @@ export interface BuilderOptions {
   maxImageSize?: number;
   /** Layers packed at once within one build. */
   packConcurrency?: number;
+  /** Told how long builds, their phases and packing take (the registry's metrics). */
+  observer?: BuildObserver;
 }
 
 export interface BuiltImage {
@@ -134,7 +137,7 @@ export class ImageBuilder {
 
   constructor(private readonly options: BuilderOptions) {
     this.pins = options.pins;
-    this.layers = new LayerStore(options.storage, options.log, options.quarantine);
+    this.layers = new LayerStore(options.storage, options.log, options.quarantine, options.observer);
     this.manifests = new ManifestCache(options.storage, options.manifestCacheSize ?? 1024, options.quarantine);
   }
 
@@ -355,6 +358,24 @@ export class ImageBuilder {
   }
 
   private async buildUncached(
+    image: ImageRequest,
+    pinned: PinnedSource,
+    cacheKey: string | null,
+    popularity: Popularity,
+    reportProgress: (p: BuildProgress) => void,
+  ): Promise<BuiltImage> {
+    const phases = timePhases(reportProgress, this.options.observer);
+    try {
+      const built = await this.buildTimed(image, pinned, cacheKey, popularity, phases.onProgress);
+      phases.end('succeeded');
+      return built;
+    } catch (err) {
+      phases.end('failed');
+      throw err;
+    }
+  }
+
+  private async buildTimed(
     image: ImageRequest,
     pinned: PinnedSource,
     cacheKey: string | null,

@@ -16,6 +16,7 @@ import { matchesDigest, type Quarantine } from './integrity.js';
 import { NixeryError } from '../errors.js';
 import { StorageUnavailableError } from '../storage/errors.js';
 import type { Logger } from './builder.js';
+import type { BuildObserver } from './observer.js';
 
 /** Bump when the tar or gzip bytes of a layer change for the same store paths. */
 const LAYER_FORMAT = 'nixery-ts layer v1';
@@ -48,6 +49,7 @@ export class LayerStore {
     private readonly storage: Storage,
     private readonly log: Logger,
     private readonly quarantine: Quarantine,
+    private readonly observer?: Pick<BuildObserver, 'layerPacked'>,
   ) {}
 
   static storePathKey(paths: string[]): string {
@@ -130,11 +132,13 @@ export class LayerStore {
   /** Packs into a staging object, then moves it under its digest (never a partial blob). */
   private async packToStorage(pack: (sink: NodeJS.WritableStream) => Promise<LayerDigests>): Promise<LayerRecord> {
     const staging = stagingKey();
+    const started = performance.now();
     const writer = await this.storage.writer(staging, { contentType: MEDIA_TYPES.ociLayerGzip });
     let digests: LayerDigests;
     try {
       digests = await pack(writer.stream);
       await writer.commit();
+      this.observer?.layerPacked({ compressedBytes: digests.size, uncompressedBytes: digests.uncompressedSize, seconds: (performance.now() - started) / 1000 });
     } catch (err) {
       // A failing sink is the storage failing (a full disk, an object store down), not the packing.
       const sinkFailure = writer.stream.errored;

@@ -77,6 +77,8 @@ const strip = ({ mediaType, digest, size }: Blob): Descriptor => ({ mediaType, d
 
 export class ManifestCache {
   private readonly memory: LruCache<string, ManifestRecord>;
+  /** Lookups answered from memory, from a checked storage record, or not at all. */
+  readonly stats = { memoryHits: 0, storageHits: 0, misses: 0 };
 
   constructor(
     private readonly storage: Storage,
@@ -88,7 +90,17 @@ export class ManifestCache {
 
   async get(cacheKey: string): Promise<ManifestRecord | null> {
     const hit = this.memory.get(cacheKey);
-    if (hit) return hit;
+    if (hit) {
+      this.stats.memoryHits++;
+      return hit;
+    }
+    const record = await this.fromStorage(cacheKey);
+    if (record) this.stats.storageHits++;
+    else this.stats.misses++;
+    return record;
+  }
+
+  private async fromStorage(cacheKey: string): Promise<ManifestRecord | null> {
     const stored = await this.quarantine.readRecord<StoredRecord>(manifestKey(cacheKey), 'manifest record');
     if (!stored) return null;
     // The manifest bytes live as blobs; the record only points at them.

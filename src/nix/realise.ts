@@ -63,6 +63,7 @@ export async function realise(resolved: readonly ResolvedPackage[], opts: Realis
     await runNix('nix-store', [...args, ...drvs], {
       timeoutMs: opts.timeoutMs,
       timeoutKind: 'REALISE_TIMEOUT',
+      command: 'realise',
       what,
       signal: opts.signal,
       env: opts.env,

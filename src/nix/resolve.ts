@@ -64,7 +64,7 @@ export async function resolvePackages(
       '--expr',
       RESOLVE_EXPRESSION,
     ],
-    { timeoutMs: opts.timeoutMs, timeoutKind: 'EVAL_TIMEOUT', what, signal: opts.signal, env: opts.env },
+    { timeoutMs: opts.timeoutMs, timeoutKind: 'EVAL_TIMEOUT', command: 'resolve', what, signal: opts.signal, env: opts.env },
   );
   return parseResolveOutput(stdout, what);
 }

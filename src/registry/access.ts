@@ -116,6 +116,36 @@ interface Identity {
 type Remembered = { identity: Identity; until: number } | { refused: string; until: number };
 
 const OPEN: Admission = { user: null, client: 'open', beforeBuild: () => {}, mayBuild: () => OPEN };
+/** Every anonymous client's identity (shared: this is on every request's path). */
+const ANONYMOUS: Identity = { user: null };
+
+/** What `admit` answers (a class, not a closure per request: this is on every request's path). */
+class Admitted implements Admission {
+  constructor(
+    private readonly identity: Identity,
+    /** The client's address, for anonymous clients. */
+    private readonly address: string | undefined,
+    private readonly name: string | undefined,
+    private readonly gate: Gate,
+  ) {}
+
+  get user(): string | null {
+    return this.identity.user;
+  }
+
+  get client(): string {
+    return this.identity.user !== null ? `user:${this.identity.user}` : `ip:${this.address}`;
+  }
+
+  beforeBuild(): void {
+    this.gate.beforeBuild(this.identity.user, this.client, this.name);
+  }
+
+  mayBuild(image: string): Admission {
+    this.gate.mayBuild(this.identity, image);
+    return new Admitted(this.identity, this.address, image, this.gate);
+  }
+}
 
 export class Gate {
   readonly stats: AccessStats = { unauthorized: 0, denied: 0, packagesDenied: 0, buildsRateLimited: 0 };
@@ -144,33 +174,25 @@ export class Gate {
     }
     if (route === 'manifest' && name !== undefined && params.reference !== undefined && !params.reference.includes(':')) this.checkPackages(name);
     const user = identity.user;
-    const client = user !== null ? `user:${user}` : `ip:${this.options.proxies.clientOf(req)}`;
-    return this.admission(identity, client, name);
+    return new Admitted(identity, user === null ? this.options.proxies.clientOf(req) : undefined, name, this);
   }
 
-  private admission(identity: Identity, client: string, name: string | undefined): Admission {
-    const user = identity.user;
-    return {
-      user,
-      client,
-      beforeBuild: () => this.beforeBuild(user, client, name),
-      mayBuild: (image) => {
-        if (identity.access && !grants(identity.access, image, 'pull')) {
-          this.stats.denied++;
-          throw new DeniedError(`the token does not grant pull access to ${image}`);
-        }
-        this.checkPackages(image);
-        // Asking for a build is building, even when the image turns out to be cached.
-        if (user === null && this.authentication !== 'none') {
-          this.stats.unauthorized++;
-          throw new UnauthorizedError('only authenticated clients may build images', this.challenge(image));
-        }
-        return this.admission(identity, client, image);
-      },
-    };
+  /** Throws unless the client may ask for a build of `image` (the API: the name is in the body). */
+  mayBuild(identity: Identity, image: string): void {
+    if (identity.access && !grants(identity.access, image, 'pull')) {
+      this.stats.denied++;
+      throw new DeniedError(`the token does not grant pull access to ${image}`);
+    }
+    this.checkPackages(image);
+    // Asking for a build is building, even when the image turns out to be cached.
+    if (identity.user === null && this.authentication !== 'none') {
+      this.stats.unauthorized++;
+      throw new UnauthorizedError('only authenticated clients may build images', this.challenge(image));
+    }
   }
 
-  private beforeBuild(user: string | null, client: string, name: string | undefined): void {
+  /** Throws when the client may not start a build now (see Admission.beforeBuild). */
+  beforeBuild(user: string | null, client: string, name: string | undefined): void {
     if (user === null && this.authentication !== 'none') {
       this.stats.unauthorized++;
       throw new UnauthorizedError('this image is not built yet, and only authenticated clients may build images', this.challenge(name));
@@ -184,12 +206,12 @@ export class Gate {
 
   /** Who sent the request; throws 401 for a missing (unless anonymous pulls are allowed) or refused credential. */
   private async identify(req: IncomingMessage, route: RouteName, name: string | undefined): Promise<Identity> {
-    if (this.authentication === 'none') return { user: null };
+    if (this.authentication === 'none') return ANONYMOUS;
     const header = req.headers.authorization;
     if (!header || (this.options.anonymousPull && header === EMPTY_BASIC)) {
       // With anonymous pulls, /v2/ still challenges: docker, podman and skopeo send credentials
       // only to a registry whose /v2/ asks for them, and those that have none go on anonymously.
-      if (this.options.anonymousPull && route !== 'ping') return { user: null };
+      if (this.options.anonymousPull && route !== 'ping') return ANONYMOUS;
       this.stats.unauthorized++;
       throw new UnauthorizedError('authentication required', this.challenge(name));
     }

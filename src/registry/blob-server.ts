@@ -87,7 +87,8 @@ export class BlobServer {
   private readonly repairs = new SingleFlight<string, boolean>();
   private readonly budget: ByteBudget;
   private readonly verification: BlobVerification;
-  readonly stats = { sendStalled: 0, sendClosed: 0, repairs: 0 };
+  /** `hotHits`/`hotMisses`: requests (blobs, manifests by digest) the hot cache answered or not (when it is on). */
+  readonly stats = { sendStalled: 0, sendClosed: 0, repairs: 0, hotHits: 0, hotMisses: 0 };
 
   constructor(private readonly options: BlobServerOptions) {
     this.hot = options.hotCacheBytes > 0 ? new LruCache<string, Loaded>(options.hotCacheBytes, (b) => b.bytes.length) : undefined;
@@ -109,6 +110,7 @@ export class BlobServer {
   /** Answers GET or HEAD of a blob: 200, 206, 304, 307 or 416, or throws a catalogue error. */
   async serve(ctx: RequestContext, digest: string): Promise<void> {
     const hot = this.hot?.get(digest);
+    if (this.hot) this.stats[hot ? 'hotHits' : 'hotMisses']++;
     const info = hot ? { size: hot.bytes.length, contentType: hot.contentType } : await this.infoOrRepair(digest);
     if (!info) throw new BlobNotFoundError(digest);
     const etag = `"${digest}"`;
@@ -239,6 +241,7 @@ export class BlobServer {
     if (info.contentType && !MANIFEST_MEDIA_TYPES.has(info.contentType) && info.contentType !== 'application/octet-stream') throw new ManifestNotFoundError(digest);
     const borrowed = await this.borrow(digest);
     borrowed.done(); // the bytes are copied into the response at once
+    if (this.hot) this.stats[borrowed.fromHot ? 'hotHits' : 'hotMisses']++;
     const { bytes, contentType } = borrowed.loaded;
     const mediaType = contentType && MANIFEST_MEDIA_TYPES.has(contentType) ? contentType : sniffManifestType(bytes);
     if (!mediaType) throw new ManifestNotFoundError(digest);
@@ -314,10 +317,10 @@ export class BlobServer {
    * concurrent callers. Bytes that do not go to the cache count against the send buffer until
    * the last caller is done with them.
    */
-  private async borrow(digest: string): Promise<{ loaded: Loaded; done: () => void }> {
-    for (;;) {
+  private async borrow(digest: string): Promise<{ loaded: Loaded; done: () => void; fromHot: boolean }> {
+    for (let loaded = false; ; loaded = true) {
       const hot = this.hot?.get(digest);
-      if (hot) return { loaded: hot, done: () => {} };
+      if (hot) return { loaded: hot, done: () => {}, fromHot: !loaded };
       const entry = this.shared.get(digest);
       if (entry) {
         entry.users++;
@@ -329,7 +332,7 @@ export class BlobServer {
           this.shared.delete(digest);
           this.budget.release(entry.reserved);
         };
-        return { loaded: entry.loaded, done };
+        return { loaded: entry.loaded, done, fromHot: false };
       }
       await this.loads.run(digest, () => this.load(digest)).promise;
     }

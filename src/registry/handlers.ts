@@ -40,13 +40,28 @@ export interface ManifestChoice {
  * So a client that names only index types, or only manifest types, never gets another type.
  */
 export function negotiateManifest(accept: string | string[] | undefined, platforms: number): ManifestChoice {
+  // Clients send the same few Accept headers again and again: remember the answers.
+  if (typeof accept !== 'string') return negotiate(accept, platforms);
+  const remembered = platforms > 1 ? negotiatedSeveral : negotiatedOne;
+  let choice = remembered.get(accept);
+  if (choice === undefined) {
+    choice = negotiate(accept, platforms);
+    if (remembered.size >= 256) remembered.clear();
+    remembered.set(accept, choice);
+  }
+  return choice;
+}
+
+const negotiatedOne = new Map<string, ManifestChoice>();
+const negotiatedSeveral = new Map<string, ManifestChoice>();
+
+function negotiate(accept: string | string[] | undefined, platforms: number): ManifestChoice {
   const types = acceptedTypes(accept);
   const manifestForm = types.has(MEDIA_TYPES.ociManifest) ? 'oci' : types.has(MEDIA_TYPES.dockerManifest) ? 'docker' : undefined;
   const indexForm = types.has(MEDIA_TYPES.ociIndex) ? 'oci' : types.has(MEDIA_TYPES.dockerManifestList) ? 'docker' : undefined;
   if (indexForm && (platforms > 1 || !manifestForm)) return { index: true, form: indexForm };
   return { index: false, form: manifestForm ?? 'oci' };
 }
-
 /** The media types an Accept header names, without parameters, leaving out those with q=0. */
 function acceptedTypes(accept: string | string[] | undefined): Set<string> {
   const types = new Set<string>();
@@ -84,13 +99,12 @@ async function manifestByDigest(ctx: RequestContext, deps: HandlerDeps, digest: 
 
 function sendManifest(ctx: RequestContext, m: Blob): void {
   const etag = `"${m.digest}"`;
-  const headers = { 'Docker-Content-Digest': m.digest, ETag: etag, 'Content-Type': m.mediaType };
   if (notModified(ctx.req, etag)) {
-    writeHead(ctx, 304, headers);
+    writeHead(ctx, 304, { 'Docker-Content-Digest': m.digest, ETag: etag, 'Content-Type': m.mediaType });
     ctx.res.end();
     return;
   }
-  writeHead(ctx, 200, { ...headers, 'Content-Length': m.size });
+  writeHead(ctx, 200, { 'Docker-Content-Digest': m.digest, ETag: etag, 'Content-Type': m.mediaType, 'Content-Length': m.size });
   ctx.res.end(ctx.req.method === 'HEAD' ? undefined : m.bytes);
 }
 

@@ -11,8 +11,10 @@ export interface RequestContext {
   /** Path without the query string. */
   path: string;
   id: string;
-  /** Filled in by handlers for the request log: how the answer was produced. */
+  /** The request's log line: handlers add how the answer was produced. */
   log: Record<string, unknown>;
+  /** The name of the route the path matched, once it is known (the metrics' label). */
+  route?: string;
 }
 
 export const API_VERSION_HEADER = ['Docker-Distribution-API-Version', 'registry/2.0'] as const;

@@ -11,7 +11,6 @@ import { randomBytes } from 'node:crypto';
 import type { Storage } from '../storage/storage.js';
 import { probeStorage } from '../storage/probe.js';
 import { checkNix } from '../nix/health.js';
-import { nixStats } from '../nix/run.js';
 import type { Quarantine } from '../builder/integrity.js';
 import { ERROR_CATALOGUE, SourceUnavailableError, type ErrorKind } from '../errors.js';
 import type { SourceStatus } from '../builder/pins.js';
@@ -28,6 +27,7 @@ import { trackConnections, type DrainResult } from './shutdown.js';
 import { BuildTracker } from './builds.js';
 import { buildEvents, createBuild, EventStreams, getBuild, searchPackages, type ApiDeps } from './api.js';
 import type { PackageIndex } from '../builder/package-index.js';
+import { Metrics } from '../metrics.js';
 
 export interface RegistryLogger {
   info(obj: object, msg?: string): void;
@@ -65,6 +65,8 @@ export interface RegistryOptions {
   /** Limits on receiving a request (defaults: 20 s for the headers, 30 s for the whole request). */
   headersTimeoutMs?: number;
   requestTimeoutMs?: number;
+  /** Where requests are counted and timed, served at /metrics (its own when absent). */
+  metrics?: Metrics;
 }
 
 export interface Registry {
@@ -74,7 +76,7 @@ export interface Registry {
   builds: BuildTracker;
   readiness: Readiness;
   handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void>;
-  /** Counters, as served at /metrics. */
+  /** The unlabelled counts served at /metrics, and the HTTP totals, by name. */
   metrics(): Record<string, number>;
   /** True once a shutdown drain has started (see shutdown.ts). */
   isDraining(): boolean;
@@ -112,45 +114,19 @@ export function createRegistry(options: RegistryOptions): Registry {
   const loaded = loadExplorerAssets(options.explorerAssetsDir);
   if (!loaded.assets) options.log.warn({ missing: loaded.missing }, 'the explorer is not built (npm run build): pages are served without it');
   const explorer = new Explorer({ service, pins, assets: loaded.assets, sourceDescription: options.sourceDescription, version: options.version });
-  const requests = { total: 0, errors: 0, protocolErrors: 0 };
+  const metrics = options.metrics ?? new Metrics();
+  metrics.watch({ service, blobs, quarantine: options.quarantine, gate: options.gate });
   const idPrefix = randomBytes(3).toString('hex');
   let nextId = 0;
 
-  const metrics = () => ({
-    nixery_http_requests_total: requests.total,
-    nixery_http_errors_total: requests.errors,
-    nixery_http_protocol_errors_total: requests.protocolErrors,
-    nixery_nix_invocations_total: nixStats.invocations,
-    nixery_image_builds_total: service.builder.buildsRun,
-    nixery_image_cache_hits_total: service.stats.cacheHits,
-    nixery_image_build_failures_total: service.stats.buildFailures,
-    nixery_builds_rejected_total: service.stats.rejected,
-    nixery_layers_packed_total: service.builder.layers.packed,
-    nixery_builds_running: service.building,
-    nixery_builds_queued: service.queued,
-    nixery_blob_cache_bytes: blobs.hotBytes,
-    nixery_send_buffered_bytes: blobs.bufferedBytes,
-    nixery_send_stalled_total: blobs.stats.sendStalled,
-    nixery_blob_repairs_total: blobs.stats.repairs,
-    nixery_integrity_failures_total: options.quarantine.failures,
-    nixery_auth_unauthorized_total: options.gate.stats.unauthorized,
-    nixery_auth_denied_total: options.gate.stats.denied,
-    nixery_packages_denied_total: options.gate.stats.packagesDenied,
-    nixery_builds_rate_limited_total: options.gate.stats.buildsRateLimited,
-    nixery_images_too_large_total: service.stats.tooLarge,
-    nixery_source_looks_total: pins.stats.looks,
-    nixery_source_look_failures_total: pins.stats.lookFailures,
-    nixery_source_look_last_ms: pins.stats.lastLookMs,
-    nixery_source_bytes_hashed_total: pins.resolver.stats.bytesHashed,
-    nixery_source_failing: pins.status().failure ? 1 : 0,
-  });
-
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const started = process.hrtime.bigint();
+    const started = performance.now();
     const url = req.url ?? '/';
     const q = url.indexOf('?');
-    const ctx: RequestContext = { req, res, path: q >= 0 ? url.slice(0, q) : url, id: `${idPrefix}-${(nextId++).toString(36)}`, log: {} };
-    requests.total++;
+    const path = q >= 0 ? url.slice(0, q) : url;
+    const id = `${idPrefix}-${(nextId++).toString(36)}`;
+    // The log line itself: handlers add how the answer was produced, status and ms come last.
+    const ctx: RequestContext = { req, res, path, id, log: { req: id, method: req.method, path } };
     // A request that arrives on an open connection while draining is served, and closes it.
     if (drainer.draining) res.shouldKeepAlive = false;
     try {
@@ -163,18 +139,11 @@ export function createRegistry(options: RegistryOptions): Registry {
         sendError(ctx, err);
       }
     }
-    if (res.statusCode >= 400) requests.errors++;
-    options.log.info(
-      {
-        req: ctx.id,
-        method: req.method,
-        path: ctx.path,
-        status: res.statusCode,
-        ms: Number(process.hrtime.bigint() - started) / 1e6,
-        ...ctx.log,
-      },
-      'request',
-    );
+    const ms = performance.now() - started;
+    metrics.request(ctx.route ?? 'none', req.method ?? 'GET', res.statusCode, ms / 1000);
+    ctx.log.status = res.statusCode;
+    ctx.log.ms = Math.round(ms * 1000) / 1000;
+    options.log.info(ctx.log, 'request');
   }
 
   async function dispatch(ctx: RequestContext): Promise<void> {
@@ -184,6 +153,7 @@ export function createRegistry(options: RegistryOptions): Registry {
       sendCatalogueError(ctx, 'NOT_FOUND', `no such endpoint: ${method} ${ctx.path.slice(0, 200)}`);
       return;
     }
+    ctx.route = match.route.name;
     // Who the client is, and whether it may use this route, before anything else happens.
     const admission = await options.gate.admit(ctx.req, match.route.name, match.kind === 'route' ? match.params : {});
     if (admission.user !== null) ctx.log.user = admission.user;
@@ -223,15 +193,10 @@ export function createRegistry(options: RegistryOptions): Registry {
         const report = registry.isDraining() ? { ready: false, draining: true, checks: {} } : await readiness.report();
         return text(ctx, report.ready ? 200 : 503, 'application/json', `${JSON.stringify(report)}\n`);
       }
-      case 'metrics':
-        return text(
-          ctx,
-          200,
-          'text/plain; version=0.0.4',
-          Object.entries(metrics())
-            .map(([k, v]) => `${k} ${v}`)
-            .join('\n') + '\n',
-        );
+      case 'metrics': {
+        const { contentType, body } = await metrics.expose();
+        return text(ctx, 200, contentType, body);
+      }
       case 'index':
         return explorer.index(ctx);
       case 'explore':
@@ -259,17 +224,15 @@ export function createRegistry(options: RegistryOptions): Registry {
   if (options.tls) {
     // A failed TLS handshake (a client that does not trust us, plain HTTP to the TLS port) is counted.
     server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-      requests.protocolErrors++;
+      metrics.protocolError(0);
       options.log.info({ protocolError: err.code ?? 'TLS handshake failed', remote: socket.remoteAddress }, 'request');
     });
   }
 
   /** Answers a request the HTTP parser (or CONNECT) refused with an OCI error body, then closes. */
   const refuse = (socket: Socket, kind: ErrorKind, message: string, detail: string): void => {
-    requests.total++;
-    requests.errors++;
-    requests.protocolErrors++;
     const entry = ERROR_CATALOGUE[kind];
+    metrics.protocolError(entry.status);
     options.log.info({ req: `${idPrefix}-${(nextId++).toString(36)}`, status: entry.status, protocolError: detail, remote: socket.remoteAddress }, 'request');
     if (!socket.writable) {
       socket.destroy();
@@ -304,7 +267,7 @@ export function createRegistry(options: RegistryOptions): Registry {
     builds: api.builds,
     readiness,
     handle,
-    metrics,
+    metrics: () => metrics.snapshot(),
     isDraining: () => drainer.draining,
     drain: (timeoutMs) => {
       // Event streams last as long as their build: end them, the builds stop with the process.

@@ -50,6 +50,8 @@ interface MemoEntry {
   pin: Pin | undefined;
   popularity: Popularity;
   tagged: TaggedImage;
+  /** The same, as served from the memo (made once: this is the hot path). */
+  cached: TaggedImage;
   /** When storage last confirmed the image is whole. */
   checkedAt: number;
 }
@@ -60,6 +62,8 @@ const REVALIDATE_MS = 10_000;
 export interface ServiceStats {
   /** Image requests answered from a cache without building. */
   cacheHits: number;
+  /** Of those, by the hot-path memo of images by tag (the others by the builder's manifest cache). */
+  memoHits: number;
   buildFailures: number;
   rejected: number;
   /** Builds refused because the closure was over NIXERY_MAX_IMAGE_SIZE. */
@@ -70,7 +74,7 @@ export class RegistryService {
   readonly errors = new ErrorRing(15);
   /** Images built or found lately, for the explorer. */
   readonly recent = new RecentImages(50);
-  readonly stats: ServiceStats = { cacheHits: 0, buildFailures: 0, rejected: 0, tooLarge: 0 };
+  readonly stats: ServiceStats = { cacheHits: 0, memoHits: 0, buildFailures: 0, rejected: 0, tooLarge: 0 };
   private readonly slots: Semaphore;
   /**
    * The hot path: `name:tag` → the image it gave under a pin. While the tag's pin is the same
@@ -101,13 +105,14 @@ export class RegistryService {
     const memo = this.byTag.get(key);
     if (memo && memo.pin !== undefined && memo.pin === this.builder.pins.peek(tag) && memo.popularity === this.builder.popularity()) {
       this.stats.cacheHits++;
+      this.stats.memoHits++;
       if (Date.now() - memo.checkedAt > REVALIDATE_MS) this.revalidate(key, memo);
-      return { ...memo.tagged, fromCache: true };
+      return memo.cached;
     }
     const requests = forPlatforms(parseImageName(name, tag), this.platforms);
     const popularity = this.builder.popularity();
     const tagged = await this.imagesFor(requests, admission);
-    this.byTag.set(key, { pin: tagged.images[0]!.pin, popularity, tagged, checkedAt: Date.now() });
+    this.byTag.set(key, { pin: tagged.images[0]!.pin, popularity, tagged, cached: { ...tagged, fromCache: true }, checkedAt: Date.now() });
     return tagged;
   }
 

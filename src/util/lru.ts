@@ -4,6 +4,8 @@
 export class LruCache<K, V> {
   private readonly entries = new Map<K, V>();
   private total = 0;
+  /** The most recently used key: getting it again needs no reordering (a hot key on the hot path). */
+  private newest: K | undefined;
 
   constructor(
     readonly capacity: number,
@@ -12,10 +14,11 @@ export class LruCache<K, V> {
 
   get(key: K): V | undefined {
     const value = this.entries.get(key);
-    if (value !== undefined) {
+    if (value !== undefined && key !== this.newest) {
       // Re-insert so iteration order is least → most recently used.
       this.entries.delete(key);
       this.entries.set(key, value);
+      this.newest = key;
     }
     return value;
   }
@@ -25,6 +28,7 @@ export class LruCache<K, V> {
     if (weight > this.capacity) return;
     this.delete(key);
     this.entries.set(key, value);
+    this.newest = key;
     this.total += weight;
     while (this.total > this.capacity) {
       const oldest = this.entries.keys().next().value as K;
@@ -35,6 +39,7 @@ export class LruCache<K, V> {
   delete(key: K): void {
     const value = this.entries.get(key);
     if (value === undefined) return;
+    if (key === this.newest) this.newest = undefined;
     this.entries.delete(key);
     this.total -= this.weigh(value);
   }

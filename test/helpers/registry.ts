@@ -9,6 +9,7 @@ import { loadConfig, type Config } from '../../src/config.js';
 import { createApp, type App } from '../../src/app.js';
 import type { Registry } from '../../src/registry/server.js';
 import { EXAMPLE_PKGS } from './nix.js';
+import { parsePrometheusText, sampleSum } from './prometheus.js';
 
 export interface TestRegistry {
   app: App;
@@ -57,10 +58,12 @@ export async function startRegistry(
   };
 }
 
-/** A counter from a registry's /metrics (base URL such as http://127.0.0.1:8080). */
+/**
+ * A counter or gauge from a registry's /metrics (base URL such as http://127.0.0.1:8080): the
+ * sum of its series when it has labels. The exposition is parsed strictly.
+ */
 export async function metric(baseUrl: string, name: string): Promise<number> {
-  const text = await (await fetch(`${baseUrl}/metrics`)).text();
-  const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(text);
-  if (!m) throw new Error(`metric ${name} is not exposed`);
-  return Number(m[1]);
+  const families = parsePrometheusText(await (await fetch(`${baseUrl}/metrics`)).text());
+  if (!families.has(name)) throw new Error(`metric ${name} is not exposed`);
+  return sampleSum(families, name);
 }

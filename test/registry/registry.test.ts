@@ -274,7 +274,7 @@ describe('registry HTTP API', () => {
     assert.equal(h.status, 200);
     assert.equal(await h.text(), 'ok\n');
     const m = await (await fetch(`${r.url}/metrics`)).text();
-    assert.match(m, /^nixery_nix_invocations_total \d+$/m);
+    assert.match(m, /^nixery_nix_invocations_total\{command="resolve"\} \d+$/m);
     assert.match(m, /^nixery_image_builds_total \d+$/m);
   });
 

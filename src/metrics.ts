@@ -1,0 +1,373 @@
+// The Prometheus metrics served at /metrics (prom-client, text exposition format), all defined
+// here. One prom-client Registry per app, never the global one: tests run many apps in one
+// process. Labels take values from bounded sets only (route names, methods, status codes,
+// phases, storage operations, error kinds): never an image name, tag or digest.
+//
+// Counts the domain objects keep themselves (the service, blob server, gate, pinner, Nix runs)
+// are read when scraped. What the request path records costs a few map lookups and a bucket
+// count (bench/README.md); builds and storage report through observers (src/builder/observer.ts,
+// src/storage/measured.ts) that know nothing of prom-client.
+
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, exponentialBuckets, type MetricObjectWithValues, type MetricValueWithName } from 'prom-client';
+import type { RegistryService } from './registry/service.js';
+import type { BlobServer } from './registry/blob-server.js';
+import type { Gate } from './registry/access.js';
+import type { Quarantine } from './builder/integrity.js';
+import type { BuildPhase } from './builder/builder.js';
+import type { BuildObserver } from './builder/observer.js';
+import type { StorageObserver } from './storage/measured.js';
+import { NixeryError } from './errors.js';
+import { NIX_COMMANDS, NIX_FAILURES, nixStats } from './nix/run.js';
+
+/** What the scrape-time counts are read from (the running registry's parts). */
+export interface MetricSources {
+  service: RegistryService;
+  blobs: BlobServer;
+  quarantine: Quarantine;
+  gate: Gate;
+}
+
+interface Scalar {
+  name: string;
+  help: string;
+  type: 'counter' | 'gauge';
+  read(s: MetricSources): number;
+}
+
+const counter = (name: string, help: string, read: Scalar['read']): Scalar => ({ name, help, type: 'counter', read });
+const gauge = (name: string, help: string, read: Scalar['read']): Scalar => ({ name, help, type: 'gauge', read });
+
+/** Unlabelled counts kept by the registry's parts, read at scrape time. */
+const SCALARS: readonly Scalar[] = [
+  counter('nixery_image_builds_total', 'Image builds that ran Nix.', (s) => s.service.builder.buildsRun),
+  counter('nixery_image_cache_hits_total', 'Image requests answered from a cache without building.', (s) => s.service.stats.cacheHits),
+  counter('nixery_image_build_failures_total', 'Image builds that failed (not counting refusals of bad requests).', (s) => s.service.stats.buildFailures),
+  counter('nixery_images_too_large_total', 'Builds refused because the closure was over NIXERY_MAX_IMAGE_SIZE.', (s) => s.service.stats.tooLarge),
+  counter('nixery_builds_rejected_total', 'Builds refused because the build queue was full.', (s) => s.service.stats.rejected),
+  gauge('nixery_builds_running', 'Builds running now.', (s) => s.service.building),
+  gauge('nixery_builds_queued', 'Builds waiting for a build slot (queue depth).', (s) => s.service.queued),
+  counter('nixery_layers_packed_total', 'Layers packed (not found in the build cache).', (s) => s.service.builder.layers.packed),
+  counter('nixery_manifest_cache_misses_total', 'Manifest cache lookups that found no usable record (the image is built).', (s) => s.service.builder.manifests.stats.misses),
+  counter('nixery_blob_cache_hits_total', 'Blob and manifest-by-digest requests answered from the hot-blob cache.', (s) => s.blobs.stats.hotHits),
+  counter('nixery_blob_cache_misses_total', 'Blob and manifest-by-digest requests the hot-blob cache (when on) did not hold.', (s) => s.blobs.stats.hotMisses),
+  gauge('nixery_blob_cache_bytes', 'Bytes held by the hot-blob cache.', (s) => s.blobs.hotBytes),
+  gauge('nixery_send_buffered_bytes', 'Bytes responses hold while streaming.', (s) => s.blobs.bufferedBytes),
+  counter('nixery_send_stalled_total', 'Responses closed because the client accepted nothing for NIXERY_SEND_TIMEOUT.', (s) => s.blobs.stats.sendStalled),
+  counter('nixery_blob_repairs_total', 'Missing blobs rebuilt from the image they belong to.', (s) => s.blobs.stats.repairs),
+  counter('nixery_integrity_failures_total', 'Stored objects removed because they failed a check.', (s) => s.quarantine.failures),
+  counter('nixery_auth_unauthorized_total', 'Requests refused for missing or bad credentials (401).', (s) => s.gate.stats.unauthorized),
+  counter('nixery_auth_denied_total', 'Requests refused for lack of access (403).', (s) => s.gate.stats.denied),
+  counter('nixery_packages_denied_total', 'Images refused by NIXERY_ALLOW_PACKAGES, NIXERY_DENY_PACKAGES or NIXERY_MAX_PACKAGES.', (s) => s.gate.stats.packagesDenied),
+  counter('nixery_builds_rate_limited_total', 'Builds refused by the per-client build rate limit (429).', (s) => s.gate.stats.buildsRateLimited),
+  counter('nixery_source_looks_total', 'Looks at the package source (revisions of its tags).', (s) => s.service.builder.pins.stats.looks),
+  counter('nixery_source_look_failures_total', 'Looks at the package source that failed.', (s) => s.service.builder.pins.stats.lookFailures),
+  gauge('nixery_source_look_last_seconds', 'How long the last look at the package source took.', (s) => s.service.builder.pins.stats.lastLookMs / 1000),
+  counter('nixery_source_bytes_hashed_total', 'Bytes of a local package set read to hash it.', (s) => s.service.builder.pins.resolver.stats.bytesHashed),
+  gauge('nixery_source_failing', '1 while the package source cannot be reached (the last good revisions are served).', (s) => (s.service.builder.pins.status().failure ? 1 : 0)),
+];
+
+/** The phases of a build that ran Nix (`source`, pinning, happens for cached images too). */
+const BUILD_PHASES: readonly BuildPhase[] = ['resolve', 'realise', 'closure', 'layers', 'pack', 'manifest'];
+
+/** From half a millisecond (a cached manifest) to minutes (a pull that waits for a build). */
+const REQUEST_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+const BUILD_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 3600];
+const STORAGE_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+/** 1 MiB/s to 1 GiB/s. */
+const THROUGHPUT_BUCKETS = exponentialBuckets(1 << 20, 2, 11);
+
+/**
+ * The request latency histogram, recorded without prom-client's work per observation (label
+ * validation and hashing, a property lookup per bucket, about 1 µs: the largest cost metrics
+ * added to a cached manifest GET): per route, plain counts per bucket. Served as any histogram,
+ * through the public shape of `get()`.
+ */
+const REQUEST_DURATIONS_HELP = 'Time from a request to its response (a pull that starts a build waits for it), by route.';
+
+class RequestDurations extends Histogram<'route' | 'le'> {
+  private readonly routes = new Map<string, { buckets: Float64Array; sum: number; count: number }>();
+
+  constructor(registers: Registry[]) {
+    super({
+      name: 'nixery_http_request_duration_seconds',
+      help: REQUEST_DURATIONS_HELP,
+      labelNames: ['route'],
+      buckets: REQUEST_BUCKETS,
+      registers,
+    });
+  }
+
+  record(route: string, seconds: number): void {
+    let series = this.routes.get(route);
+    if (!series) this.routes.set(route, (series = { buckets: new Float64Array(REQUEST_BUCKETS.length), sum: 0, count: 0 }));
+    let i = 0;
+    while (i < REQUEST_BUCKETS.length && seconds > REQUEST_BUCKETS[i]!) i++;
+    if (i < REQUEST_BUCKETS.length) series.buckets[i]!++;
+    series.sum += seconds;
+    series.count++;
+  }
+
+  override async get(): Promise<MetricObjectWithValues<MetricValueWithName<'route' | 'le'>>> {
+    const name = 'nixery_http_request_duration_seconds';
+    const values: Array<MetricValueWithName<'route' | 'le'>> = [];
+    for (const [route, { buckets, sum, count }] of this.routes) {
+      let cumulative = 0;
+      REQUEST_BUCKETS.forEach((le, i) => {
+        cumulative += buckets[i]!;
+        values.push({ metricName: `${name}_bucket`, labels: { route, le }, value: cumulative });
+      });
+      values.push({ metricName: `${name}_bucket`, labels: { route, le: '+Inf' }, value: count });
+      values.push({ metricName: `${name}_sum`, labels: { route }, value: sum });
+      values.push({ metricName: `${name}_count`, labels: { route }, value: count });
+    }
+    // prom-client's typings declare `type` as an enum its code does not use (it writes the string).
+    const metric = { name, help: REQUEST_DURATIONS_HELP, type: 'histogram', aggregator: 'sum', values };
+    return metric as unknown as MetricObjectWithValues<MetricValueWithName<'route' | 'le'>>;
+  }
+
+  /** What the registry reads for the text format (prom-client's own histogram has one too). */
+  getForPromString(): Promise<MetricObjectWithValues<MetricValueWithName<'route' | 'le'>>> {
+    return this.get();
+  }
+
+  override reset(): void {
+    super.reset();
+    // Also called by the base constructor, before this class's fields exist.
+    (this.routes as typeof this.routes | undefined)?.clear();
+  }
+}
+
+/** Request methods as labels: those a registry answers, the rest as OTHER. */
+const METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+
+export class Metrics {
+  readonly registry = new Registry();
+  /** route → method → status → requests. Folded into the counter when scraped. */
+  private readonly requestCounts = new Map<string, Map<string, Map<number, number>>>();
+  private protocolErrors = 0;
+  private readonly requestDurations: RequestDurations;
+  private readonly buildDurations: Histogram<'outcome'>;
+  private readonly phaseDurations: Histogram<'phase'>;
+  private readonly packedBytes: Counter<'form'>;
+  private readonly packDurations: Histogram;
+  private readonly packThroughput: Histogram;
+  private readonly storageDurations: Histogram<'backend' | 'operation'>;
+  private readonly storageErrors: Counter<'backend' | 'operation' | 'kind'>;
+  private sources: MetricSources | undefined;
+
+  constructor() {
+    const registers = [this.registry];
+    const counts = this.requestCounts;
+    new Counter({
+      name: 'nixery_http_requests_total',
+      help: 'HTTP requests by route (none: no route matched, or the HTTP parser refused it), method and status.',
+      labelNames: ['route', 'method', 'status'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const [route, byMethod] of counts) for (const [method, byStatus] of byMethod) for (const [status, n] of byStatus) this.inc({ route, method, status }, n);
+      },
+    });
+    const self = this;
+    new Counter({
+      name: 'nixery_http_errors_total',
+      help: 'HTTP requests answered with a status of 400 or more.',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(self.errorCount());
+      },
+    });
+    new Counter({
+      name: 'nixery_http_protocol_errors_total',
+      help: 'Requests the HTTP parser refused (400, 408, 431), CONNECT, and failed TLS handshakes.',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(self.protocolErrors);
+      },
+    });
+    this.requestDurations = new RequestDurations(registers);
+    this.buildDurations = new Histogram({
+      name: 'nixery_build_duration_seconds',
+      help: 'Builds that ran Nix, from resolving the packages to the stored manifests, by outcome.',
+      labelNames: ['outcome'] as const,
+      buckets: BUILD_BUCKETS,
+      registers,
+    });
+    this.phaseDurations = new Histogram({
+      name: 'nixery_build_phase_duration_seconds',
+      help: 'Phases of builds that ran Nix: resolve, realise, closure, layers, pack, manifest.',
+      labelNames: ['phase'] as const,
+      buckets: BUILD_BUCKETS,
+      registers,
+    });
+    for (const phase of BUILD_PHASES) this.phaseDurations.zero({ phase });
+    for (const outcome of ['succeeded', 'failed']) this.buildDurations.zero({ outcome });
+    this.packedBytes = new Counter({
+      name: 'nixery_layer_packed_bytes_total',
+      help: 'Bytes of the layers packed: the tar (uncompressed) and the gzip blob (compressed).',
+      labelNames: ['form'] as const,
+      registers,
+    });
+    for (const form of ['compressed', 'uncompressed']) this.packedBytes.inc({ form }, 0);
+    this.packDurations = new Histogram({
+      name: 'nixery_layer_pack_duration_seconds',
+      help: 'Time to pack one layer into storage.',
+      buckets: BUILD_BUCKETS,
+      registers,
+    });
+    this.packThroughput = new Histogram({
+      name: 'nixery_layer_pack_throughput_bytes_per_second',
+      help: 'Uncompressed bytes per second of each layer packed.',
+      buckets: THROUGHPUT_BUCKETS,
+      registers,
+    });
+    this.storageDurations = new Histogram({
+      name: 'nixery_storage_operation_duration_seconds',
+      help: 'Storage operations by backend and operation (get and open: until the object is open).',
+      labelNames: ['backend', 'operation'] as const,
+      buckets: STORAGE_BUCKETS,
+      registers,
+    });
+    this.storageErrors = new Counter({
+      name: 'nixery_storage_errors_total',
+      help: 'Storage operations that failed, by backend, operation and error kind.',
+      labelNames: ['backend', 'operation', 'kind'] as const,
+      registers,
+    });
+    new Counter({
+      name: 'nixery_nix_invocations_total',
+      help: 'Nix processes run (by this process), by command.',
+      labelNames: ['command'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const command of NIX_COMMANDS) this.inc({ command }, nixStats.commands[command].invocations);
+      },
+    });
+    new Counter({
+      name: 'nixery_nix_failures_total',
+      help: 'Nix processes that failed, by command and reason (exit: non-zero exit; timeout; stopped: aborted or shutting down).',
+      labelNames: ['command', 'reason'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const command of NIX_COMMANDS) for (const reason of NIX_FAILURES) this.inc({ command, reason }, nixStats.commands[command].failures[reason]);
+      },
+    });
+    new Counter({
+      name: 'nixery_manifest_cache_hits_total',
+      help: 'Image requests answered without building, by tier: the registry memo of images by tag, the manifest cache in memory, or a checked record in storage.',
+      labelNames: ['tier'] as const,
+      registers,
+      collect() {
+        this.reset();
+        const s = self.sources;
+        this.inc({ tier: 'memo' }, s?.service.stats.memoHits ?? 0);
+        this.inc({ tier: 'memory' }, s?.service.builder.manifests.stats.memoryHits ?? 0);
+        this.inc({ tier: 'storage' }, s?.service.builder.manifests.stats.storageHits ?? 0);
+      },
+    });
+  }
+
+  /**
+   * Starts serving the counts the registry's parts keep, and the process defaults (CPU, memory,
+   * event loop lag, GC). Once per Metrics.
+   */
+  watch(sources: MetricSources): void {
+    if (this.sources) throw new Error('Metrics.watch: already watching');
+    this.sources = sources;
+    for (const scalar of SCALARS) {
+      const config = {
+        name: scalar.name,
+        help: scalar.help,
+        registers: [this.registry],
+      };
+      if (scalar.type === 'counter') {
+        new Counter({
+          ...config,
+          collect() {
+            this.reset();
+            this.inc(scalar.read(sources));
+          },
+        });
+      } else {
+        new Gauge({
+          ...config,
+          collect() {
+            this.set(scalar.read(sources));
+          },
+        });
+      }
+    }
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** One answered request (the hot path: a few map lookups, no allocation once its labels were seen). */
+  request(route: string, method: string, status: number, seconds: number): void {
+    this.count(route, method, status);
+    this.requestDurations.record(route, seconds);
+  }
+
+  /** A request the HTTP parser refused (or CONNECT), answered with `status`; 0 for a failed TLS handshake. */
+  protocolError(status: number): void {
+    this.protocolErrors++;
+    if (status > 0) this.count('none', 'none', status);
+  }
+
+  private count(route: string, method: string, status: number): void {
+    const m = METHODS.has(method) ? method : 'OTHER';
+    let byMethod = this.requestCounts.get(route);
+    if (!byMethod) this.requestCounts.set(route, (byMethod = new Map()));
+    let byStatus = byMethod.get(m);
+    if (!byStatus) byMethod.set(m, (byStatus = new Map()));
+    byStatus.set(status, (byStatus.get(status) ?? 0) + 1);
+  }
+
+  private errorCount(): number {
+    let n = 0;
+    for (const byMethod of this.requestCounts.values()) for (const byStatus of byMethod.values()) for (const [status, count] of byStatus) if (status >= 400) n += count;
+    return n;
+  }
+
+  /** The builder's observer: build and phase durations, packing. */
+  readonly builds: BuildObserver = {
+    phase: (phase, seconds) => this.phaseDurations.observe({ phase }, seconds),
+    build: (outcome, seconds) => this.buildDurations.observe({ outcome }, seconds),
+    layerPacked: ({ compressedBytes, uncompressedBytes, seconds }) => {
+      this.packedBytes.inc({ form: 'compressed' }, compressedBytes);
+      this.packedBytes.inc({ form: 'uncompressed' }, uncompressedBytes);
+      this.packDurations.observe(seconds);
+      if (seconds > 0) this.packThroughput.observe(uncompressedBytes / seconds);
+    },
+  };
+
+  /** An observer for the storage backend `backend` (filesystem, s3, gcs). */
+  storage(backend: string): StorageObserver {
+    return {
+      operation: (operation, seconds, error) => {
+        this.storageDurations.observe({ backend, operation }, seconds);
+        if (error !== undefined) this.storageErrors.inc({ backend, operation, kind: error instanceof NixeryError ? error.kind.toLowerCase() : 'unexpected' });
+      },
+    };
+  }
+
+  /** The text exposition format, and its content type. */
+  async expose(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  /** The unlabelled counts and the HTTP totals by name (for tests and tools in this process). */
+  snapshot(): Record<string, number> {
+    const values: Record<string, number> = {};
+    let requests = 0;
+    for (const byMethod of this.requestCounts.values()) for (const byStatus of byMethod.values()) for (const n of byStatus.values()) requests += n;
+    values.nixery_http_requests_total = requests;
+    values.nixery_http_errors_total = this.errorCount();
+    values.nixery_http_protocol_errors_total = this.protocolErrors;
+    values.nixery_nix_invocations_total = nixStats.invocations;
+    if (this.sources) for (const scalar of SCALARS) values[scalar.name] = scalar.read(this.sources);
+    return values;
+  }
+}
