@@ -29,7 +29,10 @@ import { measuredStorage } from './storage/measured.js';
 export interface App {
   config: Config;
   log: PinoLogger;
+  /** The storage everything uses: the backend, timed for the metrics. */
   storage: Storage;
+  /** The backend itself (an S3Storage, a FilesystemStorage…). */
+  backend: Storage;
   quarantine: Quarantine;
   source: PackageSource;
   pins: Pinner;
@@ -79,7 +82,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
   const source = sourceFromConfig(config);
   const strategy = getStrategy(config.layering);
   const metrics = new Metrics();
-  const storage = measuredStorage(await createStorage(config), metrics.storage(config.storageBackend));
+  const backend = await createStorage(config);
+  const storage = measuredStorage(backend, metrics.storage(config.storageBackend));
   const quarantine = new Quarantine(storage, log);
   const popularity = new PopularitySource(config.popularityUrl, (message) => log.warn({ popularity: config.popularityUrl }, message));
   await popularity.reload();
@@ -107,6 +111,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     config,
     log,
     storage,
+    backend,
     quarantine,
     source,
     pins,

@@ -462,7 +462,7 @@ describe('faults: object stores that fail answer 503 and recover without a resta
           assert.equal(await status(`${r.url}/readyz`), 200);
         } finally {
           await r.close();
-          (r.app.storage as unknown as { client: { destroy(): void } }).client.destroy();
+          (r.app.backend as unknown as { client: { destroy(): void } }).client.destroy();
         }
       });
     } finally {
