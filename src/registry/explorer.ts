@@ -20,6 +20,7 @@ import { NixeryError } from '../errors.js';
 import { notModified, writeHead, type RequestContext } from './http.js';
 import { renderExplorePage, renderIndexPage, type PageAssets } from './index-page.js';
 import type { RegistryService } from './service.js';
+import type { ImageDetails, LayerDetails } from './explorer-types.js';
 
 export const CONTENT_SECURITY_POLICY = [
   "default-src 'self'",
@@ -160,44 +161,6 @@ export class Explorer {
 /** The name and tag of an image route, checked (NAME_INVALID, or TAG_INVALID's 404). */
 function checkedRef(params: Record<string, string>): { name: string; tag: string } {
   return { name: validateName(params.name!), tag: validateTag(params.tag!) };
-}
-
-export interface LayerDetails {
-  /** 1-based position in the manifest. */
-  index: number;
-  kind: 'store-paths' | 'customisation';
-  digest: string;
-  /** Compressed size (what a pull downloads). */
-  size: number;
-  diffId: string;
-  /** Null for layers whose record predates it. */
-  uncompressedSize: number | null;
-  /** How many store paths the layer holds (customisation layer: how many outputs it links). */
-  paths: number;
-  /** The store paths with their NAR sizes; null for records that predate them. */
-  storePaths: Array<{ path: string; narSize: number }> | null;
-  /** The customisation layer's linked outputs. */
-  links: string[] | null;
-  /** Popularity of the layer's most popular path in the package set (0: no data or unknown). */
-  popularity: number | null;
-  /** The shared runtime the layer holds (its package name), if any. */
-  runtime: string | null;
-  shared: boolean;
-}
-
-export interface ImageDetails {
-  image: string;
-  name: string;
-  tag: string;
-  architecture: string;
-  packages: string[];
-  revision: string | null;
-  manifest: { digest: string; mediaType: string; size: number };
-  dockerManifest: { digest: string; mediaType: string; size: number };
-  config: { digest: string; mediaType: string; size: number };
-  links: { manifest: string; dockerManifest: string; config: string; registryManifest: string; registryConfig: string };
-  totals: { layers: number; size: number; uncompressedSize: number | null; storePaths: number; narSize: number | null };
-  layers: LayerDetails[];
 }
 
 export function imageDetails(built: BuiltImage): ImageDetails {

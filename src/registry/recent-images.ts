@@ -3,23 +3,7 @@
 
 import type { BuiltImage } from '../builder/builder.js';
 import { pullName } from '../image/name.js';
-
-export interface RecentImage {
-  /** `name:tag`, with a name that pulls it (image/name.ts pullName). */
-  image: string;
-  name: string;
-  tag: string;
-  manifestDigest: string;
-  revision: string | null;
-  layers: number;
-  /** Bytes of the layers as pulled (compressed). */
-  compressedSize: number;
-  /** Bytes of the layers unpacked; null when a layer's record predates the uncompressed size. */
-  uncompressedSize: number | null;
-  /** True when Nix ran for it here; false when it was found built in storage. */
-  built: boolean;
-  at: string;
-}
+import type { RecentImage } from './explorer-types.js';
 
 export class RecentImages {
   private readonly items: RecentImage[] = [];

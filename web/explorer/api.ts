@@ -71,48 +71,7 @@ export interface BuildStatus {
   error: { code: string; message: string } | null;
 }
 
-export interface RecentImage {
-  image: string;
-  name: string;
-  tag: string;
-  manifestDigest: string;
-  revision: string | null;
-  layers: number;
-  compressedSize: number;
-  uncompressedSize: number | null;
-  built: boolean;
-  at: string;
-}
-
-export interface LayerDetails {
-  index: number;
-  kind: 'store-paths' | 'customisation';
-  digest: string;
-  size: number;
-  diffId: string;
-  uncompressedSize: number | null;
-  paths: number;
-  storePaths: Array<{ path: string; narSize: number }> | null;
-  links: string[] | null;
-  popularity: number | null;
-  runtime: string | null;
-  shared: boolean;
-}
-
-export interface ImageDetails {
-  image: string;
-  name: string;
-  tag: string;
-  architecture: string;
-  packages: string[];
-  revision: string | null;
-  manifest: { digest: string; mediaType: string; size: number };
-  dockerManifest: { digest: string; mediaType: string; size: number };
-  config: { digest: string; mediaType: string; size: number };
-  links: { manifest: string; dockerManifest: string; config: string; registryManifest: string; registryConfig: string };
-  totals: { layers: number; size: number; uncompressedSize: number | null; storePaths: number; narSize: number | null };
-  layers: LayerDetails[];
-}
+export type { ImageDetails, LayerDetails, RecentImage } from '../../src/registry/explorer-types.js';
 
 /** `/explore/<name>:<tag>` for an image (names and tags need no escaping in a path). */
 export function explorePath(name: string, tag: string): string {

@@ -1,0 +1,58 @@
+// The explorer API's JSON shapes (GET /api/v1/images and /api/v1/images/<name>:<tag>), shared
+// by the server and the explorer page's code (web/explorer), so the two cannot drift apart. No
+// imports: the page's type check sees this file alone.
+
+export interface RecentImage {
+  /** `name:tag`, with a name that pulls it (image/name.ts pullName). */
+  image: string;
+  name: string;
+  tag: string;
+  manifestDigest: string;
+  revision: string | null;
+  layers: number;
+  /** Bytes of the layers as pulled (compressed). */
+  compressedSize: number;
+  /** Bytes of the layers unpacked; null when a layer's record predates the uncompressed size. */
+  uncompressedSize: number | null;
+  /** True when Nix ran for it here; false when it was found built in storage. */
+  built: boolean;
+  at: string;
+}
+
+export interface LayerDetails {
+  /** 1-based position in the manifest. */
+  index: number;
+  kind: 'store-paths' | 'customisation';
+  digest: string;
+  /** Compressed size (what a pull downloads). */
+  size: number;
+  diffId: string;
+  /** Null for layers whose record predates it. */
+  uncompressedSize: number | null;
+  /** How many store paths the layer holds (customisation layer: how many outputs it links). */
+  paths: number;
+  /** The store paths with their NAR sizes; null for records that predate them. */
+  storePaths: Array<{ path: string; narSize: number }> | null;
+  /** The customisation layer's linked outputs. */
+  links: string[] | null;
+  /** Popularity of the layer's most popular path in the package set (0: no data or unknown). */
+  popularity: number | null;
+  /** The shared runtime the layer holds (its package name), if any. */
+  runtime: string | null;
+  shared: boolean;
+}
+
+export interface ImageDetails {
+  image: string;
+  name: string;
+  tag: string;
+  architecture: string;
+  packages: string[];
+  revision: string | null;
+  manifest: { digest: string; mediaType: string; size: number };
+  dockerManifest: { digest: string; mediaType: string; size: number };
+  config: { digest: string; mediaType: string; size: number };
+  links: { manifest: string; dockerManifest: string; config: string; registryManifest: string; registryConfig: string };
+  totals: { layers: number; size: number; uncompressedSize: number | null; storePaths: number; narSize: number | null };
+  layers: LayerDetails[];
+}
