@@ -14,36 +14,11 @@ import { gunzipSync } from 'node:zlib';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { nixStats } from '../../src/nix/run.js';
 import { CONTENT_SECURITY_POLICY } from '../../src/registry/explorer.js';
+import type { ImageDetails } from '../../src/registry/explorer-types.js';
 import { MEDIA_TYPES } from '../../src/manifest/manifest.js';
 import { decodeRecord, encodeRecord } from '../../src/builder/records.js';
 
-interface Layer {
-  index: number;
-  kind: string;
-  digest: string;
-  size: number;
-  diffId: string;
-  uncompressedSize: number | null;
-  paths: number;
-  storePaths: Array<{ path: string; narSize: number }> | null;
-  links: string[] | null;
-  popularity: number | null;
-  runtime: string | null;
-  shared: boolean;
-}
-
-interface Details {
-  image: string;
-  name: string;
-  tag: string;
-  packages: string[];
-  revision: string | null;
-  manifest: { digest: string; mediaType: string; size: number };
-  config: { digest: string };
-  links: Record<string, string>;
-  totals: { layers: number; size: number; uncompressedSize: number | null; storePaths: number };
-  layers: Layer[];
-}
+type Details = ImageDetails;
 
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
