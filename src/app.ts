@@ -13,7 +13,7 @@ import { PopularitySource } from './layers/popularity.js';
 import { ImageBuilder } from './builder/builder.js';
 import { Pinner } from './builder/pins.js';
 import { Quarantine } from './builder/integrity.js';
-import { RegistryService } from './registry/service.js';
+import { RegistryService } from './service/registry-service.js';
 import { createRegistry, type Registry } from './registry/server.js';
 import { createGate } from './registry/access.js';
 import { loadTls, reloadTlsOnChange } from './registry/tls.js';

@@ -9,7 +9,7 @@
 // src/storage/measured.ts) that know nothing of prom-client.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, exponentialBuckets, type MetricObjectWithValues, type MetricValueWithName } from 'prom-client';
-import type { RegistryService } from './registry/service.js';
+import type { RegistryService } from './service/registry-service.js';
 import type { BlobServer } from './registry/blob-server.js';
 import type { Gate } from './registry/access.js';
 import type { Quarantine } from './builder/integrity.js';

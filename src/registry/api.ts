@@ -14,7 +14,7 @@ import { canonicalPlatform, forPlatforms } from '../image/platform.js';
 import { InvalidTagError, NixeryError, PaginationInvalidError } from '../errors.js';
 import type { PackageIndex } from '../builder/package-index.js';
 import type { Admission } from './access.js';
-import { BuildTracker, isFinal, type BuildStatus } from './builds.js';
+import { BuildTracker, isFinal, type BuildStatus } from '../service/build-tracker.js';
 import { writeHead, type RequestContext } from './http.js';
 
 export interface ApiDeps {

@@ -19,7 +19,7 @@ import type { Blob } from '../manifest/manifest.js';
 import { NixeryError } from '../errors.js';
 import { notModified, writeHead, type RequestContext } from './http.js';
 import { renderExplorePage, renderIndexPage, type PageAssets } from './index-page.js';
-import type { RegistryService } from './service.js';
+import type { RegistryService } from '../service/registry-service.js';
 import type { ImageDetails, LayerDetails } from './explorer-types.js';
 
 export const CONTENT_SECURITY_POLICY = [

@@ -7,7 +7,7 @@ import { InvalidDigestError, PaginationInvalidError } from '../errors.js';
 import { MEDIA_TYPES, type Blob } from '../manifest/manifest.js';
 import { DIGEST_REGEXP } from '../builder/layout.js';
 import type { BlobServer } from './blob-server.js';
-import type { RegistryService } from './service.js';
+import type { RegistryService } from '../service/registry-service.js';
 import type { Admission } from './access.js';
 import { API_VERSION_HEADER, notModified, writeHead, type RequestContext } from './http.js';
 

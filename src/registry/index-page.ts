@@ -4,7 +4,7 @@
 // recent build errors. Everything from outside is escaped, and redacted of secrets; the page has
 // no inline script or style (the Content-Security-Policy forbids both).
 
-import type { RecentError } from './service.js';
+import type { RecentError } from '../service/registry-service.js';
 import { escapeHtml } from './http.js';
 import { redact } from '../secrets.js';
 

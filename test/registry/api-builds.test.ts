@@ -14,7 +14,7 @@ import { nixStats } from '../../src/nix/run.js';
 import { parseImageName } from '../../src/image/name.js';
 import { forPlatforms } from '../../src/image/platform.js';
 import type { BuildProgress } from '../../src/builder/builder.js';
-import { BuildTracker, type BuildStatus } from '../../src/registry/builds.js';
+import { BuildTracker, type BuildStatus } from '../../src/service/build-tracker.js';
 import type { Admission } from '../../src/registry/access.js';
 import { NixeryError } from '../../src/errors.js';
 

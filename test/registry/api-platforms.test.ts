@@ -11,7 +11,7 @@ import { nixStats } from '../../src/nix/run.js';
 import { MEDIA_TYPES } from '../../src/manifest/manifest.js';
 import { parseImageName } from '../../src/image/name.js';
 import { forPlatforms } from '../../src/image/platform.js';
-import { BuildTracker, isFinal, type BuildStatus } from '../../src/registry/builds.js';
+import { BuildTracker, isFinal, type BuildStatus } from '../../src/service/build-tracker.js';
 import type { Admission } from '../../src/registry/access.js';
 
 const { ociIndex, dockerManifestList, ociManifest } = MEDIA_TYPES;

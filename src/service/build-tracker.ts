@@ -11,9 +11,9 @@ import type { BuildPhase, BuildProgress, BuiltImage } from '../builder/builder.j
 import { describeError, isClientError, logDetail, TooManyRequestsError } from '../errors.js';
 import { MEDIA_TYPES } from '../manifest/manifest.js';
 import { redact } from '../secrets.js';
-import type { RegistryService, TaggedImage } from './service.js';
+import type { RegistryService, TaggedImage } from './registry-service.js';
 import type { ImageIndex } from '../manifest/image-index.js';
-import type { Admission } from './access.js';
+import type { Admission } from '../registry/access.js';
 
 export type BuildState = 'queued' | 'running' | 'succeeded' | 'failed';
 
