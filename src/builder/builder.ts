@@ -27,6 +27,7 @@ import { ImageTooLargeError, NixeryError, PlatformBuildError } from '../errors.j
 import type { Pin, Pinner } from './pins.js';
 import { PackProgress, ProgressChannel } from './progress.js';
 import { timePhases, type BuildObserver } from './observer.js';
+import { mapLimit } from '../util/semaphore.js';
 
 export interface Logger {
   info(obj: object, msg?: string): void;
@@ -508,17 +509,4 @@ function recordLayers(layers: ReadonlyArray<ImageLayer & { cached: boolean }>): 
 /** The store paths that go into the image for the requested packages, sorted and unique. */
 export function rootPaths(resolved: ResolvedPackage[]): string[] {
   return sortedUnique(resolved.flatMap((p) => Object.values(p.outputs)));
-}
-
-async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i]!, i);
-    }
-  });
-  await Promise.all(workers);
-  return results;
 }
