@@ -2,23 +2,11 @@
 // references as sorted index lists, inputs checked once. Numbering by sorted path (never by
 // input order) is what makes every strategy independent of how the graph was listed.
 
-import { NixeryError } from '../errors.js';
+import { InvalidClosureError, InvalidLayerBudgetError } from '../errors.js';
 import { compareStrings } from '../image/name.js';
 import type { ClosureGraph } from '../nix/types.js';
 
-/** A closure graph that breaks the layering preconditions (a bug upstream, not user input). */
-export class InvalidClosureError extends NixeryError {
-  constructor(message: string) {
-    super('BUILD_FAILED', `invalid closure graph: ${message}`);
-  }
-}
-
-/** A layer budget outside 1..MAX_LAYERS. */
-export class InvalidLayerBudgetError extends NixeryError {
-  constructor(budget: unknown) {
-    super('BUILD_FAILED', `invalid layer budget ${JSON.stringify(budget)}: must be a whole number from 1 to ${MAX_LAYERS}`);
-  }
-}
+export { InvalidClosureError, InvalidLayerBudgetError } from '../errors.js';
 
 /** Docker's (and containerd's default) limit on the layers of one image. */
 export const MAX_LAYERS = 125;
@@ -47,7 +35,7 @@ export interface IndexedClosure {
 }
 
 export function checkBudget(budget: number): number {
-  if (!Number.isInteger(budget) || budget < 1 || budget > MAX_LAYERS) throw new InvalidLayerBudgetError(budget);
+  if (!Number.isInteger(budget) || budget < 1 || budget > MAX_LAYERS) throw new InvalidLayerBudgetError(budget, MAX_LAYERS);
   return budget;
 }
 

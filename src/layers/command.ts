@@ -4,18 +4,13 @@
 //    "popularity": {"name": count}, "budget": N}
 // Output (stdout): a JSON array of layers, each an array of store paths, most shared first.
 
-import { NixeryError } from '../errors.js';
+import { InvalidLayersRequestError, InvalidPopularityError } from '../errors.js';
+
+export { InvalidLayersRequestError } from '../errors.js';
 import type { ClosureGraph, StorePathInfo } from '../nix/types.js';
 import { checkBudget, DEFAULT_BUDGET } from './closure.js';
-import { InvalidPopularityError, parsePopularity } from './popularity.js';
+import { parsePopularity } from './popularity.js';
 import { getStrategy } from './strategies.js';
-
-/** A layers request that is not JSON or not in the contract's shape. */
-export class InvalidLayersRequestError extends NixeryError {
-  constructor(message: string) {
-    super('INPUT_INVALID', `invalid layers request: ${message}`);
-  }
-}
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);

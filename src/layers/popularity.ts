@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { compareStrings } from '../image/name.js';
 import { fileURLToPath } from 'node:url';
 import type { Popularity } from './types.js';
-import { InvalidInputError } from '../errors.js';
+import { InvalidPopularityError } from '../errors.js';
 
 export type PopularityLogger = (message: string) => void;
 
@@ -24,7 +24,7 @@ export const POPULARITY_MAX_BYTES = 64 * 1024 * 1024;
 const EMPTY: Popularity = new Map();
 
 /** Why a popularity document was rejected. */
-export class InvalidPopularityError extends InvalidInputError {}
+export { InvalidPopularityError } from '../errors.js';
 
 /** Checks a parsed document: an object whose values are all non-negative integers. */
 export function parsePopularity(data: unknown): Map<string, number> {
