@@ -9,7 +9,7 @@ import { createStorage } from './storage/index.js';
 import type { Storage } from './storage/storage.js';
 import { sourceFromEnv, describeSource, type PackageSource } from './nix/source.js';
 import { getStrategy } from './layers/strategies.js';
-import { PopularitySource } from './layers/popularity.js';
+import { PopularitySource } from './builder/popularity.js';
 import { ImageBuilder } from './builder/builder.js';
 import { Pinner } from './builder/pins.js';
 import { Quarantine } from './builder/integrity.js';

@@ -4,6 +4,7 @@
 // gone, whose leftover Nix processes are killed. Running it periodically also cleans up after a
 // replica on this host (or on the shared storage) that dies while we run.
 
+import type { Logger } from './util/logger.js';
 import { logDetail } from './errors.js';
 import { reapAbandonedRuntime } from './nix/processes.js';
 import type { Storage } from './storage/storage.js';
@@ -28,10 +29,7 @@ export interface CleanupReport {
   processesKilled: number;
 }
 
-export interface CleanupLogger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-}
+export type CleanupLogger = Pick<Logger, 'info' | 'warn'>;
 
 export interface Cleanup {
   /** The first run (started at once); resolves when it is done, never rejects. */

@@ -3,6 +3,7 @@
 // storage. The registry and the `build` command both call `ImageBuilder.build`, or `buildAll`
 // for the platforms of a multi-platform image (built concurrently, then `index`).
 
+import type { Logger as BaseLogger } from '../util/logger.js';
 import { createHash } from 'node:crypto';
 import { sortedUnique, type ImageRequest } from '../image/name.js';
 import type { Storage } from '../storage/storage.js';
@@ -28,12 +29,10 @@ import type { Pin, Pinner } from './pins.js';
 import { PackProgress, ProgressChannel } from './progress.js';
 import { timePhases, type BuildObserver } from './observer.js';
 import { mapLimit } from '../util/semaphore.js';
+import { toLayerGraph } from './popularity.js';
 
-export interface Logger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  debug(obj: object, msg?: string): void;
-}
+/** What the builder logs through (the one Logger type). */
+export type Logger = Pick<BaseLogger, 'info' | 'warn' | 'debug'>;
 
 /** `queued`: waiting for a build slot; the others are the pipeline's steps. */
 export type BuildPhase = 'source' | 'queued' | 'resolve' | 'realise' | 'closure' | 'layers' | 'pack' | 'manifest';
@@ -441,7 +440,7 @@ export class ImageBuilder {
     }
 
     onProgress({ phase: 'layers', message: `grouping ${closure.paths.length} store paths into layers` });
-    const groups = this.options.strategy.group(closure, { budget: this.options.budget, popularity });
+    const groups = this.options.strategy.group(toLayerGraph(closure), { budget: this.options.budget, popularity });
 
     // Each layer's size as Nix reports it; the customisation layer (symlinks) counts as nothing.
     const narSizes = new Map(closure.paths.map((p) => [p.path, p.narSize]));

@@ -13,6 +13,7 @@
 //   build waits for the source's answer rather than build from an unconfirmed pin.
 // - A tag the source no longer has (a deleted branch) is forgotten: 404 from then on.
 
+import type { Logger } from '../util/logger.js';
 import { createHash } from 'node:crypto';
 import { SourceUnavailableError, logDetail } from '../errors.js';
 import { compareStrings } from '../image/name.js';
@@ -31,10 +32,7 @@ export interface Pin {
   readonly pinned: PinnedSource;
 }
 
-export interface PinLogger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-}
+export type PinLogger = Pick<Logger, 'info' | 'warn'>;
 
 export interface PinnerOptions {
   source: PackageSource;

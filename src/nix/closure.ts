@@ -99,9 +99,5 @@ function toNumber(value: unknown, field: string, path: string): number {
   throw new NixOutputError(`nix path-info gave no valid ${field} for ${path}`);
 }
 
-/** The package name of a store path: `/nix/store/<hash>-glibc-2.40-66` → `glibc-2.40-66`. */
-export function packageFromPath(path: string): string {
-  const base = path.slice(path.lastIndexOf('/') + 1);
-  const m = /^[0-9a-z]{32}-(.+)$/.exec(base);
-  return m ? m[1]! : base;
-}
+/** The one store path → package name function (src/util/store-path.ts). */
+export { storePathName as packageFromPath } from '../util/store-path.js';

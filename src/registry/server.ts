@@ -4,6 +4,7 @@
 // time, responses to clients that stop reading are closed (send.ts), and what the HTTP parser
 // rejects still gets an OCI error body, a log line and a count.
 
+import type { Logger } from '../util/logger.js';
 import http from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
@@ -29,11 +30,7 @@ import { buildEvents, createBuild, EventStreams, getBuild, searchPackages, type 
 import type { PackageIndex } from '../builder/package-index.js';
 import { Metrics } from '../metrics.js';
 
-export interface RegistryLogger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
+export type RegistryLogger = Pick<Logger, 'info' | 'warn' | 'error'>;
 
 export interface RegistryOptions {
   storage: Storage;

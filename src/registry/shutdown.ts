@@ -7,6 +7,7 @@
 // that was stopped) and retry; behind a load balancer or on restart the retry goes to a live
 // replica.
 
+import type { Logger } from '../util/logger.js';
 import type http from 'node:http';
 import type { Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
@@ -78,11 +79,7 @@ export function trackConnections(server: http.Server): ConnectionDrainer {
 /** Most of the deadline goes to requests; this much (or a fifth) is left to stop Nix. */
 const NIX_STOP_MS = 1000;
 
-export interface ShutdownLogger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  flush(cb?: (err?: Error) => void): void;
-}
+export type ShutdownLogger = Pick<Logger, 'info' | 'warn' | 'flush'>;
 
 /**
  * On SIGTERM/SIGINT: drain `registry` for at most `timeoutMs` in all, stop the Nix processes,
