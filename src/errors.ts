@@ -170,6 +170,12 @@ export const InvalidDigestError = defineError('InvalidDigestError', 'DIGEST_INVA
 export const ImageNotBuiltError = defineError('ImageNotBuiltError', 'IMAGE_NOT_BUILT', (image: string) => msg(`${image} is not built yet: pull it or start a build (POST /api/v1/builds)`));
 /** Packages the package set does not have; every missing one is listed at once. */
 export const PackagesNotFoundError = defineError('PackagesNotFoundError', 'PACKAGES_NOT_FOUND', (packages: string[]) => ({ message: `Could not find Nix packages: ${packages.join(', ')}`, options: { detail: { packages } }, fields: { packages } }));
+/** The same, with why each name is missing; a plain "no attribute hello" adds nothing to the name. */
+export const PackagesNotFoundWithReasons = defineError('PackagesNotFoundWithReasons', 'PACKAGES_NOT_FOUND', (reasons: Array<{ requested: string; reason: string }>) => {
+  const packages = reasons.map((r) => r.requested);
+  const described = reasons.map((r) => (r.reason === `no attribute ${r.requested}` ? r.requested : `${r.requested} (${r.reason})`));
+  return { message: `Could not find Nix packages: ${described.join(', ')}`, options: { detail: { packages } }, fields: { packages, reasons } };
+}, PackagesNotFoundError);
 export const BlobNotFoundError = defineError('BlobNotFoundError', 'BLOB_UNKNOWN', (what: string) => msg(`blob unknown to registry: ${what}`));
 export const ManifestNotFoundError = defineError('ManifestNotFoundError', 'MANIFEST_UNKNOWN', (what: string) => msg(`manifest unknown: ${what}`));
 export const TooManyRequestsError = defineError('TooManyRequestsError', 'TOOMANYREQUESTS', (message: string, retryAfterSeconds: number) => ({ message, options: { detail: { retryAfterSeconds } }, fields: { retryAfterSeconds } }));
@@ -336,6 +342,7 @@ export type PaginationInvalidError = InstanceType<typeof PaginationInvalidError>
 export type InvalidDigestError = InstanceType<typeof InvalidDigestError>;
 export type ImageNotBuiltError = InstanceType<typeof ImageNotBuiltError>;
 export type PackagesNotFoundError = InstanceType<typeof PackagesNotFoundError>;
+export type PackagesNotFoundWithReasons = InstanceType<typeof PackagesNotFoundWithReasons>;
 export type BlobNotFoundError = InstanceType<typeof BlobNotFoundError>;
 export type ManifestNotFoundError = InstanceType<typeof ManifestNotFoundError>;
 export type TooManyRequestsError = InstanceType<typeof TooManyRequestsError>;
