@@ -3,7 +3,7 @@
 
 import { pino, type Logger as PinoLogger } from 'pino';
 import type { Config } from './config.js';
-import { describeConfig } from './config.js';
+import { describeConfig, storageSettings } from './config.js';
 import { learnSettingSecrets, redact } from './secrets.js';
 import { createStorage } from './storage/index.js';
 import type { Storage } from './storage/storage.js';
@@ -82,7 +82,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
   const source = sourceFromConfig(config);
   const strategy = getStrategy(config.layering);
   const metrics = new Metrics();
-  const backend = await createStorage(config);
+  const backend = await createStorage(storageSettings(config));
   const storage = measuredStorage(backend, metrics.storage(config.storageBackend));
   const quarantine = new Quarantine(storage, log);
   const popularity = new PopularitySource(config.popularityUrl, (message) => log.warn({ popularity: config.popularityUrl }, message));

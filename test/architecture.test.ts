@@ -3,12 +3,13 @@
 // offending file and import.
 //
 // The house, bottom to top (a module may import only from its own folder or a lower one):
-//   util · errors · secrets · image · manifest · nix · layers · archive · storage · builder ·
-//   auth · service · registry · cleanup · config · metrics · log-destination · app · cli
+//   util · errors · secrets · image · manifest · nix · layers · archive · storage · config ·
+//   builder · auth · service · registry · cleanup · metrics · log-destination · app · cli
 // util/errors/secrets are the ground floor; image and manifest are the pure OCI/name domain the
 // pipeline uses; nix → layers → archive → storage → builder is the pipeline (the builder owns
-// it and calls the others); service sits under the HTTP registry; config, metrics and the
-// composition root (app, cli) sit on top and may import anything below them.
+// it and calls the others). config reads every setting (it knows the storage backends'
+// option types, so it sits above storage); service sits under the HTTP registry; metrics and
+// the composition root (app, cli) sit on top and may import anything below them.
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -20,7 +21,7 @@ import { ERROR_CATALOGUE } from '../src/errors.js';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SRC = path.join(ROOT, 'src');
 
-const ORDER = ['util', 'errors', 'secrets', 'image', 'manifest', 'nix', 'layers', 'archive', 'storage', 'builder', 'auth', 'service', 'registry', 'cleanup', 'config', 'metrics', 'log-destination', 'app', 'cli'];
+const ORDER = ['util', 'errors', 'secrets', 'image', 'manifest', 'nix', 'layers', 'archive', 'storage', 'config', 'builder', 'auth', 'service', 'registry', 'cleanup', 'metrics', 'log-destination', 'app', 'cli'];
 
 interface Import {
   from: string; // file, relative to src/ (e.g. registry/server.ts)
@@ -255,4 +256,28 @@ test('(h) no import runs up the house', () => {
     .filter((i) => i.target && files.has(i.target) && area(i.from) !== area(i.target) && rank(i.target) > rank(i.from))
     .map((i) => `${show(i)}: ${area(i.from)} is below ${area(i.target!)}`);
   check(violations, 'upward imports');
+});
+
+test('every setting is read once, in src/config.ts', () => {
+  // Our settings and the storage and cloud SDKs' variables; `process.env` passed on whole to a
+  // child is not a read.
+  const setting = /^(?:NIXERY_|NIX_|S3_|GCS_|STORAGE_|GOOGLE_|AWS_|PORT$)/;
+  const violations: string[] = [];
+  for (const [rel, sf] of files) {
+    if (rel === 'config.ts') continue;
+    const visit = (node: ts.Node): void => {
+      const name = ts.isPropertyAccessExpression(node) ? node.name.text : ts.isElementAccessExpression(node) && ts.isStringLiteral(node.argumentExpression) ? node.argumentExpression.text : undefined;
+      if (name && setting.test(name) && /(?:^|\.)env$/i.test(node.getChildAt(0, sf).getText(sf))) {
+        violations.push(`src/${rel}:${sf.getLineAndCharacterOfPosition(node.getStart(sf)).line + 1} reads ${name}`);
+      }
+      ts.forEachChild(node, visit);
+    };
+    visit(sf);
+  }
+  check(violations, 'settings read outside src/config.ts');
+});
+
+test('no file in src/ is over 500 lines', () => {
+  const violations = [...files].filter(([, sf]) => sf.getLineStarts().length > 500 + (sf.text.endsWith('\n') ? 1 : 0)).map(([rel, sf]) => `src/${rel}: ${sf.text.split('\n').length - (sf.text.endsWith('\n') ? 1 : 0)} lines`);
+  check(violations, 'files over 500 lines');
 });
