@@ -12,6 +12,7 @@
 // of MB). The last few indexes of a source are kept in storage; two in memory (the current
 // revision's and the one before, served while the new one is built).
 
+import type { Logger } from '../util/logger.js';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
@@ -48,7 +49,7 @@ export interface PackageIndexOptions {
   system: string;
   /** NIXERY_EVAL_TIMEOUT, in milliseconds. */
   evalTimeoutMs: number;
-  log: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
+  log: Pick<Logger, 'info' | 'warn'>;
   /** Added to the environment of Nix (tests). */
   env?: NodeJS.ProcessEnv;
   /** A revision whose index failed is tried again after this long. Default 5 minutes. */
