@@ -1,7 +1,7 @@
 // What the builder reports about its work to whoever watches it (the registry's metrics), so the
 // builder itself knows nothing of metrics: `nixery build` runs it without any observer.
 
-import type { BuildPhase, BuildProgress } from './builder.js';
+import type { BuildPhase, BuildProgress } from './types.js';
 
 export interface BuildObserver {
   /** A phase of a build that ran Nix ended (the next one began, or the build ended), in seconds. */
