@@ -12,6 +12,8 @@ import type { PinnedSource } from '../nix/source.js';
 import { resolvePackages } from '../nix/resolve.js';
 import { realise, type RealiseOptions } from '../nix/realise.js';
 import { queryClosure } from '../nix/closure.js';
+import type { NixRunObserver } from '../nix/observer.js';
+import { checkNix } from '../nix/health.js';
 import { buildManifests, type ImageManifests } from '../manifest/manifest.js';
 import { buildIndex, type ImageIndex } from '../manifest/image-index.js';
 import { LayerStore } from './layer-store.js';
@@ -52,6 +54,8 @@ export interface BuilderOptions {
   packConcurrency?: number;
   /** Told how long builds, their phases and packing take (the registry's metrics). */
   observer?: BuildObserver;
+  /** Told of every Nix process the builds run (the registry's metrics). */
+  nixObserver?: NixRunObserver;
 }
 
 /** Bump when the bytes of layers or manifests change for the same input. */
@@ -91,12 +95,17 @@ export class ImageBuilder {
   constructor(private readonly options: BuilderOptions) {
     this.pins = options.pins;
     this.layers = new LayerStore(options.storage, options.log, options.quarantine, options.observer);
-    this.manifests = new ManifestCache(options.storage, options.manifestCacheSize ?? 1024, options.quarantine);
+    this.manifests = new ManifestCache(options.storage, options.manifestCacheSize ?? 1024, options.quarantine, options.observer);
   }
 
   /** The popularity data builds use now (its identity changes when it is reloaded). */
   popularity(): Popularity {
     return this.options.popularity();
+  }
+
+  /** Throws NixUnavailableError when Nix cannot run (the registry's readiness check). */
+  async checkNix(): Promise<void> {
+    await checkNix();
   }
 
   /**
@@ -338,11 +347,13 @@ export class ImageBuilder {
     const { timeouts } = this.options;
     const started = Date.now();
     this.buildsRun++;
+    this.options.observer?.buildStarted();
+    const nix = this.options.nixObserver;
 
     onProgress({ phase: 'resolve', message: `resolving ${image.packages.length} packages` });
-    const resolved = await resolvePackages(pinned, image.packages, image.arch.nixSystem, { timeoutMs: timeouts.evalSeconds * 1000 });
+    const resolved = await resolvePackages(pinned, image.packages, image.arch.nixSystem, { timeoutMs: timeouts.evalSeconds * 1000, observer: nix });
     onProgress({ phase: 'realise', message: 'Nix is realising the packages' });
-    const realiseOptions: RealiseOptions = { timeoutMs: timeouts.realiseSeconds * 1000, builderTimeoutSeconds: timeouts.builderSeconds };
+    const realiseOptions: RealiseOptions = { timeoutMs: timeouts.realiseSeconds * 1000, builderTimeoutSeconds: timeouts.builderSeconds, observer: nix };
     const realised = await realise(resolved, realiseOptions);
     try {
       for (let attempt = 1; ; attempt++) {
@@ -385,7 +396,7 @@ export class ImageBuilder {
     const { log } = this.options;
     const roots = rootPaths(resolved);
     onProgress({ phase: 'closure', message: 'reading the runtime closure' });
-    const closure = await queryClosure(roots);
+    const closure = await queryClosure(roots, { observer: this.options.nixObserver });
     const closureBytes = closure.paths.reduce((sum, p) => sum + p.narSize, 0);
     if (this.options.maxImageSize !== undefined && closureBytes > this.options.maxImageSize) {
       log.info({ image: image.name, tag: image.tag, closureBytes, limit: this.options.maxImageSize }, 'image refused: over NIXERY_MAX_IMAGE_SIZE');

@@ -15,6 +15,7 @@ import { manifestKey, blobKey } from './layout.js';
 import { LruCache } from '../util/lru.js';
 import { encodeRecord } from './records.js';
 import type { Quarantine } from './integrity.js';
+import type { BuildObserver } from './observer.js';
 
 /**
  * One layer of a built image as its record keeps it. The optional fields were added for the
@@ -84,6 +85,7 @@ export class ManifestCache {
     private readonly storage: Storage,
     capacity: number,
     private readonly quarantine: Quarantine,
+    private readonly observer?: Pick<BuildObserver, 'manifestLookup'>,
   ) {
     this.memory = new LruCache(capacity);
   }
@@ -92,11 +94,13 @@ export class ManifestCache {
     const hit = this.memory.get(cacheKey);
     if (hit) {
       this.stats.memoryHits++;
+      this.observer?.manifestLookup('memory');
       return hit;
     }
     const record = await this.fromStorage(cacheKey);
     if (record) this.stats.storageHits++;
     else this.stats.misses++;
+    this.observer?.manifestLookup(record ? 'storage' : 'miss');
     return record;
   }
 

@@ -3,7 +3,14 @@
 
 import type { BuildPhase, BuildProgress } from './types.js';
 
+/** Where a manifest cache lookup was answered: memory, a checked record in storage, or not at all. */
+export type ManifestLookup = 'memory' | 'storage' | 'miss';
+
 export interface BuildObserver {
+  /** A build starts running Nix (it was not served from the manifest cache). */
+  buildStarted(): void;
+  /** The manifest cache was asked for an image's record. */
+  manifestLookup(answer: ManifestLookup): void;
   /** A phase of a build that ran Nix ended (the next one began, or the build ended), in seconds. */
   phase(phase: BuildPhase, seconds: number): void;
   /** A build that ran Nix ended, in seconds from its first phase. */
