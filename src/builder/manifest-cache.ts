@@ -15,7 +15,6 @@ import { manifestKey, blobKey } from './layout.js';
 import { LruCache } from '../util/lru.js';
 import { encodeRecord } from './records.js';
 import type { Quarantine } from './integrity.js';
-import type { BuildObserver } from './observer.js';
 
 /**
  * One layer of a built image as its record keeps it. The optional fields were added for the
@@ -76,6 +75,14 @@ export function recordDigests(record: ManifestRecord): string[] {
 
 const strip = ({ mediaType, digest, size }: Blob): Descriptor => ({ mediaType, digest, size });
 
+/** Where a lookup was answered: memory, a checked record in storage, or not at all. */
+export type ManifestLookup = 'memory' | 'storage' | 'miss';
+
+/** What the manifest cache reports (part of the builder's observer). */
+export interface ManifestCacheObserver {
+  manifestLookup(answer: ManifestLookup): void;
+}
+
 export class ManifestCache {
   private readonly memory: LruCache<string, ManifestRecord>;
   /** Lookups answered from memory, from a checked storage record, or not at all. */
@@ -85,7 +92,7 @@ export class ManifestCache {
     private readonly storage: Storage,
     capacity: number,
     private readonly quarantine: Quarantine,
-    private readonly observer?: Pick<BuildObserver, 'manifestLookup'>,
+    private readonly observer?: ManifestCacheObserver,
   ) {
     this.memory = new LruCache(capacity);
   }

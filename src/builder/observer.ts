@@ -2,15 +2,12 @@
 // builder itself knows nothing of metrics: `nixery build` runs it without any observer.
 
 import type { BuildPhase, BuildProgress } from './types.js';
+import type { ManifestCacheObserver } from './manifest-cache.js';
 
-/** Where a manifest cache lookup was answered: memory, a checked record in storage, or not at all. */
-export type ManifestLookup = 'memory' | 'storage' | 'miss';
-
-export interface BuildObserver {
+/** `manifestLookup`: the manifest cache was asked for an image's record. */
+export interface BuildObserver extends ManifestCacheObserver {
   /** A build starts running Nix (it was not served from the manifest cache). */
   buildStarted(): void;
-  /** The manifest cache was asked for an image's record. */
-  manifestLookup(answer: ManifestLookup): void;
   /** A phase of a build that ran Nix ended (the next one began, or the build ended), in seconds. */
   phase(phase: BuildPhase, seconds: number): void;
   /** A build that ran Nix ended, in seconds from its first phase. */
