@@ -10,7 +10,6 @@ import { NixFailedError, NixTimeoutError, ShuttingDownError, type NixTimeoutKind
 import { cleanStderr } from './stderr.js';
 import { descendantsIn, listProcesses } from '../util/proc.js';
 import { childTmpDir, isShuttingDown, trackProcess, withParentDeathSignal } from './processes.js';
-
 import type { NixCommand, NixFailure, NixRunObserver } from './observer.js';
 
 export { NIX_COMMANDS, NIX_FAILURES, type NixCommand, type NixFailure, type NixRunObserver } from './observer.js';
