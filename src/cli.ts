@@ -163,7 +163,7 @@ withSettings(program.command('serve').description('run the registry'), SERVE_SET
   const config = configFrom(opts, SERVE_SETTINGS);
   const app = await createApp(config, { logDestination: 'stdout', defaultLogLevel: config.logLevel });
   const registry = await app.serve(VERSION);
-  exitGracefullyOnSignals({ registry, log: app.log, timeoutMs: config.shutdownTimeout * 1000 });
+  exitGracefullyOnSignals({ registry, log: app.log, timeoutMs: config.shutdownTimeout * 1000, stopProcesses: app.stopProcesses });
 });
 
 withSettings(

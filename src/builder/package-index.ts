@@ -20,6 +20,7 @@ import { describeError, logDetail, ShuttingDownError, SourceUnavailableError } f
 import { compareStrings } from '../image/name.js';
 import { listPackages, packageLine, parsePackageLine, type PackageInfo } from '../nix/packages.js';
 import type { PinnedSource } from '../nix/source.js';
+import type { NixRunObserver } from '../nix/observer.js';
 import type { Storage } from '../storage/storage.js';
 import { Semaphore } from '../util/semaphore.js';
 import { SingleFlight } from '../util/singleflight.js';
@@ -52,6 +53,8 @@ export interface PackageIndexOptions {
   log: Pick<Logger, 'info' | 'warn'>;
   /** Added to the environment of Nix (tests). */
   env?: NodeJS.ProcessEnv;
+  /** Told of the Nix evaluations that list the packages (the registry's metrics). */
+  nixObserver?: NixRunObserver;
   /** A revision whose index failed is tried again after this long. Default 5 minutes. */
   retryMs?: number;
   /** How long a search waits for an index being built before answering `indexing`. Default 1 s. */
@@ -249,6 +252,7 @@ export class PackageIndex {
       listPackages(pinned, this.options.system, {
         timeoutMs: this.options.evalTimeoutMs,
         env: this.options.env,
+        observer: this.options.nixObserver,
         signal: this.stopping.signal,
         onPackage: (p) => packages.push(p),
       }),

@@ -25,7 +25,7 @@ export async function queryClosure(
   const { stdout } = await runNix(
     'nix',
     [...NIX_COMMAND_FLAGS, 'path-info', '--json', '--recursive', '--closure-size', ...sortedRoots],
-    { timeoutMs: opts.timeoutMs ?? CLOSURE_QUERY_TIMEOUT_MS, timeoutKind: 'STORE_QUERY_TIMEOUT', command: 'closure', what, signal: opts.signal, env: opts.env },
+    { timeoutMs: opts.timeoutMs ?? CLOSURE_QUERY_TIMEOUT_MS, timeoutKind: 'STORE_QUERY_TIMEOUT', command: 'closure', what, signal: opts.signal, env: opts.env, observer: opts.observer },
   );
   let json: unknown;
   try {

@@ -25,7 +25,7 @@ export async function popcount(pinned: PinnedSource, system: string, opts: NixCa
   const { stdout } = await runNix(
     'nix-instantiate',
     ['--eval', '--strict', '--json', '--read-write-mode', ...sourceArgs(pinned, system), '--expr', POPCOUNT_EXPRESSION],
-    { timeoutMs: opts.timeoutMs, timeoutKind: 'EVAL_TIMEOUT', command: 'popcount', what: 'listing the packages of the set', signal: opts.signal, env: opts.env },
+    { timeoutMs: opts.timeoutMs, timeoutKind: 'EVAL_TIMEOUT', command: 'popcount', what: 'listing the packages of the set', signal: opts.signal, env: opts.env, observer: opts.observer },
   );
   const drvPaths = JSON.parse(stdout) as string[];
   return countReferences(drvPaths, readDerivation);

@@ -2,7 +2,7 @@
 
 import { NixFailedError, PackagesNotFoundWithReasons } from '../errors.js';
 import { RESOLVE_EXPRESSION } from './expressions.js';
-import { runNix } from './run.js';
+import { runNix, type NixRunObserver } from './run.js';
 import type { PinnedSource } from './source.js';
 import type { ResolvedPackage } from './types.js';
 
@@ -15,6 +15,8 @@ export interface NixCallOptions {
   signal?: AbortSignal;
   /** Added to the environment of Nix processes (e.g. NIX_CONFIG). */
   env?: NodeJS.ProcessEnv;
+  /** Told of the Nix process run (the registry's metrics). */
+  observer?: NixRunObserver;
 }
 
 /** Arguments that hand a pinned source to our expressions as data. */
@@ -57,7 +59,7 @@ export async function resolvePackages(
       '--expr',
       RESOLVE_EXPRESSION,
     ],
-    { timeoutMs: opts.timeoutMs, timeoutKind: 'EVAL_TIMEOUT', command: 'resolve', what, signal: opts.signal, env: opts.env },
+    { timeoutMs: opts.timeoutMs, timeoutKind: 'EVAL_TIMEOUT', command: 'resolve', what, signal: opts.signal, env: opts.env, observer: opts.observer },
   );
   return parseResolveOutput(stdout, what);
 }

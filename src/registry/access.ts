@@ -16,6 +16,7 @@ import { RateLimiter } from '../util/token-bucket.js';
 import { LruCache } from '../util/lru.js';
 import { TrustedProxies } from './client-address.js';
 import type { RouteName } from './routes.js';
+import type { Admission } from '../service/admission.js';
 
 export interface AccessOptions {
   /** Basic authentication (NIXERY_HTPASSWD). */
@@ -73,21 +74,8 @@ export async function createGate(s: AccessSettings): Promise<Gate> {
   });
 }
 
-export interface Admission {
-  /** The authenticated user (or token subject); null for an anonymous client. */
-  user: string | null;
-  /** Whom per-client limits count against: `user:<name>` or `ip:<address>`. */
-  client: string;
-  /** Called right before this request starts a build; throws when it may not. */
-  beforeBuild(): void;
-  /**
-   * For a request that asks for a build of `name` without naming it in its path (POST
-   * /api/v1/builds): what a pull of `name` is checked for (the token's grants, the package
-   * policy and count), and that this client may build at all. Throws when it may not; the
-   * returned admission guards the build's start as a pull's does.
-   */
-  mayBuild(name: string): Admission;
-}
+// Declared beneath the registry (the services take it); the gate below makes them.
+export type { Admission } from '../service/admission.js';
 
 export interface AccessStats {
   unauthorized: number;

@@ -5,10 +5,10 @@
 import { compareStrings, validateName } from '../image/name.js';
 import { InvalidDigestError, PaginationInvalidError } from '../errors.js';
 import { MEDIA_TYPES, type Blob } from '../manifest/manifest.js';
-import { DIGEST_REGEXP } from '../builder/layout.js';
+import { DIGEST_REGEXP } from '../image/digest.js';
 import type { BlobServer } from './blob-server.js';
 import type { RegistryService } from '../service/registry-service.js';
-import type { Admission } from './access.js';
+import type { Admission } from '../service/admission.js';
 import { API_VERSION_HEADER, notModified, writeHead, type RequestContext } from './http.js';
 
 export interface HandlerDeps {

@@ -14,7 +14,7 @@ import { MEDIA_TYPES } from '../manifest/manifest.js';
 import { redact } from '../secrets.js';
 import type { RegistryService, TaggedImage } from './registry-service.js';
 import type { ImageIndex } from '../manifest/image-index.js';
-import type { Admission } from '../registry/access.js';
+import type { Admission } from './admission.js';
 
 export type BuildState = 'queued' | 'running' | 'succeeded' | 'failed';
 
