@@ -281,3 +281,31 @@ test('no file in src/ is over 500 lines', () => {
   const violations = [...files].filter(([, sf]) => sf.getLineStarts().length > 500 + (sf.text.endsWith('\n') ? 1 : 0)).map(([rel, sf]) => `src/${rel}: ${sf.text.split('\n').length - (sf.text.endsWith('\n') ? 1 : 0)} lines`);
   check(violations, 'files over 500 lines');
 });
+
+test('one of each: concurrency primitive, Logger type, store path → name function', () => {
+  const owners: Array<[RegExp, string, string]> = [
+    [/^(?:Semaphore|Limiter|ConcurrencyLimiter|mapLimit|forEachLimit(?:ed)?|pLimit)$/, 'util/semaphore.ts', 'a concurrency limiter'],
+    [/Logger$/, 'util/logger.ts', 'a logger interface'],
+    [/^(?:packageName|packageFromPath|storePathName|nameFromStorePath)$/, 'util/store-path.ts', 'a store path → name function'],
+  ];
+  const violations: string[] = [];
+  for (const [rel, sf] of files) {
+    const visit = (node: ts.Node): void => {
+      const declared =
+        (ts.isClassDeclaration(node) || ts.isFunctionDeclaration(node) || ts.isInterfaceDeclaration(node)) && node.name ? node.name.text
+        : ts.isVariableDeclaration(node) && ts.isIdentifier(node.name) && node.initializer && (ts.isArrowFunction(node.initializer) || ts.isFunctionExpression(node.initializer)) ? node.name.text
+        : undefined;
+      // A logger is an interface of log methods: type aliases that Pick from the one Logger are fine.
+      if (declared) {
+        for (const [pattern, home, what] of owners) {
+          if (pattern.test(declared) && rel !== home && !(what === 'a logger interface' && !ts.isInterfaceDeclaration(node))) {
+            violations.push(`src/${rel}:${sf.getLineAndCharacterOfPosition(node.getStart(sf)).line + 1} declares ${declared}, ${what} besides src/${home}`);
+          }
+        }
+      }
+      ts.forEachChild(node, visit);
+    };
+    visit(sf);
+  }
+  check(violations, 'more than one of a kind');
+});
