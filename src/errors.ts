@@ -161,33 +161,33 @@ const msg = (message: string, options?: ErrorOptions): Made<object> => ({ messag
 
 // The request.
 /** An image name that breaks the OCI grammar or our package-name rules. */
-export const InvalidNameError = defineError('InvalidNameError', 'NAME_INVALID', (message: string) => msg(message));
-export const InvalidTagError = defineError('InvalidTagError', 'TAG_INVALID', (message: string) => msg(message));
+export const InvalidNameError = /* @__PURE__ */ defineError('InvalidNameError', 'NAME_INVALID', (message: string) => msg(message));
+export const InvalidTagError = /* @__PURE__ */ defineError('InvalidTagError', 'TAG_INVALID', (message: string) => msg(message));
 /** A tags list `n` that is not a number of results. */
-export const PaginationInvalidError = defineError('PaginationInvalidError', 'PAGINATION_NUMBER_INVALID', (message: string) => msg(message));
-export const InvalidDigestError = defineError('InvalidDigestError', 'DIGEST_INVALID', (message: string) => msg(message));
+export const PaginationInvalidError = /* @__PURE__ */ defineError('PaginationInvalidError', 'PAGINATION_NUMBER_INVALID', (message: string) => msg(message));
+export const InvalidDigestError = /* @__PURE__ */ defineError('InvalidDigestError', 'DIGEST_INVALID', (message: string) => msg(message));
 /** An image looked at (the explorer) that is not built under its tag's current revision. */
-export const ImageNotBuiltError = defineError('ImageNotBuiltError', 'IMAGE_NOT_BUILT', (image: string) => msg(`${image} is not built yet: pull it or start a build (POST /api/v1/builds)`));
+export const ImageNotBuiltError = /* @__PURE__ */ defineError('ImageNotBuiltError', 'IMAGE_NOT_BUILT', (image: string) => msg(`${image} is not built yet: pull it or start a build (POST /api/v1/builds)`));
 /** Packages the package set does not have; every missing one is listed at once. */
-export const PackagesNotFoundError = defineError('PackagesNotFoundError', 'PACKAGES_NOT_FOUND', (packages: string[]) => ({ message: `Could not find Nix packages: ${packages.join(', ')}`, options: { detail: { packages } }, fields: { packages } }));
+export const PackagesNotFoundError = /* @__PURE__ */ defineError('PackagesNotFoundError', 'PACKAGES_NOT_FOUND', (packages: string[]) => ({ message: `Could not find Nix packages: ${packages.join(', ')}`, options: { detail: { packages } }, fields: { packages } }));
 /** The same, with why each name is missing; a plain "no attribute hello" adds nothing to the name. */
-export const PackagesNotFoundWithReasons = defineError('PackagesNotFoundWithReasons', 'PACKAGES_NOT_FOUND', (reasons: Array<{ requested: string; reason: string }>) => {
+export const PackagesNotFoundWithReasons = /* @__PURE__ */ defineError('PackagesNotFoundWithReasons', 'PACKAGES_NOT_FOUND', (reasons: Array<{ requested: string; reason: string }>) => {
   const packages = reasons.map((r) => r.requested);
   const described = reasons.map((r) => (r.reason === `no attribute ${r.requested}` ? r.requested : `${r.requested} (${r.reason})`));
   return { message: `Could not find Nix packages: ${described.join(', ')}`, options: { detail: { packages } }, fields: { packages, reasons } };
 }, PackagesNotFoundError);
-export const BlobNotFoundError = defineError('BlobNotFoundError', 'BLOB_UNKNOWN', (what: string) => msg(`blob unknown to registry: ${what}`));
-export const ManifestNotFoundError = defineError('ManifestNotFoundError', 'MANIFEST_UNKNOWN', (what: string) => msg(`manifest unknown: ${what}`));
-export const TooManyRequestsError = defineError('TooManyRequestsError', 'TOOMANYREQUESTS', (message: string, retryAfterSeconds: number) => ({ message, options: { detail: { retryAfterSeconds } }, fields: { retryAfterSeconds } }));
+export const BlobNotFoundError = /* @__PURE__ */ defineError('BlobNotFoundError', 'BLOB_UNKNOWN', (what: string) => msg(`blob unknown to registry: ${what}`));
+export const ManifestNotFoundError = /* @__PURE__ */ defineError('ManifestNotFoundError', 'MANIFEST_UNKNOWN', (what: string) => msg(`manifest unknown: ${what}`));
+export const TooManyRequestsError = /* @__PURE__ */ defineError('TooManyRequestsError', 'TOOMANYREQUESTS', (message: string, retryAfterSeconds: number) => ({ message, options: { detail: { retryAfterSeconds } }, fields: { retryAfterSeconds } }));
 
 // Authentication and admission.
 /** No credential, or one that is refused; carries the challenge telling the client how to log in. */
-export const UnauthorizedError = defineError('UnauthorizedError', 'UNAUTHORIZED', (message: string, challenge: string) => msg(message, { headers: { 'WWW-Authenticate': challenge } }));
+export const UnauthorizedError = /* @__PURE__ */ defineError('UnauthorizedError', 'UNAUTHORIZED', (message: string, challenge: string) => msg(message, { headers: { 'WWW-Authenticate': challenge } }));
 /** A valid credential that does not grant this. */
-export const DeniedError = defineError('DeniedError', 'DENIED', (message: string) => msg(message));
-export const PackageDeniedError = defineError('PackageDeniedError', 'PACKAGE_DENIED', (packageName: string, reason: string) => msg(`package ${packageName} is not allowed here: ${reason}`, { detail: { package: packageName } }));
-export const TooManyPackagesError = defineError('TooManyPackagesError', 'TOO_MANY_PACKAGES', (count: number, limit: number) => msg(`the image has ${count} packages; this registry builds images of at most ${limit} (NIXERY_MAX_PACKAGES)`, { detail: { packages: count, limit } }));
-export const ImageTooLargeError = defineError('ImageTooLargeError', 'IMAGE_TOO_LARGE', (bytes: number, limit: number) => msg(`the image's closure is ${formatBytes(bytes)}; this registry builds images of at most ${formatBytes(limit)} (NIXERY_MAX_IMAGE_SIZE)`, { detail: { size: bytes, limit } }));
+export const DeniedError = /* @__PURE__ */ defineError('DeniedError', 'DENIED', (message: string) => msg(message));
+export const PackageDeniedError = /* @__PURE__ */ defineError('PackageDeniedError', 'PACKAGE_DENIED', (packageName: string, reason: string) => msg(`package ${packageName} is not allowed here: ${reason}`, { detail: { package: packageName } }));
+export const TooManyPackagesError = /* @__PURE__ */ defineError('TooManyPackagesError', 'TOO_MANY_PACKAGES', (count: number, limit: number) => msg(`the image has ${count} packages; this registry builds images of at most ${limit} (NIXERY_MAX_PACKAGES)`, { detail: { packages: count, limit } }));
+export const ImageTooLargeError = /* @__PURE__ */ defineError('ImageTooLargeError', 'IMAGE_TOO_LARGE', (bytes: number, limit: number) => msg(`the image's closure is ${formatBytes(bytes)}; this registry builds images of at most ${formatBytes(limit)} (NIXERY_MAX_IMAGE_SIZE)`, { detail: { size: bytes, limit } }));
 
 // Building: Nix and the package source.
 /** The kinds of Nix time limit, each with its own error. */
@@ -204,14 +204,14 @@ const NIX_TIME_LIMITS: Record<NixTimeoutKind, { subject: string; setting?: strin
  * `--timeout`, reported by Nix), or a whole process past its wall-clock limit (killed by us).
  * The message names what was being done and the setting that sets the limit.
  */
-export const NixTimeoutError = defineError('NixTimeoutError', 'BUILD_TIMEOUT', (kind: NixTimeoutKind, what: string, seconds: number, options: { internal?: string } = {}) => {
+export const NixTimeoutError = /* @__PURE__ */ defineError('NixTimeoutError', 'BUILD_TIMEOUT', (kind: NixTimeoutKind, what: string, seconds: number, options: { internal?: string } = {}) => {
   const { subject, setting } = NIX_TIME_LIMITS[kind];
   const limit = setting ? `${setting} (${seconds} s)` : `${seconds} s`;
   const detail = { timeoutSeconds: seconds, ...(setting ? { setting } : {}) };
   return { kind, message: `${what}: ${subject} took longer than ${limit} and was stopped`, options: { detail, internal: options.internal }, fields: { seconds, setting } };
 });
 /** Nix exited non-zero; the message carries the first lines of its stderr, already cleaned of control bytes and secrets (src/nix does). */
-export const NixFailedError = defineError('NixFailedError', 'BUILD_FAILED', (what: string, stderr: string, exitCode: number | null) => {
+export const NixFailedError = /* @__PURE__ */ defineError('NixFailedError', 'BUILD_FAILED', (what: string, stderr: string, exitCode: number | null) => {
   const head = firstLines(stderr, 12);
   return { message: `${what}: Nix failed${exitCode === null ? '' : ` (exit ${exitCode})`}${head ? `: ${head}` : ''}`, fields: { stderr } };
 });
@@ -220,7 +220,7 @@ export const NixFailedError = defineError('NixFailedError', 'BUILD_FAILED', (wha
  * served. It keeps the kind, status, Retry-After and headers of the first failing platform's
  * error, and its message names each failing platform with its cause.
  */
-export const PlatformBuildError = defineError('PlatformBuildError', 'BUILD_FAILED', (failures: ReadonlyArray<{ platform: string; cause: unknown }>) => {
+export const PlatformBuildError = /* @__PURE__ */ defineError('PlatformBuildError', 'BUILD_FAILED', (failures: ReadonlyArray<{ platform: string; cause: unknown }>) => {
   const first = failures[0]!;
   const known = first.cause instanceof NixeryError ? first.cause : undefined;
   const reason = (cause: unknown) => (cause instanceof NixeryError ? cause.message : 'an unexpected error');
@@ -247,53 +247,53 @@ export const PlatformBuildError = defineError('PlatformBuildError', 'BUILD_FAILE
   };
 });
 /** Nix printed something we cannot read (a Nix version whose output we do not know, or damage). */
-export const NixOutputError = defineError('NixOutputError', 'BUILD_FAILED', (message: string) => msg(message));
+export const NixOutputError = /* @__PURE__ */ defineError('NixOutputError', 'BUILD_FAILED', (message: string) => msg(message));
 /** Nix (or git) could not be started at all. */
-export const NixUnavailableError = defineError('NixUnavailableError', 'NIX_UNAVAILABLE', (message: string, internal?: string) => msg(message, { internal }));
+export const NixUnavailableError = /* @__PURE__ */ defineError('NixUnavailableError', 'NIX_UNAVAILABLE', (message: string, internal?: string) => msg(message, { internal }));
 /** The package source could not be reached or read (e.g. `git ls-remote` failed). */
-export const SourceUnavailableError = defineError('SourceUnavailableError', 'SOURCE_UNAVAILABLE', (message: string, internal?: string) => msg(message, { internal }));
+export const SourceUnavailableError = /* @__PURE__ */ defineError('SourceUnavailableError', 'SOURCE_UNAVAILABLE', (message: string, internal?: string) => msg(message, { internal }));
 
 // Packing layers: build failures naming the file and what went wrong.
 /** A layer could not be packed: unreadable input, an invalid entry, a failing sink. */
-export const ArchiveError = defineError('ArchiveError', 'BUILD_FAILED', (message: string, options?: { path?: string; cause?: unknown }) => ({ message, options: { detail: options?.path === undefined ? undefined : { path: options.path }, cause: options?.cause }, fields: { path: options?.path } }));
+export const ArchiveError = /* @__PURE__ */ defineError('ArchiveError', 'BUILD_FAILED', (message: string, options?: { path?: string; cause?: unknown }) => ({ message, options: { detail: options?.path === undefined ? undefined : { path: options.path }, cause: options?.cause }, fields: { path: options?.path } }));
 /** A file changed (size or type) between the directory walk and the moment it was packed. */
-export const FileChangedError = defineError('FileChangedError', 'BUILD_FAILED', (path: string, what: string) => ({ message: `file changed while it was being packed: ${path}: ${what}`, options: { detail: { path } }, fields: { path: path as string | undefined } }), ArchiveError);
+export const FileChangedError = /* @__PURE__ */ defineError('FileChangedError', 'BUILD_FAILED', (path: string, what: string) => ({ message: `file changed while it was being packed: ${path}: ${what}`, options: { detail: { path } }, fields: { path: path as string | undefined } }), ArchiveError);
 
 // Layering: a graph or budget that breaks the strategies' preconditions (a bug upstream).
-export const InvalidClosureError = defineError('InvalidClosureError', 'BUILD_FAILED', (message: string) => msg(`invalid closure graph: ${message}`));
+export const InvalidClosureError = /* @__PURE__ */ defineError('InvalidClosureError', 'BUILD_FAILED', (message: string) => msg(`invalid closure graph: ${message}`));
 /** A layer budget outside 1..max. */
-export const InvalidLayerBudgetError = defineError('InvalidLayerBudgetError', 'BUILD_FAILED', (budget: unknown, max: number) => msg(`invalid layer budget ${JSON.stringify(budget)}: must be a whole number from 1 to ${max}`));
+export const InvalidLayerBudgetError = /* @__PURE__ */ defineError('InvalidLayerBudgetError', 'BUILD_FAILED', (budget: unknown, max: number) => msg(`invalid layer budget ${JSON.stringify(budget)}: must be a whole number from 1 to ${max}`));
 
 // Storage. Backends raise these kinds; the table above, not they, picks the OCI codes.
 /** A key that does not match STORAGE_KEY, climbs out of the root, or uses a reserved name. */
-export const InvalidStorageKeyError = defineError('InvalidStorageKeyError', 'STORAGE_KEY_INVALID', (key: string, why: string) => ({ message: `invalid storage key ${JSON.stringify(key.length > 120 ? `${key.slice(0, 117)}...` : key)}: ${why}`, fields: { key } }));
+export const InvalidStorageKeyError = /* @__PURE__ */ defineError('InvalidStorageKeyError', 'STORAGE_KEY_INVALID', (key: string, why: string) => ({ message: `invalid storage key ${JSON.stringify(key.length > 120 ? `${key.slice(0, 117)}...` : key)}: ${why}`, fields: { key } }));
 /** An operation that needs an existing object (move) found none. */
-export const StorageObjectNotFoundError = defineError('StorageObjectNotFoundError', 'STORAGE_OBJECT_NOT_FOUND', (key: string) => ({ options: { internal: `storage object not found: ${key}` }, fields: { key } }));
+export const StorageObjectNotFoundError = /* @__PURE__ */ defineError('StorageObjectNotFoundError', 'STORAGE_OBJECT_NOT_FOUND', (key: string) => ({ options: { internal: `storage object not found: ${key}` }, fields: { key } }));
 /** A byte range outside the object. */
-export const StorageRangeError = defineError('StorageRangeError', 'STORAGE_RANGE_INVALID', (key: string, start: number, end: number, size?: number) => msg(`invalid byte range ${start}-${end}${size === undefined ? '' : ` of ${size} bytes`}`, { internal: key }));
+export const StorageRangeError = /* @__PURE__ */ defineError('StorageRangeError', 'STORAGE_RANGE_INVALID', (key: string, start: number, end: number, size?: number) => msg(`invalid byte range ${start}-${end}${size === undefined ? '' : ` of ${size} bytes`}`, { internal: key }));
 /**
  * The backend itself failed: an I/O error, a full or read-only disk, an object store's error.
  * `reason` is in words a client may see (e.g. `the storage device is full`); the key, backend
  * and raw cause go to the log only.
  */
-export const StorageUnavailableError = defineError('StorageUnavailableError', 'STORAGE_UNAVAILABLE', (backend: string, operation: string, key: string, cause: unknown, reason = describeStorageCause(cause)) =>
+export const StorageUnavailableError = /* @__PURE__ */ defineError('StorageUnavailableError', 'STORAGE_UNAVAILABLE', (backend: string, operation: string, key: string, cause: unknown, reason = describeStorageCause(cause)) =>
   ({ message: `storage is unavailable: ${reason} (${operation})`, options: { cause, internal: `${backend}: ${operation} ${key} failed: ${causeMessage(cause)}` }, fields: { reason } }));
 /**
  * Stored bytes that are not what their digest (or a record's checksum) says. Whoever detects it
  * has already quarantined the object, so the next request rebuilds it.
  */
-export const IntegrityError = defineError('IntegrityError', 'INTEGRITY_FAILED', (what: string, internal?: string) => msg(`${what} failed its integrity check and was removed; retry to rebuild it`, { internal }));
+export const IntegrityError = /* @__PURE__ */ defineError('IntegrityError', 'INTEGRITY_FAILED', (what: string, internal?: string) => msg(`${what} failed its integrity check and was removed; retry to rebuild it`, { internal }));
 
 // The process and its inputs.
-export const ShuttingDownError = defineError('ShuttingDownError', 'SHUTTING_DOWN');
+export const ShuttingDownError = /* @__PURE__ */ defineError('ShuttingDownError', 'SHUTTING_DOWN');
 /** A missing or invalid configuration value; stops startup with one clear line. */
-export const ConfigError = defineError('ConfigError', 'CONFIG_INVALID', (message: string) => msg(message));
+export const ConfigError = /* @__PURE__ */ defineError('ConfigError', 'CONFIG_INVALID', (message: string) => msg(message));
 /** Input to a command (a layering request, popularity data) that is not what it must be. */
-export const InvalidInputError = defineError('InvalidInputError', 'INPUT_INVALID', (message: string) => msg(message));
+export const InvalidInputError = /* @__PURE__ */ defineError('InvalidInputError', 'INPUT_INVALID', (message: string) => msg(message));
 /** Popularity data that is not `{"name": count}`. */
-export const InvalidPopularityError = defineError('InvalidPopularityError', 'INPUT_INVALID', (message: string) => msg(message), InvalidInputError);
+export const InvalidPopularityError = /* @__PURE__ */ defineError('InvalidPopularityError', 'INPUT_INVALID', (message: string) => msg(message), InvalidInputError);
 /** A `nixery layers` request that is not JSON or not in the contract's shape. */
-export const InvalidLayersRequestError = defineError('InvalidLayersRequestError', 'INPUT_INVALID', (message: string) => msg(`invalid layers request: ${message}`));
+export const InvalidLayersRequestError = /* @__PURE__ */ defineError('InvalidLayersRequestError', 'INPUT_INVALID', (message: string) => msg(`invalid layers request: ${message}`));
 
 /** `1536` → `1.5 KiB`, for messages people read. */
 export function formatBytes(bytes: number): string {

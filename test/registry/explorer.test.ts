@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { gunzipSync } from 'node:zlib';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { CONTENT_SECURITY_POLICY } from '../../src/registry/explorer.js';
-import type { ImageDetails } from '../../src/registry/explorer-types.js';
+import type { ImageDetails } from '../../src/service/explorer-types.js';
 import { MEDIA_TYPES } from '../../src/manifest/manifest.js';
 import { decodeRecord, encodeRecord } from '../../src/builder/records.js';
 
