@@ -69,6 +69,10 @@ export const ERROR_CATALOGUE = {
 
   // The process itself.
   SHUTTING_DOWN: { code: 'UNAVAILABLE', status: 503, message: 'the registry is shutting down', retryAfterSeconds: 1 },
+  // Descriptors and connections (NIXERY_MAX_CONNECTIONS and the caps beneath it).
+  OUT_OF_DESCRIPTORS: { code: 'UNAVAILABLE', status: 503, message: 'the registry is out of file descriptors', retryAfterSeconds: 5 },
+  TOO_MANY_CONNECTIONS: { code: 'UNAVAILABLE', status: 503, message: 'the registry has too many connections open', retryAfterSeconds: 1 },
+  CLIENT_CONNECTIONS: { code: 'TOOMANYREQUESTS', status: 429, message: 'this client has too many connections open', retryAfterSeconds: 1 },
   CONFIG_INVALID: { code: 'UNKNOWN', status: 500, message: 'invalid configuration' },
   INPUT_INVALID: { code: 'UNKNOWN', status: 500, message: 'invalid input' },
   UNKNOWN: { code: 'UNKNOWN', status: 500, message: 'unknown error' },
@@ -343,6 +347,20 @@ export function formatBytes(bytes: number): string {
 export class ShuttingDownError extends NixeryError {
   constructor() {
     super('SHUTTING_DOWN');
+  }
+}
+
+/** A process or file could not be opened: this process is out of descriptors (EMFILE, ENFILE). */
+export class OutOfDescriptorsError extends NixeryError {
+  constructor(what: string, internal?: string) {
+    super('OUT_OF_DESCRIPTORS', `the registry is out of file descriptors (${what}); retry shortly`, { internal });
+  }
+}
+
+/** A connection, request or event stream over one of the caps (the message names which). */
+export class TooManyConnectionsError extends NixeryError {
+  constructor(kind: 'TOO_MANY_CONNECTIONS' | 'CLIENT_CONNECTIONS', message: string) {
+    super(kind, message);
   }
 }
 

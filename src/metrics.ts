@@ -140,11 +140,17 @@ class RequestDurations extends Histogram<'route' | 'le'> {
 /** Request methods as labels: those a registry answers, the rest as OTHER. */
 const METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 
+/** Why a connection's bytes were no request we could serve (the protocol errors' `reason` label). */
+export type ProtocolErrorReason = 'http' | 'tls_handshake' | 'http_on_tls_port' | 'tls_on_plain_port';
+
 export class Metrics {
   readonly registry = new Registry();
   /** route → method → status → requests. Folded into the counter when scraped. */
   private readonly requestCounts = new Map<string, Map<string, Map<number, number>>>();
-  private protocolErrors = 0;
+  /** By reason: see ProtocolErrorReason. */
+  private readonly protocolErrors = new Map<ProtocolErrorReason, number>();
+  /** Connections refused or closed to make room, by reason. */
+  private readonly connectionsRefused = new Map<string, number>();
   private readonly requestDurations: RequestDurations;
   private readonly buildDurations: Histogram<'outcome'>;
   private readonly phaseDurations: Histogram<'phase'>;
@@ -180,11 +186,22 @@ export class Metrics {
     });
     new Counter({
       name: 'nixery_http_protocol_errors_total',
-      help: 'Requests the HTTP parser refused (400, 408, 431), CONNECT, and failed TLS handshakes.',
+      help: 'Requests the HTTP parser refused (400, 408, 431) and CONNECT (reason http), failed TLS handshakes (tls_handshake), plain HTTP to the TLS port (http_on_tls_port); TLS handshakes on the plain port, the probe docker, podman and skopeo send first, count as tls_on_plain_port and are no error.',
+      labelNames: ['reason'] as const,
       registers,
       collect() {
         this.reset();
-        this.inc(self.protocolErrors);
+        for (const [reason, n] of self.protocolErrors) this.inc({ reason }, n);
+      },
+    });
+    new Counter({
+      name: 'nixery_http_connections_refused_total',
+      help: 'Connections refused at NIXERY_MAX_CONNECTIONS (max_connections) or a client\'s cap (client_connections), idle ones closed to make room (evicted), accepts failed for want of descriptors (accept_failed).',
+      labelNames: ['reason'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const [reason, n] of self.connectionsRefused) this.inc({ reason }, n);
       },
     });
     this.requestDurations = new RequestDurations(registers);
@@ -310,10 +327,14 @@ export class Metrics {
     this.requestDurations.record(route, seconds);
   }
 
-  /** A request the HTTP parser refused (or CONNECT), answered with `status`; 0 for a failed TLS handshake. */
-  protocolError(status: number): void {
-    this.protocolErrors++;
+  /** A request the HTTP parser refused (or CONNECT), answered with `status` (0: none), for `reason`. */
+  protocolError(status: number, reason: ProtocolErrorReason = 'http'): void {
+    this.protocolErrors.set(reason, (this.protocolErrors.get(reason) ?? 0) + 1);
     if (status > 0) this.count('none', 'none', status);
+  }
+
+  connectionRefused(reason: 'max_connections' | 'client_connections' | 'evicted' | 'accept_failed'): void {
+    this.connectionsRefused.set(reason, (this.connectionsRefused.get(reason) ?? 0) + 1);
   }
 
   private count(route: string, method: string, status: number): void {
@@ -365,7 +386,13 @@ export class Metrics {
     for (const byMethod of this.requestCounts.values()) for (const byStatus of byMethod.values()) for (const n of byStatus.values()) requests += n;
     values.nixery_http_requests_total = requests;
     values.nixery_http_errors_total = this.errorCount();
-    values.nixery_http_protocol_errors_total = this.protocolErrors;
+    let protocolErrors = 0;
+    for (const [reason, n] of this.protocolErrors) if (reason !== 'tls_on_plain_port') protocolErrors += n;
+    values.nixery_http_protocol_errors_total = protocolErrors;
+    values.nixery_http_tls_on_plain_port_total = this.protocolErrors.get('tls_on_plain_port') ?? 0;
+    let refused = 0;
+    for (const n of this.connectionsRefused.values()) refused += n;
+    values.nixery_http_connections_refused_total = refused;
     values.nixery_nix_invocations_total = nixStats.invocations;
     if (this.sources) for (const scalar of SCALARS) values[scalar.name] = scalar.read(this.sources);
     return values;
