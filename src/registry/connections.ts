@@ -2,8 +2,9 @@
 // idle or half-open ones must not take the ones storage and Nix need. The server keeps at most
 // NIXERY_MAX_CONNECTIONS (by default a share of the descriptor limit), and one client at most
 // NIXERY_MAX_CLIENT_CONNECTIONS. At a cap the oldest connection with no request in flight is
-// closed to make room (an idle keep-alive or a client that never sent a request); only when
-// every connection is busy is the newcomer refused, with a 503 (429 for one client's cap).
+// closed to make room (an idle keep-alive or a client that never sent a request), first among
+// the connections of the client that holds the most; only when every connection is busy is the
+// newcomer refused, with a 503 (429 for one client's cap).
 // Refused and timed-out connections are closed for good, never left half-closed.
 //
 // Behind a trusted proxy (NIXERY_TRUSTED_PROXIES) one connection carries many clients: the
@@ -84,11 +85,16 @@ interface Connection {
   tls?: TLSSocket;
   /** Behind a proxy: not counted per client (its requests are). */
   proxy: boolean;
+  /** When it was accepted (ms, monotonic). */
+  since: number;
 }
 
 const PLAIN_HTTP_BODY = 'This port speaks HTTPS: use https:// (a plain HTTP request was sent to an HTTPS port).\n';
 const PLAIN_HTTP_ON_TLS =
   `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(PLAIN_HTTP_BODY)}\r\nConnection: close\r\n\r\n${PLAIN_HTTP_BODY}`;
+
+/** A connection this new is closed to make room only when no older one can be: its first request may be on its way. */
+const GRACE_MS = 1000;
 
 /** How long a refused or timed-out connection may take to receive its answer before it is closed. */
 const CLOSE_AFTER_MS = 1000;
@@ -150,16 +156,17 @@ export class ConnectionGuard {
   private accept(socket: Socket): boolean {
     const client = plain(socket.remoteAddress ?? '');
     const proxy = this.proxies.count > 0 && this.proxies.has(client);
-    if (this.open.size >= this.limits.maxConnections && !this.evict(this.open.values())) {
+    if (this.open.size >= this.limits.maxConnections && !this.makeRoom(() => this.largestClient(), () => this.open.values())) {
       this.refuse(socket, 'TOO_MANY_CONNECTIONS', client, `the registry has too many connections open (NIXERY_MAX_CONNECTIONS=${this.limits.maxConnections}); retry shortly`);
       return false;
     }
     let mine = this.byClient.get(client);
-    if (!proxy && mine && mine.size >= this.limits.maxClientConnections && !this.evict(mine.values())) {
+    const own = mine;
+    if (!proxy && own && own.size >= this.limits.maxClientConnections && !this.makeRoom(() => own.values())) {
       this.refuse(socket, 'CLIENT_CONNECTIONS', client, `this client has too many connections open (NIXERY_MAX_CLIENT_CONNECTIONS=${this.limits.maxClientConnections})`);
       return false;
     }
-    const conn: Connection = { socket, client, proxy };
+    const conn: Connection = { socket, client, proxy, since: performance.now() };
     this.open.set(socket, conn);
     if (!proxy) {
       if (!mine) this.byClient.set(client, (mine = new Set()));
@@ -202,9 +209,33 @@ export class ConnectionGuard {
     });
   }
 
-  /** Closes the oldest connection of `candidates` with no request in flight; false when all are busy. */
-  private evict(candidates: Iterable<Connection>): boolean {
+  /**
+   * The connections of the client holding the most (not a proxy's): at the global cap room is
+   * made there first, so a flood from many addresses does not close a client's only connection.
+   */
+  private largestClient(): Iterable<Connection> {
+    let largest: Set<Connection> | undefined;
+    for (const set of this.byClient.values()) if (!largest || set.size > largest.size) largest = set;
+    return largest ?? [];
+  }
+
+  /**
+   * Closes one connection with no request in flight, from the first group of candidates that
+   * has one: connections past their grace first, then (a burst of new ones) any; false when
+   * all are busy.
+   */
+  private makeRoom(...groups: Array<() => Iterable<Connection>>): boolean {
+    const graceEnd = performance.now() - GRACE_MS;
+    for (const group of groups) if (this.evict(group(), graceEnd)) return true;
+    for (const group of groups) if (this.evict(group(), Infinity)) return true;
+    return false;
+  }
+
+  /** Closes the oldest idle connection of `candidates` accepted before `before`. */
+  private evict(candidates: Iterable<Connection>, before: number): boolean {
     for (const conn of candidates) {
+      // Oldest first: from here on every connection is newer.
+      if (conn.since > before) break;
       if (busy(conn)) continue;
       this.forget(conn);
       conn.socket.destroy();
