@@ -141,7 +141,8 @@ export class ConnectionGuard {
     // would end the process; the connection stays in the kernel's queue until one is free.
     server.on('error', (err: NodeJS.ErrnoException) => {
       if (err.syscall === 'accept' || err.code === 'EMFILE' || err.code === 'ENFILE') this.events.acceptFailed(err);
-      else throw err;
+      // Anything else (a port in use) is for whoever listens, as if this listener were not here.
+      else if (server.listenerCount('error') === 1) throw err;
     });
   }
 
