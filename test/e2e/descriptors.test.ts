@@ -76,15 +76,15 @@ class Flood {
 
   constructor(private readonly port: number) {}
 
-  /** `n` connections from 127.0.0.<first>…: idle, slow headers and half-closed in turn. */
-  open(n: number, firstAddress: number, addresses: number): Promise<void> {
+  /** `n` connections from 127.0.0.<first>…: idle, slow headers and half-closed in turn (or all idle). */
+  open(n: number, firstAddress: number, addresses: number, idleOnly = false): Promise<void> {
     const settled: Array<Promise<void>> = [];
     for (let i = 0; i < n; i++) {
       const localAddress = `127.0.0.${firstAddress + (i % addresses)}`;
       const socket = net.connect({ port: this.port, host: '127.0.0.1', localAddress, allowHalfOpen: true });
       this.opened++;
       this.sockets.add(socket);
-      const kind = i % 3;
+      const kind = idleOnly ? 0 : i % 3;
       settled.push(
         new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, 10_000);
@@ -249,6 +249,58 @@ test('a connection over one client\'s cap and a refused one are closed for good,
     assert.equal(await closedForGood(refused), true, 'closed, not half-closed');
   } finally {
     for (const s of sockets) s.destroy();
+    await serve?.stop('SIGKILL');
+    await rm(storagePath, { recursive: true, force: true });
+  }
+});
+
+test('out of descriptors for real (a cap above the limit): no crash, a build answers 503, and the next one works', async (t) => {
+  const storagePath = await mkdtemp(path.join(tmpdir(), 'nixery-flood-storage-'));
+  const port = await freePort();
+  let serve: ServeProcess | undefined;
+  let flood: Flood | undefined;
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    serve = await startServe({
+      pkgsPath: EXAMPLE_PKGS,
+      storagePath,
+      port,
+      wrapper: ['prlimit', '--nofile=160'],
+      env: { NIXERY_MAX_CONNECTIONS: '5000', NIXERY_MAX_CLIENT_CONNECTIONS: '5000' },
+    });
+    // A connection opened before the flood, kept alive for the requests below.
+    const onAgent = (p: string) =>
+      new Promise<Got>((resolve, reject) => {
+        http
+          .get(`${serve!.url}${p}`, { agent, headers: { Accept: MANIFEST_TYPES } }, (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
+          })
+          .on('error', reject);
+      });
+    assert.equal((await onAgent('/v2/')).status, 200);
+
+    flood = new Flood(port);
+    await flood.open(400, 2, 20, true);
+    await waitFor('the descriptors to run out', () => openDescriptors(serve!.pid) >= 158, 10_000, 100);
+
+    const failed = await onAgent('/v2/hello/manifests/latest');
+    t.diagnostic(`while out of descriptors: ${failed.status} ${failed.body.toString()}`);
+    assert.equal(failed.status, 503);
+    const error = (JSON.parse(failed.body.toString()) as { errors: Array<{ code: string; message: string }> }).errors[0]!;
+    assert.equal(error.code, 'UNAVAILABLE');
+    assert.ok(failed.headers['retry-after']);
+    assert.equal(serve.child.exitCode, null, 'the registry is up');
+
+    flood.release();
+    await waitFor('descriptors to be free', () => openDescriptors(serve!.pid) < 100, 10_000, 100);
+    const built = await get(`${serve.url}/v2/hello/manifests/latest`, { Accept: MANIFEST_TYPES });
+    assert.equal(built.status, 200, built.body.toString());
+    assert.equal(sha256(built.body), built.headers['docker-content-digest']);
+  } finally {
+    agent.destroy();
+    flood?.release();
     await serve?.stop('SIGKILL');
     await rm(storagePath, { recursive: true, force: true });
   }
