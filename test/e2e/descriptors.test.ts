@@ -187,7 +187,6 @@ test(`a flood of idle and half-open connections (open files limit ${LIMIT}): the
     await waitFor('the flood descriptors to be released', () => openDescriptors(serve!.pid) <= baseline + 8, 10_000, 100);
     const after = await get(`${serve.url}/v2/hello/manifests/latest`, { Accept: MANIFEST_TYPES });
     assert.equal(after.status, 200);
-    assert.match(serve.output(), /connections refused or closed at the caps/);
   } finally {
     flood?.release();
     await serve?.stop('SIGKILL');
