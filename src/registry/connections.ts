@@ -161,8 +161,7 @@ export class ConnectionGuard {
       this.refuse(socket, 'TOO_MANY_CONNECTIONS', client, `the registry has too many connections open (NIXERY_MAX_CONNECTIONS=${this.limits.maxConnections}); retry shortly`);
       return false;
     }
-    let mine = this.byClient.get(client);
-    const own = mine;
+    const own = this.byClient.get(client);
     if (!proxy && own && own.size >= this.limits.maxClientConnections && !this.makeRoom(() => own.values())) {
       this.refuse(socket, 'CLIENT_CONNECTIONS', client, `this client has too many connections open (NIXERY_MAX_CLIENT_CONNECTIONS=${this.limits.maxClientConnections})`);
       return false;
@@ -170,6 +169,8 @@ export class ConnectionGuard {
     const conn: Connection = { socket, client, proxy, since: performance.now() };
     this.open.set(socket, conn);
     if (!proxy) {
+      // Looked up again: making room may have emptied (and dropped) this client's set.
+      let mine = this.byClient.get(client);
       if (!mine) this.byClient.set(client, (mine = new Set()));
       mine.add(conn);
     }
