@@ -17,6 +17,7 @@ import { RegistryService } from './service/registry-service.js';
 import { createRegistry, type Registry } from './registry/server.js';
 import { createGate } from './registry/access.js';
 import { loadTls, reloadTlsOnChange } from './registry/tls.js';
+import { connectionLimits } from './registry/connections.js';
 import { ConfigError } from './errors.js';
 import type https from 'node:https';
 import { startCleanup } from './cleanup.js';
@@ -162,6 +163,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
         version,
         metrics,
         blobObserver: metrics.blobs,
+        connections: connectionLimits(config),
+        trustedProxies: config.trustedProxies,
       });
       const refresh = setInterval(() => void popularity.reload(), POPULARITY_REFRESH_MS);
       refresh.unref();

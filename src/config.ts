@@ -105,6 +105,10 @@ export const SETTINGS = {
   maxPackages: { env: 'NIXERY_MAX_PACKAGES', flag: '--max-packages', description: 'most packages in one image (besides cacert and iana-etc)', parse: integer(1, 10_000) },
   sendTimeout: { env: 'NIXERY_SEND_TIMEOUT', flag: '--send-timeout', description: 'seconds a client may accept no bytes of a response before it is closed', default: 60, parse: integer(1, 86400) },
   sendBufferMb: { env: 'NIXERY_SEND_BUFFER_MB', flag: '--send-buffer-mb', description: 'memory all responses together may hold while streaming blobs, MB', default: 256, parse: integer(8, 1_000_000) },
+  // Without a value, derived from the descriptor limit (src/registry/connections.ts).
+  maxConnections: { env: 'NIXERY_MAX_CONNECTIONS', flag: '--max-connections', description: 'connections open at once; at the cap idle ones are closed to make room, else new ones get 503 (default: half of what the descriptor limit leaves after a quarter for storage and Nix)', parse: integer(1, 1_000_000) },
+  maxClientConnections: { env: 'NIXERY_MAX_CLIENT_CONNECTIONS', flag: '--max-client-connections', description: 'connections one client address may hold (behind a trusted proxy: requests in flight per forwarded client); past it 429 (default: an eighth of NIXERY_MAX_CONNECTIONS, at least 16)', parse: integer(1, 1_000_000) },
+  maxEventStreams: { env: 'NIXERY_MAX_EVENT_STREAMS', flag: '--max-event-streams', description: 'build event streams (SSE) open at once; past it 503 (default: a quarter of NIXERY_MAX_CONNECTIONS, at least 4)', parse: integer(1, 1_000_000) },
   // Below Kubernetes' default 30 s grace period, so the drain ends before the SIGKILL.
   shutdownTimeout: { env: 'NIXERY_SHUTDOWN_TIMEOUT', flag: '--shutdown-timeout', description: 'seconds to finish requests in flight on SIGTERM before closing what remains', default: 25, parse: integer(0, 3600) },
 } satisfies Record<string, Setting<unknown>>;

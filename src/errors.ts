@@ -74,6 +74,10 @@ export const ERROR_CATALOGUE = {
 
   // The process itself.
   SHUTTING_DOWN: { code: 'UNAVAILABLE', status: 503, message: 'the registry is shutting down', retryAfterSeconds: 1 },
+  // Descriptors and connections (NIXERY_MAX_CONNECTIONS and the caps beneath it).
+  OUT_OF_DESCRIPTORS: { code: 'UNAVAILABLE', status: 503, message: 'the registry is out of file descriptors', retryAfterSeconds: 5 },
+  TOO_MANY_CONNECTIONS: { code: 'UNAVAILABLE', status: 503, message: 'the registry has too many connections open', retryAfterSeconds: 1 },
+  CLIENT_CONNECTIONS: { code: 'TOOMANYREQUESTS', status: 429, message: 'this client has too many connections open', retryAfterSeconds: 1 },
   CONFIG_INVALID: { code: 'UNKNOWN', status: 500, message: 'invalid configuration' },
   INPUT_INVALID: { code: 'UNKNOWN', status: 500, message: 'invalid input' },
   UNKNOWN: { code: 'UNKNOWN', status: 500, message: 'unknown error' },
@@ -307,6 +311,11 @@ export function formatBytes(bytes: number): string {
   return u === 0 ? `${bytes} bytes` : `${v.toFixed(v < 10 ? 1 : 0)} ${units[u]}`;
 }
 
+/** A process or file could not be opened: this process is out of descriptors (EMFILE, ENFILE). */
+export const OutOfDescriptorsError = /* @__PURE__ */ defineError('OutOfDescriptorsError', 'OUT_OF_DESCRIPTORS', (what: string, internal?: string) => msg(`the registry is out of file descriptors (${what}); retry shortly`, { internal }));
+/** A connection, request or event stream over one of the caps (the message names which). */
+export const TooManyConnectionsError = /* @__PURE__ */ defineError('TooManyConnectionsError', 'TOO_MANY_CONNECTIONS', (kind: 'TOO_MANY_CONNECTIONS' | 'CLIENT_CONNECTIONS', message: string) => ({ kind, message }));
+
 /** Keeps the first `n` non-empty lines of a (Nix) error output. */
 export function firstLines(text: string, n: number): string {
   return text
@@ -367,6 +376,8 @@ export type StorageRangeError = InstanceType<typeof StorageRangeError>;
 export type StorageUnavailableError = InstanceType<typeof StorageUnavailableError>;
 export type IntegrityError = InstanceType<typeof IntegrityError>;
 export type ShuttingDownError = InstanceType<typeof ShuttingDownError>;
+export type OutOfDescriptorsError = InstanceType<typeof OutOfDescriptorsError>;
+export type TooManyConnectionsError = InstanceType<typeof TooManyConnectionsError>;
 export type ConfigError = InstanceType<typeof ConfigError>;
 export type InvalidInputError = InstanceType<typeof InvalidInputError>;
 export type InvalidPopularityError = InstanceType<typeof InvalidPopularityError>;

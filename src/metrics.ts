@@ -17,7 +17,7 @@ import type { BuildObserver } from './builder/observer.js';
 import type { PinObserver } from './builder/pins.js';
 import type { StorageObserver } from './storage/measured.js';
 import type { BlobMemory, BlobObserver } from './service/blob-observer.js';
-import type { HttpObserver, MetricsExposition } from './registry/observer.js';
+import type { ConnectionRefusal, HttpObserver, MetricsExposition, ProtocolErrorReason } from './registry/observer.js';
 import { NIX_COMMANDS, NIX_FAILURES, NixRunCounts } from './nix/observer.js';
 import { NixeryError } from './errors.js';
 
@@ -188,7 +188,10 @@ export class Metrics implements HttpObserver, MetricsExposition {
   readonly registry = new Registry();
   /** route → method → status → requests. Folded into the counter when scraped. */
   private readonly requestCounts = new Map<string, Map<string, Map<number, number>>>();
-  private protocolErrors = 0;
+  /** By reason: see ProtocolErrorReason. */
+  private readonly protocolErrors = new Map<ProtocolErrorReason, number>();
+  /** Connections refused or closed to make room, by reason. */
+  private readonly connectionsRefused = new Map<string, number>();
   private readonly counts: Counts = {
     buildsRun: 0,
     layersPacked: 0,
@@ -242,11 +245,22 @@ export class Metrics implements HttpObserver, MetricsExposition {
     });
     new Counter({
       name: 'nixery_http_protocol_errors_total',
-      help: 'Requests the HTTP parser refused (400, 408, 431), CONNECT, and failed TLS handshakes.',
+      help: 'Requests the HTTP parser refused (400, 408, 431) and CONNECT (reason http), failed TLS handshakes (tls_handshake), plain HTTP to the TLS port (http_on_tls_port); TLS handshakes on the plain port, the probe docker, podman and skopeo send first, count as tls_on_plain_port and are no error.',
+      labelNames: ['reason'] as const,
       registers,
       collect() {
         this.reset();
-        this.inc(self.protocolErrors);
+        for (const [reason, n] of self.protocolErrors) this.inc({ reason }, n);
+      },
+    });
+    new Counter({
+      name: 'nixery_http_connections_refused_total',
+      help: 'Connections refused at NIXERY_MAX_CONNECTIONS (max_connections) or a client\'s cap (client_connections), idle ones closed to make room (evicted), accepts failed for want of descriptors (accept_failed).',
+      labelNames: ['reason'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const [reason, n] of self.connectionsRefused) this.inc({ reason }, n);
       },
     });
     this.requestDurations = new RequestDurations(registers);
@@ -372,10 +386,14 @@ export class Metrics implements HttpObserver, MetricsExposition {
     this.requestDurations.record(route, seconds);
   }
 
-  /** A request the HTTP parser refused (or CONNECT), answered with `status`; 0 for a failed TLS handshake. */
-  protocolError(status: number): void {
-    this.protocolErrors++;
+  /** A request the HTTP parser refused (or CONNECT), answered with `status` (0: none), for `reason`. */
+  protocolError(status: number, reason: ProtocolErrorReason = 'http'): void {
+    this.protocolErrors.set(reason, (this.protocolErrors.get(reason) ?? 0) + 1);
     if (status > 0) this.count('none', 'none', status);
+  }
+
+  connectionRefused(reason: ConnectionRefusal): void {
+    this.connectionsRefused.set(reason, (this.connectionsRefused.get(reason) ?? 0) + 1);
   }
 
   private count(route: string, method: string, status: number): void {
@@ -474,7 +492,13 @@ export class Metrics implements HttpObserver, MetricsExposition {
     for (const byMethod of this.requestCounts.values()) for (const byStatus of byMethod.values()) for (const n of byStatus.values()) requests += n;
     values.nixery_http_requests_total = requests;
     values.nixery_http_errors_total = this.errorCount();
-    values.nixery_http_protocol_errors_total = this.protocolErrors;
+    let protocolErrors = 0;
+    for (const [reason, n] of this.protocolErrors) if (reason !== 'tls_on_plain_port') protocolErrors += n;
+    values.nixery_http_protocol_errors_total = protocolErrors;
+    values.nixery_http_tls_on_plain_port_total = this.protocolErrors.get('tls_on_plain_port') ?? 0;
+    let refused = 0;
+    for (const n of this.connectionsRefused.values()) refused += n;
+    values.nixery_http_connections_refused_total = refused;
     values.nixery_nix_invocations_total = this.nixRuns.invocations;
     const inputs = this.scalarInputs();
     for (const scalar of SCALARS) values[scalar.name] = scalar.read(inputs);

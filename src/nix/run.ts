@@ -5,8 +5,8 @@
 // each builder and is Nix's own (`--timeout`, see realise.ts).
 // Every child is registered in processes.ts, which makes sure none outlives this process.
 
-import { spawn } from 'node:child_process';
-import { NixFailedError, NixTimeoutError, ShuttingDownError, type NixTimeoutKind } from '../errors.js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { NixFailedError, NixTimeoutError, OutOfDescriptorsError, ShuttingDownError, type NixTimeoutKind } from '../errors.js';
 import { cleanStderr } from './stderr.js';
 import { descendantsIn, listProcesses } from '../util/proc.js';
 import { childTmpDir, isShuttingDown, trackProcess, withParentDeathSignal } from './processes.js';
@@ -63,13 +63,27 @@ export function runProcess(program: string, args: readonly string[], opts: RunOp
     }
     // Through setpriv where available: the child gets SIGKILL when this process dies.
     const command = withParentDeathSignal(program, args);
-    const child = spawn(command.command, command.args, {
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, TMPDIR: childTmpDir(), ...opts.env },
-      cwd: opts.cwd,
+    let child: ChildProcess;
+    try {
+      child = spawn(command.command, command.args, {
+        detached: true,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, TMPDIR: childTmpDir(), ...opts.env },
+        cwd: opts.cwd,
+      });
+    } catch (err) {
+      reject(startError(program, opts.what, err));
+      return;
+    }
+    // Before anything else: a failed spawn (EMFILE, ENOENT) is an 'error' event, and one with
+    // no listener would end this process. Out of descriptors, the child has no pipes either.
+    const cleanups: Array<() => void> = [];
+    child.on('error', (err) => {
+      for (const cleanup of cleanups) cleanup();
+      reject(startError(program, opts.what, err));
     });
-    if (child.pid !== undefined) opts.onSpawn?.(child.pid);
+    if (child.pid === undefined || !child.stdout || !child.stderr) return;
+    opts.onSpawn?.(child.pid);
     const stdout: Buffer[] = [];
     const stderr = new BoundedBuffer(STDERR_KEEP_BYTES);
     const onStdout = opts.onStdout;
@@ -94,13 +108,10 @@ export function runProcess(program: string, args: readonly string[], opts: RunOp
       signalGroup(pid, graceMs > 0 ? 'SIGTERM' : 'SIGKILL');
       killTimer = setTimeout(() => killAll(pid), graceMs);
     };
-    const untrack =
-      child.pid === undefined
-        ? () => {}
-        : trackProcess(child.pid, (graceMs) => {
-            stopped = true;
-            stop(graceMs);
-          });
+    const untrack = trackProcess(child.pid, (graceMs) => {
+      stopped = true;
+      stop(graceMs);
+    });
     const timer = setTimeout(() => {
       timedOut = true;
       stop();
@@ -111,12 +122,11 @@ export function runProcess(program: string, args: readonly string[], opts: RunOp
     };
     opts.signal?.addEventListener('abort', onAbort, { once: true });
 
-    child.on('error', (err) => {
+    cleanups.push(() => {
       untrack();
       clearTimeout(timer);
       if (killTimer) clearTimeout(killTimer);
       opts.signal?.removeEventListener('abort', onAbort);
-      reject(new NixFailedError(opts.what, `cannot run ${program}: ${err.message}`, null));
     });
     // 'close' fires once the process has exited and both pipes are drained.
     child.on('close', (code, signal) => {
@@ -199,6 +209,13 @@ export const NIX_COMMAND_FLAGS = ['--extra-experimental-features', 'nix-command'
 
 function formatSeconds(ms: number): number {
   return Math.round(ms) / 1000;
+}
+
+/** Why a program could not be started: out of descriptors is ours to retry (503), the rest the program's. */
+function startError(program: string, what: string, err: unknown): Error {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EMFILE' || code === 'ENFILE') return new OutOfDescriptorsError(`starting ${program.split('/').pop()} for ${what}`, `spawn ${program}: ${code}`);
+  return new NixFailedError(what, `cannot run ${program}: ${(err as Error).message}`, null);
 }
 
 function abortReason(signal: AbortSignal): unknown {

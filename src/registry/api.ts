@@ -11,7 +11,7 @@
 import type { ServerResponse } from 'node:http';
 import { ARM64, parseReference, type Architecture, type ImageRequest } from '../image/name.js';
 import { canonicalPlatform, forPlatforms } from '../image/platform.js';
-import { InvalidTagError, NixeryError, PaginationInvalidError } from '../errors.js';
+import { InvalidTagError, NixeryError, PaginationInvalidError, TooManyConnectionsError } from '../errors.js';
 import type { PackageIndex } from '../builder/package-index.js';
 import type { Admission } from '../service/admission.js';
 import { BuildTracker, isFinal, type BuildStatus } from '../service/build-tracker.js';
@@ -42,6 +42,12 @@ export class EventStreams {
   private readonly open = new Set<ServerResponse>();
   /** Set by endAll: streams opened from then on send the status once and end. */
   closing = false;
+  /** At most `max` open at once (each holds a connection while its build runs). */
+  constructor(readonly max = Infinity) {}
+  /** Throws (503) when `max` streams are open. */
+  admit(): void {
+    if (this.open.size >= this.max) throw new TooManyConnectionsError('TOO_MANY_CONNECTIONS', `too many build event streams are open (NIXERY_MAX_EVENT_STREAMS=${this.max}); poll /api/v1/builds/<id> or retry shortly`);
+  }
   add(res: ServerResponse): () => void {
     this.open.add(res);
     return () => this.open.delete(res);
@@ -81,6 +87,7 @@ export async function buildEvents(ctx: RequestContext, deps: ApiDeps, params: Re
   const { res } = ctx;
   const id = params.id!;
   if (!deps.builds.get(id)) throw unknownBuild(id);
+  streams.admit();
   writeHead(ctx, 200, {
     'Content-Type': 'text/event-stream; charset=utf-8',
     'Cache-Control': 'no-store',

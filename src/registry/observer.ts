@@ -5,9 +5,15 @@
 export interface HttpObserver {
   /** A request was answered: its route (`none`: no route matched), method, status and duration. Hot path: keep it cheap. */
   request(route: string, method: string, status: number, seconds: number): void;
-  /** A request the HTTP parser (or CONNECT) refused, answered with `status`; 0 for a failed TLS handshake. */
-  protocolError(status: number): void;
+  /** A request the HTTP parser (or CONNECT) refused, answered with `status` (0: none), for `reason`. */
+  protocolError(status: number, reason?: ProtocolErrorReason): void;
+  /** A connection refused at a cap, closed to make room, or lost to a failed accept. */
+  connectionRefused(reason: ConnectionRefusal): void;
 }
+
+/** Why a connection's bytes were no request we could serve. */
+export type ProtocolErrorReason = 'http' | 'tls_handshake' | 'http_on_tls_port' | 'tls_on_plain_port';
+export type ConnectionRefusal = 'max_connections' | 'client_connections' | 'evicted' | 'accept_failed';
 
 /** What /metrics serves, and the same counts by name for tools and tests in this process. */
 export interface MetricsExposition {

@@ -24,6 +24,7 @@ import { Explorer, loadExplorerAssets } from './explorer.js';
 import type { Gate } from './access.js';
 import type { TlsPair } from './tls.js';
 import { trackConnections, type DrainResult } from './shutdown.js';
+import { answerAndClose, ConnectionGuard, defaultEventStreams, defaultLimits, rawErrorResponse, type ConnectionLimits } from './connections.js';
 import { BuildTracker } from '../service/build-tracker.js';
 import { buildEvents, createBuild, EventStreams, getBuild, searchPackages, type ApiDeps } from './api.js';
 import type { PackageIndex } from '../builder/package-index.js';
@@ -66,6 +67,10 @@ export interface RegistryOptions {
   metrics: RegistryMetrics;
   /** Told of the blob policy's hot cache, stalled responses, repairs and memory. */
   blobObserver?: BlobObserver;
+  /** Caps on connections (default: from the descriptor limit, see connections.ts). */
+  connections?: ConnectionLimits & { maxEventStreams?: number };
+  /** NIXERY_TRUSTED_PROXIES: their connections count per forwarded client, by request. */
+  trustedProxies?: string;
 }
 
 export interface Registry {
@@ -99,7 +104,8 @@ export function createRegistry(options: RegistryOptions): Registry {
   });
   const deps: HandlerDeps = { service, blobs };
   const api: ApiDeps = { builds: new BuildTracker(service, { log: options.log }), packages: options.packages };
-  const eventStreams = new EventStreams();
+  const limits: ConnectionLimits & { maxEventStreams?: number } = options.connections ?? defaultLimits();
+  const eventStreams = new EventStreams(limits.maxEventStreams ?? defaultEventStreams(limits.maxConnections));
   const pins = service.builder.pins;
   const readiness = new Readiness(
     [
@@ -217,13 +223,43 @@ export function createRegistry(options: RegistryOptions): Registry {
     connectionsCheckingInterval: Math.min(1000, options.headersTimeoutMs ?? 1000),
   };
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
-    void handle(req, res);
+    if (connections.admitRequest(req, res)) void handle(req, res);
   };
   const server: http.Server = options.tls ? https.createServer({ ...serverOptions, ...options.tls }, onRequest) : http.createServer(serverOptions, onRequest);
+  // Connection caps and refusals are logged at most once a second (a flood would flood the log).
+  const refusals = new Map<string, number>();
+  let refusalLog: NodeJS.Timeout | undefined;
+  const noteRefusal = (kind: string) => {
+    refusals.set(kind, (refusals.get(kind) ?? 0) + 1);
+    refusalLog ??= setTimeout(() => {
+      refusalLog = undefined;
+      options.log.warn({ connections: connections.size, refused: Object.fromEntries(refusals), limits }, 'connections refused or closed at the caps');
+      refusals.clear();
+    }, 1000).unref();
+  };
+  const connections = new ConnectionGuard(
+    server,
+    limits,
+    { trustedProxies: options.trustedProxies, tls: Boolean(options.tls), firstByteTimeoutMs: serverOptions.headersTimeout },
+    {
+      refused: ({ kind }) => {
+        metrics.connectionRefused(kind === 'evicted' ? 'evicted' : kind === 'CLIENT_CONNECTIONS' ? 'client_connections' : 'max_connections');
+        noteRefusal(kind);
+      },
+      acceptFailed: (err) => {
+        metrics.connectionRefused('accept_failed');
+        noteRefusal(err.code ?? 'accept failed');
+      },
+      plainHttpOnTls: (client) => {
+        metrics.protocolError(400, 'http_on_tls_port');
+        options.log.info({ req: `${idPrefix}-${(nextId++).toString(36)}`, status: 400, protocolError: 'plain HTTP on the TLS port', remote: client }, 'request');
+      },
+    },
+  );
   if (options.tls) {
-    // A failed TLS handshake (a client that does not trust us, plain HTTP to the TLS port) is counted.
+    // A failed TLS handshake (a client that does not trust us) is counted.
     server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-      metrics.protocolError(0);
+      metrics.protocolError(0, 'tls_handshake');
       options.log.info({ protocolError: err.code ?? 'TLS handshake failed', remote: socket.remoteAddress }, 'request');
     });
   }
@@ -233,15 +269,8 @@ export function createRegistry(options: RegistryOptions): Registry {
     const entry = ERROR_CATALOGUE[kind];
     metrics.protocolError(entry.status);
     options.log.info({ req: `${idPrefix}-${(nextId++).toString(36)}`, status: entry.status, protocolError: detail, remote: socket.remoteAddress }, 'request');
-    if (!socket.writable) {
-      socket.destroy();
-      return;
-    }
-    const body = JSON.stringify({ errors: [{ code: entry.code, message }] });
-    socket.end(
-      `HTTP/1.1 ${entry.status} ${http.STATUS_CODES[entry.status] ?? 'Error'}\r\n` +
-        `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    );
+    // Closed for good once answered: a half-closed connection would keep its descriptor.
+    answerAndClose(socket, rawErrorResponse(kind, message));
   };
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     // A client that reset or closed the connection gets nothing; nor does one whose response
@@ -249,6 +278,13 @@ export function createRegistry(options: RegistryOptions): Registry {
     const inResponse = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;
     if (err.code === 'ECONNRESET' || err.code === 'EPIPE' || inResponse) {
       socket.destroy();
+      return;
+    }
+    // A TLS handshake on the plain port: the probe docker, podman and skopeo make before falling
+    // back to plain HTTP. Answered (a TLS client then reports an HTTP answer), but no error.
+    if (!options.tls && (err as { rawPacket?: Buffer }).rawPacket?.[0] === 0x16) {
+      metrics.protocolError(0, 'tls_on_plain_port');
+      answerAndClose(socket, rawErrorResponse('REQUEST_INVALID', 'this port speaks plain HTTP, not TLS'));
       return;
     }
     if (err.code === 'HPE_HEADER_OVERFLOW') refuse(socket, 'HEADERS_TOO_LARGE', 'request header fields too large', err.code);

@@ -3,18 +3,21 @@
 // `Connection: close`, closes idle keep-alive connections, then closes whatever remains, stops
 // the Nix processes, flushes the logs and exits 0. A second signal exits at once.
 //
-// Clients whose request was cut at the deadline see a closed connection (or a 503 from a build
-// that was stopped) and retry; behind a load balancer or on restart the retry goes to a live
-// replica.
+// At the deadline, a request not yet answered (one waiting for its build) gets a 503 with
+// Retry-After; a response already under way is cut (its client sees a short body). Clients retry;
+// behind a load balancer or on restart the retry goes to a live replica.
 
 import type { Logger } from '../util/logger.js';
 import type http from 'node:http';
 import type { Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
+import { ERROR_CATALOGUE } from '../errors.js';
 
 export interface DrainResult {
   /** Connections still open at the deadline, closed by force. */
   forced: number;
+  /** Of those, requests not yet answered that got a 503 first. */
+  answered: number;
   ms: number;
 }
 
@@ -64,15 +67,51 @@ export function trackConnections(server: http.Server): ConnectionDrainer {
         clearInterval(sweep);
         clearTimeout(timer);
         let forced = 0;
+        let answered = 0;
         if (timedOut) {
           forced = sockets.size;
+          const sent: Array<Promise<void>> = [];
+          for (const socket of sockets) {
+            const res = (socket as { _httpMessage?: http.ServerResponse })._httpMessage;
+            if (res && !res.headersSent && !res.writableEnded) {
+              answered++;
+              sent.push(unavailable(res).finally(() => socket.destroy()));
+            } else {
+              socket.destroy();
+            }
+          }
+          // A moment for the 503s to go out; then whatever is left is closed.
+          await Promise.race([Promise.all(sent), new Promise((r) => setTimeout(r, ANSWER_MS))]);
           for (const socket of sockets) socket.destroy();
         }
-        return { forced, ms: Date.now() - started };
+        return { forced, answered, ms: Date.now() - started };
       })();
       return drained;
     },
   };
+}
+
+/** How long the 503s sent at the deadline may take to go out. */
+const ANSWER_MS = 200;
+
+/** Answers a request cut by the drain: 503 UNAVAILABLE with Retry-After, as an OCI error. */
+function unavailable(res: http.ServerResponse): Promise<void> {
+  const entry = ERROR_CATALOGUE.SHUTTING_DOWN;
+  const body = JSON.stringify({ errors: [{ code: entry.code, message: `${entry.message}; retry (another replica, or this one once restarted, serves it)` }] });
+  return new Promise((resolve) => {
+    try {
+      res.writeHead(entry.status, {
+        'Content-Type': 'application/json',
+        'Content-Length': Buffer.byteLength(body),
+        'Retry-After': String(entry.retryAfterSeconds),
+        'Docker-Distribution-API-Version': 'registry/2.0',
+        Connection: 'close',
+      });
+      res.end(res.req?.method === 'HEAD' ? undefined : body, () => resolve());
+    } catch {
+      resolve();
+    }
+  });
 }
 
 /** Most of the deadline goes to requests; this much (or a fifth) is left to stop Nix. */
@@ -106,9 +145,9 @@ export function exitGracefullyOnSignals(options: {
     const nixStopMs = Math.min(NIX_STOP_MS, Math.floor(timeoutMs / 5));
     log.info({ signal, timeoutSeconds: timeoutMs / 1000 }, 'shutting down: no new connections, finishing requests in flight');
     void (async () => {
-      const { forced } = await registry.drain(timeoutMs - nixStopMs);
+      const { forced, answered } = await registry.drain(timeoutMs - nixStopMs);
       await Promise.race([stopProcesses(nixStopMs / 2), new Promise((r) => setTimeout(r, nixStopMs))]);
-      log.info({ ms: Date.now() - started, forcedConnections: forced }, 'stopped');
+      log.info({ ms: Date.now() - started, forcedConnections: forced, answeredUnavailable: answered }, 'stopped');
       exitAfterFlush(log, 0);
     })();
   };

@@ -1,6 +1,8 @@
 // A storage round trip for readiness checks: write, read back and delete a small probe object
 // under `probes/` (which nothing else uses), so a full disk, a read-only store or an object store
-// that refuses writes shows up before a client's build does.
+// that refuses writes shows up before a client's build does. Then what pulls read: the first
+// blob under `blobs/` is listed and its first byte read, so blobs that cannot be listed or read
+// (a directory without permissions, a broken mount) take the replica out of rotation too.
 
 import { randomUUID } from 'node:crypto';
 import { StorageUnavailableError } from './errors.js';
@@ -16,4 +18,21 @@ export async function probeStorage(storage: Storage): Promise<void> {
   } finally {
     await storage.delete(key).catch(() => {});
   }
+  await probeBlobs(storage);
+}
+
+/** Lists `blobs/` up to its first object and reads that object's first byte (none yet: fine). */
+async function probeBlobs(storage: Storage): Promise<void> {
+  let first: string | undefined;
+  for await (const info of storage.list('blobs/')) {
+    if (info.size > 0) {
+      first = info.key;
+      break;
+    }
+  }
+  if (first === undefined) return;
+  const stream = await storage.get(first, { start: 0, end: 0 });
+  // Gone meanwhile (collected): the listing worked, which is what the probe asks.
+  if (!stream) return;
+  for await (const chunk of stream) void chunk;
 }

@@ -20,10 +20,12 @@ export interface ServeProcess {
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-export async function startServe(options: { pkgsPath: string; storagePath: string; env?: Record<string, string>; port?: number; scheme?: 'http' | 'https' }): Promise<ServeProcess> {
+/** `wrapper`: a command that execs the server (keeping its pid), e.g. `['prlimit', '--nofile=512']`. */
+export async function startServe(options: { pkgsPath: string; storagePath: string; env?: Record<string, string>; port?: number; scheme?: 'http' | 'https'; wrapper?: string[] }): Promise<ServeProcess> {
   const port = options.port ?? (await freePort());
   let output = '';
-  const child = spawn(process.execPath, [CLI, 'serve'], {
+  const [command, ...args] = [...(options.wrapper ?? []), process.execPath, CLI, 'serve'];
+  const child = spawn(command!, args, {
     env: {
       ...process.env,
       NIX_CONFIG: 'substituters =',
