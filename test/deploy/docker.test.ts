@@ -7,12 +7,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { buildImage, cannotBuild } from './image.js';
+import { buildImage, cannotBuild, onPath } from './image.js';
 import { startDockerd } from '../helpers/docker.js';
 import { freePort } from '../helpers/net.js';
 
@@ -20,7 +19,7 @@ const execFileP = promisify(execFile);
 const GRACE_S = 30;
 
 test('docker: read-only, uid 65532, host network: serves a pull that runs; docker stop drains and exits 0', { timeout: 2_400_000 }, async (t) => {
-  const reason = cannotBuild() ?? (existsSync('/usr/bin/dockerd') ? null : 'dockerd is not installed (docker.io)');
+  const reason = cannotBuild() ?? (onPath('dockerd') ? null : 'dockerd is not installed (docker.io)');
   if (reason) return t.skip(`cannot run here: ${reason}`);
   const image = await buildImage();
   const dir = await mkdtemp(path.join(tmpdir(), 'nixery-docker-image-'));

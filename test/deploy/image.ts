@@ -20,10 +20,15 @@ export interface BuiltImage {
 }
 
 /** Why the image cannot be built or run on this machine, or null. */
+export function onPath(tool: string): boolean {
+  const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/sbin'];
+  return dirs.some((d) => d !== '' && existsSync(path.join(d, tool)));
+}
+
 export function cannotBuild(): string | null {
   if (process.getuid?.() !== 0) return 'building the image needs root (mmdebstrap, file owners)';
   for (const tool of ['mmdebstrap', 'skopeo', 'podman']) {
-    if (!['/usr/bin', '/usr/sbin', '/usr/local/bin'].some((d) => existsSync(path.join(d, tool)))) return `${tool} is not installed (run scripts/install-deps.sh)`;
+    if (!onPath(tool)) return `${tool} is not installed (run scripts/install-deps.sh)`;
   }
   if (!existsSync(path.join(ROOT, 'dist/src/cli.js'))) return 'dist/ is not built';
   return null;

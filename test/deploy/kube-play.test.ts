@@ -9,18 +9,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { buildImage, cannotBuild, CONTAINERS_CONF, ROOT } from './image.js';
+import { buildImage, cannotBuild, CONTAINERS_CONF, onPath, ROOT } from './image.js';
 import { freePort } from '../helpers/net.js';
 import { startContainerd, ctrRun } from '../helpers/containerd.js';
 
 const execFileP = promisify(execFile);
 
 test('podman kube play runs the single overlay: pull through it, run the image, kube down cleans up', { timeout: 2_400_000 }, async (t) => {
-  const reason = cannotBuild() ?? (existsSync('/usr/bin/kubectl') ? null : 'kubectl is not installed');
+  const reason = cannotBuild() ?? (onPath('kubectl') ? null : 'kubectl is not installed');
   if (reason) return t.skip(`cannot run here: ${reason}`);
   const image = await buildImage();
   const dir = await mkdtemp(path.join(tmpdir(), 'nixery-kube-play-'));
@@ -76,7 +75,10 @@ patches:
     await rm(dir, { recursive: true, force: true });
   });
   const played = await run('podman', ['kube', 'play', '--replace', manifest], 600_000);
-  t.diagnostic(played.trim());
+  // "Pod:\n<id>\nContainer:\n<id>": podman names a Deployment's pod <name>-pod-0.
+  const podId = /Pod:\s+([0-9a-f]{64})/.exec(played)?.[1];
+  const container = /Container:\s+([0-9a-f]{64})/.exec(played)?.[1];
+  assert.ok(podId && container, played);
 
   const base = `http://127.0.0.1:${port}`;
   const until = Date.now() + 180_000;
@@ -86,16 +88,14 @@ patches:
     if (!(res instanceof Error) && res.ok) break;
     last = res instanceof Error ? res.message : `${res.status} ${await res.text()}`;
     if (Date.now() > until) {
-      const logs = await run('podman', ['pod', 'logs', `${prefix}nixery-pod`]).catch((e: Error) => e.message);
+      const logs: string = await run('podman', ['logs', container!]).catch((e: Error) => e.message);
       assert.fail(`the pod did not become ready (${last}):\n${logs}`);
     }
     await new Promise((r) => setTimeout(r, 1000));
   }
 
   // The registry's process runs as uid 65532, on a read-only root filesystem.
-  const names = (await run('podman', ['ps', '--filter', `pod=${prefix}nixery-pod`, '--format', '{{.Names}} {{.IsInfra}}'])).trim().split('\n');
-  const container = names.find((l) => l.endsWith(' false'))?.split(' ')[0];
-  assert.ok(container, `the registry's container among ${names.join(', ')}`);
+  assert.equal((await run('podman', ['inspect', '--format', '{{.Pod}}', container])).trim(), podId);
   const pid = (await run('podman', ['inspect', '--format', '{{.State.Pid}}', container])).trim();
   const uids = (await readFile(`/proc/${pid}/status`, 'utf8')).match(/^Uid:\s+(.*)$/m)![1]!.split(/\s+/);
   assert.deepEqual(uids, ['65532', '65532', '65532', '65532']);
@@ -112,5 +112,6 @@ patches:
   assert.equal((await ctrRun(c, 'localhost/shell/hello:latest', ['hello'])).trim(), 'Hello, world!');
 
   await run('podman', ['kube', 'down', manifest]);
-  await assert.rejects(run('podman', ['pod', 'exists', `${prefix}nixery-pod`]));
+  await assert.rejects(run('podman', ['pod', 'exists', podId]));
+  await assert.rejects(run('podman', ['container', 'exists', container]));
 });
