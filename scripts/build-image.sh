@@ -185,6 +185,8 @@ if [ -n "$load" ]; then
   for tag in "$version" latest; do
     skopeo copy --quiet "oci-archive:$out:$version" "containers-storage:localhost/nixery-ts:$tag"
   done
+  # Earlier builds the new one untagged.
+  podman image prune -f --filter label=dev.nixery-ts.build-key >/dev/null
   echo "build-image: loaded localhost/nixery-ts:$version and :latest into podman" >&2
   if command -v docker >/dev/null && docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
     daemon=()
