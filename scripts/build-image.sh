@@ -5,7 +5,7 @@
 #     debian:bookworm-slim) with Nix, git, CA certificates and busybox (the example package set);
 #   - Node 24 from the npm registry's node-linux-<arch> package;
 #   - the app: `npm ci --omit=dev` plus dist/ (run `npm run build` first) and examples/pkgs.
-# Writes an OCI archive (one layer, files sorted, times clamped to SOURCE_DATE_EPOCH, owners
+# Writes an OCI archive (one layer, files sorted, times set to SOURCE_DATE_EPOCH, owners
 # numeric, gzip without names or times) to .scratch/image/nixery-ts-<version>.oci.tar and loads it
 # as localhost/nixery-ts:<version> and :latest into podman, and into docker when its daemon is up
 # (DOCKER_HOST is honoured). Options: --no-load (only the archive), --if-changed (reuse the image
@@ -106,13 +106,13 @@ chmod 1777 "$root/tmp"
 # profile), and single-user Nix has no build users.
 printf 'sandbox = false\nbuild-users-group =\n' > "$root/etc/nix/nix.conf"
 
-# 3. One layer: sorted, times clamped, numeric owners, no atime/ctime, gzip without name or time.
-find "$root" -newermt "@$SOURCE_DATE_EPOCH" -print0 | xargs -0r touch -h -d "@$SOURCE_DATE_EPOCH"
+# 3. One layer: sorted, every mtime SOURCE_DATE_EPOCH (a cached root filesystem made at another
+#    time gives the same bytes), numeric owners, no atime/ctime, gzip without name or time.
 layout="$tree/oci"
 mkdir -p "$layout/blobs/sha256"
 (cd "$root" && tar --sort=name --numeric-owner --format=posix \
   --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
-  --mtime="@$SOURCE_DATE_EPOCH" --clamp-mtime -cf - .) > "$tree/layer.tar"
+  --mtime="@$SOURCE_DATE_EPOCH" -cf - .) > "$tree/layer.tar"
 diff_id=$(sha256sum < "$tree/layer.tar" | cut -c1-64)
 gzip -n -6 < "$tree/layer.tar" > "$tree/layer.tar.gz"
 rm "$tree/layer.tar"
