@@ -4,6 +4,7 @@
 # manifest by tag and its largest layer for BENCH_SECONDS each. Prints requests/s, the CPU time the
 # registry process used per 1000 requests, and its RSS (now and peak) for both, and the ratios.
 # Needs the image (scripts/build-image.sh), wrk, podman; run as root after npm run build.
+# BENCH_PODMAN_ARGS adds options to podman run (e.g. --security-opt seccomp=unconfined).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/node-env.sh
@@ -53,7 +54,8 @@ kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=()
 
 # Inside: the image, read-only, as uid 65532, host network (no proxy in between).
 port=$(free_port)
-ctr=$(podman run -d --network host --read-only --tmpfs /tmp:rw,exec -v /nix -v /var/lib/nixery \
+# shellcheck disable=SC2086
+ctr=$(podman run -d ${BENCH_PODMAN_ARGS:-} --network host --read-only --tmpfs /tmp:rw,exec -v /nix -v /var/lib/nixery \
   -e PORT=$port -e NIXERY_HOST=127.0.0.1 -e NIXERY_LOG_LEVEL=warn -e NIXERY_PKGS_PATH=/app/examples/pkgs -e 'NIX_CONFIG=substituters =' "$image")
 init=$(podman inspect --format '{{.State.Pid}}' "$ctr")
 pid=$(cat "/proc/$init/task/$init/children" | awk '{print $1}') # tini's child: the registry
