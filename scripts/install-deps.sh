@@ -3,9 +3,9 @@
 # busybox-static (the example package set's programs), Debian's static busybox and bash for arm64
 # (the set's aarch64-linux programs), QEMU user emulation (to run arm64 images in the tests), the
 # real registry clients the end-to-end tests pull with, and Chromium for the explorer's browser
-# test. Run as root; as another user it only says what is missing. Running it again changes nothing that is already in place.
+# test, and mmdebstrap for scripts/build-image.sh. Run as root; as another user it only says what is missing. Running it again changes nothing that is already in place.
 set -euo pipefail
-pkgs=(nix-bin busybox-static containerd runc skopeo umoci docker-registry podman nginx wrk git xz-utils apache2-utils docker.io openssl qemu-user-static binfmt-support chromium)
+pkgs=(nix-bin busybox-static containerd runc skopeo umoci docker-registry podman nginx wrk git xz-utils apache2-utils docker.io openssl qemu-user-static binfmt-support chromium mmdebstrap util-linux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -63,6 +63,8 @@ if arm64_stale; then
 fi
 # Nix from Debian runs single-user as root here; there is no binary cache to reach.
 mkdir -p /nix/var/nix/profiles /nix/var/nix/gcroots 2>/dev/null || true
+# Node >= 22 for npm ci and everything after (scripts/node-env.sh: Node 24 into .node/ if older).
+source "$(dirname "$0")/node-env.sh"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
   npm ci --no-audit --no-fund >/dev/null
 fi

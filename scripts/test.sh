@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+source scripts/node-env.sh # Node >= 22 (a project-local Node 24 where the system has an older one)
 export NIX_CONFIG="${NIX_CONFIG:-substituters =}"
 rm -rf dist && npm run build
 # Only *.test.js files are tests; helpers next to them are not.
