@@ -18,7 +18,8 @@ import type { RegistryService } from '../service/registry-service.js';
 import { matchRoute } from './routes.js';
 import { sendCatalogueError, sendError, writeHead, type RequestContext } from './http.js';
 import { blob, manifest, ping, referrers, tags, type HandlerDeps } from './handlers.js';
-import { BlobServer, type BlobVerification } from './blob-server.js';
+import { BlobServer } from './blob-server.js';
+import { BlobPolicy, type BlobVerification } from '../service/blob-policy.js';
 import { Readiness } from '../service/readiness.js';
 import { Explorer, loadExplorerAssets } from './explorer.js';
 import type { Gate } from './access.js';
@@ -86,17 +87,18 @@ export interface Registry {
 
 export function createRegistry(options: RegistryOptions): Registry {
   const { service, storage } = options;
-  const blobs = new BlobServer({
+  const policy = new BlobPolicy({
     storage,
     quarantine: options.quarantine,
     redirects: options.blobRedirect,
     redirectTtlMs: options.redirectTtlSeconds * 1000,
     hotCacheBytes: options.blobCacheBytes,
     sendBufferBytes: options.sendBufferBytes,
-    sendTimeoutMs: options.sendTimeoutSeconds * 1000,
-    repair: (digest) => service.repairBlob(digest),
+    // A repair is a build: the requester's admission applies.
+    repair: (digest, requester) => service.repairBlob(digest, requester),
     verify: options.blobVerify,
   });
+  const blobs = new BlobServer(policy, options.sendTimeoutSeconds * 1000);
   const deps: HandlerDeps = { service, blobs };
   const api: ApiDeps = { builds: new BuildTracker(service, { log: options.log }), packages: options.packages };
   const eventStreams = new EventStreams();
@@ -174,7 +176,7 @@ export function createRegistry(options: RegistryOptions): Registry {
       case 'manifest':
         return manifest(ctx, deps, params, admission);
       case 'blob':
-        return blob(ctx, deps, params);
+        return blob(ctx, deps, params, admission);
       case 'tags':
         return tags(ctx, deps, params);
       case 'referrers':

@@ -191,7 +191,7 @@ export class FilesystemStorage implements Storage {
 
   /** An object's info from its file's stat, with the type from a sidecar that still matches. */
   private async describe(key: string, st: BigIntStats): Promise<ObjectInfo> {
-    const info: ObjectInfo = { key, size: Number(st.size), modified: Number(st.mtimeMs), version: `${st.ino}-${st.size}-${st.mtimeNs}` };
+    const info: ObjectInfo = { key, size: Number(st.size), modified: Number(st.mtimeMs), version: `${st.ino}-${st.size}-${st.mtimeNs}-${st.ctimeNs}` };
     const mtimeNs = st.mtimeNs.toString();
     const matches = (c: Sidecar | null | undefined): c is Sidecar => !!c && c.size === info.size && c.mtimeNs === mtimeNs;
     let sidecar = this.sidecars.get(key);

@@ -34,6 +34,9 @@ export function measuredStorage(inner: Storage, observer: StorageObserver): Stor
     get notices() {
       return inner.notices;
     },
+    get versionsImmutable() {
+      return inner.versionsImmutable;
+    },
     put: (key: string, data: Buffer | string, options?: { contentType?: string }) => timed('put', () => inner.put(key, data, options)),
     writer: async (key: string, options?: { contentType?: string }): Promise<ObjectWriter> => {
       const writer = await timed('writer', () => inner.writer(key, options));

@@ -107,6 +107,8 @@ export function s3OptionsFromEnv(env: NodeJS.ProcessEnv): S3StorageOptions {
 
 export class S3Storage extends ObjectStore implements Storage {
   readonly name: string;
+  /** An ETag names one immutable object version. */
+  readonly versionsImmutable = true;
   readonly client: S3Client;
   private readonly bucket: string;
   private readonly prefix: string;

@@ -51,6 +51,11 @@ export interface Storage {
    * redirecting to public URLs because it has no credentials to sign with.
    */
   readonly notices?: readonly string[];
+  /**
+   * True when a stored version's bytes can never change (an S3 ETag, a GCS generation): what
+   * was checked about a version holds for later reads. A filesystem file can change in place.
+   */
+  readonly versionsImmutable?: boolean;
   /** Writes a whole object atomically. */
   put(key: string, data: Buffer | string, options?: { contentType?: string }): Promise<void>;
   /** Starts a streaming write; see ObjectWriter. */
