@@ -16,7 +16,6 @@
 // lost) is rebuilt from the image it belongs to; that rebuild is a build, admitted as one.
 
 import { createHash } from 'node:crypto';
-import type { Readable } from 'node:stream';
 import { BlobNotFoundError, IntegrityError, ManifestNotFoundError, NixeryError } from '../errors.js';
 import { blobKey } from '../builder/layout.js';
 import { matchesDigest, type Quarantine } from '../builder/integrity.js';
@@ -25,6 +24,7 @@ import type { ObjectInfo, OpenedObject, Storage } from '../storage/storage.js';
 import { ByteBudget } from '../util/byte-budget.js';
 import { LruCache } from '../util/lru.js';
 import { SingleFlight } from '../util/singleflight.js';
+import { readAll, sha256, sniffManifestType } from './blob-bytes.js';
 
 export type BlobVerification = 'once' | 'always' | 'off';
 
@@ -101,6 +101,8 @@ export const STREAM_WINDOW = 1024 * 1024;
 export const SMALL_WINDOW = 64 * 1024;
 /** What one buffered stream holds at most: the storage read-ahead (1 MB chunks), the held-back chunk, the window. */
 const STREAM_RESERVATION = 2 * 1024 * 1024 + STREAM_WINDOW;
+/** The read-ahead of a stream that got no buffer: it holds about three of these. */
+const SMALL_READ_AHEAD = 64 * 1024;
 /**
  * Positive stat answers (for HEAD and redirects) are reused this long. Short: gc may remove a
  * blob at any time, and a client retrying a redirect that failed must soon reach a repair.
@@ -178,14 +180,28 @@ export class BlobPolicy {
       const borrowed = await this.borrow(digest, who, false);
       if (borrowed) return fromMemory(borrowed.loaded, range, borrowed.fromHot ? 'memory' : 'storage', borrowed.done);
     }
-    if (range && this.verification === 'off') return this.stream(digest, await this.mustOpen(digest, who, range), range, false, who);
+    // Streamed: with 1 MB reads when the requester's share of the buffer allows, with small
+    // reads and a small window otherwise (never waiting for buffer).
+    const reserved = this.budget.tryAcquire(STREAM_RESERVATION, who.client);
+    if (!reserved) this.stats.unbuffered++;
+    try {
+      return await this.openStream(digest, range, who, reserved);
+    } catch (err) {
+      this.budget.release(reserved, who.client);
+      throw err;
+    }
+  }
+
+  private async openStream(digest: string, range: { start: number; end: number } | undefined, who: BlobRequester, reserved: number): Promise<BlobBody> {
+    const readAhead = reserved ? undefined : SMALL_READ_AHEAD;
+    if (range && this.verification === 'off') return this.stream(digest, await this.mustOpen(digest, who, range, readAhead), range, false, who, reserved);
     if (range && this.trustVersions) {
       // Served from storage only for a version checked in full (a range cannot be hashed).
       let checkedNow: string | undefined;
       for (let attempt = 0; ; attempt++) {
-        const opened = await this.mustOpen(digest, who, range);
+        const opened = await this.mustOpen(digest, who, range, readAhead);
         const version = opened.info.version;
-        if (this.isVerified(digest, version) || (checkedNow !== undefined && checkedNow === version)) return this.stream(digest, opened, range, false, who);
+        if (this.isVerified(digest, version) || (checkedNow !== undefined && checkedNow === version)) return this.stream(digest, opened, range, false, who, reserved);
         opened.stream.destroy();
         // Replaced again and again while it was being checked: give up for now.
         if (attempt >= 2) throw new IntegrityError(`blob ${digest}`);
@@ -193,8 +209,8 @@ export class BlobPolicy {
       }
     }
     // The whole blob (a range on a filesystem blob too large to read whole is answered whole).
-    const opened = await this.mustOpen(digest, who);
-    return this.stream(digest, opened, undefined, !this.isVerified(digest, opened.info.version), who);
+    const opened = await this.mustOpen(digest, who, undefined, readAhead);
+    return this.stream(digest, opened, undefined, !this.isVerified(digest, opened.info.version), who, reserved);
   }
 
   /**
@@ -227,10 +243,8 @@ export class BlobPolicy {
     for (const method of ['GET', 'HEAD']) this.signedUrls.delete(`${method} ${blobKey(digest)}`);
   }
 
-  /** A stored blob as a body: hashed while read unless `hash` is false; buffered when the budget allows. */
-  private stream(digest: string, opened: OpenedObject, range: { start: number; end: number } | undefined, hash: boolean, who: BlobRequester): BlobBody {
-    const reserved = this.budget.tryAcquire(STREAM_RESERVATION, who.client);
-    if (!reserved) this.stats.unbuffered++;
+  /** A stored blob as a body, hashed while read unless `hash` is false; `reserved`: its buffer. */
+  private stream(digest: string, opened: OpenedObject, range: { start: number; end: number } | undefined, hash: boolean, who: BlobRequester, reserved: number): BlobBody {
     const expected = range ? range.end - range.start + 1 : opened.info.size;
     let released = false;
     return {
@@ -272,8 +286,8 @@ export class BlobPolicy {
     if (held) yield held;
   }
 
-  private async mustOpen(digest: string, who: BlobRequester, range?: { start: number; end: number }): Promise<OpenedObject> {
-    const opened = await this.openOrRepair(digest, who, range);
+  private async mustOpen(digest: string, who: BlobRequester, range?: { start: number; end: number }, readAhead?: number): Promise<OpenedObject> {
+    const opened = await this.openOrRepair(digest, who, range, readAhead);
     if (!opened) throw new BlobNotFoundError(digest);
     return opened;
   }
@@ -299,12 +313,13 @@ export class BlobPolicy {
     return info;
   }
 
-  private async openOrRepair(digest: string, who: BlobRequester, range?: { start: number; end: number }): Promise<OpenedObject | null> {
-    const opened = await this.options.storage.open(blobKey(digest), range);
+  private async openOrRepair(digest: string, who: BlobRequester, range?: { start: number; end: number }, readAhead?: number): Promise<OpenedObject | null> {
+    const options = readAhead ? { readAhead } : undefined;
+    const opened = await this.options.storage.open(blobKey(digest), range, options);
     if (opened) return opened;
     this.forget(digest);
     if (!(await this.repair(digest, who))) return null;
-    return this.options.storage.open(blobKey(digest), range);
+    return this.options.storage.open(blobKey(digest), range, options);
   }
 
   /**
@@ -471,24 +486,4 @@ function toInfo(stat: ObjectInfo): BlobInfo {
   if (stat.contentType) info.contentType = stat.contentType;
   if (stat.version) info.version = stat.version;
   return info;
-}
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream as AsyncIterable<Buffer>) chunks.push(chunk);
-  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-}
-
-function sha256(bytes: Buffer): string {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-}
-
-/** The media type a manifest declares in itself, when it is one we serve. */
-function sniffManifestType(bytes: Buffer): string | undefined {
-  try {
-    const mediaType = (JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown }).mediaType;
-    return typeof mediaType === 'string' && MANIFEST_MEDIA_TYPES.has(mediaType) ? mediaType : undefined;
-  } catch {
-    return undefined;
-  }
 }

@@ -139,7 +139,7 @@ export class FilesystemStorage implements Storage {
     return (await this.open(key, range))?.stream ?? null;
   }
 
-  async open(key: string, range?: ByteRange): Promise<OpenedObject | null> {
+  async open(key: string, range?: ByteRange, options?: { readAhead?: number }): Promise<OpenedObject | null> {
     validateKey(key);
     let fh: fs.FileHandle;
     try {
@@ -157,7 +157,7 @@ export class FilesystemStorage implements Storage {
       const info = await this.describe(key, st);
       const bounds = range ? checkRange(key, range, info.size) : undefined;
       // Large reads: a 4 MB layer goes out in a few writes instead of 64 (blob serving is hot).
-      return { stream: fh.createReadStream({ autoClose: true, highWaterMark: READ_CHUNK, ...(bounds ?? {}) }), info };
+      return { stream: fh.createReadStream({ autoClose: true, highWaterMark: options?.readAhead ?? READ_CHUNK, ...(bounds ?? {}) }), info };
     } catch (err) {
       await fh.close().catch(() => {});
       if (err instanceof NixeryError) throw err;

@@ -62,8 +62,11 @@ export interface Storage {
   writer(key: string, options?: { contentType?: string }): Promise<ObjectWriter>;
   /** Reads an object (or a byte range of it); null when the key does not exist. */
   get(key: string, range?: ByteRange): Promise<Readable | null>;
-  /** Like get, with the object's info (size, type, version) from the same read. */
-  open(key: string, range?: ByteRange): Promise<OpenedObject | null>;
+  /**
+   * Like get, with the object's info (size, type, version) from the same read. `readAhead`:
+   * at most this many bytes are read before they are asked for (where the backend decides it).
+   */
+  open(key: string, range?: ByteRange, options?: { readAhead?: number }): Promise<OpenedObject | null>;
   /** Reads a whole (small) object; null when missing. */
   read(key: string): Promise<Buffer | null>;
   stat(key: string): Promise<ObjectInfo | null>;
