@@ -155,8 +155,18 @@ export class RegistryService {
    * build, the build rate) like a pull by tag.
    */
   repairBlob(digest: string, admission?: Pick<Admission, 'beforeBuild'>): Promise<boolean> {
+    // Once per repair, however many platforms it rebuilds.
+    let admitted: { error?: unknown } | undefined;
     return this.builder.repairBlob(digest, (fn) => {
-      admission?.beforeBuild();
+      if (!admitted) {
+        try {
+          admission?.beforeBuild();
+          admitted = {};
+        } catch (err) {
+          admitted = { error: err };
+        }
+      }
+      if (admitted.error !== undefined) throw admitted.error;
       return this.limited(fn);
     });
   }
