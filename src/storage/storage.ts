@@ -12,7 +12,7 @@ export interface ObjectInfo {
   modified: number;
   contentType?: string;
   /**
-   * What identifies this stored version of the object (filesystem: inode, size and mtime; S3:
+   * What identifies this stored version of the object (filesystem: inode, size, mtime and ctime; S3:
    * the ETag; GCS: the generation). A rewrite or a copy gives a new version, so whatever was
    * verified about one version is checked again for the next.
    */
