@@ -31,6 +31,7 @@ import { PackProgress, ProgressChannel } from './progress.js';
 import { timePhases, type BuildObserver } from './observer.js';
 import { mapLimit } from '../util/semaphore.js';
 import { toLayerGraph } from './popularity.js';
+import { RecordOwners } from './record-owners.js';
 
 import type { BuildLimit, BuildProgress, BuiltImage, Logger, NixTimeouts } from './types.js';
 
@@ -91,11 +92,14 @@ export class ImageBuilder {
   /** Indexes (by OCI index digest) whose blobs and record this process has written. */
   private readonly storedIndexes = new LruCache<string, true>(10_000);
   private readonly indexWrites = new SingleFlight<string, void>();
+  /** Which image a blob belongs to, from the records in storage (when this process does not know). */
+  private readonly recordOwners: RecordOwners;
   /** Builds that ran Nix (not served from the manifest cache). */
   buildsRun = 0;
 
   constructor(private readonly options: BuilderOptions) {
     this.pins = options.pins;
+    this.recordOwners = new RecordOwners(options.storage, options.quarantine);
     this.layers = new LayerStore(options.storage, options.log, options.quarantine, options.observer);
     this.manifests = new ManifestCache(options.storage, options.manifestCacheSize ?? 1024, options.quarantine, options.observer);
   }
@@ -201,7 +205,7 @@ export class ImageBuilder {
     await this.indexWrites.run(index.oci.digest, async () => {
       await Promise.all([index.oci, index.docker].map((b) => this.layers.putBlob(b)));
       const key = this.indexKey(built);
-      if (key) await this.manifests.setIndex(key, this.indexRecord(built, index));
+      if (key) await this.manifests.setIndex(key, this.indexRecord(built, index), owner.images);
       this.storedIndexes.set(index.oci.digest, true);
     }).promise;
     return index;
@@ -218,7 +222,7 @@ export class ImageBuilder {
       return false;
     }
     const key = this.indexKey(built);
-    if (key && !(await this.options.storage.stat(manifestKey(key)))) await this.manifests.setIndex(key, this.indexRecord(built, index));
+    if (key && !(await this.options.storage.stat(manifestKey(key)))) await this.manifests.setIndex(key, this.indexRecord(built, index), built.map((b) => b.image));
     return true;
   }
 
@@ -263,14 +267,20 @@ export class ImageBuilder {
    */
   repairBlob(digest: string, limit: BuildLimit = (fn) => fn()): Promise<boolean> {
     return this.repairs.run(digest, async () => {
-      const indexOwner = this.indexOwners.get(digest);
+      let indexOwner = this.indexOwners.get(digest);
+      let image = this.owners.get(digest);
+      if (!indexOwner && !image) {
+        // Built elsewhere (another replica) or before a restart: the records in storage say.
+        const found = await this.recordOwners.find(digest);
+        if (found?.index) indexOwner = { images: found.images, ociDigest: found.index };
+        else image = found?.images[0];
+      }
       if (indexOwner) {
         this.options.log.warn({ digest, image: indexOwner.images[0]!.name, tag: indexOwner.images[0]!.tag }, 'writing again an index whose blob is missing from storage');
         this.storedIndexes.delete(indexOwner.ociDigest);
         await this.index(await this.buildAll(indexOwner.images, undefined, limit));
         return (await this.options.storage.stat(blobKey(digest))) !== null;
       }
-      const image = this.owners.get(digest);
       if (!image) return false;
       const { pinned } = await this.pins.pin(image.tag);
       if (pinned.revision) this.manifests.forget(this.cacheKey(image, pinned.revision));
@@ -290,7 +300,7 @@ export class ImageBuilder {
       if (built.cacheKey) this.manifests.forget(built.cacheKey);
       return false;
     }
-    if (built.cacheKey && !(await this.options.storage.stat(manifestKey(built.cacheKey)))) await this.manifests.set(built.cacheKey, record);
+    if (built.cacheKey && !(await this.options.storage.stat(manifestKey(built.cacheKey)))) await this.manifests.set(built.cacheKey, record, built.image);
     return true;
   }
 
@@ -448,7 +458,7 @@ export class ImageBuilder {
       manifests,
       layers: recordLayers(layers),
     };
-    if (cacheKey) await this.manifests.set(cacheKey, record);
+    if (cacheKey) await this.manifests.set(cacheKey, record, image);
     log.info(
       { image: image.name, tag: image.tag, revision: pinned.revision, storePaths: closure.paths.length, layers: layers.length, packed: packed.filter((p) => !p.cached).length, ms: Date.now() - started, digest: manifests.oci.digest },
       'image built',

@@ -8,6 +8,7 @@
 // rebuilt (a damaged record or blob is removed on the way).
 
 import type { Storage } from '../storage/storage.js';
+import type { ImageRequest } from '../image/name.js';
 import type { Blob, ImageManifests, LayerDescriptor } from '../manifest/manifest.js';
 import type { ImageIndex } from '../manifest/image-index.js';
 import { sha256Digest } from '../manifest/manifest.js';
@@ -42,6 +43,8 @@ export interface ManifestRecord {
 
 export interface StoredRecord {
   revision: string | null;
+  /** The image the record is of: what rebuilds its blobs when they are lost (absent in older records). */
+  image?: ImageRequest;
   config: Omit<Blob, 'bytes'>;
   oci: Omit<Blob, 'bytes'>;
   docker: Omit<Blob, 'bytes'>;
@@ -63,6 +66,8 @@ type Descriptor = Omit<Blob, 'bytes'>;
  */
 export interface StoredIndexRecord {
   revision: string | null;
+  /** The platforms' images, in index order: what rebuilds the index blobs (absent in older records). */
+  images?: ImageRequest[];
   index: { oci: Descriptor; docker: Descriptor };
   platforms: Array<{ platform: string } & Omit<StoredRecord, 'revision'>>;
 }
@@ -124,16 +129,17 @@ export class ManifestCache {
     return record;
   }
 
-  async set(cacheKey: string, record: ManifestRecord): Promise<void> {
-    const stored: StoredRecord = { revision: record.revision, ...storedImage(record) };
+  async set(cacheKey: string, record: ManifestRecord, image?: ImageRequest): Promise<void> {
+    const stored: StoredRecord = { revision: record.revision, ...(image ? { image } : {}), ...storedImage(record) };
     await this.storage.put(manifestKey(cacheKey), encodeRecord(stored), { contentType: 'application/json' });
     this.memory.set(cacheKey, record);
   }
 
   /** Writes the record of a multi-platform index (its blobs are stored already). */
-  async setIndex(indexKey: string, record: IndexRecord): Promise<void> {
+  async setIndex(indexKey: string, record: IndexRecord, images?: ImageRequest[]): Promise<void> {
     const stored: StoredIndexRecord = {
       revision: record.revision,
+      ...(images ? { images } : {}),
       index: { oci: strip(record.index.oci), docker: strip(record.index.docker) },
       platforms: record.platforms.map((p) => ({ platform: p.platform, ...storedImage(p.record) })),
     };

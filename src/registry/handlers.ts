@@ -80,7 +80,7 @@ export async function manifest(ctx: RequestContext, deps: HandlerDeps, params: R
   const reference = params.reference!;
   if (reference.includes(':')) {
     validateName(name);
-    await manifestByDigest(ctx, deps, reference);
+    await manifestByDigest(ctx, deps, reference, admission);
     return;
   }
   // Validates the name and tag unless this exact name:tag was served before.
@@ -90,9 +90,9 @@ export async function manifest(ctx: RequestContext, deps: HandlerDeps, params: R
   sendManifest(ctx, choice.index ? (await deps.service.index(tagged))[choice.form] : tagged.images[0]!.manifests[choice.form]);
 }
 
-async function manifestByDigest(ctx: RequestContext, deps: HandlerDeps, digest: string): Promise<void> {
+async function manifestByDigest(ctx: RequestContext, deps: HandlerDeps, digest: string, admission?: Admission): Promise<void> {
   if (!DIGEST_REGEXP.test(digest)) throw new InvalidDigestError(`invalid digest ${JSON.stringify(digest.slice(0, 100))}: expected sha256:<64 hex>`);
-  const { bytes, mediaType } = await deps.blobs.manifest(digest);
+  const { bytes, mediaType } = await deps.blobs.manifest(digest, admission);
   ctx.log.cache = 'storage';
   sendManifest(ctx, { mediaType, digest, size: bytes.length, bytes });
 }
@@ -108,11 +108,11 @@ function sendManifest(ctx: RequestContext, m: Blob): void {
   ctx.res.end(ctx.req.method === 'HEAD' ? undefined : m.bytes);
 }
 
-export async function blob(ctx: RequestContext, deps: HandlerDeps, params: Record<string, string>): Promise<void> {
+export async function blob(ctx: RequestContext, deps: HandlerDeps, params: Record<string, string>, admission?: Admission): Promise<void> {
   validateName(params.name!);
   const digest = params.digest!;
   if (!DIGEST_REGEXP.test(digest)) throw new InvalidDigestError(`invalid digest ${JSON.stringify(digest.slice(0, 100))}: expected sha256:<64 hex>`);
-  await deps.blobs.serve(ctx, digest);
+  await deps.blobs.serve(ctx, digest, admission);
 }
 
 /**

@@ -1,6 +1,7 @@
 // Writing response bodies without trusting the client: a response whose client has accepted
-// nothing for `noProgressMs` is closed, and a streamed body keeps at most MAX_IN_FLIGHT bytes
-// handed to the socket and not yet flushed (so a client that stops reading holds no more). Bytes
+// nothing for `noProgressMs` is closed, and a streamed body keeps at most its window (by default
+// MAX_IN_FLIGHT) of bytes handed to the socket and not yet flushed (so a client that stops
+// reading holds no more; a response that got no buffer memory has a small window). Bytes
 // already in memory for everyone (the hot cache, a shared read) are queued at once: queueing
 // them copies nothing.
 
@@ -49,10 +50,17 @@ export class BodyWriter {
   private wake: (() => void) | undefined;
   private failure: SendAborted | undefined;
 
+  private readonly window: number;
+  private readonly piece: number;
+
   constructor(
     private readonly res: ServerResponse,
     private readonly noProgressMs: number,
+    /** Most bytes in flight (0: the default). */
+    window = 0,
   ) {
+    this.window = window > 0 ? window : MAX_IN_FLIGHT;
+    this.piece = Math.min(PIECE, this.window);
     watch(this, noProgressMs);
     res.once('close', () => {
       if (!res.writableFinished) this.abort('closed');
@@ -65,9 +73,10 @@ export class BodyWriter {
    * memory anyway, so they are queued without waiting for the window.
    */
   async write(bytes: Buffer, options: { shared?: boolean } = {}): Promise<void> {
-    for (let at = 0; at < bytes.length; at += PIECE) {
-      const piece = bytes.subarray(at, Math.min(bytes.length, at + PIECE));
-      if (!options.shared) while (this.inFlight + piece.length > MAX_IN_FLIGHT && this.inFlight > 0) await this.waitForProgress();
+    const size = options.shared ? PIECE : this.piece;
+    for (let at = 0; at < bytes.length; at += size) {
+      const piece = bytes.subarray(at, Math.min(bytes.length, at + size));
+      if (!options.shared) while (this.inFlight + piece.length > this.window && this.inFlight > 0) await this.waitForProgress();
       this.throwIfFailed();
       this.inFlight += piece.length;
       this.res.write(piece, () => {

@@ -18,7 +18,8 @@ import type { RegistryService } from '../service/registry-service.js';
 import { matchRoute } from './routes.js';
 import { sendCatalogueError, sendError, writeHead, type RequestContext } from './http.js';
 import { blob, manifest, ping, referrers, tags, type HandlerDeps } from './handlers.js';
-import { BlobServer, type BlobVerification } from './blob-server.js';
+import { BlobServer } from './blob-server.js';
+import { BlobPolicy, type BlobVerification } from '../service/blob-policy.js';
 import { Readiness } from '../service/readiness.js';
 import { Explorer, loadExplorerAssets } from './explorer.js';
 import type { Gate } from './access.js';
@@ -90,18 +91,19 @@ export interface Registry {
 
 export function createRegistry(options: RegistryOptions): Registry {
   const { service, storage } = options;
-  const blobs = new BlobServer({
+  const policy = new BlobPolicy({
     storage,
     quarantine: options.quarantine,
     redirects: options.blobRedirect,
     redirectTtlMs: options.redirectTtlSeconds * 1000,
     hotCacheBytes: options.blobCacheBytes,
     sendBufferBytes: options.sendBufferBytes,
-    sendTimeoutMs: options.sendTimeoutSeconds * 1000,
-    repair: (digest) => service.repairBlob(digest),
+    // A repair is a build: the requester's admission applies.
+    repair: (digest, requester) => service.repairBlob(digest, requester),
     verify: options.blobVerify,
     observer: options.blobObserver,
   });
+  const blobs = new BlobServer(policy, options.sendTimeoutSeconds * 1000, options.blobObserver);
   const deps: HandlerDeps = { service, blobs };
   const api: ApiDeps = { builds: new BuildTracker(service, { log: options.log }), packages: options.packages };
   const limits: ConnectionLimits & { maxEventStreams?: number } = options.connections ?? defaultLimits();
@@ -179,7 +181,7 @@ export function createRegistry(options: RegistryOptions): Registry {
       case 'manifest':
         return manifest(ctx, deps, params, admission);
       case 'blob':
-        return blob(ctx, deps, params);
+        return blob(ctx, deps, params, admission);
       case 'tags':
         return tags(ctx, deps, params);
       case 'referrers':

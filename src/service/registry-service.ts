@@ -149,9 +149,26 @@ export class RegistryService {
     return this.builder.pins.tags();
   }
 
-  /** Rebuilds the image a missing blob belongs to (through the build slots); true when it exists again. */
-  repairBlob(digest: string): Promise<boolean> {
-    return this.builder.repairBlob(digest, (fn) => this.limited(fn));
+  /**
+   * Rebuilds the image a missing blob belongs to (through the build slots); true when it exists
+   * again. A repair that runs Nix is a build: it goes through the requester's admission (who may
+   * build, the build rate) like a pull by tag.
+   */
+  repairBlob(digest: string, admission?: Pick<Admission, 'beforeBuild'>): Promise<boolean> {
+    // Once per repair, however many platforms it rebuilds.
+    let admitted: { error?: unknown } | undefined;
+    return this.builder.repairBlob(digest, (fn) => {
+      if (!admitted) {
+        try {
+          admission?.beforeBuild();
+          admitted = {};
+        } catch (err) {
+          admitted = { error: err };
+        }
+      }
+      if (admitted.error !== undefined) throw admitted.error;
+      return this.limited(fn);
+    });
   }
 
   /**

@@ -139,7 +139,7 @@ export class FilesystemStorage implements Storage {
     return (await this.open(key, range))?.stream ?? null;
   }
 
-  async open(key: string, range?: ByteRange): Promise<OpenedObject | null> {
+  async open(key: string, range?: ByteRange, options?: { readAhead?: number }): Promise<OpenedObject | null> {
     validateKey(key);
     let fh: fs.FileHandle;
     try {
@@ -157,7 +157,7 @@ export class FilesystemStorage implements Storage {
       const info = await this.describe(key, st);
       const bounds = range ? checkRange(key, range, info.size) : undefined;
       // Large reads: a 4 MB layer goes out in a few writes instead of 64 (blob serving is hot).
-      return { stream: fh.createReadStream({ autoClose: true, highWaterMark: READ_CHUNK, ...(bounds ?? {}) }), info };
+      return { stream: fh.createReadStream({ autoClose: true, highWaterMark: options?.readAhead ?? READ_CHUNK, ...(bounds ?? {}) }), info };
     } catch (err) {
       await fh.close().catch(() => {});
       if (err instanceof NixeryError) throw err;
@@ -191,7 +191,7 @@ export class FilesystemStorage implements Storage {
 
   /** An object's info from its file's stat, with the type from a sidecar that still matches. */
   private async describe(key: string, st: BigIntStats): Promise<ObjectInfo> {
-    const info: ObjectInfo = { key, size: Number(st.size), modified: Number(st.mtimeMs), version: `${st.ino}-${st.size}-${st.mtimeNs}` };
+    const info: ObjectInfo = { key, size: Number(st.size), modified: Number(st.mtimeMs), version: `${st.ino}-${st.size}-${st.mtimeNs}-${st.ctimeNs}` };
     const mtimeNs = st.mtimeNs.toString();
     const matches = (c: Sidecar | null | undefined): c is Sidecar => !!c && c.size === info.size && c.mtimeNs === mtimeNs;
     let sidecar = this.sidecars.get(key);

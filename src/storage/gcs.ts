@@ -68,6 +68,8 @@ export interface GcsStorageOptions {
 
 export class GcsStorage extends ObjectStore implements Storage {
   readonly name: string;
+  /** A generation names one immutable object version. */
+  readonly versionsImmutable = true;
   readonly notices: readonly string[];
   /** True when redirect URLs are V4-signed; false means public URLs (or none). */
   readonly signsUrls: boolean;

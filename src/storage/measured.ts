@@ -34,6 +34,9 @@ export function measuredStorage(inner: Storage, observer: StorageObserver): Stor
     get notices() {
       return inner.notices;
     },
+    get versionsImmutable() {
+      return inner.versionsImmutable;
+    },
     put: (key: string, data: Buffer | string, options?: { contentType?: string }) => timed('put', () => inner.put(key, data, options)),
     writer: async (key: string, options?: { contentType?: string }): Promise<ObjectWriter> => {
       const writer = await timed('writer', () => inner.writer(key, options));
@@ -44,7 +47,7 @@ export function measuredStorage(inner: Storage, observer: StorageObserver): Stor
       };
     },
     get: (key: string, range?: ByteRange): Promise<Readable | null> => timed('get', () => inner.get(key, range)),
-    open: (key: string, range?: ByteRange): Promise<OpenedObject | null> => timed('open', () => inner.open(key, range)),
+    open: (key: string, range?: ByteRange, options?: { readAhead?: number }): Promise<OpenedObject | null> => timed('open', () => inner.open(key, range, options)),
     read: (key: string) => timed('read', () => inner.read(key)),
     stat: (key: string) => timed('stat', () => inner.stat(key)),
     move: (from: string, to: string) => timed('move', () => inner.move(from, to)),

@@ -66,6 +66,8 @@ export interface S3StorageOptions {
 
 export class S3Storage extends ObjectStore implements Storage {
   readonly name: string;
+  /** An ETag names one immutable object version. */
+  readonly versionsImmutable = true;
   readonly client: S3Client;
   private readonly bucket: string;
   private readonly prefix: string;

@@ -12,7 +12,7 @@ export interface ObjectInfo {
   modified: number;
   contentType?: string;
   /**
-   * What identifies this stored version of the object (filesystem: inode, size and mtime; S3:
+   * What identifies this stored version of the object (filesystem: inode, size, mtime and ctime; S3:
    * the ETag; GCS: the generation). A rewrite or a copy gives a new version, so whatever was
    * verified about one version is checked again for the next.
    */
@@ -51,14 +51,22 @@ export interface Storage {
    * redirecting to public URLs because it has no credentials to sign with.
    */
   readonly notices?: readonly string[];
+  /**
+   * True when a stored version's bytes can never change (an S3 ETag, a GCS generation): what
+   * was checked about a version holds for later reads. A filesystem file can change in place.
+   */
+  readonly versionsImmutable?: boolean;
   /** Writes a whole object atomically. */
   put(key: string, data: Buffer | string, options?: { contentType?: string }): Promise<void>;
   /** Starts a streaming write; see ObjectWriter. */
   writer(key: string, options?: { contentType?: string }): Promise<ObjectWriter>;
   /** Reads an object (or a byte range of it); null when the key does not exist. */
   get(key: string, range?: ByteRange): Promise<Readable | null>;
-  /** Like get, with the object's info (size, type, version) from the same read. */
-  open(key: string, range?: ByteRange): Promise<OpenedObject | null>;
+  /**
+   * Like get, with the object's info (size, type, version) from the same read. `readAhead`:
+   * at most this many bytes are read before they are asked for (where the backend decides it).
+   */
+  open(key: string, range?: ByteRange, options?: { readAhead?: number }): Promise<OpenedObject | null>;
   /** Reads a whole (small) object; null when missing. */
   read(key: string): Promise<Buffer | null>;
   stat(key: string): Promise<ObjectInfo | null>;

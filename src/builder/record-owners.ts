@@ -1,0 +1,62 @@
+// Which image a blob belongs to, read from the records in storage (`manifests/<key>.json`): how a
+// registry that did not build an image itself (another replica, or this one after a restart)
+// rebuilds a blob it finds missing or damaged, whether it was asked for by tag or by digest.
+// Records written before they named their image cannot say (their blobs heal on a pull by tag).
+
+import type { ImageRequest } from '../image/name.js';
+import type { Storage } from '../storage/storage.js';
+import { SingleFlight } from '../util/singleflight.js';
+import type { Quarantine } from './integrity.js';
+import type { StoredIndexRecord, StoredRecord } from './manifest-cache.js';
+
+export interface RecordOwner {
+  /** The image (or, for an index's blob, the platforms' images) that makes the blob. */
+  images: ImageRequest[];
+  /** For a blob of a multi-platform index: the OCI index's digest. */
+  index?: string;
+}
+
+/**
+ * One listing of the records answers every lookup for a while: repairs are rare, and a record
+ * written since is this process's own (whose owners the builder remembers) or the next scan's.
+ */
+const SCAN_TTL_MS = 10_000;
+
+export class RecordOwners {
+  private scanned: { at: number; owners: Map<string, RecordOwner> } | undefined;
+  private readonly scans = new SingleFlight<string, Map<string, RecordOwner>>();
+
+  constructor(
+    private readonly storage: Storage,
+    private readonly quarantine: Quarantine,
+  ) {}
+
+  /** The owner of `digest` according to the stored records; null when no record names it. */
+  async find(digest: string): Promise<RecordOwner | null> {
+    const fresh = this.scanned && Date.now() - this.scanned.at < SCAN_TTL_MS ? this.scanned.owners : undefined;
+    const owners = fresh ?? (await this.scans.run('scan', () => this.scan()).promise);
+    return owners.get(digest) ?? null;
+  }
+
+  private async scan(): Promise<Map<string, RecordOwner>> {
+    const owners = new Map<string, RecordOwner>();
+    const at = Date.now();
+    for await (const o of this.storage.list('manifests')) {
+      if (!o.key.endsWith('.json')) continue;
+      // A damaged record is removed on the way (it would not be trusted for a build either).
+      const record = await this.quarantine.readRecord<StoredRecord | StoredIndexRecord>(o.key, 'manifest record');
+      if (!record) continue;
+      if ('platforms' in record) {
+        if (!record.images?.length) continue;
+        const owner: RecordOwner = { images: record.images, index: record.index.oci.digest };
+        owners.set(record.index.oci.digest, owner);
+        owners.set(record.index.docker.digest, owner);
+      } else if (record.image) {
+        const owner: RecordOwner = { images: [record.image] };
+        for (const d of [record.config, record.oci, record.docker, ...record.layers]) if (!owners.has(d.digest)) owners.set(d.digest, owner);
+      }
+    }
+    this.scanned = { at, owners };
+    return owners;
+  }
+}
