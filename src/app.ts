@@ -11,6 +11,7 @@ import { sourceFromEnv, describeSource, type PackageSource } from './nix/source.
 import { getStrategy } from './layers/strategies.js';
 import { PopularitySource } from './layers/popularity.js';
 import { ImageBuilder } from './builder/builder.js';
+import { NIX, type NixStage } from './builder/nix-stage.js';
 import { Pinner } from './builder/pins.js';
 import { Quarantine } from './builder/integrity.js';
 import { RegistryService } from './service/registry-service.js';
@@ -50,6 +51,11 @@ export interface App {
 export interface AppOptions {
   logDestination: 'stdout' | 'stderr';
   defaultLogLevel: string;
+  /**
+   * The builder's Nix stage (default: the real Nix). Tests of the registry and its API give a
+   * stand-in that makes real store files without Nix (test/helpers/stand-in-nix.ts).
+   */
+  nix?: NixStage;
 }
 
 /** The package source from the settings (flags or Nixery's variables, same precedence). */
@@ -102,6 +108,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     manifestCacheSize: config.manifestCacheSize,
     maxImageSize: config.maxImageSize,
     observer: metrics.builds,
+    nix: options.nix,
   });
   const service = new RegistryService(builder, config.buildConcurrency, config.buildQueue, config.manifestCacheSize, config.platforms.map(platformArch));
   // Search lists the packages of the first configured platform's system.
@@ -141,6 +148,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
         sourceDescription: describeSource(source),
         version,
         metrics,
+        checkNix: () => (options.nix ?? NIX).check(),
       });
       const refresh = setInterval(() => void popularity.reload(), POPULARITY_REFRESH_MS);
       refresh.unref();

@@ -9,9 +9,8 @@ import type { Storage } from '../storage/storage.js';
 import type { LayeringStrategy, Popularity } from '../layers/types.js';
 import type { ResolvedPackage } from '../nix/types.js';
 import type { PinnedSource } from '../nix/source.js';
-import { resolvePackages } from '../nix/resolve.js';
-import { realise, type RealiseOptions } from '../nix/realise.js';
-import { queryClosure } from '../nix/closure.js';
+import type { RealiseOptions } from '../nix/realise.js';
+import { NIX, type NixStage } from './nix-stage.js';
 import { buildManifests, type ImageManifests } from '../manifest/manifest.js';
 import { buildIndex, type ImageIndex } from '../manifest/image-index.js';
 import { LayerStore } from './layer-store.js';
@@ -86,6 +85,8 @@ export interface BuilderOptions {
   packConcurrency?: number;
   /** Told how long builds, their phases and packing take (the registry's metrics). */
   observer?: BuildObserver;
+  /** Where Nix's steps run (default: the real Nix; tests of the registry give a stand-in). */
+  nix?: NixStage;
 }
 
 export interface BuiltImage {
@@ -135,9 +136,12 @@ export class ImageBuilder {
   /** Builds that ran Nix (not served from the manifest cache). */
   buildsRun = 0;
 
+  private readonly nix: NixStage;
+
   constructor(private readonly options: BuilderOptions) {
     this.pins = options.pins;
-    this.layers = new LayerStore(options.storage, options.log, options.quarantine, options.observer);
+    this.nix = options.nix ?? NIX;
+    this.layers = new LayerStore(options.storage, options.log, options.quarantine, options.observer, this.nix.storeRoot);
     this.manifests = new ManifestCache(options.storage, options.manifestCacheSize ?? 1024, options.quarantine);
   }
 
@@ -387,10 +391,10 @@ export class ImageBuilder {
     this.buildsRun++;
 
     onProgress({ phase: 'resolve', message: `resolving ${image.packages.length} packages` });
-    const resolved = await resolvePackages(pinned, image.packages, image.arch.nixSystem, { timeoutMs: timeouts.evalSeconds * 1000 });
+    const resolved = await this.nix.resolve(pinned, image.packages, image.arch.nixSystem, { timeoutMs: timeouts.evalSeconds * 1000 });
     onProgress({ phase: 'realise', message: 'Nix is realising the packages' });
     const realiseOptions: RealiseOptions = { timeoutMs: timeouts.realiseSeconds * 1000, builderTimeoutSeconds: timeouts.builderSeconds };
-    const realised = await realise(resolved, realiseOptions);
+    const realised = await this.nix.realise(resolved, realiseOptions);
     try {
       for (let attempt = 1; ; attempt++) {
         const built = await this.packImage(image, pinned, cacheKey, resolved, popularity, started, onProgress);
@@ -432,7 +436,7 @@ export class ImageBuilder {
     const { log } = this.options;
     const roots = rootPaths(resolved);
     onProgress({ phase: 'closure', message: 'reading the runtime closure' });
-    const closure = await queryClosure(roots);
+    const closure = await this.nix.closure(roots);
     const closureBytes = closure.paths.reduce((sum, p) => sum + p.narSize, 0);
     if (this.options.maxImageSize !== undefined && closureBytes > this.options.maxImageSize) {
       log.info({ image: image.name, tag: image.tag, closureBytes, limit: this.options.maxImageSize }, 'image refused: over NIXERY_MAX_IMAGE_SIZE');

@@ -67,6 +67,8 @@ export interface RegistryOptions {
   requestTimeoutMs?: number;
   /** Where requests are counted and timed, served at /metrics (its own when absent). */
   metrics?: Metrics;
+  /** Readiness of the builder's Nix (the app passes its Nix stage's check; default: the real Nix). */
+  checkNix?: () => Promise<unknown>;
 }
 
 export interface Registry {
@@ -104,7 +106,7 @@ export function createRegistry(options: RegistryOptions): Registry {
   const readiness = new Readiness(
     [
       { name: 'storage', run: () => probeStorage(storage) },
-      { name: 'nix', run: () => checkNix() },
+      { name: 'nix', run: () => (options.checkNix ?? checkNix)() },
       // The last look at the package source, without looking (that happens in the background).
       { name: 'source', run: async () => sourceCheck(pins.status()), advisory: true },
     ],

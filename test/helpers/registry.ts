@@ -1,5 +1,6 @@
-// Starts a real registry (real Nix, real storage) on loopback for tests, on the example
-// package set, with its own temporary storage.
+// Starts a real registry (real storage, loopback socket) for tests, on the example package set,
+// with its own temporary storage: with real Nix (`startRegistry`), or with the stand-in Nix stage
+// (`startStandInRegistry`: the production builder and HTTP stack, store files made without Nix).
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,6 +10,8 @@ import { loadConfig, type Config } from '../../src/config.js';
 import { createApp, type App } from '../../src/app.js';
 import type { Registry } from '../../src/registry/server.js';
 import { EXAMPLE_PKGS } from './nix.js';
+import type { NixStage } from '../../src/builder/nix-stage.js';
+import { StandInNix, type StandInOptions } from './stand-in-nix.js';
 import { parsePrometheusText, sampleSum } from './prometheus.js';
 
 export interface TestRegistry {
@@ -25,7 +28,7 @@ process.env.NIX_CONFIG ??= 'substituters =';
 
 export async function startRegistry(
   env: Record<string, string> = {},
-  options: { storagePath?: string } = {},
+  options: { storagePath?: string; nix?: NixStage } = {},
 ): Promise<TestRegistry> {
   const storagePath = options.storagePath ?? (await mkdtemp(path.join(tmpdir(), 'nixery-test-storage-')));
   const config: Config = loadConfig({
@@ -37,7 +40,7 @@ export async function startRegistry(
     NIX_TIMEOUT: '120',
     ...env,
   });
-  const app = await createApp(config, { logDestination: 'stderr', defaultLogLevel: 'silent' });
+  const app = await createApp(config, { logDestination: 'stderr', defaultLogLevel: 'silent', nix: options.nix });
   const registry = await app.serve('test');
   const { port } = registry.server.address() as AddressInfo;
   const host = `127.0.0.1:${port}`;
@@ -54,6 +57,32 @@ export async function startRegistry(
       await app.pins.stop();
       await app.packages.stop();
       if (!options.storagePath) await rm(storagePath, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface StandInRegistry extends TestRegistry {
+  /** The stand-in Nix stage it builds with (its calls are counted in `nix.stats`). */
+  nix: StandInNix;
+}
+
+/**
+ * A registry whose builder runs the stand-in Nix stage (test/helpers/stand-in-nix.ts): no Nix is
+ * started. Pass `nix` to share one stand-in (its store and counters) between registries.
+ */
+export async function startStandInRegistry(
+  env: Record<string, string> = {},
+  options: { storagePath?: string; nix?: StandInNix } & StandInOptions = {},
+): Promise<StandInRegistry> {
+  const own = !options.nix;
+  const nix = options.nix ?? new StandInNix(options);
+  const r = await startRegistry(env, { storagePath: options.storagePath, nix });
+  return {
+    ...r,
+    nix,
+    async close() {
+      await r.close();
+      if (own) await nix.remove();
     },
   };
 }

@@ -1,0 +1,48 @@
+// Loaded into every process of `npm run test:unit` (NODE_OPTIONS=--import): any attempt to start
+// Nix (nix, nix-store, nix-instantiate, nix-build, …) throws, and is written to the file named by
+// NIXERY_NO_NIX_LOG, which scripts/test-unit.sh checks. So a test that starts Nix fails the fast
+// run even where the error it got was swallowed (a readiness probe, a background clean-up).
+
+import childProcess from 'node:child_process';
+import { appendFileSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
+import path from 'node:path';
+
+const NIX_PROGRAM = /^nix(-[a-z-]+)?$/;
+
+function refuse(command: string): void {
+  const line = `${process.argv[1] ?? process.argv0}: tried to run ${command}`;
+  if (process.env.NIXERY_NO_NIX_LOG) appendFileSync(process.env.NIXERY_NO_NIX_LOG, `${line}\n`);
+  throw new Error(`test:unit runs without Nix, but ${line}`);
+}
+
+function checkProgram(file: unknown, args?: unknown): void {
+  if (typeof file === 'string' && NIX_PROGRAM.test(path.basename(file))) refuse([file, ...(Array.isArray(args) ? args : [])].join(' ').slice(0, 200));
+}
+
+/** A shell command line: every command word of it (after `;`, `&&`, `|`, `exec`…). */
+function checkShell(command: unknown): void {
+  if (typeof command !== 'string') return;
+  for (const part of command.split(/[;&|()\n]+/)) {
+    const words = part.trim().split(/\s+/).filter((w) => !/^\w+=/.test(w) && w !== 'exec' && w !== 'env');
+    if (words[0]) checkProgram(words[0]);
+  }
+}
+
+type Fn = (...args: unknown[]) => unknown;
+const cp = childProcess as unknown as Record<string, Fn>;
+for (const name of ['spawn', 'spawnSync', 'execFile', 'execFileSync'] as const) {
+  const original = cp[name]!;
+  cp[name] = function (this: unknown, ...args: unknown[]) {
+    checkProgram(args[0], args[1]);
+    return original.apply(this, args);
+  };
+}
+for (const name of ['exec', 'execSync'] as const) {
+  const original = cp[name]!;
+  cp[name] = function (this: unknown, ...args: unknown[]) {
+    checkShell(args[0]);
+    return original.apply(this, args);
+  };
+}
+syncBuiltinESMExports();
