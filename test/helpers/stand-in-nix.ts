@@ -18,8 +18,8 @@ import type { ClosureGraph, ResolvedPackage, StorePathInfo } from '../../src/nix
 import type { PinnedSource } from '../../src/nix/source.js';
 import { NixFailedError, PackagesNotFoundError } from '../../src/errors.js';
 
-/** A file of a package: text (0444), an executable script (0555), or a symlink. */
-export type StandInFile = string | { executable: string } | { symlink: string };
+/** A file of a package: text or bytes (0444), an executable script (0555), or a symlink. */
+export type StandInFile = string | Buffer | { executable: string } | { symlink: string };
 
 export interface StandInPackage {
   /** The store path's name, e.g. `hello-2.12.1`. */
@@ -35,6 +35,17 @@ export interface StandInPackage {
 export type Catalogue = Record<string, StandInPackage>;
 
 const script = (body: string): StandInFile => ({ executable: `#!/bin/sh\n${body}\n` });
+
+/** `n` bytes that do not compress (a SHA-256 chain): layers bigger than a read chunk. */
+export function incompressible(n: number, seed = 'nixery-stand-in'): Buffer {
+  const out = Buffer.alloc(n);
+  let block = createHash('sha256').update(seed).digest();
+  for (let i = 0; i < n; i += block.length) {
+    block.copy(out, i);
+    block = createHash('sha256').update(block).digest();
+  }
+  return out;
+}
 
 /** Names and shapes after the example package set (examples/pkgs), small. */
 export const EXAMPLE_CATALOGUE: Catalogue = {
@@ -66,6 +77,7 @@ export const EXAMPLE_CATALOGUE: Catalogue = {
     files: { 'lib/python3.12/site-packages/requests/__init__.py': '# requests\n' },
     deps: ['python3', 'python3Packages.urllib3', 'python3Packages.certifi'],
   },
+  'big-data': { name: 'big-data-1.0', files: { 'share/big-data/random.bin': incompressible(3 * 1024 * 1024) } },
   broken: { name: 'broken-1.0', files: {}, fails: "builder for '/nix/store/broken-1.0.drv' failed with exit code 1;\nlast 1 log lines:\n> nixery-example: this package fails to build on purpose" },
 };
 
@@ -80,8 +92,27 @@ function storeHash(input: string): string {
 
 function fileBytes(file: StandInFile): number {
   if (typeof file === 'string') return Buffer.byteLength(file);
+  if (Buffer.isBuffer(file)) return file.length;
   if ('executable' in file) return Buffer.byteLength(file.executable);
   return Buffer.byteLength(file.symlink);
+}
+
+const contentDigests = new WeakMap<StandInPackage, string>();
+
+/** What a package's files are, as one hash (for its store path). */
+function contentDigest(pkg: StandInPackage): string {
+  let digest = contentDigests.get(pkg);
+  if (!digest) {
+    const hash = createHash('sha256');
+    for (const [rel, file] of Object.entries(pkg.files).sort(([a], [b]) => (a < b ? -1 : 1))) {
+      hash.update(`${rel}\0${typeof file === 'string' || Buffer.isBuffer(file) ? 'f' : 'executable' in file ? 'x' : 'l'}\0`);
+      hash.update(typeof file === 'string' || Buffer.isBuffer(file) ? file : 'executable' in file ? file.executable : file.symlink);
+      hash.update('\0');
+    }
+    digest = hash.digest('hex');
+    contentDigests.set(pkg, digest);
+  }
+  return digest;
 }
 
 export interface StandInStats {
@@ -195,7 +226,7 @@ export class StandInNix implements NixStage {
     const pkg = this.catalogue[attr];
     if (!pkg) throw new Error(`stand-in catalogue: ${seen.at(-1)} refers to ${attr}, which it does not have`);
     const references = (pkg.deps ?? []).map((d) => this.storePath(d, system, revision, [...seen, attr])).sort();
-    const p = `/nix/store/${storeHash(JSON.stringify({ system, revision, name: pkg.name, files: pkg.files, references }))}-${pkg.name}`;
+    const p = `/nix/store/${storeHash(JSON.stringify({ system, revision, name: pkg.name, files: contentDigest(pkg), references }))}-${pkg.name}`;
     this.byPath.set(p, { pkg, references });
     return p;
   }
@@ -224,7 +255,7 @@ export class StandInNix implements NixStage {
       const full = path.join(staging, rel);
       for (let d = path.dirname(full); d.length > staging.length; d = path.dirname(d)) dirs.add(d);
       await mkdir(path.dirname(full), { recursive: true });
-      if (typeof file === 'string') {
+      if (typeof file === 'string' || Buffer.isBuffer(file)) {
         await writeFile(full, file);
         await chmod(full, 0o444);
       } else if ('executable' in file) {
