@@ -48,7 +48,7 @@ export function incompressible(n: number, seed = 'nixery-stand-in'): Buffer {
 }
 
 /** Names and shapes after the example package set (examples/pkgs), small. */
-export const EXAMPLE_CATALOGUE: Catalogue = {
+const PACKAGES: Catalogue = {
   hello: { name: 'hello-2.12.1', files: { 'bin/hello': script("echo 'Hello, world!'"), 'share/doc/hello/README': 'GNU Hello, a stand-in\n' } },
   busybox: { name: 'busybox-static', files: { 'bin/busybox': script('echo busybox'), 'bin/sh': { symlink: 'busybox' }, 'bin/ls': { symlink: 'busybox' } } },
   bashInteractive: { name: 'bash-interactive-5.2p32', files: { 'bin/bash': script('exec sh "$@"') }, deps: ['ncurses'] },
@@ -80,6 +80,17 @@ export const EXAMPLE_CATALOGUE: Catalogue = {
   'big-data': { name: 'big-data-1.0', files: { 'share/big-data/random.bin': incompressible(3 * 1024 * 1024) } },
   broken: { name: 'broken-1.0', files: {}, fails: "builder for '/nix/store/broken-1.0.drv' failed with exit code 1;\nlast 1 log lines:\n> nixery-example: this package fails to build on purpose" },
 };
+
+/**
+ * Names and shapes after the example package set (examples/pkgs), small. As there, busybox is
+ * every package's interpreter: whatever has a script refers to it.
+ */
+export const EXAMPLE_CATALOGUE: Catalogue = Object.fromEntries(
+  Object.entries(PACKAGES).map(([attr, pkg]) => {
+    const scripted = attr !== 'busybox' && Object.values(pkg.files).some((f) => typeof f === 'object' && 'executable' in f);
+    return [attr, scripted ? { ...pkg, deps: [...new Set([...(pkg.deps ?? []), 'busybox'])] } : pkg];
+  }),
+);
 
 const NIX_BASE32 = '0123456789abcdfghijklmnpqrsvwxyz';
 
