@@ -16,8 +16,18 @@ function refuse(command: string): void {
   throw new Error(`test:unit runs without Nix, but ${line}`);
 }
 
+/** Programs that run another one named in their arguments (src/nix/run.ts goes through setpriv). */
+const WRAPPERS = new Set(['setpriv', 'env', 'nice', 'ionice', 'timeout', 'prlimit', 'unshare', 'setsid', 'sudo', 'chroot', 'nsenter']);
+const SHELLS = new Set(['sh', 'bash', 'dash']);
+
 function checkProgram(file: unknown, args?: unknown): void {
-  if (typeof file === 'string' && NIX_PROGRAM.test(path.basename(file))) refuse([file, ...(Array.isArray(args) ? args : [])].join(' ').slice(0, 200));
+  if (typeof file !== 'string') return;
+  const argv = Array.isArray(args) ? args.filter((a): a is string => typeof a === 'string') : [];
+  const name = path.basename(file);
+  const nix = NIX_PROGRAM.test(name) || (WRAPPERS.has(name) && argv.some((a) => NIX_PROGRAM.test(path.basename(a))));
+  if (nix) refuse([file, ...argv].join(' ').slice(0, 200));
+  const c = argv.indexOf('-c');
+  if (SHELLS.has(name) && c >= 0) checkShell(argv[c + 1]);
 }
 
 /** A shell command line: every command word of it (after `;`, `&&`, `|`, `exec`…). */
