@@ -7,6 +7,7 @@ import childProcess from 'node:child_process';
 import { appendFileSync } from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import path from 'node:path';
+import { promisify } from 'node:util';
 
 const NIX_PROGRAM = /^nix(-[a-z-]+)?$/;
 
@@ -39,20 +40,20 @@ function checkShell(command: unknown): void {
   }
 }
 
-type Fn = (...args: unknown[]) => unknown;
+type Fn = ((...args: unknown[]) => unknown) & { [promisify.custom]?: Fn };
 const cp = childProcess as unknown as Record<string, Fn>;
-for (const name of ['spawn', 'spawnSync', 'execFile', 'execFileSync'] as const) {
-  const original = cp[name]!;
-  cp[name] = function (this: unknown, ...args: unknown[]) {
-    checkProgram(args[0], args[1]);
+
+/** `original` checked first; its promisified form (exec and execFile have their own) too. */
+function guarded(original: Fn, check: (args: unknown[]) => void): Fn {
+  const wrapper: Fn = function (this: unknown, ...args: unknown[]) {
+    check(args);
     return original.apply(this, args);
   };
+  const custom = original[promisify.custom];
+  if (custom) Object.defineProperty(wrapper, promisify.custom, { value: guarded(custom, check) });
+  return wrapper;
 }
-for (const name of ['exec', 'execSync'] as const) {
-  const original = cp[name]!;
-  cp[name] = function (this: unknown, ...args: unknown[]) {
-    checkShell(args[0]);
-    return original.apply(this, args);
-  };
-}
+
+for (const name of ['spawn', 'spawnSync', 'execFile', 'execFileSync'] as const) cp[name] = guarded(cp[name]!, (args) => checkProgram(args[0], args[1]));
+for (const name of ['exec', 'execSync'] as const) cp[name] = guarded(cp[name]!, (args) => checkShell(args[0]));
 syncBuiltinESMExports();

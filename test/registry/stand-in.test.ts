@@ -111,9 +111,10 @@ test('the test:unit guard stops a process that starts Nix, and records it', asyn
       `execSync('FOO=1 exec nix path-info /nix/store/x')`,
       `spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'nix-store', '--realise'])`,
       `execFileSync('sh', ['-c', 'true && nix-collect-garbage'])`,
+      `await (await import('node:util')).promisify(execFile)('nix-env', ['-q'])`,
     ];
     for (const call of tries) {
-      const run = spawnSync(process.execPath, ['--import', guard, '--input-type=module', '-e', `import { spawn, execFileSync, execSync } from 'node:child_process'; ${call};`], {
+      const run = spawnSync(process.execPath, ['--import', guard, '--input-type=module', '-e', `import { spawn, execFile, execFileSync, execSync } from 'node:child_process'; ${call};`], {
         env: { ...process.env, NIXERY_NO_NIX_LOG: log, NODE_OPTIONS: '' },
         encoding: 'utf8',
       });
