@@ -96,3 +96,31 @@ export async function metric(baseUrl: string, name: string): Promise<number> {
   if (!families.has(name)) throw new Error(`metric ${name} is not exposed`);
   return sampleSum(families, name);
 }
+
+/**
+ * Runs `fn` with a registry started for it (as `startRegistry` starts it) and closes the registry
+ * however `fn` ends: the set-up and tear-down of one test in one call.
+ */
+export function withRegistry<T>(fn: (r: TestRegistry) => Promise<T>): Promise<T>;
+export function withRegistry<T>(env: Record<string, string>, fn: (r: TestRegistry) => Promise<T>): Promise<T>;
+export function withRegistry<T>(env: Record<string, string>, options: { storagePath?: string; nix?: NixStage }, fn: (r: TestRegistry) => Promise<T>): Promise<T>;
+export async function withRegistry<T>(...args: unknown[]): Promise<T> {
+  const fn = args.pop() as (r: TestRegistry) => Promise<T>;
+  const [env = {}, options = {}] = args as [Record<string, string>?, { storagePath?: string; nix?: NixStage }?];
+  const r = await startRegistry(env, options);
+  try {
+    return await fn(r);
+  } finally {
+    await r.close();
+  }
+}
+
+/** Runs `fn` with a new, empty storage directory, removed however `fn` ends. */
+export async function withStorageDir<T>(fn: (storagePath: string) => Promise<T>): Promise<T> {
+  const storagePath = await mkdtemp(path.join(tmpdir(), 'nixery-test-storage-'));
+  try {
+    return await fn(storagePath);
+  } finally {
+    await rm(storagePath, { recursive: true, force: true });
+  }
+}
