@@ -28,8 +28,12 @@ export interface StandInPackage {
   files: Record<string, StandInFile>;
   /** Attribute paths (catalogue keys) of the packages it refers to at run time. */
   deps?: string[];
-  /** Realising it fails with this as Nix's stderr (a broken build). */
+  /** Realising it fails with this as Nix's stderr (a broken build)… */
   fails?: string;
+  /** …on these systems only (default: on every one). */
+  failsOn?: string[];
+  /** Realising it takes this long (a build that takes time). */
+  buildMs?: number;
 }
 
 export type Catalogue = Record<string, StandInPackage>;
@@ -144,8 +148,8 @@ export class StandInNix implements NixStage {
   readonly storeRoot: string;
   readonly stats: StandInStats = { invocations: 0, resolves: 0, realises: 0, closures: 0 };
   private readonly catalogue: Catalogue;
-  /** Store path → its package and references, per system (paths differ by system). */
-  private readonly byPath = new Map<string, { pkg: StandInPackage; references: string[] }>();
+  /** Store path → its package, references and system (paths differ by system). */
+  private readonly byPath = new Map<string, { pkg: StandInPackage; references: string[]; system: string }>();
   private gate: Promise<void> | null = null;
 
   constructor(options: StandInOptions = {}) {
@@ -188,9 +192,13 @@ export class StandInNix implements NixStage {
     this.count('realises');
     if (this.gate) await this.gate;
     const all = this.closurePaths(resolved.map((p) => p.outputs.out!));
+    const buildMs = Math.max(0, ...all.map((p) => this.byPath.get(p)!.pkg.buildMs ?? 0));
+    if (buildMs > 0) await new Promise((resolve) => setTimeout(resolve, buildMs));
     for (const p of all) {
-      const { pkg } = this.byPath.get(p)!;
-      if (pkg.fails) throw new NixFailedError(`realising ${resolved.map((r) => r.attrPath.join('.')).join(', ')}`, `error: ${pkg.fails}`, 1);
+      const { pkg, system } = this.byPath.get(p)!;
+      if (pkg.fails && (!pkg.failsOn || pkg.failsOn.includes(system))) {
+        throw new NixFailedError(`realising ${resolved.map((r) => r.attrPath.join('.')).join(', ')}`, `error: ${pkg.fails}`, 1);
+      }
     }
     await Promise.all(all.map((p) => this.materialise(p)));
     return { release: async () => {} };
@@ -238,7 +246,7 @@ export class StandInNix implements NixStage {
     if (!pkg) throw new Error(`stand-in catalogue: ${seen.at(-1)} refers to ${attr}, which it does not have`);
     const references = (pkg.deps ?? []).map((d) => this.storePath(d, system, revision, [...seen, attr])).sort();
     const p = `/nix/store/${storeHash(JSON.stringify({ system, revision, name: pkg.name, files: contentDigest(pkg), references }))}-${pkg.name}`;
-    this.byPath.set(p, { pkg, references });
+    this.byPath.set(p, { pkg, references, system });
     return p;
   }
 
