@@ -82,7 +82,7 @@ const PACKAGES: Catalogue = {
     deps: ['python3', 'python3Packages.urllib3', 'python3Packages.certifi'],
   },
   'big-data': { name: 'big-data-1.0', files: { 'share/big-data/random.bin': incompressible(3 * 1024 * 1024) } },
-  broken: { name: 'broken-1.0', files: {}, fails: "builder for '/nix/store/broken-1.0.drv' failed with exit code 1;\nlast 1 log lines:\n> nixery-example: this package fails to build on purpose" },
+  broken: { name: 'broken-1.0', files: {}, fails: "builder for '/nix/store/broken-1.0.drv' failed with exit code 1;\nlast 1 log lines:\n> nixery-example: this package is broken on purpose" },
 };
 
 /**

@@ -1,13 +1,12 @@
-// The build API (/api/v1/builds) over HTTP, in-process, with real Nix: the state machine with
+// The build API (/api/v1/builds) over HTTP, in-process, on the stand-in Nix stage: the state machine with
 // live progress (JSON and server-sent events), builds shared with pulls, pre-warming, failures
 // reported in the status, request validation. (Admission: test/registry/api-builds-admission.test.ts.)
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { startStandInRegistry, type StandInRegistry as TestRegistry } from '../helpers/registry.js';
+import { EXAMPLE_CATALOGUE, incompressible, type Catalogue } from '../helpers/stand-in-nix.js';
 import { accepted, finalStatus, ociError, postBuild, readEvents, statusOf } from '../helpers/build-api.js';
-import { makeTestPackageSet, type TestPackageSet } from '../helpers/slow-pkgs.js';
-import { nixStats } from '../../src/nix/run.js';
 import { parseImageName } from '../../src/image/name.js';
 import { forPlatforms } from '../../src/image/platform.js';
 import type { BuildProgress } from '../../src/builder/builder.js';
@@ -17,18 +16,24 @@ import { NixeryError } from '../../src/errors.js';
 
 const ORDER = ['queued', 'running', 'succeeded'];
 
+/** The `big` package's file: a layer whose packing reports progress many times (about every MiB). */
+const BIG_BYTES = 16 * 1024 * 1024;
+
+/** The example packages, `slow<N>` packages whose build takes N half-seconds, and `big`. */
+function catalogue(sleeps: number[]): Catalogue {
+  const slow = Object.fromEntries(sleeps.map((n) => [`slow${n}`, { name: `slow${n}-1.0`, files: { slept: `${n}\n` }, buildMs: n * 500 }]));
+  return { ...EXAMPLE_CATALOGUE, ...slow, big: { name: 'big-1.0', files: { 'share/random.bin': incompressible(BIG_BYTES, 'big') } } };
+}
+
 describe('build API', () => {
-  let pkgs: TestPackageSet;
   let r: TestRegistry;
 
   before(async () => {
     // One build slot: a slow build holds it while the next one waits (queued).
-    pkgs = await makeTestPackageSet({ sleeps: [3, 2, 4], bigMegabytes: 64 });
-    r = await startRegistry({ NIXERY_PKGS_PATH: pkgs.dir, NIXERY_BUILD_CONCURRENCY: '1' });
+    r = await startStandInRegistry({ NIXERY_BUILD_CONCURRENCY: '1' }, { catalogue: catalogue([3, 2, 4]) });
   });
   after(async () => {
     await r.close();
-    await pkgs.remove();
   });
 
   test('queued → running → succeeded, with phases and packing progress; a pull joins the build', async () => {
@@ -83,7 +88,7 @@ describe('build API', () => {
     const end = packed.at(-1)!;
     assert.equal(end.layersDone, end.layers);
     assert.equal(end.bytesDone, end.bytesTotal);
-    assert.ok(end.bytesTotal >= 64 * 1024 * 1024, `the 64 MiB layer is counted (${end.bytesTotal})`);
+    assert.ok(end.bytesTotal >= BIG_BYTES, `the ${BIG_BYTES >> 20} MiB layer is counted (${end.bytesTotal})`);
     assert.equal(end.layers, last.result!.layers.length);
 
     // One build for the API, the service call and the pull (slow3 was the other).
@@ -108,7 +113,7 @@ describe('build API', () => {
   test('pre-warm: after an API build, pulls and repeated requests run no Nix', async () => {
     const built = await finalStatus(r, (await accepted(await postBuild(r, { image: 'shell/hello:latest' }))).id);
     assert.equal(built.state, 'succeeded', JSON.stringify(built.error));
-    const nixBefore = nixStats.invocations;
+    const nixBefore = r.nix.stats.invocations;
     const runsBefore = r.app.builder.buildsRun;
     const res = await fetch(`${r.url}/v2/shell/hello/manifests/latest`);
     assert.equal(res.status, 200);
@@ -128,7 +133,7 @@ describe('build API', () => {
     assert.equal(again.result!.manifestDigest, built.result!.manifestDigest);
     const { events } = await readEvents(r, again.id);
     assert.equal(events.length, 1, 'a finished build streams its state once and ends');
-    assert.equal(nixStats.invocations, nixBefore, 'no Nix ran');
+    assert.equal(r.nix.stats.invocations, nixBefore, 'no Nix ran');
     assert.equal(r.app.builder.buildsRun, runsBefore);
   });
 
