@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what it needs, builds, runs node's test runner over dist/test.
+# The whole test suite: installs what it needs, builds, runs node's test runner over dist/test:
+# unit and in-process HTTP tests (npm run test:unit runs only those), Nix and end to end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh

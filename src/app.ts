@@ -11,6 +11,7 @@ import { sourceFromEnv, describeSource, type PackageSource } from './nix/source.
 import { getStrategy } from './layers/strategies.js';
 import { PopularitySource } from './builder/popularity.js';
 import { ImageBuilder } from './builder/builder.js';
+import type { NixStage } from './builder/nix-stage.js';
 import { Pinner } from './builder/pins.js';
 import { Quarantine } from './builder/integrity.js';
 import { RegistryService } from './service/registry-service.js';
@@ -54,6 +55,11 @@ export interface App {
 export interface AppOptions {
   logDestination: 'stdout' | 'stderr';
   defaultLogLevel: string;
+  /**
+   * The builder's Nix stage (default: the real Nix). Tests of the registry and its API give a
+   * stand-in that makes real store files without Nix (test/helpers/stand-in-nix.ts).
+   */
+  nix?: NixStage;
 }
 
 /** The package source from the settings (flags or Nixery's variables, same precedence). */
@@ -107,6 +113,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     maxImageSize: config.maxImageSize,
     observer: metrics.builds,
     nixObserver: metrics.nix,
+    nix: options.nix,
   });
   const service = new RegistryService(builder, config.buildConcurrency, config.buildQueue, config.manifestCacheSize, config.platforms.map(platformArch));
   // Search lists the packages of the first configured platform's system.

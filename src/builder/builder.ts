@@ -9,11 +9,9 @@ import type { Storage } from '../storage/storage.js';
 import type { LayeringStrategy, Popularity } from '../layers/types.js';
 import type { ResolvedPackage } from '../nix/types.js';
 import type { PinnedSource } from '../nix/source.js';
-import { resolvePackages } from '../nix/resolve.js';
-import { realise, type RealiseOptions } from '../nix/realise.js';
-import { queryClosure } from '../nix/closure.js';
+import type { RealiseOptions } from '../nix/realise.js';
 import type { NixRunObserver } from '../nix/observer.js';
-import { checkNix } from '../nix/health.js';
+import { NIX, type NixStage } from './nix-stage.js';
 import { buildManifests, type ImageManifests } from '../manifest/manifest.js';
 import { buildIndex, type ImageIndex } from '../manifest/image-index.js';
 import { LayerStore } from './layer-store.js';
@@ -59,6 +57,8 @@ export interface BuilderOptions {
   observer?: BuildObserver;
   /** Told of every Nix process the builds run (the registry's metrics). */
   nixObserver?: NixRunObserver;
+  /** Where Nix's steps run (default: the real Nix; tests of the registry give a stand-in). */
+  nix?: NixStage;
 }
 
 /** Bump when the bytes of layers or manifests change for the same input. */
@@ -97,10 +97,13 @@ export class ImageBuilder {
   /** Builds that ran Nix (not served from the manifest cache). */
   buildsRun = 0;
 
+  private readonly nix: NixStage;
+
   constructor(private readonly options: BuilderOptions) {
     this.pins = options.pins;
+    this.nix = options.nix ?? NIX;
     this.recordOwners = new RecordOwners(options.storage, options.quarantine);
-    this.layers = new LayerStore(options.storage, options.log, options.quarantine, options.observer);
+    this.layers = new LayerStore(options.storage, options.log, options.quarantine, options.observer, this.nix.storeRoot);
     this.manifests = new ManifestCache(options.storage, options.manifestCacheSize ?? 1024, options.quarantine, options.observer);
   }
 
@@ -111,7 +114,7 @@ export class ImageBuilder {
 
   /** Throws NixUnavailableError when Nix cannot run (the registry's readiness check). */
   async checkNix(): Promise<void> {
-    await checkNix();
+    await this.nix.check();
   }
 
   /**
@@ -363,10 +366,10 @@ export class ImageBuilder {
     const nix = this.options.nixObserver;
 
     onProgress({ phase: 'resolve', message: `resolving ${image.packages.length} packages` });
-    const resolved = await resolvePackages(pinned, image.packages, image.arch.nixSystem, { timeoutMs: timeouts.evalSeconds * 1000, observer: nix });
+    const resolved = await this.nix.resolve(pinned, image.packages, image.arch.nixSystem, { timeoutMs: timeouts.evalSeconds * 1000, observer: nix });
     onProgress({ phase: 'realise', message: 'Nix is realising the packages' });
     const realiseOptions: RealiseOptions = { timeoutMs: timeouts.realiseSeconds * 1000, builderTimeoutSeconds: timeouts.builderSeconds, observer: nix };
-    const realised = await realise(resolved, realiseOptions);
+    const realised = await this.nix.realise(resolved, realiseOptions);
     try {
       for (let attempt = 1; ; attempt++) {
         const built = await this.packImage(image, pinned, cacheKey, resolved, popularity, started, onProgress);
@@ -408,7 +411,7 @@ export class ImageBuilder {
     const { log } = this.options;
     const roots = rootPaths(resolved);
     onProgress({ phase: 'closure', message: 'reading the runtime closure' });
-    const closure = await queryClosure(roots, { observer: this.options.nixObserver });
+    const closure = await this.nix.closure(roots, { observer: this.options.nixObserver });
     const closureBytes = closure.paths.reduce((sum, p) => sum + p.narSize, 0);
     if (this.options.maxImageSize !== undefined && closureBytes > this.options.maxImageSize) {
       log.info({ image: image.name, tag: image.tag, closureBytes, limit: this.options.maxImageSize }, 'image refused: over NIXERY_MAX_IMAGE_SIZE');

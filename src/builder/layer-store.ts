@@ -50,6 +50,8 @@ export class LayerStore {
     private readonly log: Logger,
     private readonly quarantine: Quarantine,
     private readonly observer?: Pick<BuildObserver, 'layerPacked'>,
+    /** Directory the store paths are read under (a stand-in store in tests; none: `/`). */
+    private readonly storeRoot?: string,
   ) {}
 
   static storePathKey(paths: string[]): string {
@@ -59,7 +61,7 @@ export class LayerStore {
   /** A layer of whole store paths (sorted), from the build cache or packed now. */
   storePathLayer(paths: string[], onProgress?: (bytes: number) => void): Promise<PackedLayer> {
     const key = LayerStore.storePathKey(paths);
-    return this.cachedOrPacked(key, (sink) => packStorePaths(paths, sink, { onProgress }));
+    return this.cachedOrPacked(key, (sink) => packStorePaths(paths, sink, { onProgress, storeRoot: this.storeRoot }));
   }
 
   /**
@@ -70,7 +72,7 @@ export class LayerStore {
     const key = sha256Hex(`${LAYER_FORMAT}\ncustomisation\n${roots.join('\n')}`);
     let collisions: string[] = [];
     const layer = await this.cachedOrPacked(key, async (sink) => {
-      const forest = await customisationEntries(roots, closure.paths.map((p) => p.path));
+      const forest = await customisationEntries(roots, closure.paths.map((p) => p.path), { storeRoot: this.storeRoot });
       collisions = forest.collisions;
       return packEntries(forest.entries, sink, { onProgress });
     });

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { metric, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { metric, withRegistry, withStorageDir, type TestRegistry } from '../helpers/registry.js';
 import { flipByteInFile } from '../helpers/damage.js';
 import { noise, packageSetWithBigFile, type TestPackageSet } from '../helpers/pkgsets.js';
 import { S3RVER_CREDENTIALS, startS3Server } from '../storage/s3-server.js';
@@ -94,185 +94,148 @@ async function status(url: string): Promise<number> {
 
 describe('faults: damaged bytes are never served', () => {
   let pkgs: TestPackageSet;
-  let storagePath: string;
   before(async () => {
     pkgs = await packageSetWithBigFile(20 * 1024 * 1024);
   });
   after(() => pkgs.cleanup());
 
-  const registry = async (env: Record<string, string> = {}): Promise<TestRegistry> => startRegistry({ NIXERY_PKGS_PATH: pkgs.dir, ...env }, { storagePath });
-  const fresh = async () => {
-    storagePath = await mkdtemp(path.join(tmpdir(), 'nixery-faults-'));
-  };
-  const cleanup = () => rm(storagePath, { recursive: true, force: true });
+  /** A registry on the package set with the big file, on `storagePath`, for `fn`. */
+  const withPkgsRegistry = <T>(storagePath: string, env: Record<string, string>, fn: (r: TestRegistry) => Promise<T>) =>
+    withRegistry({ NIXERY_PKGS_PATH: pkgs.dir, ...env }, { storagePath }, fn);
 
-  test('a flipped byte in a small layer: the registry that built it rebuilds it and serves the right bytes', async () => {
-    await fresh();
-    const r = await registry();
-    try {
-      const { manifest } = await getManifest(r, 'hello');
-      const layer = manifest.layers[0]!;
+  test('a flipped byte in a small layer: the registry that built it rebuilds it and serves the right bytes', () =>
+    withStorageDir((storagePath) =>
+      withPkgsRegistry(storagePath, {}, async (r) => {
+        const { manifest } = await getManifest(r, 'hello');
+        const layer = manifest.layers[0]!;
+        await flipByte(blobFile(storagePath, layer.digest));
+        await blobBytes(r, 'hello', layer.digest);
+        assert.equal(await metric(r.url, 'nixery_integrity_failures_total'), 1);
+        assert.equal(await metric(r.url, 'nixery_blob_repairs_total'), 1);
+        // Storage holds the good bytes again.
+        assert.equal(sha256(await readFile(blobFile(storagePath, layer.digest))), layer.digest);
+      }),
+    ));
+
+  test('a flipped byte seen by a registry that did not build the image: rebuilt from the records that name it, by digest', () =>
+    withStorageDir(async (storagePath) => {
+      const { manifest } = await withPkgsRegistry(storagePath, {}, (builder) => getManifest(builder, 'hello'));
+      const layer = manifest.layers[manifest.layers.length - 1]!;
       await flipByte(blobFile(storagePath, layer.digest));
-      await blobBytes(r, 'hello', layer.digest);
-      assert.equal(await metric(r.url, 'nixery_integrity_failures_total'), 1);
-      assert.equal(await metric(r.url, 'nixery_blob_repairs_total'), 1);
-      // Storage holds the good bytes again.
-      assert.equal(sha256(await readFile(blobFile(storagePath, layer.digest))), layer.digest);
-    } finally {
-      await r.close();
-      await cleanup();
-    }
-  });
+      await withPkgsRegistry(storagePath, {}, async (r) => {
+        // The request that found the damage gets the rebuilt bytes (the image record names the blob).
+        assert.equal(sha256(await blobBytes(r, 'hello', layer.digest)), layer.digest);
+        assert.equal(await metric(r.url, 'nixery_integrity_failures_total'), 1);
+        assert.equal(await metric(r.url, 'nixery_blob_repairs_total'), 1);
+        const again = await pull(r, 'hello');
+        assert.deepEqual(again, manifest, 'the rebuilt image is the same image');
+      });
+    }));
 
-  test('a flipped byte seen by a registry that did not build the image: rebuilt from the records that name it, by digest', async () => {
-    await fresh();
-    const builder = await registry();
-    const { manifest } = await getManifest(builder, 'hello');
-    await builder.close();
-    const layer = manifest.layers[manifest.layers.length - 1]!;
-    await flipByte(blobFile(storagePath, layer.digest));
-    const r = await registry();
-    try {
-      // The request that found the damage gets the rebuilt bytes (the image record names the blob).
-      assert.equal(sha256(await blobBytes(r, 'hello', layer.digest)), layer.digest);
-      assert.equal(await metric(r.url, 'nixery_integrity_failures_total'), 1);
-      assert.equal(await metric(r.url, 'nixery_blob_repairs_total'), 1);
-      const again = await pull(r, 'hello');
-      assert.deepEqual(again, manifest, 'the rebuilt image is the same image');
-    } finally {
-      await r.close();
-      await cleanup();
-    }
-  });
+  test('the hot-blob cache serves only what it checked; a blob streamed from disk is checked per stored version', () =>
+    withStorageDir(async (storagePath) => {
+      await withPkgsRegistry(storagePath, {}, async (cached) => {
+        const { manifest } = await getManifest(cached, 'hello');
+        const layer = manifest.layers[0]!;
+        await blobBytes(cached, 'hello', layer.digest); // now in memory, checked
+        await flipByte(blobFile(storagePath, layer.digest));
+        await blobBytes(cached, 'hello', layer.digest); // still the checked bytes from memory
+        assert.equal(await metric(cached.url, 'nixery_integrity_failures_total'), 0);
+      });
+      // Without the cache, small blobs are read from disk: a checked version streams as is, a
+      // changed file is a new version and is checked again.
+      await withPkgsRegistry(storagePath, { NIXERY_BLOB_CACHE_MB: '0' }, async (streamed) => {
+        const { manifest } = await getManifest(streamed, 'hello');
+        const layer = manifest.layers[0]!;
+        // The damage from above: found, removed and rebuilt.
+        await blobBytes(streamed, 'hello', layer.digest);
+        await blobBytes(streamed, 'hello', layer.digest);
+        await flipByte(blobFile(storagePath, layer.digest));
+        await blobBytes(streamed, 'hello', layer.digest);
+        assert.equal(await metric(streamed.url, 'nixery_integrity_failures_total'), 2);
+      });
+    }));
 
-  test('the hot-blob cache serves only what it checked; a blob streamed from disk is checked per stored version', async () => {
-    await fresh();
-    const cached = await registry();
-    try {
-      const { manifest } = await getManifest(cached, 'hello');
-      const layer = manifest.layers[0]!;
-      await blobBytes(cached, 'hello', layer.digest); // now in memory, checked
-      await flipByte(blobFile(storagePath, layer.digest));
-      await blobBytes(cached, 'hello', layer.digest); // still the checked bytes from memory
-      assert.equal(await metric(cached.url, 'nixery_integrity_failures_total'), 0);
-    } finally {
-      await cached.close();
-    }
-    // Without the cache, small blobs are read from disk: a checked version streams as is, a
-    // changed file is a new version and is checked again.
-    const streamed = await registry({ NIXERY_BLOB_CACHE_MB: '0' });
-    try {
-      const { manifest } = await getManifest(streamed, 'hello');
-      const layer = manifest.layers[0]!;
-      // The damage from above: found, removed and rebuilt.
-      await blobBytes(streamed, 'hello', layer.digest);
-      await blobBytes(streamed, 'hello', layer.digest);
-      await flipByte(blobFile(storagePath, layer.digest));
-      await blobBytes(streamed, 'hello', layer.digest);
-      assert.equal(await metric(streamed.url, 'nixery_integrity_failures_total'), 2);
-    } finally {
-      await streamed.close();
-      await cleanup();
-    }
-  });
+  test('a flipped byte in a layer over 16 MB: the transfer fails (never a complete 200), then it is rebuilt', () =>
+    withStorageDir((storagePath) =>
+      withPkgsRegistry(storagePath, {}, async (r) => {
+        const { manifest } = await getManifest(r, 'big');
+        const big = manifest.layers.find((l) => l.size > 16 * 1024 * 1024);
+        assert.ok(big, `a layer over 16 MB: ${JSON.stringify(manifest.layers.map((l) => l.size))}`);
+        await flipByte(blobFile(storagePath, big.digest), 1000);
+        assert.equal(await damagedBlobAnswer(r, 'big', big.digest), 'failed transfer');
+        assert.equal(await metric(r.url, 'nixery_integrity_failures_total'), 1);
+        await blobBytes(r, 'big', big.digest);
+        // A range of a filesystem blob over 16 MB cannot be checked against the digest: it is
+        // answered with the whole blob, checked as it streams, so damage is a failed transfer.
+        await flipByte(blobFile(storagePath, big.digest), big.size - 10);
+        const ranged = await fetch(`${r.url}/v2/big/blobs/${big.digest}`, { headers: { Range: 'bytes=0-99' } });
+        assert.equal(ranged.status, 200);
+        await assert.rejects(ranged.arrayBuffer(), 'the damaged transfer fails');
+        assert.equal(await metric(r.url, 'nixery_integrity_failures_total'), 2);
+        const whole = await fetch(`${r.url}/v2/big/blobs/${big.digest}`, { headers: { Range: 'bytes=0-99' } });
+        assert.equal(whole.status, 200);
+        assert.equal(sha256(Buffer.from(await whole.arrayBuffer())), big.digest);
+      }),
+    ));
 
-  test('a flipped byte in a layer over 16 MB: the transfer fails (never a complete 200), then it is rebuilt', async () => {
-    await fresh();
-    const r = await registry();
-    try {
-      const { manifest } = await getManifest(r, 'big');
-      const big = manifest.layers.find((l) => l.size > 16 * 1024 * 1024);
-      assert.ok(big, `a layer over 16 MB: ${JSON.stringify(manifest.layers.map((l) => l.size))}`);
-      await flipByte(blobFile(storagePath, big.digest), 1000);
-      assert.equal(await damagedBlobAnswer(r, 'big', big.digest), 'failed transfer');
-      assert.equal(await metric(r.url, 'nixery_integrity_failures_total'), 1);
-      await blobBytes(r, 'big', big.digest);
-      // A range of a filesystem blob over 16 MB cannot be checked against the digest: it is
-      // answered with the whole blob, checked as it streams, so damage is a failed transfer.
-      await flipByte(blobFile(storagePath, big.digest), big.size - 10);
-      const ranged = await fetch(`${r.url}/v2/big/blobs/${big.digest}`, { headers: { Range: 'bytes=0-99' } });
-      assert.equal(ranged.status, 200);
-      await assert.rejects(ranged.arrayBuffer(), 'the damaged transfer fails');
-      assert.equal(await metric(r.url, 'nixery_integrity_failures_total'), 2);
-      const whole = await fetch(`${r.url}/v2/big/blobs/${big.digest}`, { headers: { Range: 'bytes=0-99' } });
-      assert.equal(whole.status, 200);
-      assert.equal(sha256(Buffer.from(await whole.arrayBuffer())), big.digest);
-    } finally {
-      await r.close();
-      await cleanup();
-    }
-  });
+  test('the layer build cache never hands out a damaged layer: a later image repacks it', () =>
+    withStorageDir((storagePath) =>
+      withPkgsRegistry(storagePath, {}, async (r) => {
+        const first = await getManifest(r, 'hello');
+        const shared = first.manifest.layers[0]!;
+        await flipByte(blobFile(storagePath, shared.digest));
+        const packed = await metric(r.url, 'nixery_layers_packed_total');
+        // shell/hello shares that layer: the builder checks the changed file before reusing it.
+        const later = await pull(r, 'shell/hello');
+        assert.ok(later.layers.some((l) => l.digest === shared.digest), 'the layer is part of the later image');
+        assert.equal(await metric(r.url, 'nixery_integrity_failures_total'), 1, 'found by the builder');
+        assert.equal(await metric(r.url, 'nixery_blob_repairs_total'), 0, 'nothing was served damaged, so nothing needed repair');
+        assert.ok((await metric(r.url, 'nixery_layers_packed_total')) > packed);
+        assert.equal(sha256(await readFile(blobFile(storagePath, shared.digest))), shared.digest);
+      }),
+    ));
 
-  test('the layer build cache never hands out a damaged layer: a later image repacks it', async () => {
-    await fresh();
-    const r = await registry();
-    try {
-      const first = await getManifest(r, 'hello');
-      const shared = first.manifest.layers[0]!;
-      await flipByte(blobFile(storagePath, shared.digest));
-      const packed = await metric(r.url, 'nixery_layers_packed_total');
-      // shell/hello shares that layer: the builder checks the changed file before reusing it.
-      const later = await pull(r, 'shell/hello');
-      assert.ok(later.layers.some((l) => l.digest === shared.digest), 'the layer is part of the later image');
-      assert.equal(await metric(r.url, 'nixery_integrity_failures_total'), 1, 'found by the builder');
-      assert.equal(await metric(r.url, 'nixery_blob_repairs_total'), 0, 'nothing was served damaged, so nothing needed repair');
-      assert.ok((await metric(r.url, 'nixery_layers_packed_total')) > packed);
-      assert.equal(sha256(await readFile(blobFile(storagePath, shared.digest))), shared.digest);
-    } finally {
-      await r.close();
-      await cleanup();
-    }
-  });
+  test('a flipped byte in a stored manifest: by digest it is checked before a byte is sent', () =>
+    withStorageDir(async (storagePath) => {
+      const { digest, bytes } = await withPkgsRegistry(storagePath, {}, async (builder) => {
+        const built = await getManifest(builder, 'hello');
+        await flipByte(blobFile(storagePath, built.digest));
+        // The registry that built it rebuilds it.
+        const res = await fetch(`${builder.url}/v2/hello/manifests/${built.digest}`, { headers: { Accept: MEDIA_TYPES.ociManifest } });
+        assert.equal(res.status, 200);
+        assert.deepEqual(Buffer.from(await res.arrayBuffer()), built.bytes);
+        return built;
+      });
+      // Another one (or this one after a restart) rebuilds it from the record that names it.
+      await flipByte(blobFile(storagePath, digest));
+      await withPkgsRegistry(storagePath, {}, async (r) => {
+        let res = await fetch(`${r.url}/v2/hello/manifests/${digest}`, { headers: { Accept: MEDIA_TYPES.ociManifest } });
+        assert.equal(res.status, 200);
+        assert.deepEqual(Buffer.from(await res.arrayBuffer()), bytes);
+        assert.equal(await metric(r.url, 'nixery_integrity_failures_total'), 1);
+        const again = await getManifest(r, 'hello');
+        assert.equal(again.digest, digest);
+        res = await fetch(`${r.url}/v2/hello/manifests/${digest}`, { headers: { Accept: MEDIA_TYPES.ociManifest } });
+        assert.deepEqual(Buffer.from(await res.arrayBuffer()), bytes);
+      });
+    }));
 
-  test('a flipped byte in a stored manifest: by digest it is checked before a byte is sent', async () => {
-    await fresh();
-    const builder = await registry();
-    const { digest, bytes } = await getManifest(builder, 'hello');
-    await flipByte(blobFile(storagePath, digest));
-    // The registry that built it rebuilds it.
-    let res = await fetch(`${builder.url}/v2/hello/manifests/${digest}`, { headers: { Accept: MEDIA_TYPES.ociManifest } });
-    assert.equal(res.status, 200);
-    assert.deepEqual(Buffer.from(await res.arrayBuffer()), bytes);
-    await builder.close();
-    // Another one (or this one after a restart) rebuilds it from the record that names it.
-    await flipByte(blobFile(storagePath, digest));
-    const r = await registry();
-    try {
-      res = await fetch(`${r.url}/v2/hello/manifests/${digest}`, { headers: { Accept: MEDIA_TYPES.ociManifest } });
-      assert.equal(res.status, 200);
-      assert.deepEqual(Buffer.from(await res.arrayBuffer()), bytes);
-      assert.equal(await metric(r.url, 'nixery_integrity_failures_total'), 1);
-      const again = await getManifest(r, 'hello');
-      assert.equal(again.digest, digest);
-      res = await fetch(`${r.url}/v2/hello/manifests/${digest}`, { headers: { Accept: MEDIA_TYPES.ociManifest } });
-      assert.deepEqual(Buffer.from(await res.arrayBuffer()), bytes);
-    } finally {
-      await r.close();
-      await cleanup();
-    }
-  });
-
-  test('a flipped byte in the manifest and layer records: not trusted, the image is rebuilt to the same bytes', async () => {
-    await fresh();
-    const builder = await registry();
-    const { digest } = await getManifest(builder, 'shell/hello');
-    await builder.close();
-    const records = [
-      ...(await readdir(path.join(storagePath, 'manifests'))).map((f) => path.join(storagePath, 'manifests', f)),
-      ...(await readdir(path.join(storagePath, 'builds'))).map((f) => path.join(storagePath, 'builds', f)),
-    ];
-    for (const file of records) await flipByte(file);
-    const r = await registry();
-    try {
-      assert.equal((await getManifest(r, 'shell/hello')).digest, digest);
-      await pull(r, 'shell/hello');
-      assert.equal(await metric(r.url, 'nixery_integrity_failures_total'), records.length);
-      assert.ok((await metric(r.url, 'nixery_layers_packed_total')) > 0, 'layers were packed again');
-    } finally {
-      await r.close();
-      await cleanup();
-    }
-  });
+  test('a flipped byte in the manifest and layer records: not trusted, the image is rebuilt to the same bytes', () =>
+    withStorageDir(async (storagePath) => {
+      const { digest } = await withPkgsRegistry(storagePath, {}, (builder) => getManifest(builder, 'shell/hello'));
+      const records = [
+        ...(await readdir(path.join(storagePath, 'manifests'))).map((f) => path.join(storagePath, 'manifests', f)),
+        ...(await readdir(path.join(storagePath, 'builds'))).map((f) => path.join(storagePath, 'builds', f)),
+      ];
+      for (const file of records) await flipByte(file);
+      await withPkgsRegistry(storagePath, {}, async (r) => {
+        assert.equal((await getManifest(r, 'shell/hello')).digest, digest);
+        await pull(r, 'shell/hello');
+        assert.equal(await metric(r.url, 'nixery_integrity_failures_total'), records.length);
+        assert.ok((await metric(r.url, 'nixery_layers_packed_total')) > 0, 'layers were packed again');
+      });
+    }));
 });
 
 describe('faults: failing storage answers 503 and recovers without a restart', () => {
@@ -300,35 +263,35 @@ describe('faults: failing storage answers 503 and recovers without a restart', (
   test('a full disk: 503 naming the cause, /readyz fails and /healthz stays ok; freeing space heals it', { skip: cannotMount }, async () => {
     const storagePath = path.join(root, 'full');
     await mountTmpfs(storagePath, '16m');
-    const r = await startRegistry({}, { storagePath });
     try {
-      await pull(r, 'hello');
-      // Fill the disk, leaving less than any layer needs.
-      const filler = path.join(storagePath, 'filler');
-      const fh = await open(filler, 'w');
-      const block = Buffer.alloc(64 * 1024, 1);
-      try {
-        for (;;) await fh.write(block);
-      } catch (err) {
-        assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
-      } finally {
-        await fh.close();
-      }
-      const message = await expectUnavailable(await fetch(`${r.url}/v2/shell/curl/manifests/latest`), /storage device is full/, storagePath);
-      assert.doesNotMatch(message, /\/tmp|\.tmp/);
-      assert.equal(await status(`${r.url}/readyz`), 503);
-      assert.equal(await status(`${r.url}/healthz`), 200);
-      // What is built is still served.
-      await pull(r, 'hello');
-      await rm(filler);
-      assert.equal(await status(`${r.url}/readyz`), 503, 'readiness is cached for a few seconds');
-      await new Promise((res) => setTimeout(res, 3100));
-      assert.equal(await status(`${r.url}/readyz`), 200);
-      await pull(r, 'shell/curl');
-      // Nothing half-written is left behind.
-      assert.deepEqual(await readdir(path.join(storagePath, '.tmp')), []);
+      await withRegistry({}, { storagePath }, async (r) => {
+        await pull(r, 'hello');
+        // Fill the disk, leaving less than any layer needs.
+        const filler = path.join(storagePath, 'filler');
+        const fh = await open(filler, 'w');
+        const block = Buffer.alloc(64 * 1024, 1);
+        try {
+          for (;;) await fh.write(block);
+        } catch (err) {
+          assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
+        } finally {
+          await fh.close();
+        }
+        const message = await expectUnavailable(await fetch(`${r.url}/v2/shell/curl/manifests/latest`), /storage device is full/, storagePath);
+        assert.doesNotMatch(message, /\/tmp|\.tmp/);
+        assert.equal(await status(`${r.url}/readyz`), 503);
+        assert.equal(await status(`${r.url}/healthz`), 200);
+        // What is built is still served.
+        await pull(r, 'hello');
+        await rm(filler);
+        assert.equal(await status(`${r.url}/readyz`), 503, 'readiness is cached for a few seconds');
+        await new Promise((res) => setTimeout(res, 3100));
+        assert.equal(await status(`${r.url}/readyz`), 200);
+        await pull(r, 'shell/curl');
+        // Nothing half-written is left behind.
+        assert.deepEqual(await readdir(path.join(storagePath, '.tmp')), []);
+      });
     } finally {
-      await r.close();
       unmount(storagePath);
     }
   });
@@ -336,65 +299,57 @@ describe('faults: failing storage answers 503 and recovers without a restart', (
   test('a read-only store: reads go on, builds answer 503 until it is writable again', { skip: cannotMount }, async () => {
     const storagePath = path.join(root, 'ro');
     await mountTmpfs(storagePath, '64m');
-    const r = await startRegistry({}, { storagePath });
     try {
-      await pull(r, 'hello');
-      execFileSync('mount', ['-o', 'remount,ro', storagePath]);
-      await expectUnavailable(await fetch(`${r.url}/v2/shell/curl/manifests/latest`), /read-only/, storagePath);
-      assert.equal(await status(`${r.url}/readyz`), 503);
-      await pull(r, 'hello');
-      execFileSync('mount', ['-o', 'remount,rw', storagePath]);
-      await pull(r, 'shell/curl');
-      await new Promise((res) => setTimeout(res, 3100));
-      assert.equal(await status(`${r.url}/readyz`), 200);
+      await withRegistry({}, { storagePath }, async (r) => {
+        await pull(r, 'hello');
+        execFileSync('mount', ['-o', 'remount,ro', storagePath]);
+        await expectUnavailable(await fetch(`${r.url}/v2/shell/curl/manifests/latest`), /read-only/, storagePath);
+        assert.equal(await status(`${r.url}/readyz`), 503);
+        await pull(r, 'hello');
+        execFileSync('mount', ['-o', 'remount,rw', storagePath]);
+        await pull(r, 'shell/curl');
+        await new Promise((res) => setTimeout(res, 3100));
+        assert.equal(await status(`${r.url}/readyz`), 200);
+      });
     } finally {
-      await r.close();
       unmount(storagePath);
     }
   });
 
   test('the store replaced by a file: 503 (not 404) for blobs and builds, until it is back', async () => {
     const storagePath = path.join(root, 'replaced');
-    const r = await startRegistry({ NIXERY_BLOB_CACHE_MB: '0' }, { storagePath });
-    try {
-      const manifest = await pull(r, 'hello');
-      await rename(storagePath, `${storagePath}.aside`);
-      await writeFile(storagePath, 'not a directory');
-      const layer = manifest.layers[0]!.digest;
-      await expectUnavailable(await fetch(`${r.url}/v2/hello/blobs/${layer}`), /not a directory/, storagePath);
-      await expectUnavailable(await fetch(`${r.url}/v2/hello/blobs/sha256:${'0'.repeat(64)}`), /not a directory/, storagePath);
-      await expectUnavailable(await fetch(`${r.url}/v2/shell/curl/manifests/latest`), /not a directory/, storagePath);
-      assert.equal(await status(`${r.url}/readyz`), 503);
-      await rm(storagePath);
-      await rename(`${storagePath}.aside`, storagePath);
-      await pull(r, 'hello');
-      await pull(r, 'shell/curl');
-    } finally {
-      await r.close();
-    }
+    await withRegistry({ NIXERY_BLOB_CACHE_MB: '0' }, { storagePath }, async (r) => {
+        const manifest = await pull(r, 'hello');
+        await rename(storagePath, `${storagePath}.aside`);
+        await writeFile(storagePath, 'not a directory');
+        const layer = manifest.layers[0]!.digest;
+        await expectUnavailable(await fetch(`${r.url}/v2/hello/blobs/${layer}`), /not a directory/, storagePath);
+        await expectUnavailable(await fetch(`${r.url}/v2/hello/blobs/sha256:${'0'.repeat(64)}`), /not a directory/, storagePath);
+        await expectUnavailable(await fetch(`${r.url}/v2/shell/curl/manifests/latest`), /not a directory/, storagePath);
+        assert.equal(await status(`${r.url}/readyz`), 503);
+        await rm(storagePath);
+        await rename(`${storagePath}.aside`, storagePath);
+        await pull(r, 'hello');
+        await pull(r, 'shell/curl');
+    });
   });
 
   test('a storage directory copied without its file times still serves everything', async () => {
     const storagePath = path.join(root, 'original');
-    const builder = await startRegistry({}, { storagePath });
-    const { digest } = await getManifest(builder, 'shell/hello');
-    await builder.close();
+    const { digest } = await withRegistry({}, { storagePath }, (builder) => getManifest(builder, 'shell/hello'));
     const copy = path.join(root, 'copy');
     execFileSync('cp', ['-r', storagePath, copy]); // no -p: every mtime changes
     const before = (await stat(path.join(storagePath, 'blobs'))).mtimeMs;
     assert.notEqual((await stat(path.join(copy, 'blobs'))).mtimeMs, before);
-    const r = await startRegistry({}, { storagePath: copy });
-    const nixRuns = r.app.metrics.nix.invocations;
-    try {
+    await withRegistry({}, { storagePath: copy }, async (r) => {
+      const nixRuns = r.app.metrics.nix.invocations;
       const res = await fetch(`${r.url}/v2/shell/hello/manifests/${digest}`, { headers: { Accept: MEDIA_TYPES.ociManifest } });
       assert.equal(res.status, 200);
       assert.equal(res.headers.get('content-type'), MEDIA_TYPES.ociManifest);
       await res.arrayBuffer();
       await pull(r, 'shell/hello');
       assert.equal(r.app.metrics.nix.invocations, nixRuns, 'served from the copied storage, no rebuild');
-    } finally {
-      await r.close();
-    }
+    });
   });
 });
 
@@ -415,6 +370,7 @@ describe('faults: object stores that fail answer 503 and recover without a resta
 
   test('s3rver killed in the middle of a pull: the transfer fails, 503 while it is down, then it serves again', async () => {
     const s3 = await startS3Server();
+    let closeClient = () => {};
     try {
       const env = {
         NIXERY_STORAGE_BACKEND: 's3',
@@ -427,8 +383,9 @@ describe('faults: object stores that fail answer 503 and recover without a resta
         NIXERY_BLOB_CACHE_MB: '0',
       };
       await withEnv(env, async () => {
-        const r = await startRegistry(env);
-        try {
+        await withRegistry(env, async (r) => {
+          // The backend's S3 client is destroyed once the registry is closed, however the test ends.
+          closeClient = () => (r.app.backend as unknown as { client: { destroy(): void } }).client.destroy();
           // A 64 MB blob: more than the socket buffers between the three processes hold.
           const bytes = noise(64 * 1024 * 1024, 's3-crash');
           const digest = sha256(bytes);
@@ -463,10 +420,7 @@ describe('faults: object stores that fail answer 503 and recover without a resta
           await pull(r, 'shell/curl');
           await new Promise((res) => setTimeout(res, 3100));
           assert.equal(await status(`${r.url}/readyz`), 200);
-        } finally {
-          await r.close();
-          (r.app.backend as unknown as { client: { destroy(): void } }).client.destroy();
-        }
+        }).finally(() => closeClient());
       });
     } finally {
       await s3.stop();
@@ -489,8 +443,7 @@ describe('faults: object stores that fail answer 503 and recover without a resta
         NIXERY_BLOB_CACHE_MB: '0',
       };
       await withEnv(env, async () => {
-        const r = await startRegistry(env);
-        try {
+        await withRegistry(env, async (r) => {
           const manifest = await pull(r, 'hello');
           gcs.failNext(Infinity, 503);
           await expectUnavailable(await fetch(`${r.url}/v2/shell/curl/manifests/latest`), /HTTP 503/);
@@ -501,9 +454,7 @@ describe('faults: object stores that fail answer 503 and recover without a resta
           await pull(r, 'hello');
           await new Promise((res) => setTimeout(res, 3100));
           assert.equal(await status(`${r.url}/readyz`), 200);
-        } finally {
-          await r.close();
-        }
+        });
       });
     } finally {
       await gcs.stop();

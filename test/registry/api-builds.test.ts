@@ -1,15 +1,12 @@
-// The build API (/api/v1/builds) over HTTP, in-process, with real Nix: the state machine with
+// The build API (/api/v1/builds) over HTTP, in-process, on the stand-in Nix stage: the state machine with
 // live progress (JSON and server-sent events), builds shared with pulls, pre-warming, failures
-// reported in the status, request validation and admission.
+// reported in the status, request validation. (Admission: test/registry/api-builds-admission.test.ts.)
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { makeTestPackageSet, type TestPackageSet } from '../helpers/slow-pkgs.js';
+import { startStandInRegistry, type StandInRegistry as TestRegistry } from '../helpers/registry.js';
+import { EXAMPLE_CATALOGUE, incompressible, type Catalogue } from '../helpers/stand-in-nix.js';
+import { accepted, finalStatus, ociError, postBuild, readEvents, statusOf } from '../helpers/build-api.js';
 import { parseImageName } from '../../src/image/name.js';
 import { forPlatforms } from '../../src/image/platform.js';
 import type { BuildProgress } from '../../src/builder/builder.js';
@@ -17,73 +14,26 @@ import { BuildTracker, type BuildStatus } from '../../src/service/build-tracker.
 import type { Admission } from '../../src/registry/access.js';
 import { NixeryError } from '../../src/errors.js';
 
-const JSON_TYPE = { 'Content-Type': 'application/json' };
-
-async function postBuild(r: TestRegistry, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
-  return fetch(`${r.url}/api/v1/builds`, { method: 'POST', headers: { ...JSON_TYPE, ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
-}
-
-async function accepted(res: Response): Promise<BuildStatus> {
-  const text = await res.text();
-  assert.equal(res.status, 202, text);
-  const status = JSON.parse(text) as BuildStatus;
-  assert.equal(res.headers.get('location'), `/api/v1/builds/${status.id}`);
-  return status;
-}
-
-async function ociError(res: Response, status: number, code: string, message?: RegExp): Promise<string> {
-  const text = await res.text();
-  assert.equal(res.status, status, text);
-  assert.equal(res.headers.get('content-type'), 'application/json');
-  const body = JSON.parse(text) as { errors: Array<{ code: string; message: string }> };
-  assert.equal(body.errors.length, 1);
-  assert.equal(body.errors[0]!.code, code, text);
-  if (message) assert.match(body.errors[0]!.message, message);
-  return body.errors[0]!.message;
-}
-
-/** Reads a build's event stream to its end: every `status` event, parsed. */
-async function readEvents(r: TestRegistry, id: string, headers: Record<string, string> = {}): Promise<{ events: BuildStatus[]; response: Response }> {
-  const response = await fetch(`${r.url}/api/v1/builds/${id}/events`, { headers });
-  assert.equal(response.status, 200);
-  assert.equal(response.headers.get('content-type'), 'text/event-stream; charset=utf-8');
-  const text = await response.text(); // the server ends the stream after the final state
-  const events: BuildStatus[] = [];
-  for (const block of text.split('\n\n')) {
-    if (block.trim() === '' || block.startsWith(':')) continue;
-    const lines = block.split('\n');
-    assert.equal(lines[0], 'event: status', block);
-    assert.ok(lines[1]!.startsWith('data: '), block);
-    events.push(JSON.parse(lines[1]!.slice('data: '.length)) as BuildStatus);
-  }
-  return { events, response };
-}
-
-async function statusOf(r: TestRegistry, id: string): Promise<BuildStatus> {
-  const res = await fetch(`${r.url}/api/v1/builds/${id}`);
-  assert.equal(res.status, 200);
-  return (await res.json()) as BuildStatus;
-}
-
-async function finalStatus(r: TestRegistry, id: string): Promise<BuildStatus> {
-  const { events } = await readEvents(r, id);
-  return events.at(-1)!;
-}
-
 const ORDER = ['queued', 'running', 'succeeded'];
 
+/** The `big` package's file: a layer whose packing reports progress many times (about every MiB). */
+const BIG_BYTES = 16 * 1024 * 1024;
+
+/** The example packages, `slow<N>` packages whose build takes N half-seconds, and `big`. */
+function catalogue(sleeps: number[]): Catalogue {
+  const slow = Object.fromEntries(sleeps.map((n) => [`slow${n}`, { name: `slow${n}-1.0`, files: { slept: `${n}\n` }, buildMs: n * 500 }]));
+  return { ...EXAMPLE_CATALOGUE, ...slow, big: { name: 'big-1.0', files: { 'share/random.bin': incompressible(BIG_BYTES, 'big') } } };
+}
+
 describe('build API', () => {
-  let pkgs: TestPackageSet;
   let r: TestRegistry;
 
   before(async () => {
     // One build slot: a slow build holds it while the next one waits (queued).
-    pkgs = await makeTestPackageSet({ sleeps: [3, 2, 4], bigMegabytes: 64 });
-    r = await startRegistry({ NIXERY_PKGS_PATH: pkgs.dir, NIXERY_BUILD_CONCURRENCY: '1' });
+    r = await startStandInRegistry({ NIXERY_BUILD_CONCURRENCY: '1' }, { catalogue: catalogue([3, 2, 4]) });
   });
   after(async () => {
     await r.close();
-    await pkgs.remove();
   });
 
   test('queued → running → succeeded, with phases and packing progress; a pull joins the build', async () => {
@@ -138,7 +88,7 @@ describe('build API', () => {
     const end = packed.at(-1)!;
     assert.equal(end.layersDone, end.layers);
     assert.equal(end.bytesDone, end.bytesTotal);
-    assert.ok(end.bytesTotal >= 64 * 1024 * 1024, `the 64 MiB layer is counted (${end.bytesTotal})`);
+    assert.ok(end.bytesTotal >= BIG_BYTES, `the ${BIG_BYTES >> 20} MiB layer is counted (${end.bytesTotal})`);
     assert.equal(end.layers, last.result!.layers.length);
 
     // One build for the API, the service call and the pull (slow3 was the other).
@@ -163,7 +113,7 @@ describe('build API', () => {
   test('pre-warm: after an API build, pulls and repeated requests run no Nix', async () => {
     const built = await finalStatus(r, (await accepted(await postBuild(r, { image: 'shell/hello:latest' }))).id);
     assert.equal(built.state, 'succeeded', JSON.stringify(built.error));
-    const nixBefore = r.app.metrics.nix.invocations;
+    const nixBefore = r.nix.stats.invocations;
     const runsBefore = r.app.builder.buildsRun;
     const res = await fetch(`${r.url}/v2/shell/hello/manifests/latest`);
     assert.equal(res.status, 200);
@@ -183,7 +133,7 @@ describe('build API', () => {
     assert.equal(again.result!.manifestDigest, built.result!.manifestDigest);
     const { events } = await readEvents(r, again.id);
     assert.equal(events.length, 1, 'a finished build streams its state once and ends');
-    assert.equal(r.app.metrics.nix.invocations, nixBefore, 'no Nix ran');
+    assert.equal(r.nix.stats.invocations, nixBefore, 'no Nix ran');
     assert.equal(r.app.builder.buildsRun, runsBefore);
   });
 
@@ -291,51 +241,5 @@ describe('build API', () => {
       });
     });
     assert.equal(done.state, 'succeeded');
-  });
-});
-
-describe('build API admission', () => {
-  let dir: string;
-  let htpasswd: string;
-  const alice = { Authorization: `Basic ${Buffer.from('alice:wonderland').toString('base64')}` };
-
-  before(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'nixery-api-auth-'));
-    htpasswd = path.join(dir, 'htpasswd');
-    execFileSync('htpasswd', ['-B', '-b', '-c', htpasswd, 'alice', 'wonderland']);
-  });
-  after(() => rm(dir, { recursive: true, force: true }));
-
-  test('with authentication on, building needs credentials', async () => {
-    const r = await startRegistry({ NIXERY_HTPASSWD: htpasswd });
-    try {
-      const res = await postBuild(r, { image: 'hello:latest' });
-      await ociError(res, 401, 'UNAUTHORIZED');
-      assert.match(res.headers.get('www-authenticate') ?? '', /^Basic realm=/);
-      await ociError(await fetch(`${r.url}/api/v1/builds/whatever`), 401, 'UNAUTHORIZED');
-      const build = await accepted(await postBuild(r, { image: 'hello:latest' }, alice));
-      const { events } = await readEvents(r, build.id, alice);
-      assert.equal(events.at(-1)!.state, 'succeeded');
-    } finally {
-      await r.close();
-    }
-  });
-
-  test('with anonymous pulls, anonymous clients may watch but not build; policy and rate apply', async () => {
-    const r = await startRegistry({ NIXERY_HTPASSWD: htpasswd, NIXERY_ANONYMOUS_PULL: 'true', NIXERY_DENY_PACKAGES: 'htop', NIXERY_CLIENT_BUILDS_PER_MINUTE: '1' });
-    try {
-      await ociError(await postBuild(r, { image: 'hello:latest' }), 401, 'UNAUTHORIZED', /only authenticated clients may build/);
-      await ociError(await postBuild(r, { image: 'shell/htop:latest' }, alice), 403, 'DENIED', /htop/);
-      const build = await accepted(await postBuild(r, { image: 'hello:latest' }, alice));
-      assert.equal((await finalStatus(r, build.id)).state, 'succeeded', 'anonymous clients may watch');
-      // The one build a minute is used: the next new image is refused before it starts.
-      const limited = await postBuild(r, { image: 'tree:latest' }, alice);
-      await ociError(limited, 429, 'TOOMANYREQUESTS', /NIXERY_CLIENT_BUILDS_PER_MINUTE/);
-      assert.ok(Number(limited.headers.get('retry-after')) > 0);
-      // An image built before is not a new build: no limit.
-      assert.equal((await accepted(await postBuild(r, { image: 'hello:latest' }, alice))).state, 'succeeded');
-    } finally {
-      await r.close();
-    }
   });
 });

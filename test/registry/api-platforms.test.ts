@@ -1,12 +1,12 @@
 // The build API on a multi-platform registry (NIXERY_PLATFORMS=linux/amd64,linux/arm64),
-// in-process with real Nix: a build makes what a pull of the tag gets (every platform and their
+// in-process on the stand-in Nix stage: a build makes what a pull of the tag gets (every platform and their
 // index) so that pre-warming covers every platform; `platforms` picks some of the configured
 // ones; build records per platform set; progress of several platforms; a failing platform.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { makeUniquePackageSet, type UniquePackageSet } from '../helpers/unique-pkgs.js';
+import { startStandInRegistry, type StandInRegistry as TestRegistry } from '../helpers/registry.js';
+import { EXAMPLE_CATALOGUE } from '../helpers/stand-in-nix.js';
 import { MEDIA_TYPES } from '../../src/manifest/manifest.js';
 import { parseImageName } from '../../src/image/name.js';
 import { forPlatforms } from '../../src/image/platform.js';
@@ -63,23 +63,27 @@ async function architectureOf(r: TestRegistry, name: string, configDigest: strin
 }
 
 describe('build API with several platforms', () => {
-  let set: UniquePackageSet;
   let r: TestRegistry;
 
   before(async () => {
-    // Packages whose derivation differs per platform (so each platform really builds), one
-    // that fails for aarch64 only.
-    const slow = (pname: string) => `mk "${pname}" "sleep 2; mkdir -p $out; echo \${system} > $out/system"`;
-    set = await makeUniquePackageSet([], {
+    // Packages that take a while to build (each platform has its own store paths, so each
+    // platform really builds), one that fails for aarch64 only.
+    const slow = (pname: string) => ({ name: `${pname}-1.0`, files: { system: `${pname}\n` }, buildMs: 2000 });
+    const catalogue = {
+      ...EXAMPLE_CATALOGUE,
       sleepy: slow('sleepy'),
       sleepier: slow('sleepier'),
-      'amd64-only': `mk "amd64-only" (if system == "aarch64-linux" then "echo 'nixery-test: amd64-only fails for aarch64 on purpose' >&2; exit 1" else "mkdir -p $out/bin; echo ok > $out/bin/amd64-only")`,
-    });
-    r = await startRegistry({ NIXERY_PLATFORMS: BOTH.join(','), NIXERY_PKGS_PATH: set.dir, NIXERY_BUILD_CONCURRENCY: '4' });
+      'amd64-only': {
+        name: 'amd64-only-1.0',
+        files: { 'bin/amd64-only': { executable: '#!/bin/sh\necho ok\n' } },
+        fails: 'nixery-test: amd64-only fails for aarch64 on purpose',
+        failsOn: ['aarch64-linux'],
+      },
+    };
+    r = await startStandInRegistry({ NIXERY_PLATFORMS: BOTH.join(','), NIXERY_BUILD_CONCURRENCY: '4' }, { catalogue });
   });
   after(async () => {
     await r?.close();
-    await set?.remove();
   });
 
   test('without platforms, a build makes every platform and the index a pull gets; pulls then run no Nix', async () => {
@@ -99,7 +103,7 @@ describe('build API with several platforms', () => {
     assert.match(result.index!.digest, /^sha256:[0-9a-f]{64}$/);
     assert.equal(result.fromCache, false);
 
-    const nix = r.app.metrics.nix.invocations;
+    const nix = r.nix.stats.invocations;
     const runs = r.app.builder.buildsRun;
     // By tag: the index is the one the build reported, over the platforms' manifests it reported.
     const index = await manifest(r, 'shell/hello', 'latest', ociIndex);
@@ -121,7 +125,7 @@ describe('build API with several platforms', () => {
       );
       assert.equal(`linux/${await architectureOf(r, 'shell/hello', p.configDigest)}`, p.platform);
     }
-    assert.equal(r.app.metrics.nix.invocations, nix, 'no Nix ran for the pulls');
+    assert.equal(r.nix.stats.invocations, nix, 'no Nix ran for the pulls');
     assert.equal(r.app.builder.buildsRun, runs);
 
     // The platforms listed (any order, any spelling): built in the configured order, the same index.
@@ -131,7 +135,7 @@ describe('build API with several platforms', () => {
     assert.equal(again.state, 'succeeded');
     assert.equal(again.result!.fromCache, true);
     assert.equal(again.result!.index!.digest, result.index!.digest);
-    assert.equal(r.app.metrics.nix.invocations, nix);
+    assert.equal(r.nix.stats.invocations, nix);
   });
 
   test('platforms: ["linux/arm64"] builds that platform alone', async () => {

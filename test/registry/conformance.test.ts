@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { startStandInRegistry as startRegistry, type StandInRegistry as TestRegistry } from '../helpers/registry.js';
 import { MEDIA_TYPES } from '../../src/manifest/manifest.js';
 
 const SPEC_CODES = new Set([

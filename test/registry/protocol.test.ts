@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { startStandInRegistry as startRegistry, type StandInRegistry as TestRegistry } from '../helpers/registry.js';
 import { createRegistry, type Registry } from '../../src/registry/server.js';
 import { Gate } from '../../src/registry/access.js';
 import { TrustedProxies } from '../../src/registry/client-address.js';

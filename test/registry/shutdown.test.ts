@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { trackConnections } from '../../src/registry/shutdown.js';
-import { startRegistry } from '../helpers/registry.js';
+import { startStandInRegistry as startRegistry } from '../helpers/registry.js';
 
 function get(port: number, path: string, agent: http.Agent): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string; socket: Socket }> {
   return new Promise((resolve, reject) => {

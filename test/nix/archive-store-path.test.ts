@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { lstat, mkdir, readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { packStorePaths } from '../../src/archive/pack.js';
-import { packToFile, pythonList, run, withTempDir } from './helpers.js';
+import { packToFile, pythonList, run, withTempDir } from '../archive/helpers.js';
 
 const BUILD = `
 let sh = "/bin/sh"; in

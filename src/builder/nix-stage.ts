@@ -1,0 +1,32 @@
+// The builder's Nix stage: the three steps of the pipeline that ask Nix (resolve the requested
+// names, realise them, read their runtime closure) and where the store's files are read. The
+// registry runs the real one; tests of the registry and its API run a stand-in that makes real
+// files (test/helpers/stand-in-nix.ts), so everything after Nix (packing, caches, manifests,
+// storage, HTTP) is the code that runs in production.
+
+import type { ClosureGraph, ResolvedPackage } from '../nix/types.js';
+import type { PinnedSource } from '../nix/source.js';
+import { resolvePackages, type NixCallOptions } from '../nix/resolve.js';
+import { realise, type Realised, type RealiseOptions } from '../nix/realise.js';
+import { queryClosure } from '../nix/closure.js';
+import { checkNix } from '../nix/health.js';
+import type { NixRunObserver } from '../nix/observer.js';
+
+export interface NixStage {
+  resolve(pinned: PinnedSource, packages: readonly string[], system: string, opts: NixCallOptions): Promise<ResolvedPackage[]>;
+  /** Makes the outputs exist (and keeps them alive) until `release`. */
+  realise(resolved: readonly ResolvedPackage[], opts: RealiseOptions): Promise<Pick<Realised, 'release'>>;
+  closure(roots: readonly string[], opts?: { observer?: NixRunObserver }): Promise<ClosureGraph>;
+  /** Readiness: resolves when the stage can build (the version it runs), rejects otherwise. */
+  check(): Promise<string>;
+  /** Directory the store paths are read under (none: `/`). */
+  storeRoot?: string;
+}
+
+/** The real Nix. */
+export const NIX: NixStage = {
+  resolve: resolvePackages,
+  realise,
+  closure: (roots, opts) => queryClosure(roots, opts),
+  check: () => checkNix(),
+};
