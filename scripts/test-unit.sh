@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 # Directories whose tests run Nix (test/nix, test/registry-nix: the registry over real Nix,
 # test/builder: the real pipeline), or daemons and clients (test/e2e). npm test runs them.
-NIX_DIRS=(dist/test/nix dist/test/e2e dist/test/registry-nix dist/test/builder)
+NIX_DIRS=(dist/test/nix dist/test/e2e dist/test/registry-nix dist/test/builder dist/test/deploy)
 
 if [ "${NIXERY_TEST_NO_BUILD:-}" != 1 ]; then
   build_start=$(date +%s.%N)

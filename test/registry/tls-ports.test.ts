@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
-import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { startStandInRegistry as startRegistry, type StandInRegistry as TestRegistry } from '../helpers/registry.js';
 import { makeTestPki } from '../helpers/tls.js';
 import { parsePrometheusText } from '../helpers/prometheus.js';
 
