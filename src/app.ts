@@ -11,6 +11,7 @@ import { sourceFromEnv, describeSource, type PackageSource } from './nix/source.
 import { getStrategy } from './layers/strategies.js';
 import { PopularitySource } from './layers/popularity.js';
 import { ImageBuilder } from './builder/builder.js';
+import { PackagePolicy } from './auth/policy.js';
 import { Pinner } from './builder/pins.js';
 import { Quarantine } from './builder/integrity.js';
 import { RegistryService } from './service/registry-service.js';
@@ -101,6 +102,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     log,
     manifestCacheSize: config.manifestCacheSize,
     maxImageSize: config.maxImageSize,
+    policy: PackagePolicy.fromSettings(config.allowPackages, config.denyPackages, config.denyClosure),
     observer: metrics.builds,
   });
   const service = new RegistryService(builder, config.buildConcurrency, config.buildQueue, config.manifestCacheSize, config.platforms.map(platformArch));

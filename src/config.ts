@@ -99,6 +99,7 @@ export const SETTINGS = {
   trustedProxies: { env: 'NIXERY_TRUSTED_PROXIES', flag: '--trusted-proxies', description: 'addresses or CIDR ranges of proxies whose X-Forwarded-For names the client', parse: nonEmpty },
   allowPackages: { env: 'NIXERY_ALLOW_PACKAGES', flag: '--allow-packages', description: 'packages images may contain: attribute names or globs, inline or a file of them', parse: nonEmpty },
   denyPackages: { env: 'NIXERY_DENY_PACKAGES', flag: '--deny-packages', description: 'packages images may not contain: attribute names or globs, inline or a file of them', parse: nonEmpty },
+  denyClosure: { env: 'NIXERY_DENY_CLOSURE', flag: '--deny-closure', description: "store paths images may not contain in their closure: names or globs (e.g. perl-*), inline or a file of them", parse: nonEmpty },
   maxImageSize: { env: 'NIXERY_MAX_IMAGE_SIZE', flag: '--max-image-size', description: "largest closure an image may have (e.g. 2G), checked before anything is packed", parse: byteSize },
   maxPackages: { env: 'NIXERY_MAX_PACKAGES', flag: '--max-packages', description: 'most packages in one image (besides cacert and iana-etc)', parse: integer(1, 10_000) },
   sendTimeout: { env: 'NIXERY_SEND_TIMEOUT', flag: '--send-timeout', description: 'seconds a client may accept no bytes of a response before it is closed', default: 60, parse: integer(1, 86400) },

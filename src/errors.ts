@@ -25,6 +25,8 @@ export const ERROR_CATALOGUE = {
   IMAGE_NOT_BUILT: { code: 'MANIFEST_UNKNOWN', status: 404, message: 'the image is not built yet' },
   BLOB_UNKNOWN: { code: 'BLOB_UNKNOWN', status: 404, message: 'blob unknown to registry' },
   PACKAGES_NOT_FOUND: { code: 'MANIFEST_UNKNOWN', status: 404, message: 'could not find Nix packages' },
+  // A requested package that fails to evaluate (throws, fails an assertion): the request's fault.
+  PACKAGE_INVALID: { code: 'PACKAGE_INVALID', status: 400, message: 'a package of the image cannot be evaluated' },
   NOT_FOUND: { code: 'NOT_FOUND', status: 404, message: 'no such endpoint' },
   UNSUPPORTED: { code: 'UNSUPPORTED', status: 405, message: 'the operation is unsupported' },
   RANGE_INVALID: { code: 'RANGE_INVALID', status: 416, message: 'invalid content range' },
@@ -150,6 +152,13 @@ export class PackagesNotFoundError extends NixeryError {
   constructor(packages: string[]) {
     super('PACKAGES_NOT_FOUND', `Could not find Nix packages: ${packages.join(', ')}`, { detail: { packages } });
     this.packages = packages;
+  }
+}
+
+/** A requested package that fails to evaluate; the message names it and carries Nix's reason. */
+export class PackageInvalidError extends NixeryError {
+  constructor(packageName: string, reason: string) {
+    super('PACKAGE_INVALID', `package ${packageName} cannot be evaluated: ${reason}`, { detail: { package: packageName } });
   }
 }
 

@@ -6,6 +6,7 @@
 import { resolve as resolvePath } from 'node:path';
 import { ConfigError, SourceUnavailableError } from '../errors.js';
 import { displayUrl } from '../secrets.js';
+import { gitAuth } from './credentials.js';
 import { isCommit, resolveRef, type ResolvedRef } from './git-refs.js';
 
 export { SourceUnavailableError, isCommit, resolveRef, type ResolvedRef };
@@ -33,8 +34,13 @@ export interface PinnedSource {
   source: PackageSource;
   /** Passed to Nix as `--argstr srcType`. */
   srcType: 'channel' | 'git' | 'path';
-  /** JSON object passed to Nix as `--argstr srcArgs` (data, never code). */
+  /**
+   * JSON object handed to Nix as data (never code) in the environment, NIXERY_SRC_ARGS (see
+   * sourceEnv): a git URL here holds no credentials, those are in `env`.
+   */
   srcArgs: string;
+  /** Environment that carries the source's credentials to git (credentials.ts); empty without any. */
+  env: Record<string, string>;
   /** Immutable identity for cache keys and image labels; null when the source cannot be pinned. */
   revision: string | null;
   /**
@@ -106,10 +112,12 @@ export function pinnedSource(source: PackageSource, res: Resolution): PinnedSour
     case 'git': {
       const ref: ResolvedRef = { commit: res.revision, ref: res.ref };
       const via = res.ref === 'HEAD' && res.headBranch ? `HEAD, ${res.headBranch}` : res.ref;
+      const auth = gitAuth(source.url);
       return {
         source,
         srcType: 'git',
-        srcArgs: JSON.stringify(fetchGitArgs(source.url, ref, res.headBranch)),
+        srcArgs: JSON.stringify(fetchGitArgs(auth.url, ref, res.headBranch)),
+        env: auth.env,
         revision: res.revision,
         description: `git ${displayUrl(source.url)} at ${res.revision}${via ? ` (${via})` : ''}`,
       };
@@ -119,6 +127,7 @@ export function pinnedSource(source: PackageSource, res: Resolution): PinnedSour
         source,
         srcType: 'channel',
         srcArgs: JSON.stringify(channelArgs(source, res.revision)),
+        env: {},
         revision: res.revision,
         description: `nixpkgs ${res.revision}${res.ref ? ` (${res.ref})` : ''}`,
       };
@@ -127,10 +136,16 @@ export function pinnedSource(source: PackageSource, res: Resolution): PinnedSour
         source,
         srcType: 'path',
         srcArgs: JSON.stringify({ path: source.path }),
+        env: {},
         revision: res.revision,
         description: `${source.path} (${res.how ? `${res.how}: ` : ''}${res.revision})`,
       };
   }
+}
+
+/** The environment a Nix process that loads `pinned` needs: its arguments and credentials. */
+export function sourceEnv(pinned: PinnedSource): Record<string, string> {
+  return { ...pinned.env, NIXERY_SRC_ARGS: pinned.srcArgs };
 }
 
 /**

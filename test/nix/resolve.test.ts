@@ -5,7 +5,7 @@ import { cp, mkdtemp, rm, writeFile, appendFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NixFailedError, PackagesNotFoundError } from '../../src/errors.js';
+import { PackageInvalidError, PackagesNotFoundError } from '../../src/errors.js';
 import { resolvePackages } from '../../src/nix/resolve.js';
 import { nixStats } from '../../src/nix/run.js';
 import type { PinnedSource } from '../../src/nix/source.js';
@@ -106,13 +106,37 @@ test('resolve: empty path components are not found without asking Nix', async ()
   assert.equal(nixStats.invocations, before);
 });
 
-test('resolve: an attribute that throws is a NixFailedError carrying Nix\'s message', async () => {
+test('resolve: an attribute that throws is the request\'s error (400), naming the package and carrying Nix\'s message', async () => {
   await assert.rejects(resolve(['hello', 'throws']), (err: unknown) => {
-    assert.ok(err instanceof NixFailedError, String(err));
-    assert.equal(err.kind, 'BUILD_FAILED');
-    assert.match(err.message, /nixery-example: this attribute throws on purpose/);
+    assert.ok(err instanceof PackageInvalidError, String(err));
+    assert.equal(err.status, 400);
+    assert.equal(err.message, 'package throws cannot be evaluated: nixery-example: this attribute throws on purpose');
     return true;
   });
+});
+
+test('resolve: a removed package (throws saying so) is not found (404), with Nix\'s reason', async () => {
+  await assert.rejects(resolve(['python3packages.removed']), (err: unknown) => {
+    assert.ok(err instanceof PackagesNotFoundError, String(err));
+    assert.equal(err.status, 404);
+    assert.match(err.message, /python3packages\.removed \(nixery-example: python3Packages\.removed was removed/);
+    return true;
+  });
+});
+
+test('resolve: outputs, case folding and leading digits resolve to the package\'s attribute path and derivation', async () => {
+  const [hello, out, pw, req] = await resolvePackages(pinned, ['hello', 'hello.out', '1password', 'python3packages.requests.out'], HOST_SYSTEM, {
+    ...nixOptions(),
+    compareWith: ['hello', '_1password', 'python3Packages.requests', 'nosuchthing'],
+  });
+  assert.deepEqual(out!.packagePath, ['hello']);
+  assert.deepEqual(out!.attrPath, ['hello', 'out']);
+  assert.equal(out!.drvPath, hello!.drvPath);
+  assert.deepEqual(out!.sameAs, ['hello']);
+  assert.deepEqual(pw!.packagePath, ['_1password']);
+  assert.deepEqual(pw!.sameAs, ['_1password']);
+  assert.deepEqual(req!.packagePath, ['python3Packages', 'requests']);
+  assert.deepEqual(req!.sameAs, ['python3Packages.requests']);
 });
 
 test('resolve: another system gives other derivations', async () => {
