@@ -45,7 +45,8 @@ export interface PinnedSource {
   revision: string | null;
   /**
    * For logs, the index page and the image label, e.g. `git https://***@host/pkgs.git at 1a2b…
-   * (refs/tags/v1)`: URLs in their display form, without credentials.
+   * (refs/tags/v1)`: URLs in their display form, without credentials; a local directory by its
+   * identity, never its location.
    */
   description: string;
 }
@@ -138,7 +139,9 @@ export function pinnedSource(source: PackageSource, res: Resolution): PinnedSour
         srcArgs: JSON.stringify({ path: source.path }),
         env: {},
         revision: res.revision,
-        description: `${source.path} (${res.how ? `${res.how}: ` : ''}${res.revision})`,
+        // Its identity only: where the directory sits is no part of the image (its label), so
+        // copies of one package set at different paths give the same bytes.
+        description: `local directory (${res.how ? `${res.how}: ` : ''}${res.revision})`,
       };
   }
 }
