@@ -66,6 +66,10 @@ export const SETTINGS = {
   channel: { env: 'NIXERY_CHANNEL', flag: '--channel', description: 'nixpkgs channel or commit to build from', parse: nonEmpty },
   pkgsRepo: { env: 'NIXERY_PKGS_REPO', flag: '--pkgs-repo', description: 'git repository of the package set (the image tag picks a branch, tag or commit)', parse: nonEmpty },
   pkgsPath: { env: 'NIXERY_PKGS_PATH', flag: '--pkgs-path', description: 'local directory of the package set', parse: nonEmpty },
+  nixpkgsRepo: { env: 'NIXERY_NIXPKGS_REPO', flag: '--nixpkgs-repo', description: 'git repository NIXERY_CHANNEL names are resolved against (default: GitHub nixpkgs)', parse: nonEmpty },
+  nixpkgsTarball: { env: 'NIXERY_NIXPKGS_TARBALL', flag: '--nixpkgs-tarball', description: 'tarball URL of a nixpkgs commit, with {rev} (default: GitHub archive)', parse: nonEmpty },
+  // For tests: off exercises the fallback when Nix processes cannot get a parent-death signal.
+  parentDeathSignal: { env: 'NIXERY_PDEATHSIG', flag: '--pdeathsig', description: 'start Nix through setpriv --pdeathsig where it works (off: never)', default: true, parse: boolean },
   storageBackend: { env: 'NIXERY_STORAGE_BACKEND', flag: '--storage-backend', description: 'where blobs and caches live: filesystem, s3 or gcs', default: 'filesystem', parse: oneOf('filesystem', 's3', 'gcs') },
   storagePath: { env: 'STORAGE_PATH', flag: '--storage-path', description: 'directory of the filesystem storage backend', default: defaultStoragePath(), parse: nonEmpty },
   // Nixery's meaning: Nix's `--timeout`, per builder. Downloads and evaluation have their own limits.

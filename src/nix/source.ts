@@ -69,15 +69,24 @@ export interface Resolution {
   how?: string;
 }
 
+/** The source settings (config.ts): NIXERY_CHANNEL, NIXERY_PKGS_REPO, NIXERY_PKGS_PATH, NIXERY_NIXPKGS_REPO/TARBALL. */
+export interface SourceSettings {
+  channel?: string;
+  pkgsRepo?: string;
+  pkgsPath?: string;
+  nixpkgsRepo?: string;
+  nixpkgsTarball?: string;
+}
+
 /**
- * The package source from Nixery's variables, with Nixery's precedence: NIXERY_CHANNEL, then
+ * The package source from Nixery's settings, with Nixery's precedence: NIXERY_CHANNEL, then
  * NIXERY_PKGS_REPO, then NIXERY_PKGS_PATH. `NIXERY_NIXPKGS_REPO` / `NIXERY_NIXPKGS_TARBALL`
  * override where channel names are resolved and downloaded from.
  */
-export function sourceFromEnv(env: NodeJS.ProcessEnv = process.env): PackageSource {
-  const channel = env.NIXERY_CHANNEL?.trim();
-  const repo = env.NIXERY_PKGS_REPO?.trim();
-  const path = env.NIXERY_PKGS_PATH?.trim();
+export function sourceFromSettings(settings: SourceSettings): PackageSource {
+  const channel = settings.channel?.trim();
+  const repo = settings.pkgsRepo?.trim();
+  const path = settings.pkgsPath?.trim();
   if (channel) {
     if (!/^[A-Za-z0-9._-]+$/.test(channel)) {
       throw new ConfigError(`NIXERY_CHANNEL ${JSON.stringify(channel)} is not a channel name or commit (letters, digits, . _ - only)`);
@@ -85,8 +94,8 @@ export function sourceFromEnv(env: NodeJS.ProcessEnv = process.env): PackageSour
     return {
       kind: 'channel',
       channel,
-      repoUrl: env.NIXERY_NIXPKGS_REPO?.trim() || DEFAULT_NIXPKGS_REPO,
-      tarballUrl: env.NIXERY_NIXPKGS_TARBALL?.trim() || DEFAULT_NIXPKGS_TARBALL,
+      repoUrl: settings.nixpkgsRepo?.trim() || DEFAULT_NIXPKGS_REPO,
+      tarballUrl: settings.nixpkgsTarball?.trim() || DEFAULT_NIXPKGS_TARBALL,
     };
   }
   if (repo) return { kind: 'git', url: repo };

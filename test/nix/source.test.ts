@@ -5,13 +5,14 @@ import { chmod, cp, mkdtemp, rm, symlink, writeFile, mkdir } from 'node:fs/promi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, ManifestNotFoundError } from '../../src/errors.js';
+import { loadConfig } from '../../src/config.js';
 import {
   channelArgs,
   fetchGitArgs,
   hashTree,
   resolveRef,
   SourceUnavailableError,
-  sourceFromEnv,
+  sourceFromSettings,
   type PackageSource,
 } from '../../src/nix/source.js';
 import { pinSource } from '../../src/nix/resolver.js';
@@ -57,11 +58,20 @@ after(async () => {
 
 const opts = { timeoutMs: 20_000 };
 
+/** The source from variables, read as the program reads them (config.ts). */
+const sourceFromEnv = (env: NodeJS.ProcessEnv) => sourceFromSettings(loadConfig(env));
+
 test('sources: Nixery precedence channel > repo > path; none is a ConfigError', () => {
   const all = { NIXERY_CHANNEL: 'nixos-24.05', NIXERY_PKGS_REPO: 'https://example.org/pkgs.git', NIXERY_PKGS_PATH: '/srv/pkgs' };
   assert.equal(sourceFromEnv(all).kind, 'channel');
   assert.deepEqual(sourceFromEnv({ ...all, NIXERY_CHANNEL: '' }), { kind: 'git', url: 'https://example.org/pkgs.git' });
   assert.deepEqual(sourceFromEnv({ NIXERY_PKGS_PATH: '/srv/pkgs' }), { kind: 'path', path: '/srv/pkgs' });
+  assert.deepEqual(sourceFromEnv({ NIXERY_CHANNEL: 'nixos-24.05', NIXERY_NIXPKGS_REPO: 'file:///r', NIXERY_NIXPKGS_TARBALL: 'file:///t/{rev}' }), {
+    kind: 'channel',
+    channel: 'nixos-24.05',
+    repoUrl: 'file:///r',
+    tarballUrl: 'file:///t/{rev}',
+  });
   assert.throws(() => sourceFromEnv({}), (err: unknown) => {
     assert.ok(err instanceof ConfigError);
     assert.match(err.message, /NIXERY_CHANNEL.*NIXERY_PKGS_REPO.*NIXERY_PKGS_PATH/);

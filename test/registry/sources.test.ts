@@ -222,14 +222,14 @@ describe('a channel-style source: a local nixpkgs repository and tarballs', () =
     for (const rev of Object.values(commits)) {
       await execFileP('git', ['-C', repo, 'archive', '--format=tar.gz', `--prefix=nixpkgs-${rev}/`, '-o', path.join(tarballs, `${rev}.tar.gz`), rev]);
     }
-    // Read from the environment where the source is made (not settings of their own).
-    process.env.NIXERY_NIXPKGS_REPO = `file://${repo}`;
-    process.env.NIXERY_NIXPKGS_TARBALL = `file://${tarballs}/{rev}.tar.gz`;
-    r = await startRegistry({ NIXERY_PKGS_PATH: '', NIXERY_CHANNEL: 'nixos-test' });
+    r = await startRegistry({
+      NIXERY_PKGS_PATH: '',
+      NIXERY_CHANNEL: 'nixos-test',
+      NIXERY_NIXPKGS_REPO: `file://${repo}`,
+      NIXERY_NIXPKGS_TARBALL: `file://${tarballs}/{rev}.tar.gz`,
+    });
   });
   after(async () => {
-    delete process.env.NIXERY_NIXPKGS_REPO;
-    delete process.env.NIXERY_NIXPKGS_TARBALL;
     await r?.close();
     await rm(dir, { recursive: true, force: true });
   });
