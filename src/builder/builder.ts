@@ -9,7 +9,7 @@ import type { Storage } from '../storage/storage.js';
 import type { LayeringStrategy, Popularity } from '../layers/types.js';
 import type { ResolvedPackage } from '../nix/types.js';
 import type { PinnedSource } from '../nix/source.js';
-import { resolvePackages } from '../nix/resolve.js';
+import { resolvePackages } from '../nix/resolve-packages.js';
 import { realise, type RealiseOptions } from '../nix/realise.js';
 import { queryClosure } from '../nix/closure.js';
 import type { PackagePolicy } from '../auth/policy.js';

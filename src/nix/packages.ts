@@ -5,7 +5,7 @@
 import { StringDecoder } from 'node:string_decoder';
 import { NixOutputError } from '../errors.js';
 import { PACKAGES_EXPRESSION } from './expressions.js';
-import type { NixCallOptions } from './resolve.js';
+import type { NixCallOptions } from './resolve-packages.js';
 import { NIX_COMMAND_FLAGS, runNix } from './run.js';
 import { sourceEnv, type PinnedSource } from './source.js';
 

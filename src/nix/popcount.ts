@@ -6,8 +6,8 @@ import { readFile } from 'node:fs/promises';
 import { compareStrings } from '../image/name.js';
 import { packageFromPath } from './closure.js';
 import { POPCOUNT_EXPRESSION } from './expressions.js';
-import type { NixCallOptions } from './resolve.js';
-import { sourceArgs } from './resolve.js';
+import type { NixCallOptions } from './resolve-packages.js';
+import { sourceArgs } from './resolve-packages.js';
 import { runNix } from './run.js';
 import { sourceEnv, type PinnedSource } from './source.js';
 

@@ -1,7 +1,7 @@
 // Package sources (NIXERY_CHANNEL, NIXERY_PKGS_REPO, NIXERY_PKGS_PATH) and what a source pinned
 // to an immutable revision looks like to Nix: moving targets (branches, channels, `latest`)
 // resolve to commits, a local directory to an identity of its contents, so every build can be
-// cached under what it really used. Resolving is resolver.ts's; this module spawns nothing.
+// cached under what it really used. Resolving is resolve-tags.ts's; this module spawns nothing.
 
 import { resolve as resolvePath } from 'node:path';
 import { ConfigError, SourceUnavailableError } from '../errors.js';

@@ -15,7 +15,7 @@ import {
   sourceFromSettings,
   type PackageSource,
 } from '../../src/nix/source.js';
-import { pinSource } from '../../src/nix/resolver.js';
+import { pinSource } from '../../src/nix/resolve-tags.js';
 
 let dir: string;
 let repo: string;

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { NixFailedError, SourceUnavailableError } from '../../src/errors.js';
 import { cleanStderr, stripControls } from '../../src/nix/stderr.js';
 import { runNix } from '../../src/nix/run.js';
-import { pinSource } from '../../src/nix/resolver.js';
+import { pinSource } from '../../src/nix/resolve-tags.js';
 import { learnSettingSecrets } from '../../src/secrets.js';
 import { nixEnv } from '../helpers/nix.js';
 

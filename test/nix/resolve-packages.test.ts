@@ -6,10 +6,10 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PackageInvalidError, PackagesNotFoundError } from '../../src/errors.js';
-import { resolvePackages } from '../../src/nix/resolve.js';
+import { resolvePackages } from '../../src/nix/resolve-packages.js';
 import { nixStats } from '../../src/nix/run.js';
 import type { PinnedSource } from '../../src/nix/source.js';
-import { pinSource } from '../../src/nix/resolver.js';
+import { pinSource } from '../../src/nix/resolve-tags.js';
 import { EXAMPLE_PKGS, HOST_SYSTEM, nixOptions, pinExamples } from '../helpers/nix.js';
 
 let pinned: PinnedSource;
