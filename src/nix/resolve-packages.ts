@@ -136,8 +136,9 @@ function missingRevision(pinned: PinnedSource, stderr: string): ManifestNotFound
     const where = args.ref ? `on ${args.ref}` : 'on any branch or tag';
     return new ManifestNotFoundError(`no commit ${args.rev} ${where} of ${displayUrl(pinned.source.kind === 'git' ? pinned.source.url : (args.url ?? ''))}`);
   }
-  if (pinned.srcType === 'channel' && /HTTP error 404/.test(stderr) && pinned.source.kind === 'channel') {
-    return new ManifestNotFoundError(`no nixpkgs commit ${pinned.revision}: ${displayUrl(args.url ?? '')} answers 404`);
+  // A commit asked for by name that has no tarball; a channel's own commit missing is our mirror's failure.
+  if (pinned.srcType === 'channel' && pinned.ref === null && /HTTP error 404|Couldn't read a file:\/\/ file/.test(stderr) && pinned.source.kind === 'channel') {
+    return new ManifestNotFoundError(`no nixpkgs commit ${pinned.revision} (nothing at ${displayUrl(args.url ?? '')})`);
   }
   return undefined;
 }

@@ -43,6 +43,8 @@ export interface PinnedSource {
   env: Record<string, string>;
   /** Immutable identity for cache keys and image labels; null when the source cannot be pinned. */
   revision: string | null;
+  /** What the revision was resolved through (Resolution.ref): null for a commit named directly. */
+  ref?: string | null;
   /**
    * For logs, the index page and the image label, e.g. `git https://***@host/pkgs.git at 1a2b…
    * (refs/tags/v1)`: URLs in their display form, without credentials; a local directory by its
@@ -126,6 +128,7 @@ export function pinnedSource(source: PackageSource, res: Resolution): PinnedSour
       return {
         source,
         srcType: 'git',
+        ref: res.ref,
         srcArgs: JSON.stringify(fetchGitArgs(auth.url, ref, res.headBranch)),
         env: auth.env,
         revision: res.revision,
@@ -136,6 +139,7 @@ export function pinnedSource(source: PackageSource, res: Resolution): PinnedSour
       return {
         source,
         srcType: 'channel',
+        ref: res.ref,
         srcArgs: JSON.stringify(channelArgs(source, res.revision)),
         env: {},
         revision: res.revision,
@@ -145,6 +149,7 @@ export function pinnedSource(source: PackageSource, res: Resolution): PinnedSour
       return {
         source,
         srcType: 'path',
+        ref: res.ref,
         srcArgs: JSON.stringify({ path: source.path }),
         env: {},
         revision: res.revision,
@@ -163,10 +168,12 @@ export function sourceEnv(pinned: PinnedSource): Record<string, string> {
 /**
  * Arguments for `builtins.fetchGit`. A full ref (refs/…) is taken as is by Nix, so tags work; a
  * bare commit may be on any branch, hence `allRefs`. For HEAD, Nix 2.8 fetches `master` unless
- * told the branch, so HEAD's branch goes in `ref` when the remote said which it is.
+ * told the branch, so HEAD's branch goes in `ref` when the remote said which it is, and every
+ * ref is fetched when it did not.
  */
 export function fetchGitArgs(url: string, resolved: ResolvedRef, headBranch?: string): Record<string, string | boolean> {
-  if (resolved.ref === 'HEAD') return headBranch ? { url, rev: resolved.commit, ref: headBranch } : { url, rev: resolved.commit };
+  // Not told HEAD's branch, Nix would look for the commit on `master`: look on every ref instead.
+  if (resolved.ref === 'HEAD') return headBranch ? { url, rev: resolved.commit, ref: headBranch } : { url, rev: resolved.commit, allRefs: true };
   if (resolved.ref === null) return { url, rev: resolved.commit, allRefs: true };
   return { url, rev: resolved.commit, ref: resolved.ref };
 }

@@ -168,7 +168,8 @@ test('resolveRef and fetchGitArgs on ls-remote output', () => {
   assert.deepEqual(resolveRef(listing, 'd'.repeat(40), { latestIsHead: true }), { commit: 'd'.repeat(40), ref: null });
   assert.equal(resolveRef(listing, 'D'.repeat(40), { latestIsHead: true }), null);
   assert.equal(resolveRef(listing, 'nope', { latestIsHead: true }), null);
-  assert.deepEqual(fetchGitArgs('u', { commit: 'c', ref: 'HEAD' }), { url: 'u', rev: 'c' });
+  // HEAD's branch unknown: every ref, not Nix's guess of `master`.
+  assert.deepEqual(fetchGitArgs('u', { commit: 'c', ref: 'HEAD' }), { url: 'u', rev: 'c', allRefs: true });
   assert.deepEqual(fetchGitArgs('u', { commit: 'c', ref: 'HEAD' }, 'refs/heads/trunk'), { url: 'u', rev: 'c', ref: 'refs/heads/trunk' });
   assert.deepEqual(fetchGitArgs('u', { commit: 'c', ref: null }), { url: 'u', rev: 'c', allRefs: true });
 });

@@ -266,6 +266,14 @@ describe('a channel-style source: a local nixpkgs repository and tarballs', () =
     }
   });
 
+  test('a commit that does not exist is 404 MANIFEST_UNKNOWN naming it (the request\'s error, not ours)', async () => {
+    const commit = '0123456789abcdef0123456789abcdef01234567';
+    const p = await pull(r.url, 'hello', commit);
+    assert.equal(p.status, 404, p.body);
+    assert.equal(errorOf(p).code, 'MANIFEST_UNKNOWN');
+    assert.match(errorOf(p).message, new RegExp(`^manifest unknown: no nixpkgs commit ${commit} \\(nothing at file://.*/${commit}\\.tar\\.gz\\)$`));
+  });
+
   test('tags/list: latest and the channels', async () => {
     assert.deepEqual(await (await fetch(`${r.url}/v2/hello/tags/list`)).json(), { name: 'hello', tags: ['latest', 'nixos-next', 'nixos-test'] });
   });
