@@ -106,6 +106,9 @@ let
       d = if v.success && isDerivation v.value then tryEval v.value.drvPath else { success = false; };
     in if d.success then [ { name = concatStringsSep "." path; drvPath = d.value; } ] else [ ];
 in
+# The set itself is forced outside any tryEval: a set that fails to load is the source's failure,
+# not the requested packages'.
+builtins.seq (builtins.isAttrs pkgs) (
 if missing != [ ] then { missing = map (l: { inherit (l) requested reason; }) missing; }
 else if failed != [ ] then { failed = map (l: l.requested) failed; }
 else {
@@ -113,7 +116,7 @@ else {
     (l: { inherit (l) requested attrPath packagePath; drvPath = l.drv.drvPath; outputs = outputsOf l.drv; })
     lookups;
   denied = builtins.concatMap deniedDrv (builtins.fromJSON denied);
-}
+})
 `;
 
 /**

@@ -5,7 +5,7 @@ import { cp, mkdtemp, rm, writeFile, appendFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PackageInvalidError, PackagesNotFoundError } from '../../src/errors.js';
+import { NixFailedError, PackageInvalidError, PackagesNotFoundError } from '../../src/errors.js';
 import { resolvePackages } from '../../src/nix/resolve-packages.js';
 import { nixStats } from '../../src/nix/run.js';
 import type { PinnedSource } from '../../src/nix/source.js';
@@ -197,4 +197,17 @@ test('resolve: a git source loads the package set at the pinned tag', async () =
     const [hello] = await resolvePackages(p, ['hello'], HOST_SYSTEM, nixOptions());
     assert.match(hello!.outputs.out!, /-hello-2\.12\.1$/);
   }
+});
+
+test('resolve: a package set that fails to load is our failure (NixFailedError, 5xx), not the packages\'', async () => {
+  const broken = join(dir, 'broken-set');
+  execFileSync('mkdir', ['-p', broken]);
+  await writeFile(join(broken, 'default.nix'), '{ system ? builtins.currentSystem, ... }: throw "nixery-test: the whole set throws"\n');
+  const p = await pinSource({ kind: 'path', path: broken }, 'latest', nixOptions());
+  await assert.rejects(resolvePackages(p, ['hello'], HOST_SYSTEM, nixOptions()), (err: unknown) => {
+    assert.ok(err instanceof NixFailedError, String(err));
+    assert.equal(err.status, 500);
+    assert.match(err.message, /nixery-test: the whole set throws/);
+    return true;
+  });
 });
