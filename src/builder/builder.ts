@@ -390,9 +390,8 @@ export class ImageBuilder {
     this.buildsRun++;
 
     onProgress({ phase: 'resolve', message: `resolving ${image.packages.length} packages` });
-    const { policy } = this.options;
-    const resolved = await resolvePackages(pinned, image.packages, image.arch.nixSystem, { timeoutMs: timeouts.evalSeconds * 1000, compareWith: policy?.exactDenied });
-    policy?.checkResolved(resolved);
+    const resolved = await resolvePackages(pinned, image.packages, image.arch.nixSystem, { timeoutMs: timeouts.evalSeconds * 1000, compareWith: this.options.policy?.exactDenied });
+    this.options.policy?.checkResolved(resolved);
     onProgress({ phase: 'realise', message: 'Nix is realising the packages' });
     const realiseOptions: RealiseOptions = { timeoutMs: timeouts.realiseSeconds * 1000, builderTimeoutSeconds: timeouts.builderSeconds };
     const realised = await realise(resolved, realiseOptions);

@@ -67,7 +67,7 @@ export async function resolvePackages(pinned: PinnedSource, packages: readonly s
       if (!(err instanceof NixFailedError)) throw err;
       reason = nixErrorMessage(err.stderr) || reason;
     }
-    if (/\b(?:has been |was |been )?removed\b/i.test(reason)) throw new PackagesNotFoundWithReasons([{ requested: name, reason }]);
+    if (/\bremoved\b/i.test(reason)) throw new PackagesNotFoundWithReasons([{ requested: name, reason }]);
     throw new PackageInvalidError(name, reason);
   }
   return parsed.resolved;
