@@ -7,11 +7,13 @@ import { describeConfig, storageSettings } from './config.js';
 import { learnSettingSecrets, redact } from './secrets.js';
 import { createStorage } from './storage/index.js';
 import type { Storage } from './storage/storage.js';
-import { sourceFromEnv, describeSource, type PackageSource } from './nix/source.js';
+import { sourceFromSettings, describeSource, type PackageSource } from './nix/source.js';
+import { setParentDeathSignal } from './nix/processes.js';
 import { getStrategy } from './layers/strategies.js';
 import { PopularitySource } from './builder/popularity.js';
 import { ImageBuilder } from './builder/builder.js';
 import type { NixStage } from './builder/nix-stage.js';
+import { PackagePolicy } from './auth/policy.js';
 import { Pinner } from './builder/pins.js';
 import { Quarantine } from './builder/integrity.js';
 import { RegistryService } from './service/registry-service.js';
@@ -63,13 +65,8 @@ export interface AppOptions {
 }
 
 /** The package source from the settings (flags or Nixery's variables, same precedence). */
-export function sourceFromConfig(config: Pick<Config, 'channel' | 'pkgsRepo' | 'pkgsPath'>, env: NodeJS.ProcessEnv = process.env): PackageSource {
-  return sourceFromEnv({
-    ...env,
-    NIXERY_CHANNEL: config.channel,
-    NIXERY_PKGS_REPO: config.pkgsRepo,
-    NIXERY_PKGS_PATH: config.pkgsPath,
-  });
+export function sourceFromConfig(config: Pick<Config, 'channel' | 'pkgsRepo' | 'pkgsPath' | 'nixpkgsRepo' | 'nixpkgsTarball'>): PackageSource {
+  return sourceFromSettings(config);
 }
 
 /** The popularity data is refetched this often while the server runs. */
@@ -79,6 +76,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
   // Before anything can log or fail: from here on every log line is redacted as it is written,
   // whatever object was logged.
   learnSettingSecrets(process.env, [config.pkgsRepo, config.popularityUrl]);
+  setParentDeathSignal(config.parentDeathSignal);
   const log = pino(
     {
       level: config.logLevel === 'info' ? options.defaultLogLevel : config.logLevel,
@@ -111,6 +109,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     log,
     manifestCacheSize: config.manifestCacheSize,
     maxImageSize: config.maxImageSize,
+    policy: PackagePolicy.fromSettings(config.allowPackages, config.denyPackages, config.denyClosure),
     observer: metrics.builds,
     nixObserver: metrics.nix,
     nix: options.nix,

@@ -68,6 +68,10 @@ export const SETTINGS = {
   channel: { env: 'NIXERY_CHANNEL', flag: '--channel', description: 'nixpkgs channel or commit to build from', parse: nonEmpty },
   pkgsRepo: { env: 'NIXERY_PKGS_REPO', flag: '--pkgs-repo', description: 'git repository of the package set (the image tag picks a branch, tag or commit)', parse: nonEmpty },
   pkgsPath: { env: 'NIXERY_PKGS_PATH', flag: '--pkgs-path', description: 'local directory of the package set', parse: nonEmpty },
+  nixpkgsRepo: { env: 'NIXERY_NIXPKGS_REPO', flag: '--nixpkgs-repo', description: 'git repository NIXERY_CHANNEL names are resolved against (default: GitHub nixpkgs)', parse: nonEmpty },
+  nixpkgsTarball: { env: 'NIXERY_NIXPKGS_TARBALL', flag: '--nixpkgs-tarball', description: 'tarball URL of a nixpkgs commit, with {rev} (default: GitHub archive)', parse: nonEmpty },
+  // For tests: off exercises the fallback when Nix processes cannot get a parent-death signal.
+  parentDeathSignal: { env: 'NIXERY_PDEATHSIG', flag: '--pdeathsig', description: 'start Nix through setpriv --pdeathsig where it works (off: never)', default: true, parse: boolean },
   storageBackend: { env: 'NIXERY_STORAGE_BACKEND', flag: '--storage-backend', description: 'where blobs and caches live: filesystem, s3 or gcs', default: 'filesystem', parse: oneOf('filesystem', 's3', 'gcs') },
   storagePath: { env: 'STORAGE_PATH', flag: '--storage-path', description: 'directory of the filesystem storage backend', default: defaultStoragePath(), parse: nonEmpty },
   // Nixery's meaning: Nix's `--timeout`, per builder. Downloads and evaluation have their own limits.
@@ -101,6 +105,7 @@ export const SETTINGS = {
   trustedProxies: { env: 'NIXERY_TRUSTED_PROXIES', flag: '--trusted-proxies', description: 'addresses or CIDR ranges of proxies whose X-Forwarded-For names the client', parse: nonEmpty },
   allowPackages: { env: 'NIXERY_ALLOW_PACKAGES', flag: '--allow-packages', description: 'packages images may contain: attribute names or globs, inline or a file of them', parse: nonEmpty },
   denyPackages: { env: 'NIXERY_DENY_PACKAGES', flag: '--deny-packages', description: 'packages images may not contain: attribute names or globs, inline or a file of them', parse: nonEmpty },
+  denyClosure: { env: 'NIXERY_DENY_CLOSURE', flag: '--deny-closure', description: "store paths images may not contain in their closure: names or globs (e.g. perl-*), inline or a file of them", parse: nonEmpty },
   maxImageSize: { env: 'NIXERY_MAX_IMAGE_SIZE', flag: '--max-image-size', description: "largest closure an image may have (e.g. 2G), checked before anything is packed", parse: byteSize },
   maxPackages: { env: 'NIXERY_MAX_PACKAGES', flag: '--max-packages', description: 'most packages in one image (besides cacert and iana-etc)', parse: integer(1, 10_000) },
   sendTimeout: { env: 'NIXERY_SEND_TIMEOUT', flag: '--send-timeout', description: 'seconds a client may accept no bytes of a response before it is closed', default: 60, parse: integer(1, 86400) },

@@ -30,6 +30,8 @@ export const ERROR_CATALOGUE = {
   IMAGE_NOT_BUILT: { code: 'MANIFEST_UNKNOWN', status: 404, message: 'the image is not built yet' },
   BLOB_UNKNOWN: { code: 'BLOB_UNKNOWN', status: 404, message: 'blob unknown to registry' },
   PACKAGES_NOT_FOUND: { code: 'MANIFEST_UNKNOWN', status: 404, message: 'could not find Nix packages' },
+  // A requested package that fails to evaluate (throws, fails an assertion): the request's fault.
+  PACKAGE_INVALID: { code: 'PACKAGE_INVALID', status: 400, message: 'a package of the image cannot be evaluated' },
   NOT_FOUND: { code: 'NOT_FOUND', status: 404, message: 'no such endpoint' },
   UNSUPPORTED: { code: 'UNSUPPORTED', status: 405, message: 'the operation is unsupported' },
   RANGE_INVALID: { code: 'RANGE_INVALID', status: 416, message: 'invalid content range' },
@@ -192,6 +194,9 @@ export const DeniedError = /* @__PURE__ */ defineError('DeniedError', 'DENIED', 
 export const PackageDeniedError = /* @__PURE__ */ defineError('PackageDeniedError', 'PACKAGE_DENIED', (packageName: string, reason: string) => msg(`package ${packageName} is not allowed here: ${reason}`, { detail: { package: packageName } }));
 export const TooManyPackagesError = /* @__PURE__ */ defineError('TooManyPackagesError', 'TOO_MANY_PACKAGES', (count: number, limit: number) => msg(`the image has ${count} packages; this registry builds images of at most ${limit} (NIXERY_MAX_PACKAGES)`, { detail: { packages: count, limit } }));
 export const ImageTooLargeError = /* @__PURE__ */ defineError('ImageTooLargeError', 'IMAGE_TOO_LARGE', (bytes: number, limit: number) => msg(`the image's closure is ${formatBytes(bytes)}; this registry builds images of at most ${formatBytes(limit)} (NIXERY_MAX_IMAGE_SIZE)`, { detail: { size: bytes, limit } }));
+
+/** A requested package that fails to evaluate; the message names it and carries Nix's reason. */
+export const PackageInvalidError = /* @__PURE__ */ defineError('PackageInvalidError', 'PACKAGE_INVALID', (packageName: string, reason: string) => msg(`package ${packageName} cannot be evaluated: ${reason}`, { detail: { package: packageName } }));
 
 // Building: Nix and the package source.
 /** The kinds of Nix time limit, each with its own error. */
@@ -358,6 +363,7 @@ export type TooManyRequestsError = InstanceType<typeof TooManyRequestsError>;
 export type UnauthorizedError = InstanceType<typeof UnauthorizedError>;
 export type DeniedError = InstanceType<typeof DeniedError>;
 export type PackageDeniedError = InstanceType<typeof PackageDeniedError>;
+export type PackageInvalidError = InstanceType<typeof PackageInvalidError>;
 export type TooManyPackagesError = InstanceType<typeof TooManyPackagesError>;
 export type ImageTooLargeError = InstanceType<typeof ImageTooLargeError>;
 export type NixTimeoutError = InstanceType<typeof NixTimeoutError>;

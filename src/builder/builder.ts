@@ -12,6 +12,7 @@ import type { PinnedSource } from '../nix/source.js';
 import type { RealiseOptions } from '../nix/realise.js';
 import type { NixRunObserver } from '../nix/observer.js';
 import { NIX, type NixStage } from './nix-stage.js';
+import type { PackagePolicy } from '../auth/policy.js';
 import { buildManifests, type ImageManifests } from '../manifest/manifest.js';
 import { buildIndex, type ImageIndex } from '../manifest/image-index.js';
 import { LayerStore } from './layer-store.js';
@@ -51,6 +52,8 @@ export interface BuilderOptions {
   manifestCacheSize?: number;
   /** Largest closure (total NAR size, bytes) an image may have; checked before anything is packed. */
   maxImageSize?: number;
+  /** Package and closure policy, decided on what names resolved to and on the closure, before packing. */
+  policy?: PackagePolicy;
   /** Layers packed at once within one build. */
   packConcurrency?: number;
   /** Told how long builds, their phases and packing take (the registry's metrics). */
@@ -366,7 +369,8 @@ export class ImageBuilder {
     const nix = this.options.nixObserver;
 
     onProgress({ phase: 'resolve', message: `resolving ${image.packages.length} packages` });
-    const resolved = await this.nix.resolve(pinned, image.packages, image.arch.nixSystem, { timeoutMs: timeouts.evalSeconds * 1000, observer: nix });
+    const resolved = await this.nix.resolve(pinned, image.packages, image.arch.nixSystem, { timeoutMs: timeouts.evalSeconds * 1000, observer: nix, compareWith: this.options.policy?.exactDenied });
+    this.options.policy?.checkResolved(resolved);
     onProgress({ phase: 'realise', message: 'Nix is realising the packages' });
     const realiseOptions: RealiseOptions = { timeoutMs: timeouts.realiseSeconds * 1000, builderTimeoutSeconds: timeouts.builderSeconds, observer: nix };
     const realised = await this.nix.realise(resolved, realiseOptions);
@@ -412,6 +416,7 @@ export class ImageBuilder {
     const roots = rootPaths(resolved);
     onProgress({ phase: 'closure', message: 'reading the runtime closure' });
     const closure = await this.nix.closure(roots, { observer: this.options.nixObserver });
+    this.options.policy?.checkClosure(closure.paths.map((p) => p.path));
     const closureBytes = closure.paths.reduce((sum, p) => sum + p.narSize, 0);
     if (this.options.maxImageSize !== undefined && closureBytes > this.options.maxImageSize) {
       log.info({ image: image.name, tag: image.tag, closureBytes, limit: this.options.maxImageSize }, 'image refused: over NIXERY_MAX_IMAGE_SIZE');

@@ -6,14 +6,14 @@
 
 import type { ClosureGraph, ResolvedPackage } from '../nix/types.js';
 import type { PinnedSource } from '../nix/source.js';
-import { resolvePackages, type NixCallOptions } from '../nix/resolve.js';
+import { resolvePackages, type ResolveOptions } from '../nix/resolve-packages.js';
 import { realise, type Realised, type RealiseOptions } from '../nix/realise.js';
 import { queryClosure } from '../nix/closure.js';
 import { checkNix } from '../nix/health.js';
 import type { NixRunObserver } from '../nix/observer.js';
 
 export interface NixStage {
-  resolve(pinned: PinnedSource, packages: readonly string[], system: string, opts: NixCallOptions): Promise<ResolvedPackage[]>;
+  resolve(pinned: PinnedSource, packages: readonly string[], system: string, opts: ResolveOptions): Promise<ResolvedPackage[]>;
   /** Makes the outputs exist (and keeps them alive) until `release`. */
   realise(resolved: readonly ResolvedPackage[], opts: RealiseOptions): Promise<Pick<Realised, 'release'>>;
   closure(roots: readonly string[], opts?: { observer?: NixRunObserver }): Promise<ClosureGraph>;

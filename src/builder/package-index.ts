@@ -15,8 +15,9 @@
 import type { Logger } from '../util/logger.js';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
+import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
-import { describeError, logDetail, ShuttingDownError, SourceUnavailableError } from '../errors.js';
+import { describeError, logDetail, NixeryError, ShuttingDownError, SourceUnavailableError } from '../errors.js';
 import { compareStrings } from '../image/name.js';
 import { listPackages, packageLine, parsePackageLine, type PackageInfo } from '../nix/packages.js';
 import type { PinnedSource } from '../nix/source.js';
@@ -76,11 +77,57 @@ interface Trailer {
   sha256: string;
 }
 
+/**
+ * The most words a query may have (a 400 beyond): each word is looked for in every package, so
+ * words multiply the work; nobody types more to find a package.
+ */
+export const MAX_QUERY_WORDS = 10;
+/** How long a search runs before it lets the event loop serve others (ms). */
+const SLICE_MS = 4;
+/** Packages scanned between looks at the clock. */
+const CLOCK_EVERY = 256;
+/** Answers kept per index, by query and limit (a client that repeats one query costs nothing). */
+const ANSWERS_KEPT = 64;
+
+/**
+ * Searches take turns: one slice of one search per turn of the event loop, so however many run,
+ * timers and sockets wait for one slice at most (yielding each with its own setImmediate would
+ * run every search's slice in one turn).
+ */
+const turns: Array<() => void> = [];
+let turnScheduled = false;
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => {
+    turns.push(resolve);
+    if (!turnScheduled) {
+      turnScheduled = true;
+      setImmediate(giveTurn);
+    }
+  });
+}
+
+function giveTurn(): void {
+  const next = turns.shift();
+  // Scheduled now, it runs on the next turn of the loop, after timers and I/O.
+  if (turns.length > 0) setImmediate(giveTurn);
+  else turnScheduled = false;
+  next?.();
+}
+
+/** The words of a query, lower case, each once; QUERY_INVALID beyond MAX_QUERY_WORDS. */
+export function queryWords(q: string): string[] {
+  const words = [...new Set(q.toLowerCase().split(/\s+/).filter(Boolean))];
+  if (words.length > MAX_QUERY_WORDS) throw new NixeryError('QUERY_INVALID', `q has ${words.length} words (at most ${MAX_QUERY_WORDS})`);
+  return words;
+}
+
 /** One revision's packages, sorted by attribute path, with what searching them needs. */
 export class SearchIndex {
   readonly packages: readonly PackageInfo[];
   /** Per package, lower case: `attr \n name \n pname \n version \n description` (newlines in fields made spaces). */
   private readonly hay: string[];
+  private readonly answers = new Map<string, { total: number; packages: PackageInfo[] }>();
 
   constructor(
     readonly revision: string,
@@ -95,19 +142,37 @@ export class SearchIndex {
    * Packages whose attribute path, name, pname, version or description contain every word of `q`
    * (case-insensitive), best first: the attribute or pname itself, then attributes starting
    * with the first word, then matches in the attribute, in the name, pname or version, and last in
-   * the description only; in attribute order within each. An empty query lists all.
+   * the description only; in attribute order within each. An empty query lists all. At most
+   * MAX_QUERY_WORDS words (else QUERY_INVALID). The scan gives the event loop back every few
+   * milliseconds, so searches, however many, never stall serving.
    */
-  search(q: string, limit: number): { total: number; packages: PackageInfo[] } {
-    const words = q.toLowerCase().split(/\s+/).filter(Boolean);
+  async search(q: string, limit: number): Promise<{ total: number; packages: PackageInfo[] }> {
+    const words = queryWords(q);
     if (words.length === 0) return { total: this.packages.length, packages: this.packages.slice(0, limit) };
+    const key = `${limit}\n${words.join(' ')}`;
+    const known = this.answers.get(key);
+    if (known) {
+      // Most recently used last.
+      this.answers.delete(key);
+      this.answers.set(key, known);
+      return known;
+    }
     const whole = words.join(' ');
+    const first = words[0]!;
+    // Longest first: a long word is rarer, so most packages are ruled out by one look.
+    const scan = words.filter((w) => !words.some((o) => o !== w && o.includes(w))).sort((a, b) => b.length - a.length);
     const byRank: number[][] = [[], [], [], [], []];
     let total = 0;
+    let sliceStart = performance.now();
     for (let i = 0; i < this.hay.length; i++) {
+      if (i % CLOCK_EVERY === 0 && performance.now() - sliceStart >= SLICE_MS) {
+        await nextTurn();
+        sliceStart = performance.now();
+      }
       const hay = this.hay[i]!;
       // Where the last word's first occurrence ends: in the attribute, in the name fields, or in the description.
       let end = 0;
-      for (const w of words) {
+      for (const w of scan) {
         const at = hay.indexOf(w);
         if (at < 0) {
           end = -1;
@@ -117,16 +182,19 @@ export class SearchIndex {
       }
       if (end < 0) continue;
       total++;
-      byRank[rank(hay, words[0]!, whole, end)]!.push(i);
+      byRank[rank(hay, first, whole, end)]!.push(i);
     }
     const packages: PackageInfo[] = [];
     for (const list of byRank) {
       for (const i of list) {
-        if (packages.length >= limit) return { total, packages };
+        if (packages.length >= limit) break;
         packages.push(this.packages[i]!);
       }
     }
-    return { total, packages };
+    const answer = { total, packages };
+    this.answers.set(key, answer);
+    if (this.answers.size > ANSWERS_KEPT) this.answers.delete(this.answers.keys().next().value!);
+    return answer;
   }
 }
 
@@ -165,6 +233,8 @@ export class PackageIndex {
 
   /** Searches the current revision's packages; starts indexing it when needed (see PackageSearchAnswer). */
   async search(q: string, limit: number): Promise<PackageSearchAnswer> {
+    // A query too long is refused before anything else is done for it.
+    queryWords(q);
     const { pinned } = await this.options.pins.pin('latest');
     const revision = pinned.revision;
     if (revision === null) {
@@ -177,10 +247,10 @@ export class PackageIndex {
       index = await within(building, this.options.waitMs ?? 1000);
       failure = this.failures.get(revision);
     }
-    if (index) return { revision, state: 'ready', ...index.search(q, limit) };
+    if (index) return { revision, state: 'ready', ...(await index.search(q, limit)) };
     // Meanwhile, the revision before (if any) answers.
     const previous = this.newest;
-    const found = previous ? previous.search(q, limit) : { total: 0, packages: [] };
+    const found = previous ? await previous.search(q, limit) : { total: 0, packages: [] };
     const answer: PackageSearchAnswer = { revision: previous?.revision ?? revision, state: failure ? 'failed' : 'indexing', ...found };
     if (failure) {
       const { entry, message } = describeError(failure.error);

@@ -17,7 +17,7 @@ import type { Logger } from '../util/logger.js';
 import { createHash } from 'node:crypto';
 import { SourceUnavailableError, logDetail } from '../errors.js';
 import { compareStrings } from '../image/name.js';
-import { SourceResolver, type Look, type ResolverObserver } from '../nix/resolver.js';
+import { SourceResolver, type Look, type ResolverObserver } from '../nix/resolve-tags.js';
 import { describeSource, type PackageSource, type PinnedSource, type Resolution } from '../nix/source.js';
 import { displayUrl } from '../secrets.js';
 import type { Storage } from '../storage/storage.js';

@@ -3,7 +3,7 @@
 import { dirname } from 'node:path';
 import { NixFailedError, NixOutputError } from '../errors.js';
 import { compareStrings, sortedUnique } from '../image/name.js';
-import type { NixCallOptions } from './resolve.js';
+import type { NixCallOptions } from './resolve-packages.js';
 import { NIX_COMMAND_FLAGS, runNix } from './run.js';
 import type { ClosureGraph, StorePathInfo } from './types.js';
 

@@ -1,5 +1,7 @@
 // The Nix expressions we evaluate. They are constants: everything that comes from a user (package
-// names, the source's URL, path or revision) reaches them as `--argstr` data, never as code.
+// names, the source's URL, path or revision) reaches them as data, never as code: package names
+// as `--argstr`, the source's arguments in the environment (NIXERY_SRC_ARGS), so that a URL never
+// sits on a command line (`ps` shows those to every user).
 // Builtins only, so any package set that is a function of `system` works, nixpkgs or not.
 
 /** Loads the package set from `srcType` / `srcArgs` (see PinnedSource) for `system`. */
@@ -19,21 +21,30 @@ const LOAD_PACKAGE_SET = `
  * Resolves `packages` (JSON list of `{ name, path }`, `path` = the dotted name split on ".").
  * Per path component: the exact attribute, then `_<name>` for a name starting with a digit, then
  * a case-insensitive match when exactly one attribute matches (several → not found, "ambiguous").
- * The result is `{ missing = [ { requested, reason } ]; }` when anything is missing (nothing is
- * instantiated then), else `{ resolved = [ { requested, attrPath, drvPath, outputs } ]; }`.
+ * The result is `{ missing = [ { requested, reason } ]; }` when anything is missing,
+ * `{ failed = [ requested ]; }` when a package fails to evaluate (a `throw` or `assert`: a
+ * removed or broken package; with `catch = "0"` the evaluation fails instead, so Nix prints why),
+ * else `{ resolved = [ { requested, attrPath, packagePath, drvPath, outputs } ]; denied = …; }`
+ * where `packagePath` is the attribute path of the derivation itself (an output such as `.out`
+ * dropped). `denied` (JSON list of attribute paths, from the deny policy) comes back as the
+ * derivations those paths name (`[ { name, drvPath } ]`, missing ones skipped), so an alias of a
+ * denied package is known by its derivation. Nothing is instantiated unless everything resolves.
  * Evaluated with --read-write-mode so reading drvPath writes the .drv files.
  */
 export const RESOLVE_EXPRESSION = `
-{ srcType, srcArgs, system, packages }:
+{ srcType, system, packages, denied ? "[]", catch ? "1" }:
 let
   ${LOAD_PACKAGE_SET}
-  pkgs = loadPackageSet srcType srcArgs system;
-  inherit (builtins) attrNames concatStringsSep elem filter head length listToAttrs map substring tail;
+  pkgs = loadPackageSet srcType (builtins.getEnv "NIXERY_SRC_ARGS") system;
+  inherit (builtins) attrNames concatStringsSep elem filter head length listToAttrs map substring tail tryEval;
 
   upperChars = [ "A" "B" "C" "D" "E" "F" "G" "H" "I" "J" "K" "L" "M" "N" "O" "P" "Q" "R" "S" "T" "U" "V" "W" "X" "Y" "Z" ];
   lowerChars = [ "a" "b" "c" "d" "e" "f" "g" "h" "i" "j" "k" "l" "m" "n" "o" "p" "q" "r" "s" "t" "u" "v" "w" "x" "y" "z" ];
   toLower = builtins.replaceStrings upperChars lowerChars;
   digits = [ "0" "1" "2" "3" "4" "5" "6" "7" "8" "9" ];
+
+  # A value that fails to evaluate counts as failed (with catch = "0" the failure is Nix's).
+  attempt = v: if catch == "1" then tryEval v else { success = true; value = v; };
 
   pick = set: name:
     let
@@ -47,15 +58,21 @@ let
     else if loose == [ ] then { reason = "no attribute \${name}"; }
     else { reason = "\${name} is ambiguous (\${concatStringsSep ", " loose})"; };
 
-  walk = value: path: rest:
-    if rest == [ ] then { inherit value path; }
+  isDerivation = v: builtins.isAttrs v && (v.type or null) == "derivation";
+
+  # pkgPath: the path of the first derivation on the way (what an output belongs to).
+  walk = value: path: pkgPath: rest:
+    let
+      forced = attempt (isDerivation value);
+      here = if pkgPath == null && forced.value then path else pkgPath;
+    in
+    if !forced.success then { failed = true; }
+    else if rest == [ ] then { inherit value path; pkgPath = here; }
     else if !(builtins.isAttrs value) then { reason = "\${concatStringsSep "." path} is not an attribute set"; }
     else
       let r = pick value (head rest); in
-      if r ? found then walk value.\${r.found} (path ++ [ r.found ]) (tail rest)
+      if r ? found then walk value.\${r.found} (path ++ [ r.found ]) here (tail rest)
       else { reason = if path == [ ] then r.reason else "\${r.reason} in \${concatStringsSep "." path}"; };
-
-  isDerivation = v: builtins.isAttrs v && (v.type or null) == "derivation";
 
   outputsOf = drv:
     let
@@ -70,19 +87,36 @@ let
 
   lookups = map
     (p:
-      let r = walk pkgs [ ] p.path; in
-      if r ? reason then { requested = p.name; inherit (r) reason; }
+      let r = walk pkgs [ ] null p.path; in
+      if r ? failed then { requested = p.name; failed = true; }
+      else if r ? reason then { requested = p.name; inherit (r) reason; }
       else if !(isDerivation r.value) then { requested = p.name; reason = "\${concatStringsSep "." r.path} is not a derivation"; }
-      else { requested = p.name; attrPath = r.path; drv = r.value; })
+      else
+        let d = attempt (builtins.seq (outputsOf r.value) r.value.drvPath); in
+        if !d.success then { requested = p.name; failed = true; }
+        else { requested = p.name; attrPath = r.path; packagePath = if r.pkgPath == null then r.path else r.pkgPath; drv = r.value; })
     (builtins.fromJSON packages);
   missing = filter (l: l ? reason) lookups;
+  failed = filter (l: l ? failed) lookups;
+
+  # A denied attribute path, exactly as written, to its derivation (if it has one).
+  deniedDrv = path:
+    let
+      v = tryEval (builtins.foldl' (set: n: if builtins.isAttrs set && set ? \${n} then set.\${n} else null) pkgs path);
+      d = if v.success && isDerivation v.value then tryEval v.value.drvPath else { success = false; };
+    in if d.success then [ { name = concatStringsSep "." path; drvPath = d.value; } ] else [ ];
 in
+# The set itself is forced outside any tryEval: a set that fails to load is the source's failure,
+# not the requested packages'.
+builtins.seq (builtins.isAttrs pkgs) (
 if missing != [ ] then { missing = map (l: { inherit (l) requested reason; }) missing; }
+else if failed != [ ] then { failed = map (l: l.requested) failed; }
 else {
   resolved = map
-    (l: { inherit (l) requested attrPath; drvPath = l.drv.drvPath; outputs = outputsOf l.drv; })
+    (l: { inherit (l) requested attrPath packagePath; drvPath = l.drv.drvPath; outputs = outputsOf l.drv; })
     lookups;
-}
+  denied = builtins.concatMap deniedDrv (builtins.fromJSON denied);
+})
 `;
 
 /**
@@ -91,10 +125,10 @@ else {
  * Returns the sorted, de-duplicated list of .drv paths (written, with --read-write-mode).
  */
 export const POPCOUNT_EXPRESSION = `
-{ srcType, srcArgs, system }:
+{ srcType, system }:
 let
   ${LOAD_PACKAGE_SET}
-  pkgs = loadPackageSet srcType srcArgs system;
+  pkgs = loadPackageSet srcType (builtins.getEnv "NIXERY_SRC_ARGS") system;
   inherit (builtins) attrNames concatMap filter tryEval;
 
   drvPathOf = v:

@@ -7,6 +7,7 @@
 
 import { SourceUnavailableError } from '../errors.js';
 import { displayUrl } from '../secrets.js';
+import { gitAuth } from './credentials.js';
 import { runProcess } from './run.js';
 
 const COMMIT = /^[0-9a-f]{40}$/;
@@ -77,12 +78,13 @@ export function resolveRef(listing: string | RefListing, name: string, options: 
 
 async function lsRemote(url: string, args: string[], patterns: string[], opts: LsRemoteOptions): Promise<RefListing> {
   const shown = displayUrl(url);
-  const result = await runProcess('git', ['ls-remote', ...args, '--', url, ...patterns], {
+  const auth = gitAuth(url);
+  const result = await runProcess('git', ['ls-remote', ...args, '--', auth.url, ...patterns], {
     timeoutMs: opts.timeoutMs,
     what: `git ls-remote ${shown}`,
     signal: opts.signal,
     // Never wait for a password prompt.
-    env: { GIT_TERMINAL_PROMPT: '0', GIT_ASKPASS: '', SSH_ASKPASS: '', ...opts.env },
+    env: { GIT_TERMINAL_PROMPT: '0', GIT_ASKPASS: '', SSH_ASKPASS: '', ...opts.env, ...auth.env },
     killGraceMs: 500,
   });
   if (result.aborted && opts.signal) throw opts.signal.reason;

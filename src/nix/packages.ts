@@ -5,9 +5,9 @@
 import { StringDecoder } from 'node:string_decoder';
 import { NixOutputError } from '../errors.js';
 import { PACKAGES_EXPRESSION } from './expressions.js';
-import type { NixCallOptions } from './resolve.js';
+import type { NixCallOptions } from './resolve-packages.js';
 import { NIX_COMMAND_FLAGS, runNix } from './run.js';
-import type { PinnedSource } from './source.js';
+import { sourceEnv, type PinnedSource } from './source.js';
 
 export interface PackageInfo {
   /** Attribute path, e.g. `python3Packages.requests`. */
@@ -54,7 +54,7 @@ export async function listPackages(pinned: PinnedSource, system: string, opts: N
       signal: abort.signal,
       observer: opts.observer,
       // The source as data: the expression reads it with builtins.getEnv.
-      env: { ...opts.env, NIXERY_SRC_TYPE: pinned.srcType, NIXERY_SRC_ARGS: pinned.srcArgs, NIXERY_SYSTEM: system },
+      env: { ...opts.env, ...sourceEnv(pinned), NIXERY_SRC_TYPE: pinned.srcType, NIXERY_SYSTEM: system },
       onStdout: (chunk) => {
         if (failure) return;
         try {

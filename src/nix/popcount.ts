@@ -7,10 +7,10 @@ import { readFile } from 'node:fs/promises';
 import { compareStrings } from '../image/name.js';
 import { packageFromPath } from './closure.js';
 import { POPCOUNT_EXPRESSION } from './expressions.js';
-import type { NixCallOptions } from './resolve.js';
-import { sourceArgs } from './resolve.js';
+import type { NixCallOptions } from './resolve-packages.js';
+import { sourceArgs } from './resolve-packages.js';
 import { runNix } from './run.js';
-import type { PinnedSource } from './source.js';
+import { sourceEnv, type PinnedSource } from './source.js';
 
 /**
  * `{ "<name>": count }` with keys sorted by code unit, where name is an output's store path
@@ -26,7 +26,7 @@ export async function popcount(pinned: PinnedSource, system: string, opts: NixCa
   const { stdout } = await runNix(
     'nix-instantiate',
     ['--eval', '--strict', '--json', '--read-write-mode', ...sourceArgs(pinned, system), '--expr', POPCOUNT_EXPRESSION],
-    { timeoutMs: opts.timeoutMs, timeoutKind: 'EVAL_TIMEOUT', command: 'popcount', what: 'listing the packages of the set', signal: opts.signal, env: opts.env, observer: opts.observer },
+    { timeoutMs: opts.timeoutMs, timeoutKind: 'EVAL_TIMEOUT', command: 'popcount', what: 'listing the packages of the set', signal: opts.signal, env: { ...opts.env, ...sourceEnv(pinned) }, observer: opts.observer },
   );
   const drvPaths = JSON.parse(stdout) as string[];
   return countReferences(drvPaths, readDerivation);

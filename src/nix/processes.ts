@@ -68,15 +68,25 @@ export function childTmpDir(): string {
 }
 
 let wrapper: string | null | undefined;
+let parentDeathSignal = true;
+
+/**
+ * Whether children are started with a parent-death signal at all (NIXERY_PDEATHSIG, read in
+ * config.ts; off exercises the fallback in tests). Set before the first child starts.
+ */
+export function setParentDeathSignal(enabled: boolean): void {
+  if (enabled !== parentDeathSignal) wrapper = undefined;
+  parentDeathSignal = enabled;
+}
 
 /**
  * The `setpriv` that can give a child a parent-death signal, or null (not Linux, not installed,
- * too old, or turned off with NIXERY_PDEATHSIG=off, which tests use to exercise the fallback).
+ * too old, or turned off with setParentDeathSignal(false)).
  */
 export function parentDeathWrapper(): string | null {
   if (wrapper !== undefined) return wrapper;
   wrapper = null;
-  if (process.platform !== 'linux' || process.env.NIXERY_PDEATHSIG === 'off') return wrapper;
+  if (process.platform !== 'linux' || !parentDeathSignal) return wrapper;
   const dirs = [...(process.env.PATH ?? '').split(path.delimiter).filter((d) => d !== ''), '/usr/bin', '/bin'];
   for (const dir of dirs) {
     const candidate = path.join(dir, 'setpriv');

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { NixFailedError, NixTimeoutError } from '../errors.js';
 import { sortedUnique } from '../image/name.js';
 import { packageFromPath } from './closure.js';
-import type { NixCallOptions } from './resolve.js';
+import type { NixCallOptions } from './resolve-packages.js';
 import { runtimeDir } from './processes.js';
 import { runNix } from './run.js';
 import type { ResolvedPackage } from './types.js';

@@ -24,7 +24,11 @@ export interface ResolvedPackage {
   requested: string;
   /** The attribute path it resolved to, e.g. ["python3Packages", "requests"]. */
   attrPath: string[];
+  /** The attribute path of the derivation itself: `attrPath` without a selected output (`hello.out` → ["hello"]). */
+  packagePath: string[];
   drvPath: string;
+  /** The attribute paths of ResolveOptions.compareWith that name this same derivation. */
+  sameAs: string[];
   /** Output name → store path, for the outputs that go into the image (default: outputsToInstall). */
   outputs: Record<string, string>;
 }

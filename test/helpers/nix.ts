@@ -3,7 +3,7 @@
 import { fileURLToPath } from 'node:url';
 import { dirname, resolve } from 'node:path';
 import type { PinnedSource } from '../../src/nix/source.js';
-import { pinSource } from '../../src/nix/resolver.js';
+import { pinSource } from '../../src/nix/resolve-tags.js';
 
 /** Repository root: this file is compiled to dist/test/helpers/nix.js. */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');

@@ -16,6 +16,7 @@ import path from 'node:path';
 import type { NixStage } from '../../src/builder/nix-stage.js';
 import type { ClosureGraph, ResolvedPackage, StorePathInfo } from '../../src/nix/types.js';
 import type { PinnedSource } from '../../src/nix/source.js';
+import type { ResolveOptions } from '../../src/nix/resolve-packages.js';
 import { NixFailedError, PackagesNotFoundError } from '../../src/errors.js';
 
 /** A file of a package: text or bytes (0444), an executable script (0555), or a symlink. */
@@ -171,7 +172,7 @@ export class StandInNix implements NixStage {
     return 'nix-store (stand-in) 0';
   }
 
-  async resolve(pinned: PinnedSource, packages: readonly string[], system: string): Promise<ResolvedPackage[]> {
+  async resolve(pinned: PinnedSource, packages: readonly string[], system: string, opts: ResolveOptions = { timeoutMs: 0 }): Promise<ResolvedPackage[]> {
     this.count('resolves');
     const missing: string[] = [];
     const resolved: ResolvedPackage[] = [];
@@ -182,7 +183,9 @@ export class StandInNix implements NixStage {
         continue;
       }
       const out = this.storePath(attr, system, pinned.revision ?? '');
-      resolved.push({ requested, attrPath: attr.split('.'), drvPath: `/nix/store/${storeHash(`drv ${out}`)}-${this.catalogue[attr]!.name}.drv`, outputs: { out } });
+      // Deny entries that look up to the same package are the same derivation (aliases, spellings).
+      const sameAs = (opts.compareWith ?? []).filter((p) => this.lookup(p) === attr);
+      resolved.push({ requested, attrPath: attr.split('.'), packagePath: attr.split('.'), sameAs, drvPath: `/nix/store/${storeHash(`drv ${out}`)}-${this.catalogue[attr]!.name}.drv`, outputs: { out } });
     }
     if (missing.length > 0) throw new PackagesNotFoundError(missing);
     return resolved;

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { NixFailedError, NixTimeoutError } from '../../src/errors.js';
 import { CLOSURE_QUERY_TIMEOUT_MS, packageFromPath, parsePathInfo, queryClosure } from '../../src/nix/closure.js';
 import { realise } from '../../src/nix/realise.js';
-import { resolvePackages } from '../../src/nix/resolve.js';
+import { resolvePackages } from '../../src/nix/resolve-packages.js';
 import { HOST_SYSTEM, nixEnv, nixOptions, pinExamples } from '../helpers/nix.js';
 
 const A = '/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-hello-2.12.1';

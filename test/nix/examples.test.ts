@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { lstatSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { realise, type Realised } from '../../src/nix/realise.js';
-import { resolvePackages } from '../../src/nix/resolve.js';
+import { resolvePackages } from '../../src/nix/resolve-packages.js';
 import type { ResolvedPackage } from '../../src/nix/types.js';
 import { EXAMPLE_PKGS, HOST_SYSTEM, nixOptions, pinExamples } from '../helpers/nix.js';
 

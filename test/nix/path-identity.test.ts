@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { TreeHasher, hashTree } from '../../src/nix/tree-hash.js';
 import { checkoutIdentity } from '../../src/nix/checkout.js';
-import { pinSource } from '../../src/nix/resolver.js';
+import { pinSource } from '../../src/nix/resolve-tags.js';
 import { git, initRepo } from '../helpers/git.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

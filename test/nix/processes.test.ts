@@ -101,6 +101,9 @@ async function registryLikeProcess(env: NodeJS.ProcessEnv): Promise<{ node: Chil
   const script = `
     import { runProcess } from ${JSON.stringify(RUN_JS)};
     import { currentOwner } from ${JSON.stringify(path.resolve('dist/src/util/owner.js'))};
+    import { setParentDeathSignal } from ${JSON.stringify(path.resolve('dist/src/nix/processes.js'))};
+    // What createApp does with NIXERY_PDEATHSIG (config.ts).
+    setParentDeathSignal(process.env.NIXERY_PDEATHSIG !== 'off');
     runProcess('/bin/sh', ['-c', 'sleep 300 & setsid sleep 301 & wait'], {
       timeoutMs: 600000, what: 'test',
       onSpawn: (pid) => console.log(JSON.stringify({ shell: pid, owner: currentOwner() })),

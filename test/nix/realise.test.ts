@@ -5,7 +5,7 @@ import { existsSync, readdirSync, readlinkSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { NixFailedError, NixTimeoutError } from '../../src/errors.js';
 import { buildFailureText, builderTimeouts, realise } from '../../src/nix/realise.js';
-import { resolvePackages } from '../../src/nix/resolve.js';
+import { resolvePackages } from '../../src/nix/resolve-packages.js';
 import type { PinnedSource } from '../../src/nix/source.js';
 import { HOST_SYSTEM, nixOptions, pinExamples } from '../helpers/nix.js';
 

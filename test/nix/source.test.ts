@@ -5,16 +5,17 @@ import { chmod, cp, mkdtemp, rm, symlink, writeFile, mkdir } from 'node:fs/promi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, ManifestNotFoundError } from '../../src/errors.js';
+import { loadConfig } from '../../src/config.js';
 import {
   channelArgs,
   fetchGitArgs,
   hashTree,
   resolveRef,
   SourceUnavailableError,
-  sourceFromEnv,
+  sourceFromSettings,
   type PackageSource,
 } from '../../src/nix/source.js';
-import { pinSource } from '../../src/nix/resolver.js';
+import { pinSource } from '../../src/nix/resolve-tags.js';
 
 let dir: string;
 let repo: string;
@@ -57,11 +58,20 @@ after(async () => {
 
 const opts = { timeoutMs: 20_000 };
 
+/** The source from variables, read as the program reads them (config.ts). */
+const sourceFromEnv = (env: NodeJS.ProcessEnv) => sourceFromSettings(loadConfig(env));
+
 test('sources: Nixery precedence channel > repo > path; none is a ConfigError', () => {
   const all = { NIXERY_CHANNEL: 'nixos-24.05', NIXERY_PKGS_REPO: 'https://example.org/pkgs.git', NIXERY_PKGS_PATH: '/srv/pkgs' };
   assert.equal(sourceFromEnv(all).kind, 'channel');
   assert.deepEqual(sourceFromEnv({ ...all, NIXERY_CHANNEL: '' }), { kind: 'git', url: 'https://example.org/pkgs.git' });
   assert.deepEqual(sourceFromEnv({ NIXERY_PKGS_PATH: '/srv/pkgs' }), { kind: 'path', path: '/srv/pkgs' });
+  assert.deepEqual(sourceFromEnv({ NIXERY_CHANNEL: 'nixos-24.05', NIXERY_NIXPKGS_REPO: 'file:///r', NIXERY_NIXPKGS_TARBALL: 'file:///t/{rev}' }), {
+    kind: 'channel',
+    channel: 'nixos-24.05',
+    repoUrl: 'file:///r',
+    tarballUrl: 'file:///t/{rev}',
+  });
   assert.throws(() => sourceFromEnv({}), (err: unknown) => {
     assert.ok(err instanceof ConfigError);
     assert.match(err.message, /NIXERY_CHANNEL.*NIXERY_PKGS_REPO.*NIXERY_PKGS_PATH/);
@@ -158,7 +168,8 @@ test('resolveRef and fetchGitArgs on ls-remote output', () => {
   assert.deepEqual(resolveRef(listing, 'd'.repeat(40), { latestIsHead: true }), { commit: 'd'.repeat(40), ref: null });
   assert.equal(resolveRef(listing, 'D'.repeat(40), { latestIsHead: true }), null);
   assert.equal(resolveRef(listing, 'nope', { latestIsHead: true }), null);
-  assert.deepEqual(fetchGitArgs('u', { commit: 'c', ref: 'HEAD' }), { url: 'u', rev: 'c' });
+  // HEAD's branch unknown: every ref, not Nix's guess of `master`.
+  assert.deepEqual(fetchGitArgs('u', { commit: 'c', ref: 'HEAD' }), { url: 'u', rev: 'c', allRefs: true });
   assert.deepEqual(fetchGitArgs('u', { commit: 'c', ref: 'HEAD' }, 'refs/heads/trunk'), { url: 'u', rev: 'c', ref: 'refs/heads/trunk' });
   assert.deepEqual(fetchGitArgs('u', { commit: 'c', ref: null }), { url: 'u', rev: 'c', allRefs: true });
 });

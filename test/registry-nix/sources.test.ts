@@ -221,14 +221,14 @@ describe('a channel-style source: a local nixpkgs repository and tarballs', () =
     for (const rev of Object.values(commits)) {
       await execFileP('git', ['-C', repo, 'archive', '--format=tar.gz', `--prefix=nixpkgs-${rev}/`, '-o', path.join(tarballs, `${rev}.tar.gz`), rev]);
     }
-    // Read from the environment where the source is made (not settings of their own).
-    process.env.NIXERY_NIXPKGS_REPO = `file://${repo}`;
-    process.env.NIXERY_NIXPKGS_TARBALL = `file://${tarballs}/{rev}.tar.gz`;
-    r = await startRegistry({ NIXERY_PKGS_PATH: '', NIXERY_CHANNEL: 'nixos-test' });
+    r = await startRegistry({
+      NIXERY_PKGS_PATH: '',
+      NIXERY_CHANNEL: 'nixos-test',
+      NIXERY_NIXPKGS_REPO: `file://${repo}`,
+      NIXERY_NIXPKGS_TARBALL: `file://${tarballs}/{rev}.tar.gz`,
+    });
   });
   after(async () => {
-    delete process.env.NIXERY_NIXPKGS_REPO;
-    delete process.env.NIXERY_NIXPKGS_TARBALL;
     await r?.close();
     await rm(dir, { recursive: true, force: true });
   });
@@ -263,6 +263,14 @@ describe('a channel-style source: a local nixpkgs repository and tarballs', () =
       assert.equal(p.status, 404, `${tag}: ${p.body}`);
       assert.equal(errorOf(p).code, 'MANIFEST_UNKNOWN');
     }
+  });
+
+  test('a commit that does not exist is 404 MANIFEST_UNKNOWN naming it (the request\'s error, not ours)', async () => {
+    const commit = '0123456789abcdef0123456789abcdef01234567';
+    const p = await pull(r.url, 'hello', commit);
+    assert.equal(p.status, 404, p.body);
+    assert.equal(errorOf(p).code, 'MANIFEST_UNKNOWN');
+    assert.match(errorOf(p).message, new RegExp(`^manifest unknown: no nixpkgs commit ${commit} \\(nothing at file://.*/${commit}\\.tar\\.gz\\)$`));
   });
 
   test('tags/list: latest and the channels', async () => {

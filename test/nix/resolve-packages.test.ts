@@ -5,11 +5,11 @@ import { cp, mkdtemp, rm, writeFile, appendFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NixFailedError, PackagesNotFoundError } from '../../src/errors.js';
-import { resolvePackages } from '../../src/nix/resolve.js';
+import { NixFailedError, PackageInvalidError, PackagesNotFoundError } from '../../src/errors.js';
+import { resolvePackages } from '../../src/nix/resolve-packages.js';
 import { NixRunCounts } from '../../src/nix/observer.js';
 import type { PinnedSource } from '../../src/nix/source.js';
-import { pinSource } from '../../src/nix/resolver.js';
+import { pinSource } from '../../src/nix/resolve-tags.js';
 import { EXAMPLE_PKGS, HOST_SYSTEM, nixOptions, pinExamples } from '../helpers/nix.js';
 
 let pinned: PinnedSource;
@@ -108,13 +108,37 @@ test('resolve: empty path components are not found without asking Nix', async ()
   assert.equal(nixRuns.invocations, before);
 });
 
-test('resolve: an attribute that throws is a NixFailedError carrying Nix\'s message', async () => {
+test('resolve: an attribute that throws is the request\'s error (400), naming the package and carrying Nix\'s message', async () => {
   await assert.rejects(resolve(['hello', 'throws']), (err: unknown) => {
-    assert.ok(err instanceof NixFailedError, String(err));
-    assert.equal(err.kind, 'BUILD_FAILED');
-    assert.match(err.message, /nixery-example: this attribute throws on purpose/);
+    assert.ok(err instanceof PackageInvalidError, String(err));
+    assert.equal(err.status, 400);
+    assert.equal(err.message, 'package throws cannot be evaluated: nixery-example: this attribute throws on purpose');
     return true;
   });
+});
+
+test('resolve: a removed package (throws saying so) is not found (404), with Nix\'s reason', async () => {
+  await assert.rejects(resolve(['python3packages.removed']), (err: unknown) => {
+    assert.ok(err instanceof PackagesNotFoundError, String(err));
+    assert.equal(err.status, 404);
+    assert.match(err.message, /python3packages\.removed \(nixery-example: python3Packages\.removed was removed/);
+    return true;
+  });
+});
+
+test('resolve: outputs, case folding and leading digits resolve to the package\'s attribute path and derivation', async () => {
+  const [hello, out, pw, req] = await resolvePackages(pinned, ['hello', 'hello.out', '1password', 'python3packages.requests.out'], HOST_SYSTEM, {
+    ...nixOptions(),
+    compareWith: ['hello', '_1password', 'python3Packages.requests', 'nosuchthing'],
+  });
+  assert.deepEqual(out!.packagePath, ['hello']);
+  assert.deepEqual(out!.attrPath, ['hello', 'out']);
+  assert.equal(out!.drvPath, hello!.drvPath);
+  assert.deepEqual(out!.sameAs, ['hello']);
+  assert.deepEqual(pw!.packagePath, ['_1password']);
+  assert.deepEqual(pw!.sameAs, ['_1password']);
+  assert.deepEqual(req!.packagePath, ['python3Packages', 'requests']);
+  assert.deepEqual(req!.sameAs, ['python3Packages.requests']);
 });
 
 test('resolve: another system gives other derivations', async () => {
@@ -175,4 +199,17 @@ test('resolve: a git source loads the package set at the pinned tag', async () =
     const [hello] = await resolvePackages(p, ['hello'], HOST_SYSTEM, nixOptions());
     assert.match(hello!.outputs.out!, /-hello-2\.12\.1$/);
   }
+});
+
+test('resolve: a package set that fails to load is our failure (NixFailedError, 5xx), not the packages\'', async () => {
+  const broken = join(dir, 'broken-set');
+  execFileSync('mkdir', ['-p', broken]);
+  await writeFile(join(broken, 'default.nix'), '{ system ? builtins.currentSystem, ... }: throw "nixery-test: the whole set throws"\n');
+  const p = await pinSource({ kind: 'path', path: broken }, 'latest', nixOptions());
+  await assert.rejects(resolvePackages(p, ['hello'], HOST_SYSTEM, nixOptions()), (err: unknown) => {
+    assert.ok(err instanceof NixFailedError, String(err));
+    assert.equal(err.status, 500);
+    assert.match(err.message, /nixery-test: the whole set throws/);
+    return true;
+  });
 });
