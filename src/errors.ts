@@ -24,7 +24,7 @@ export const ERROR_CATALOGUE = {
   MANIFEST_UNKNOWN: { code: 'MANIFEST_UNKNOWN', status: 404, message: 'manifest unknown' },
   IMAGE_NOT_BUILT: { code: 'MANIFEST_UNKNOWN', status: 404, message: 'the image is not built yet' },
   BLOB_UNKNOWN: { code: 'BLOB_UNKNOWN', status: 404, message: 'blob unknown to registry' },
-  PACKAGES_NOT_FOUND: { code: 'MANIFEST_UNKNOWN', status: 404, message: 'could not find Nix packages' },
+  PACKAGES_NOT_FOUND: { code: 'NAME_UNKNOWN', status: 404, message: 'could not find Nix packages' },
   NOT_FOUND: { code: 'NOT_FOUND', status: 404, message: 'no such endpoint' },
   UNSUPPORTED: { code: 'UNSUPPORTED', status: 405, message: 'the operation is unsupported' },
   RANGE_INVALID: { code: 'RANGE_INVALID', status: 416, message: 'invalid content range' },

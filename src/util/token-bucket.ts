@@ -27,6 +27,15 @@ export class RateLimiter {
     return Math.max(1, Math.ceil((1 - bucket.tokens) / rate / 1000));
   }
 
+  /** Seconds until `key` has a token (0: it has one now), taking none. */
+  peek(key: string): number {
+    const bucket = this.buckets.get(key);
+    if (!bucket) return 0;
+    const rate = this.perMinute / 60_000;
+    const tokens = Math.min(this.burst, bucket.tokens + (this.now() - bucket.at) * rate);
+    return tokens >= 1 ? 0 : Math.max(1, Math.ceil((1 - tokens) / rate / 1000));
+  }
+
   private sweep(now: number): void {
     if (this.buckets.size < 10_000) return;
     const rate = this.perMinute / 60_000;
