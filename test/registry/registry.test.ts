@@ -69,7 +69,7 @@ describe('registry HTTP API', () => {
   });
 
   test('unknown paths under /v2/ are 404 with a JSON error', async () => {
-    for (const p of ['/v2/_catalog', '/v2/hello/something/else', '/v3/']) {
+    for (const p of ['/v2/_catalogue', '/v2/hello/something/else', '/v3/']) {
       const res = await fetch(`${r.url}${p}`);
       assert.equal(res.status, 404, p);
       assert.equal((await errorOf(res)).code, 'NOT_FOUND');
