@@ -7,8 +7,14 @@
 import { readFile } from 'node:fs/promises';
 import { hashSync, parseOptions, verify } from '@node-rs/bcrypt';
 import { ConfigError } from '../errors.js';
+import { Semaphore } from '../util/semaphore.js';
 
 const BCRYPT = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
+/**
+ * bcrypt runs at most this many at once: the thread pool (4 threads by default) also reads
+ * files for blob pulls, which must not wait behind a burst of password guesses.
+ */
+const CONCURRENT_VERIFICATIONS = 2;
 
 export class Htpasswd {
   /**
@@ -16,6 +22,7 @@ export class Htpasswd {
    * user costs what a known one does and the time tells nothing.
    */
   private readonly noSuchUser: string;
+  private readonly slots = new Semaphore(CONCURRENT_VERIFICATIONS, 10_000);
 
   private constructor(private readonly hashes: ReadonlyMap<string, string>) {
     const cost = Math.max(...[...hashes.values()].map((h) => parseOptions(h).cost));
@@ -57,7 +64,7 @@ export class Htpasswd {
   /** Whether `password` is `user`'s (bcrypt in the thread pool; an unknown user costs the same). */
   async verify(user: string, password: string): Promise<boolean> {
     const hash = this.hashes.get(user);
-    const ok = await verify(password, hash ?? this.noSuchUser);
+    const ok = await this.slots.use(() => verify(password, hash ?? this.noSuchUser));
     return ok && hash !== undefined;
   }
 }

@@ -120,7 +120,7 @@ const BASIC_REALM = 'nixery-ts';
 const EMPTY_BASIC = `Basic ${Buffer.from(':').toString('base64')}`;
 /** Failed logins a client may have in a burst, and how fast it gets them back (per minute). */
 const FAILED_LOGIN_BURST = 10;
-const FAILED_LOGINS_PER_MINUTE = 10;
+const FAILED_LOGINS_PER_MINUTE = 5;
 
 interface Identity {
   user: string | null;
@@ -249,15 +249,18 @@ export class Gate {
     let remembered = this.credentials.get(key);
     if (!remembered || remembered.until <= now) {
       // A client that failed too often is refused before bcrypt runs (the CPU is the target).
-      const client = this.options.proxies.clientOf(req);
-      const wait = this.failures.peek(client);
+      // Each attempt takes a token up front, so a concurrent burst is limited too; one that
+      // succeeds gives it back.
+      // (Basic only: bearer tokens cost a signature check, not bcrypt.)
+      const client = this.options.htpasswd ? this.options.proxies.clientOf(req) : undefined;
+      const wait = client === undefined ? 0 : this.failures.take(client);
       if (wait > 0) {
         this.stats.loginsRateLimited++;
         throw new TooManyRequestsError(`too many failed logins from this client; retry in ${wait} s`, wait);
       }
       remembered = await this.verify(header, now);
       this.credentials.set(key, remembered);
-      if ('refused' in remembered) this.failures.take(client);
+      if (client !== undefined && !('refused' in remembered)) this.failures.refund(client);
     }
     if ('refused' in remembered) {
       this.stats.unauthorized++;

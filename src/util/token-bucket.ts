@@ -27,13 +27,10 @@ export class RateLimiter {
     return Math.max(1, Math.ceil((1 - bucket.tokens) / rate / 1000));
   }
 
-  /** Seconds until `key` has a token (0: it has one now), taking none. */
-  peek(key: string): number {
+  /** Gives back a token taken for something that turned out not to count. */
+  refund(key: string): void {
     const bucket = this.buckets.get(key);
-    if (!bucket) return 0;
-    const rate = this.perMinute / 60_000;
-    const tokens = Math.min(this.burst, bucket.tokens + (this.now() - bucket.at) * rate);
-    return tokens >= 1 ? 0 : Math.max(1, Math.ceil((1 - tokens) / rate / 1000));
+    if (bucket) bucket.tokens = Math.min(this.burst, bucket.tokens + 1);
   }
 
   private sweep(now: number): void {
