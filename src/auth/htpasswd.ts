@@ -11,10 +11,10 @@ import { Semaphore } from '../util/semaphore.js';
 
 const BCRYPT = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
 /**
- * bcrypt runs at most this many at once: the thread pool (4 threads by default) also reads
+ * bcrypt runs one at a time: it takes at most one core, and the thread pool (4 threads) also reads
  * files for blob pulls, which must not wait behind a burst of password guesses.
  */
-const CONCURRENT_VERIFICATIONS = 2;
+const CONCURRENT_VERIFICATIONS = 1;
 
 export class Htpasswd {
   /**

@@ -3,7 +3,7 @@
 // explorer.
 // A tag stands for an image on each configured platform (NIXERY_PLATFORMS), built concurrently.
 
-import { parseImageName, pullName, sortedUnique, type Architecture, type ImageRequest } from '../image/name.js';
+import { AMD64, parseImageName, pullName, sortedUnique, type Architecture, type ImageRequest } from '../image/name.js';
 import { forPlatforms, hostPlatform } from '../image/platform.js';
 import type { ImageIndex } from '../manifest/image-index.js';
 import { LruCache } from '../util/lru.js';
@@ -65,6 +65,14 @@ const SCOPE_LOOKUP_MS = 5_000;
 /** Most tags looked at when looking for a name's images in storage. */
 const SCOPE_LOOKUP_TAGS = 16;
 
+/**
+ * The name a request's scope is kept under: the same for every platform of a tag (an image on
+ * linux/arm64 built for `shell/hello` is shell/hello's), and for every spelling of the name.
+ */
+function scopeKey(image: ImageRequest): string {
+  return pullName(image.archRequested || image.arch === AMD64 ? image : { ...image, arch: AMD64 });
+}
+
 /** What a repository name resolved to: every digest of its images (and their indexes). */
 interface Scope {
   /** The name as clients pull it (the catalogue's entry). */
@@ -102,7 +110,7 @@ export class RegistryService {
   /** The index of each tagged image's platforms, made on first use (keyed by the images array). */
   private readonly indexes = new WeakMap<readonly BuiltImage[], Promise<ImageIndex>>();
   /**
-   * Repository scoping: by canonical name (the pull name of the image's architecture and package set), the digests of the images
+   * Repository scoping: by canonical name (scopeKey: the package set, and the architecture when the name picks it), the digests of the images
    * that name resolved to here. A digest is served under a name only when it is in its scope.
    */
   private readonly scopes = new Map<string, Scope>();
@@ -168,7 +176,7 @@ export class RegistryService {
   async contains(name: string, digest: string): Promise<boolean> {
     let canonical = this.canonicalNames.get(name);
     if (canonical === undefined) {
-      canonical = pullName(forPlatforms(parseImageName(name), this.platforms)[0]!);
+      canonical = scopeKey(parseImageName(name));
       this.canonicalNames.set(name, canonical);
     }
     const scope = this.scopes.get(canonical);
@@ -197,7 +205,7 @@ export class RegistryService {
       if (found.length > 1) await this.index({ images: found, fromCache: true }).catch(() => {});
       scope = this.scopeOf(found[0]!);
     }
-    const canonical = pullName(forPlatforms(parseImageName(name), this.platforms)[0]!);
+    const canonical = scopeKey(parseImageName(name));
     scope ??= this.scopes.get(canonical);
     if (scope) scope.lookedAt = Date.now();
     else this.scopes.set(canonical, (scope = { pullName: canonical, digests: new Set(), lookedAt: Date.now() }));
@@ -206,7 +214,7 @@ export class RegistryService {
 
   /** The scope of an image's name, made when it is first needed. */
   private scopeOf(image: BuiltImage): Scope {
-    const key = pullName(image.image);
+    const key = scopeKey(image.image);
     let scope = this.scopes.get(key);
     if (!scope) {
       if (this.scopes.size >= SCOPES) this.scopes.delete(this.scopes.keys().next().value!);

@@ -43,8 +43,13 @@ after(async () => {
 
 test('an unknown user costs about what a known one does', async (t) => {
   const htpasswd = await Htpasswd.load(file);
-  const known = await timed(() => htpasswd.verify('alice', 'not her password'));
-  const unknown = await timed(() => htpasswd.verify('mallory', 'anything'));
+  // The fastest of three each, interleaved: the machine is shared, bcrypt is CPU.
+  let known = Infinity;
+  let unknown = Infinity;
+  for (let i = 0; i < 3; i++) {
+    known = Math.min(known, await timed(() => htpasswd.verify('alice', 'not her password')));
+    unknown = Math.min(unknown, await timed(() => htpasswd.verify('mallory', 'anything')));
+  }
   t.diagnostic(`wrong password of a known user ${known.toFixed(1)} ms, unknown user ${unknown.toFixed(1)} ms`);
   assert.equal(await htpasswd.verify('alice', 'wonderland'), true);
   assert.equal(await htpasswd.verify('mallory', 'wonderland'), false);
