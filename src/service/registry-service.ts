@@ -117,6 +117,9 @@ export class RegistryService {
   /** Path name → canonical name (validated), so a blob request parses its name once. */
   private readonly canonicalNames = new LruCache<string, string>(SCOPES);
   private readonly scopeLookups = new SingleFlight<string, Scope | undefined>();
+  /** Names whose packages the source was found to have (tags/list of a name not built here). */
+  private readonly knownNames = new LruCache<string, true>(SCOPES);
+  private readonly knownNameChecks = new SingleFlight<string, void>();
 
   constructor(
     readonly builder: ImageBuilder,
@@ -184,6 +187,19 @@ export class RegistryService {
     if (scope && Date.now() - scope.lookedAt < SCOPE_LOOKUP_MS) return false;
     const found = await this.scopeLookups.run(canonical, () => this.lookUpScope(name)).promise;
     return found?.digests.has(digest) ?? false;
+  }
+
+  /**
+   * Throws PackagesNotFoundError (404 NAME_UNKNOWN) unless the source has every package of
+   * `name` (validated here): a name built here is known; another is evaluated by Nix, not built,
+   * in a build slot, and remembered when it is known.
+   */
+  async checkName(name: string): Promise<void> {
+    const image = parseImageName(name);
+    const key = scopeKey(image);
+    if ((this.scopes.get(key)?.digests.size ?? 0) > 0 || this.knownNames.get(key)) return;
+    await this.knownNameChecks.run(key, () => this.limited(() => this.builder.checkPackages(image))).promise;
+    this.knownNames.set(key, true);
   }
 
   /** The names of the repositories built or served here, as clients pull them (sorted). */

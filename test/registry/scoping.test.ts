@@ -136,10 +136,20 @@ describe('a token scoped to shell/hello', () => {
     assert.doesNotMatch(forHello, /broken:latest/);
   });
 
-  test('a name whose packages the source does not have is NAME_UNKNOWN', async () => {
-    const res = await get('/v2/hello/nosuchpackage/manifests/latest', await token('hello/nosuchpackage'));
+  test('a name whose packages the source does not have is NAME_UNKNOWN, on manifests and tags/list', async () => {
+    const t = await token('hello/nosuchpackage');
+    const res = await get('/v2/hello/nosuchpackage/manifests/latest', t);
     assert.equal(res.status, 404);
     assert.equal(await errorCode(res), 'NAME_UNKNOWN');
+    const tags = await get('/v2/hello/nosuchpackage/tags/list', t);
+    assert.equal(tags.status, 404);
+    assert.equal(await errorCode(tags), 'NAME_UNKNOWN');
+    // A name not built yet whose packages exist lists its tags (Nix evaluates, nothing is built).
+    const known = await get('/v2/jq/tags/list', await token('jq'));
+    assert.equal(known.status, 200);
+    assert.deepEqual(await known.json(), { name: 'jq', tags: ['latest'] });
+    assert.equal((await get('/v2/_catalog', await token('jq'))).status, 200);
+    assert.deepEqual(await (await get('/v2/_catalog', await token('jq'))).json(), { repositories: [] });
   });
 
   test('after a restart, by-digest reads under a name find its image in storage, and still nothing else', async () => {
