@@ -99,6 +99,11 @@ export interface Admission {
   mayBuild(name: string): Admission;
   /** Whether the client may pull repository `name` (what lists and statuses show it). */
   mayPull(name: string): boolean;
+  /**
+   * True when the client may pull only some repositories (a bearer token's grants): what it asks
+   * for by digest must then belong to the image the name resolves to.
+   */
+  readonly restricted: boolean;
 }
 
 export interface AccessStats {
@@ -130,7 +135,7 @@ interface Identity {
 
 type Remembered = { identity: Identity; until: number } | { refused: string; until: number };
 
-const OPEN: Admission = { user: null, client: 'open', beforeBuild: () => {}, mayBuild: () => OPEN, mayPull: () => true };
+const OPEN: Admission = { user: null, client: 'open', beforeBuild: () => {}, mayBuild: () => OPEN, mayPull: () => true, restricted: false };
 /** Every anonymous client's identity (shared: this is on every request's path). */
 const ANONYMOUS: Identity = { user: null };
 
@@ -146,6 +151,10 @@ class Admitted implements Admission {
 
   get user(): string | null {
     return this.identity.user;
+  }
+
+  get restricted(): boolean {
+    return this.identity.access !== undefined;
   }
 
   get client(): string {

@@ -1,9 +1,10 @@
 // Registry handlers: ping, the catalogue, manifests (by tag: build or cache, negotiated between
 // the platforms' index and the default platform's manifest; by digest: storage), blobs (through
 // the blob server), tags, referrers, and the probes. Handlers write as for GET: a HEAD request's
-// response carries no body (routes.ts). Something asked for by digest is served under a name
-// only when the image that name resolves to holds it, as distribution does: a token for one
-// repository reads nothing of another.
+// response carries no body (routes.ts). For a client restricted to some repositories (a bearer
+// token's grants), something asked for by digest is served under a name only when the image that
+// name resolves to holds it, as distribution does: a token for one repository reads nothing of
+// another. Clients that may pull every repository could read it under its own name anyway.
 
 import { compareStrings, validateName } from '../image/name.js';
 import { BlobNotFoundError, InvalidDigestError, ManifestNotFoundError, PaginationInvalidError } from '../errors.js';
@@ -118,7 +119,7 @@ export async function manifest(ctx: RequestContext, deps: HandlerDeps, params: R
   const reference = params.reference!;
   if (reference.includes(':')) {
     validateName(name);
-    await manifestByDigest(ctx, deps, name, reference);
+    await manifestByDigest(ctx, deps, name, reference, admission);
     return;
   }
   // Validates the name and tag unless this exact name:tag was served before.
@@ -128,9 +129,9 @@ export async function manifest(ctx: RequestContext, deps: HandlerDeps, params: R
   sendManifest(ctx, choice.index ? (await deps.service.index(tagged))[choice.form] : tagged.images[0]!.manifests[choice.form]);
 }
 
-async function manifestByDigest(ctx: RequestContext, deps: HandlerDeps, name: string, digest: string): Promise<void> {
+async function manifestByDigest(ctx: RequestContext, deps: HandlerDeps, name: string, digest: string, admission: Admission | undefined): Promise<void> {
   if (!DIGEST_REGEXP.test(digest)) throw new InvalidDigestError(`invalid digest ${JSON.stringify(digest.slice(0, 100))}: expected sha256:<64 hex>`);
-  if (!(await deps.service.contains(name, digest))) throw new ManifestNotFoundError(`${digest} is not a manifest of ${name}`);
+  if (admission?.restricted && !(await deps.service.contains(name, digest))) throw new ManifestNotFoundError(`${digest} is not a manifest of ${name}`);
   const { bytes, mediaType } = await deps.blobs.manifest(digest);
   ctx.log.cache = 'storage';
   sendManifest(ctx, { mediaType, digest, size: bytes.length, bytes });
@@ -147,11 +148,11 @@ function sendManifest(ctx: RequestContext, m: Blob): void {
   ctx.res.end(m.bytes);
 }
 
-export async function blob(ctx: RequestContext, deps: HandlerDeps, params: Record<string, string>): Promise<void> {
+export async function blob(ctx: RequestContext, deps: HandlerDeps, params: Record<string, string>, admission?: Admission): Promise<void> {
   validateName(params.name!);
   const digest = params.digest!;
   if (!DIGEST_REGEXP.test(digest)) throw new InvalidDigestError(`invalid digest ${JSON.stringify(digest.slice(0, 100))}: expected sha256:<64 hex>`);
-  if (!(await deps.service.contains(params.name!, digest))) throw new BlobNotFoundError(`${digest} is not a blob of ${params.name!}`);
+  if (admission?.restricted && !(await deps.service.contains(params.name!, digest))) throw new BlobNotFoundError(`${digest} is not a blob of ${params.name!}`);
   await deps.blobs.serve(ctx, digest);
 }
 

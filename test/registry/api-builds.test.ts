@@ -207,7 +207,7 @@ describe('build API', () => {
   });
 
   test('the table of builds is bounded: the oldest finished builds go first, finished builds expire', async () => {
-    const open: Admission = { user: null, client: 'test', beforeBuild: () => {}, mayBuild: () => open, mayPull: () => true };
+    const open: Admission = { user: null, client: 'test', beforeBuild: () => {}, mayBuild: () => open, mayPull: () => true, restricted: false };
     const start = (tracker: BuildTracker, name: string) => tracker.start(forPlatforms(parseImageName(name), tracker.platforms), { name, tag: 'latest' }, open);
     // Images built by the tests before: they finish at once.
     const tracker = new BuildTracker(r.app.service, { capacity: 2, retainMs: 500 });
