@@ -14,7 +14,7 @@
 
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkBudget, indexClosure, packageName, type IndexedClosure } from '../src/layers/closure.js';
+import { checkBudget, indexClosure, type IndexedClosure } from '../src/layers/closure.js';
 import { layoutUnits, stableUnits } from '../src/layers/stable.js';
 import { getStrategy } from '../src/layers/strategies.js';
 import type { LayeringStrategy, Popularity } from '../src/layers/types.js';
@@ -46,7 +46,7 @@ export function cooccurrenceUnits(c: IndexedClosure, popularity: Popularity, v: 
   for (const r of c.roots) isRoot[r] = 1;
   const complete = c.paths.map((_, i) => i).filter((i) => {
     const k = c.referrers[i]!.length;
-    return k > 0 && !(v.roots === 'exclude' && isRoot[i]) && popularity.get(packageName(c.paths[i]!)) === k;
+    return k > 0 && !(v.roots === 'exclude' && isRoot[i]) && popularity.get(c.names[i]!) === k;
   });
   for (let changed = true; changed; ) {
     changed = false;

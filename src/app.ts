@@ -3,13 +3,13 @@
 
 import { pino, type Logger as PinoLogger } from 'pino';
 import type { Config } from './config.js';
-import { describeConfig } from './config.js';
+import { describeConfig, storageSettings } from './config.js';
 import { learnSettingSecrets, redact } from './secrets.js';
 import { createStorage } from './storage/index.js';
 import type { Storage } from './storage/storage.js';
 import { sourceFromEnv, describeSource, type PackageSource } from './nix/source.js';
 import { getStrategy } from './layers/strategies.js';
-import { PopularitySource } from './layers/popularity.js';
+import { PopularitySource } from './builder/popularity.js';
 import { ImageBuilder } from './builder/builder.js';
 import { Pinner } from './builder/pins.js';
 import { Quarantine } from './builder/integrity.js';
@@ -25,6 +25,7 @@ import { PackageIndex } from './builder/package-index.js';
 import { Metrics } from './metrics.js';
 import { BatchedLogDestination } from './log-destination.js';
 import { measuredStorage } from './storage/measured.js';
+import { stopAllNixProcesses } from './nix/processes.js';
 
 export interface App {
   config: Config;
@@ -45,6 +46,8 @@ export interface App {
   metrics: Metrics;
   /** Starts the registry; resolves once it listens. */
   serve(version: string): Promise<Registry>;
+  /** Stops every Nix process this process runs (shutdown), with `graceMs` between SIGTERM and SIGKILL. */
+  stopProcesses(graceMs: number): Promise<void>;
 }
 
 export interface AppOptions {
@@ -82,14 +85,14 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
   const source = sourceFromConfig(config);
   const strategy = getStrategy(config.layering);
   const metrics = new Metrics();
-  const backend = await createStorage(config);
+  const backend = await createStorage(storageSettings(config));
   const storage = measuredStorage(backend, metrics.storage(config.storageBackend));
   const quarantine = new Quarantine(storage, log);
   const popularity = new PopularitySource(config.popularityUrl, (message) => log.warn({ popularity: config.popularityUrl }, message));
   await popularity.reload();
   // Tags pinned to revisions, persisted in storage; `serve` refreshes them in the background.
   // Looking at the source may fetch (git ls-remote): an evaluation-side step, not a builder.
-  const pins = new Pinner({ source, storage, ttlMs: config.resolveTtl * 1000, resolveTimeoutMs: config.evalTimeout * 1000, log });
+  const pins = new Pinner({ source, storage, ttlMs: config.resolveTtl * 1000, resolveTimeoutMs: config.evalTimeout * 1000, log, observer: metrics.pins });
   const builder = new ImageBuilder({
     storage,
     quarantine,
@@ -102,10 +105,11 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     manifestCacheSize: config.manifestCacheSize,
     maxImageSize: config.maxImageSize,
     observer: metrics.builds,
+    nixObserver: metrics.nix,
   });
   const service = new RegistryService(builder, config.buildConcurrency, config.buildQueue, config.manifestCacheSize, config.platforms.map(platformArch));
   // Search lists the packages of the first configured platform's system.
-  const packages = new PackageIndex({ storage, quarantine, pins, system: service.platforms[0]!.nixSystem, evalTimeoutMs: config.evalTimeout * 1000, log });
+  const packages = new PackageIndex({ storage, quarantine, pins, system: service.platforms[0]!.nixSystem, evalTimeoutMs: config.evalTimeout * 1000, log, nixObserver: metrics.nix });
 
   return {
     config,
@@ -120,8 +124,24 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     popularity,
     packages,
     metrics,
+    stopProcesses: (graceMs) => stopAllNixProcesses({ graceMs }),
     async serve(version: string) {
       const gate = await createGate(config);
+      // The counts the service, the gate and the quarantine keep themselves, read when scraped.
+      metrics.watch({
+        cacheHits: () => service.stats.cacheHits,
+        memoHits: () => service.stats.memoHits,
+        buildFailures: () => service.stats.buildFailures,
+        tooLarge: () => service.stats.tooLarge,
+        rejected: () => service.stats.rejected,
+        building: () => service.building,
+        queued: () => service.queued,
+        integrityFailures: () => quarantine.failures,
+        unauthorized: () => gate.stats.unauthorized,
+        denied: () => gate.stats.denied,
+        packagesDenied: () => gate.stats.packagesDenied,
+        buildsRateLimited: () => gate.stats.buildsRateLimited,
+      });
       if (Boolean(config.tlsCert) !== Boolean(config.tlsKey)) throw new ConfigError('HTTPS needs both NIXERY_TLS_CERT and NIXERY_TLS_KEY');
       const tlsFiles = config.tlsCert && config.tlsKey ? { cert: config.tlsCert, key: config.tlsKey } : undefined;
       const registry = createRegistry({
@@ -141,6 +161,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
         sourceDescription: describeSource(source),
         version,
         metrics,
+        blobObserver: metrics.blobs,
       });
       const refresh = setInterval(() => void popularity.reload(), POPULARITY_REFRESH_MS);
       refresh.unref();

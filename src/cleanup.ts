@@ -4,23 +4,11 @@
 // gone, whose leftover Nix processes are killed. Running it periodically also cleans up after a
 // replica on this host (or on the shared storage) that dies while we run.
 
+import type { Logger } from './util/logger.js';
+import { cleanupIntervalMs } from './config.js';
 import { logDetail } from './errors.js';
 import { reapAbandonedRuntime } from './nix/processes.js';
 import type { Storage } from './storage/storage.js';
-
-/** Default time between clean-ups. */
-export const DEFAULT_CLEANUP_INTERVAL_MS = 3 * 60_000;
-
-/**
- * The clean-up interval: NIXERY_CLEANUP_INTERVAL_MS (milliseconds) when set — an internal knob
- * that tests use for a short interval — else DEFAULT_CLEANUP_INTERVAL_MS.
- */
-export function cleanupIntervalMs(env: NodeJS.ProcessEnv = process.env): number {
-  const raw = env.NIXERY_CLEANUP_INTERVAL_MS;
-  if (raw === undefined || raw.trim() === '') return DEFAULT_CLEANUP_INTERVAL_MS;
-  const n = Number(raw);
-  return Number.isInteger(n) && n >= 10 ? n : DEFAULT_CLEANUP_INTERVAL_MS;
-}
 
 export interface CleanupReport {
   temporaryFiles: number;
@@ -28,10 +16,7 @@ export interface CleanupReport {
   processesKilled: number;
 }
 
-export interface CleanupLogger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-}
+export type CleanupLogger = Pick<Logger, 'info' | 'warn'>;
 
 export interface Cleanup {
   /** The first run (started at once); resolves when it is done, never rejects. */

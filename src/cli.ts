@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { writeFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
-import { SETTINGS, loadConfig, type Config, type SettingName } from './config.js';
+import { SETTINGS, loadConfig, storageSettings, type Config, type SettingName } from './config.js';
 import { ConfigError, NixeryError } from './errors.js';
 import { parseReference } from './image/name.js';
 import { createApp, sourceFromConfig } from './app.js';
@@ -163,7 +163,7 @@ withSettings(program.command('serve').description('run the registry'), SERVE_SET
   const config = configFrom(opts, SERVE_SETTINGS);
   const app = await createApp(config, { logDestination: 'stdout', defaultLogLevel: config.logLevel });
   const registry = await app.serve(VERSION);
-  exitGracefullyOnSignals({ registry, log: app.log, timeoutMs: config.shutdownTimeout * 1000 });
+  exitGracefullyOnSignals({ registry, log: app.log, timeoutMs: config.shutdownTimeout * 1000, stopProcesses: app.stopProcesses });
 });
 
 withSettings(
@@ -221,7 +221,7 @@ withSettings(
   const manifestMaxAgeSeconds = opts.manifestMaxAge === undefined ? undefined : seconds('--manifest-max-age', opts.manifestMaxAge);
   const { createStorage } = await import('./storage/index.js');
   const { collectGarbage } = await import('./builder/gc.js');
-  const storage = await createStorage(config);
+  const storage = await createStorage(storageSettings(config));
   const report = await collectGarbage(storage, {
     graceSeconds,
     manifestMaxAgeSeconds,
@@ -246,7 +246,7 @@ withSettings(
   const config = configFrom(opts, STORAGE_SETTINGS);
   const { createStorage } = await import('./storage/index.js');
   const { scrubStorage } = await import('./builder/scrub.js');
-  const storage = await createStorage(config);
+  const storage = await createStorage(storageSettings(config));
   const json = Boolean(opts.json);
   const report = await scrubStorage(storage, { repair: Boolean(opts.repair), log: json ? undefined : (line) => process.stdout.write(`${line}\n`) });
   if (json) {

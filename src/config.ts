@@ -8,6 +8,8 @@ import { ConfigError } from './errors.js';
 import { DEFAULT_STRATEGY, STRATEGY_NAMES } from './layers/strategies.js';
 import { URL_SETTINGS, displayUrl } from './secrets.js';
 import { hostPlatform, parsePlatforms } from './image/platform.js';
+import { STORAGE_BACKENDS, STORAGE_KEY, type StorageBackendName } from './storage/storage.js';
+import type { GcsSettings, S3StorageOptions, StorageSettings } from './storage/index.js';
 
 export interface Setting<T> {
   env: string;
@@ -154,4 +156,120 @@ export function describeConfig(config: Config, env: NodeJS.ProcessEnv = process.
     if (value && !(name in shown)) shown[name] = displayUrl(value);
   }
   return shown;
+}
+
+// ---- Storage backends: the backend-specific variables, read here like every other setting. ----
+
+/** The storage part of Config: the values of the storage settings (the command line passes some). */
+export type StorageConfig = Partial<Pick<Config, 'storageBackend' | 'storagePath' | 'blobRedirect' | 'redirectTtl'>> & { storageBackend?: string };
+
+/**
+ * Resolves the storage settings: what `config` holds, else the environment, and for s3 and gcs
+ * their own variables. Throws ConfigError with one clear line when one is missing or invalid.
+ */
+export function storageSettings(config: StorageConfig, env: NodeJS.ProcessEnv = process.env): StorageSettings {
+  const backend = config.storageBackend ?? (env.NIXERY_STORAGE_BACKEND?.trim() || 'filesystem');
+  if (!(STORAGE_BACKENDS as readonly string[]).includes(backend)) {
+    throw new ConfigError(`invalid NIXERY_STORAGE_BACKEND: must be one of ${STORAGE_BACKENDS.join(', ')}, got ${JSON.stringify(backend)}`);
+  }
+  const settings: StorageSettings = { backend: backend as StorageBackendName, redirects: config.blobRedirect ?? true, redirectTtlSeconds: config.redirectTtl ?? SETTINGS.redirectTtl.default };
+  if (backend === 'filesystem') {
+    const root = config.storagePath ?? (env.STORAGE_PATH?.trim() ? env.STORAGE_PATH : undefined);
+    if (!root) throw new ConfigError('the filesystem storage backend needs STORAGE_PATH (the directory to keep blobs and caches in)');
+    settings.storagePath = root;
+  }
+  if (backend === 's3') settings.s3 = s3Settings(env);
+  if (backend === 'gcs') settings.gcs = gcsSettings(env);
+  return settings;
+}
+
+/** Reads S3_BUCKET, S3_ENDPOINT, S3_REGION, S3_FORCE_PATH_STYLE, S3_PREFIX (+ static AWS keys if set in `env`). */
+export function s3Settings(env: NodeJS.ProcessEnv = process.env): S3StorageOptions {
+  const bucket = env.S3_BUCKET?.trim();
+  if (!bucket) throw new ConfigError('the s3 storage backend needs S3_BUCKET (the bucket to keep blobs and caches in)');
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
+    throw new ConfigError(`invalid S3_BUCKET: ${JSON.stringify(bucket)} is not a valid bucket name (3-63 lower-case letters, digits, . and -)`);
+  }
+  const options: S3StorageOptions = { bucket };
+  const endpoint = env.S3_ENDPOINT?.trim();
+  if (endpoint) {
+    let url: URL;
+    try {
+      url = new URL(endpoint);
+    } catch {
+      throw new ConfigError(`invalid S3_ENDPOINT: ${JSON.stringify(endpoint)} is not a URL (e.g. http://127.0.0.1:9000)`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError(`invalid S3_ENDPOINT: must be an http or https URL, got ${JSON.stringify(endpoint)}`);
+    options.endpoint = endpoint;
+  }
+  const region = env.S3_REGION?.trim() || env.AWS_REGION?.trim() || env.AWS_DEFAULT_REGION?.trim();
+  options.region = region || 'us-east-1';
+  const pathStyle = env.S3_FORCE_PATH_STYLE?.trim();
+  // Custom endpoints (MinIO, a loopback test server) rarely resolve bucket subdomains.
+  options.forcePathStyle = pathStyle ? parseAs('S3_FORCE_PATH_STYLE', boolean, pathStyle) : endpoint !== undefined && endpoint !== '';
+  const prefix = objectPrefix(env, 'S3_PREFIX');
+  if (prefix) options.prefix = prefix;
+  // The SDK's default chain reads process.env; honour static keys given in a different env object.
+  if (env !== process.env && env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY) {
+    options.credentials = { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY };
+    if (env.AWS_SESSION_TOKEN) options.credentials.sessionToken = env.AWS_SESSION_TOKEN;
+  }
+  return options;
+}
+
+/** Reads GCS_BUCKET, GCS_ENDPOINT (or STORAGE_EMULATOR_HOST), GCS_PREFIX, GOOGLE_APPLICATION_CREDENTIALS. */
+export function gcsSettings(env: NodeJS.ProcessEnv = process.env): GcsSettings {
+  const bucket = env.GCS_BUCKET?.trim();
+  if (!bucket) throw new ConfigError('the gcs storage backend needs GCS_BUCKET (the bucket to keep blobs and caches in)');
+  if (!/^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/.test(bucket)) throw new ConfigError(`invalid GCS_BUCKET: ${JSON.stringify(bucket)} is not a valid bucket name`);
+  const settings: GcsSettings = { bucket };
+  const endpointRaw = env.GCS_ENDPOINT?.trim() || env.STORAGE_EMULATOR_HOST?.trim();
+  if (endpointRaw) {
+    const withScheme = /^https?:\/\//.test(endpointRaw) ? endpointRaw : `http://${endpointRaw}`;
+    try {
+      settings.endpoint = new URL(withScheme).origin;
+    } catch {
+      throw new ConfigError(`invalid GCS_ENDPOINT: ${JSON.stringify(endpointRaw)} is not a URL`);
+    }
+  }
+  const prefix = objectPrefix(env, 'GCS_PREFIX');
+  if (prefix) settings.prefix = prefix;
+  const keyFile = env.GOOGLE_APPLICATION_CREDENTIALS?.trim();
+  if (keyFile) settings.keyFile = keyFile;
+  return settings;
+}
+
+/** The prefix every object name gets in the bucket (S3_PREFIX, GCS_PREFIX): a key-like path with one trailing `/`. */
+function objectPrefix(env: NodeJS.ProcessEnv, variable: string): string | undefined {
+  const prefix = env[variable]?.trim();
+  if (!prefix) return undefined;
+  const bare = prefix.replace(/\/+$/, '');
+  if (!STORAGE_KEY.test(bare) || bare.split('/').some((seg) => seg === '.' || seg === '..')) {
+    throw new ConfigError(`invalid ${variable}: ${JSON.stringify(prefix)} must be a path of letters, digits, . _ and -`);
+  }
+  return `${bare}/`;
+}
+
+function parseAs<T>(variable: string, parse: (raw: string) => T, raw: string): T {
+  try {
+    return parse(raw);
+  } catch (err) {
+    throw new ConfigError(`invalid ${variable}: ${(err as Error).message}`);
+  }
+}
+
+// ---- Clean-up of what dead processes left behind. ----
+
+/** Default time between clean-ups. */
+export const DEFAULT_CLEANUP_INTERVAL_MS = 3 * 60_000;
+
+/**
+ * The clean-up interval: NIXERY_CLEANUP_INTERVAL_MS (milliseconds) when set — an internal knob
+ * that tests use for a short interval — else DEFAULT_CLEANUP_INTERVAL_MS.
+ */
+export function cleanupIntervalMs(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.NIXERY_CLEANUP_INTERVAL_MS;
+  if (raw === undefined || raw.trim() === '') return DEFAULT_CLEANUP_INTERVAL_MS;
+  const n = Number(raw);
+  return Number.isInteger(n) && n >= 10 ? n : DEFAULT_CLEANUP_INTERVAL_MS;
 }

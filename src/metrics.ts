@@ -3,68 +3,112 @@
 // process. Labels take values from bounded sets only (route names, methods, status codes,
 // phases, storage operations, error kinds): never an image name, tag or digest.
 //
-// Counts the domain objects keep themselves (the service, blob server, gate, pinner, Nix runs)
-// are read when scraped. What the request path records costs a few map lookups and a bucket
-// count (bench/README.md); builds and storage report through observers (src/builder/observer.ts,
-// src/storage/measured.ts) that know nothing of prom-client.
+// The parts of the registry report here through observers they declare themselves and know
+// nothing of prom-client: the builder (builder/observer.ts), pinning (builder/pins.ts), Nix runs
+// (nix/observer.ts), storage (storage/measured.ts), the blob policy (service/blob-observer.ts)
+// and HTTP (registry/observer.ts). app.ts, the composition root, wires them to one Metrics; the
+// few counts other parts keep themselves it hands over as readings. Nothing here walks the
+// object graph. What the request path records costs a few map lookups and a bucket count
+// (bench/README.md).
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, exponentialBuckets, type MetricObjectWithValues, type MetricValueWithName } from 'prom-client';
-import type { RegistryService } from './service/registry-service.js';
-import type { BlobServer } from './registry/blob-server.js';
-import type { Gate } from './registry/access.js';
-import type { Quarantine } from './builder/integrity.js';
-import type { BuildPhase } from './builder/builder.js';
+import type { BuildPhase } from './builder/types.js';
 import type { BuildObserver } from './builder/observer.js';
+import type { PinObserver } from './builder/pins.js';
 import type { StorageObserver } from './storage/measured.js';
+import type { BlobMemory, BlobObserver } from './service/blob-observer.js';
+import type { HttpObserver, MetricsExposition } from './registry/observer.js';
+import { NIX_COMMANDS, NIX_FAILURES, NixRunCounts } from './nix/observer.js';
 import { NixeryError } from './errors.js';
-import { NIX_COMMANDS, NIX_FAILURES, nixStats } from './nix/run.js';
 
-/** What the scrape-time counts are read from (the running registry's parts). */
-export interface MetricSources {
-  service: RegistryService;
-  blobs: BlobServer;
-  quarantine: Quarantine;
-  gate: Gate;
+/**
+ * Counts that parts of the registry keep themselves (the registry service, the access gate, the
+ * quarantine), read when scraped: app.ts hands them over (see `Metrics.watch`).
+ */
+export interface MetricReadings {
+  /** Image requests answered from a cache without building. */
+  cacheHits(): number;
+  /** Image requests answered from the registry's memo of images by tag. */
+  memoHits(): number;
+  buildFailures(): number;
+  tooLarge(): number;
+  /** Builds refused because the build queue was full. */
+  rejected(): number;
+  building(): number;
+  queued(): number;
+  /** Stored objects removed because they failed a check. */
+  integrityFailures(): number;
+  unauthorized(): number;
+  denied(): number;
+  packagesDenied(): number;
+  buildsRateLimited(): number;
+}
+
+/** What the observers below count (per Metrics, so per app). */
+interface Counts {
+  buildsRun: number;
+  layersPacked: number;
+  manifestMemoryHits: number;
+  manifestStorageHits: number;
+  manifestMisses: number;
+  hotHits: number;
+  hotMisses: number;
+  sendStalled: number;
+  repairs: number;
+  looks: number;
+  lookFailures: number;
+  lastLookSeconds: number;
+  bytesHashed: number;
+  sourceFailing: boolean;
+}
+
+/** Where a scalar comes from: what an observer counted, what a reading says, or the blob policy's memory. */
+interface ScalarInputs {
+  counts: Counts;
+  readings: MetricReadings | undefined;
+  memory: BlobMemory;
 }
 
 interface Scalar {
   name: string;
   help: string;
   type: 'counter' | 'gauge';
-  read(s: MetricSources): number;
+  read(s: ScalarInputs): number;
 }
 
 const counter = (name: string, help: string, read: Scalar['read']): Scalar => ({ name, help, type: 'counter', read });
 const gauge = (name: string, help: string, read: Scalar['read']): Scalar => ({ name, help, type: 'gauge', read });
 
-/** Unlabelled counts kept by the registry's parts, read at scrape time. */
+/** Unlabelled counts (0 for a reading until `watch`), read at scrape time. */
 const SCALARS: readonly Scalar[] = [
-  counter('nixery_image_builds_total', 'Image builds that ran Nix.', (s) => s.service.builder.buildsRun),
-  counter('nixery_image_cache_hits_total', 'Image requests answered from a cache without building.', (s) => s.service.stats.cacheHits),
-  counter('nixery_image_build_failures_total', 'Image builds that failed (not counting refusals of bad requests).', (s) => s.service.stats.buildFailures),
-  counter('nixery_images_too_large_total', 'Builds refused because the closure was over NIXERY_MAX_IMAGE_SIZE.', (s) => s.service.stats.tooLarge),
-  counter('nixery_builds_rejected_total', 'Builds refused because the build queue was full.', (s) => s.service.stats.rejected),
-  gauge('nixery_builds_running', 'Builds running now.', (s) => s.service.building),
-  gauge('nixery_builds_queued', 'Builds waiting for a build slot (queue depth).', (s) => s.service.queued),
-  counter('nixery_layers_packed_total', 'Layers packed (not found in the build cache).', (s) => s.service.builder.layers.packed),
-  counter('nixery_manifest_cache_misses_total', 'Manifest cache lookups that found no usable record (the image is built).', (s) => s.service.builder.manifests.stats.misses),
-  counter('nixery_blob_cache_hits_total', 'Blob and manifest-by-digest requests answered from the hot-blob cache.', (s) => s.blobs.stats.hotHits),
-  counter('nixery_blob_cache_misses_total', 'Blob and manifest-by-digest requests the hot-blob cache (when on) did not hold.', (s) => s.blobs.stats.hotMisses),
-  gauge('nixery_blob_cache_bytes', 'Bytes held by the hot-blob cache.', (s) => s.blobs.hotBytes),
-  gauge('nixery_send_buffered_bytes', 'Bytes responses hold while streaming.', (s) => s.blobs.bufferedBytes),
-  counter('nixery_send_stalled_total', 'Responses closed because the client accepted nothing for NIXERY_SEND_TIMEOUT.', (s) => s.blobs.stats.sendStalled),
-  counter('nixery_blob_repairs_total', 'Missing blobs rebuilt from the image they belong to.', (s) => s.blobs.stats.repairs),
-  counter('nixery_integrity_failures_total', 'Stored objects removed because they failed a check.', (s) => s.quarantine.failures),
-  counter('nixery_auth_unauthorized_total', 'Requests refused for missing or bad credentials (401).', (s) => s.gate.stats.unauthorized),
-  counter('nixery_auth_denied_total', 'Requests refused for lack of access (403).', (s) => s.gate.stats.denied),
-  counter('nixery_packages_denied_total', 'Images refused by NIXERY_ALLOW_PACKAGES, NIXERY_DENY_PACKAGES or NIXERY_MAX_PACKAGES.', (s) => s.gate.stats.packagesDenied),
-  counter('nixery_builds_rate_limited_total', 'Builds refused by the per-client build rate limit (429).', (s) => s.gate.stats.buildsRateLimited),
-  counter('nixery_source_looks_total', 'Looks at the package source (revisions of its tags).', (s) => s.service.builder.pins.stats.looks),
-  counter('nixery_source_look_failures_total', 'Looks at the package source that failed.', (s) => s.service.builder.pins.stats.lookFailures),
-  gauge('nixery_source_look_last_seconds', 'How long the last look at the package source took.', (s) => s.service.builder.pins.stats.lastLookMs / 1000),
-  counter('nixery_source_bytes_hashed_total', 'Bytes of a local package set read to hash it.', (s) => s.service.builder.pins.resolver.stats.bytesHashed),
-  gauge('nixery_source_failing', '1 while the package source cannot be reached (the last good revisions are served).', (s) => (s.service.builder.pins.status().failure ? 1 : 0)),
+  counter('nixery_image_builds_total', 'Image builds that ran Nix.', (s) => s.counts.buildsRun),
+  counter('nixery_image_cache_hits_total', 'Image requests answered from a cache without building.', (s) => s.readings?.cacheHits() ?? 0),
+  counter('nixery_image_build_failures_total', 'Image builds that failed (not counting refusals of bad requests).', (s) => s.readings?.buildFailures() ?? 0),
+  counter('nixery_images_too_large_total', 'Builds refused because the closure was over NIXERY_MAX_IMAGE_SIZE.', (s) => s.readings?.tooLarge() ?? 0),
+  counter('nixery_builds_rejected_total', 'Builds refused because the build queue was full.', (s) => s.readings?.rejected() ?? 0),
+  gauge('nixery_builds_running', 'Builds running now.', (s) => s.readings?.building() ?? 0),
+  gauge('nixery_builds_queued', 'Builds waiting for a build slot (queue depth).', (s) => s.readings?.queued() ?? 0),
+  counter('nixery_layers_packed_total', 'Layers packed (not found in the build cache).', (s) => s.counts.layersPacked),
+  counter('nixery_manifest_cache_misses_total', 'Manifest cache lookups that found no usable record (the image is built).', (s) => s.counts.manifestMisses),
+  counter('nixery_blob_cache_hits_total', 'Blob and manifest-by-digest requests answered from the hot-blob cache.', (s) => s.counts.hotHits),
+  counter('nixery_blob_cache_misses_total', 'Blob and manifest-by-digest requests the hot-blob cache (when on) did not hold.', (s) => s.counts.hotMisses),
+  gauge('nixery_blob_cache_bytes', 'Bytes held by the hot-blob cache.', (s) => s.memory.hotCacheBytes),
+  gauge('nixery_send_buffered_bytes', 'Bytes responses hold while streaming.', (s) => s.memory.bufferedBytes),
+  counter('nixery_send_stalled_total', 'Responses closed because the client accepted nothing for NIXERY_SEND_TIMEOUT.', (s) => s.counts.sendStalled),
+  counter('nixery_blob_repairs_total', 'Missing blobs rebuilt from the image they belong to.', (s) => s.counts.repairs),
+  counter('nixery_integrity_failures_total', 'Stored objects removed because they failed a check.', (s) => s.readings?.integrityFailures() ?? 0),
+  counter('nixery_auth_unauthorized_total', 'Requests refused for missing or bad credentials (401).', (s) => s.readings?.unauthorized() ?? 0),
+  counter('nixery_auth_denied_total', 'Requests refused for lack of access (403).', (s) => s.readings?.denied() ?? 0),
+  counter('nixery_packages_denied_total', 'Images refused by NIXERY_ALLOW_PACKAGES, NIXERY_DENY_PACKAGES or NIXERY_MAX_PACKAGES.', (s) => s.readings?.packagesDenied() ?? 0),
+  counter('nixery_builds_rate_limited_total', 'Builds refused by the per-client build rate limit (429).', (s) => s.readings?.buildsRateLimited() ?? 0),
+  counter('nixery_source_looks_total', 'Looks at the package source (revisions of its tags).', (s) => s.counts.looks),
+  counter('nixery_source_look_failures_total', 'Looks at the package source that failed.', (s) => s.counts.lookFailures),
+  gauge('nixery_source_look_last_seconds', 'How long the last look at the package source took.', (s) => s.counts.lastLookSeconds),
+  counter('nixery_source_bytes_hashed_total', 'Bytes of a local package set read to hash it.', (s) => s.counts.bytesHashed),
+  gauge('nixery_source_failing', '1 while the package source cannot be reached (the last good revisions are served).', (s) => (s.counts.sourceFailing ? 1 : 0)),
 ];
+
+const NO_MEMORY: () => BlobMemory = () => ({ hotCacheBytes: 0, bufferedBytes: 0 });
 
 /** The phases of a build that ran Nix (`source`, pinning, happens for cached images too). */
 const BUILD_PHASES: readonly BuildPhase[] = ['resolve', 'realise', 'closure', 'layers', 'pack', 'manifest'];
@@ -140,11 +184,30 @@ class RequestDurations extends Histogram<'route' | 'le'> {
 /** Request methods as labels: those a registry answers, the rest as OTHER. */
 const METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 
-export class Metrics {
+export class Metrics implements HttpObserver, MetricsExposition {
   readonly registry = new Registry();
   /** route → method → status → requests. Folded into the counter when scraped. */
   private readonly requestCounts = new Map<string, Map<string, Map<number, number>>>();
   private protocolErrors = 0;
+  private readonly counts: Counts = {
+    buildsRun: 0,
+    layersPacked: 0,
+    manifestMemoryHits: 0,
+    manifestStorageHits: 0,
+    manifestMisses: 0,
+    hotHits: 0,
+    hotMisses: 0,
+    sendStalled: 0,
+    repairs: 0,
+    looks: 0,
+    lookFailures: 0,
+    lastLookSeconds: 0,
+    bytesHashed: 0,
+    sourceFailing: false,
+  };
+  private readonly nixRuns = new NixRunCounts();
+  private readings: MetricReadings | undefined;
+  private blobMemory = NO_MEMORY;
   private readonly requestDurations: RequestDurations;
   private readonly buildDurations: Histogram<'outcome'>;
   private readonly phaseDurations: Histogram<'phase'>;
@@ -153,7 +216,6 @@ export class Metrics {
   private readonly packThroughput: Histogram;
   private readonly storageDurations: Histogram<'backend' | 'operation'>;
   private readonly storageErrors: Counter<'backend' | 'operation' | 'kind'>;
-  private sources: MetricSources | undefined;
 
   constructor() {
     const registers = [this.registry];
@@ -236,6 +298,7 @@ export class Metrics {
       labelNames: ['backend', 'operation', 'kind'] as const,
       registers,
     });
+    const nix = this.nixRuns;
     new Counter({
       name: 'nixery_nix_invocations_total',
       help: 'Nix processes run (by this process), by command.',
@@ -243,7 +306,7 @@ export class Metrics {
       registers,
       collect() {
         this.reset();
-        for (const command of NIX_COMMANDS) this.inc({ command }, nixStats.commands[command].invocations);
+        for (const command of NIX_COMMANDS) this.inc({ command }, nix.commands[command].invocations);
       },
     });
     new Counter({
@@ -253,7 +316,7 @@ export class Metrics {
       registers,
       collect() {
         this.reset();
-        for (const command of NIX_COMMANDS) for (const reason of NIX_FAILURES) this.inc({ command, reason }, nixStats.commands[command].failures[reason]);
+        for (const command of NIX_COMMANDS) for (const reason of NIX_FAILURES) this.inc({ command, reason }, nix.commands[command].failures[reason]);
       },
     });
     new Counter({
@@ -263,45 +326,44 @@ export class Metrics {
       registers,
       collect() {
         this.reset();
-        const s = self.sources;
-        this.inc({ tier: 'memo' }, s?.service.stats.memoHits ?? 0);
-        this.inc({ tier: 'memory' }, s?.service.builder.manifests.stats.memoryHits ?? 0);
-        this.inc({ tier: 'storage' }, s?.service.builder.manifests.stats.storageHits ?? 0);
+        this.inc({ tier: 'memo' }, self.readings?.memoHits() ?? 0);
+        this.inc({ tier: 'memory' }, self.counts.manifestMemoryHits);
+        this.inc({ tier: 'storage' }, self.counts.manifestStorageHits);
       },
     });
-  }
-
-  /**
-   * Starts serving the counts the registry's parts keep, and the process defaults (CPU, memory,
-   * event loop lag, GC). Once per Metrics.
-   */
-  watch(sources: MetricSources): void {
-    if (this.sources) throw new Error('Metrics.watch: already watching');
-    this.sources = sources;
     for (const scalar of SCALARS) {
-      const config = {
-        name: scalar.name,
-        help: scalar.help,
-        registers: [this.registry],
-      };
+      const config = { name: scalar.name, help: scalar.help, registers };
       if (scalar.type === 'counter') {
         new Counter({
           ...config,
           collect() {
             this.reset();
-            this.inc(scalar.read(sources));
+            this.inc(scalar.read(self.scalarInputs()));
           },
         });
       } else {
         new Gauge({
           ...config,
           collect() {
-            this.set(scalar.read(sources));
+            this.set(scalar.read(self.scalarInputs()));
           },
         });
       }
     }
+  }
+
+  /**
+   * Starts serving the counts the registry service, the gate and the quarantine keep (read
+   * when scraped), and the process defaults (CPU, memory, event loop lag, GC). Once per Metrics.
+   */
+  watch(readings: MetricReadings): void {
+    if (this.readings) throw new Error('Metrics.watch: already watching');
+    this.readings = readings;
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  private scalarInputs(): ScalarInputs {
+    return { counts: this.counts, readings: this.readings, memory: this.blobMemory() };
   }
 
   /** One answered request (the hot path: a few map lookups, no allocation once its labels were seen). */
@@ -331,15 +393,62 @@ export class Metrics {
     return n;
   }
 
-  /** The builder's observer: build and phase durations, packing. */
+  /** The builder's observer: builds and their phases, the manifest cache, packing. */
   readonly builds: BuildObserver = {
+    buildStarted: () => {
+      this.counts.buildsRun++;
+    },
+    manifestLookup: (answer) => {
+      if (answer === 'memory') this.counts.manifestMemoryHits++;
+      else if (answer === 'storage') this.counts.manifestStorageHits++;
+      else this.counts.manifestMisses++;
+    },
     phase: (phase, seconds) => this.phaseDurations.observe({ phase }, seconds),
     build: (outcome, seconds) => this.buildDurations.observe({ outcome }, seconds),
     layerPacked: ({ compressedBytes, uncompressedBytes, seconds }) => {
+      this.counts.layersPacked++;
       this.packedBytes.inc({ form: 'compressed' }, compressedBytes);
       this.packedBytes.inc({ form: 'uncompressed' }, uncompressedBytes);
       this.packDurations.observe(seconds);
       if (seconds > 0) this.packThroughput.observe(uncompressedBytes / seconds);
+    },
+  };
+
+  /** The observer of every Nix process (builds, pins, the package index): hand it to each. */
+  get nix(): NixRunCounts {
+    return this.nixRuns;
+  }
+
+  /** Pinning's observer: looks at the package source, and hashing a local one. */
+  readonly pins: PinObserver = {
+    looked: (seconds) => {
+      this.counts.looks++;
+      this.counts.lastLookSeconds = seconds;
+      this.counts.sourceFailing = false;
+    },
+    lookFailed: (unavailable) => {
+      this.counts.lookFailures++;
+      this.counts.sourceFailing = unavailable;
+    },
+    hashed: (bytes) => {
+      this.counts.bytesHashed += bytes;
+    },
+  };
+
+  /** The blob policy's observer: the hot cache, stalled responses, repairs, memory held. */
+  readonly blobs: BlobObserver = {
+    hotLookup: (hit) => {
+      if (hit) this.counts.hotHits++;
+      else this.counts.hotMisses++;
+    },
+    sendStalled: () => {
+      this.counts.sendStalled++;
+    },
+    repairStarted: () => {
+      this.counts.repairs++;
+    },
+    memory: (read) => {
+      this.blobMemory = read;
     },
   };
 
@@ -366,8 +475,9 @@ export class Metrics {
     values.nixery_http_requests_total = requests;
     values.nixery_http_errors_total = this.errorCount();
     values.nixery_http_protocol_errors_total = this.protocolErrors;
-    values.nixery_nix_invocations_total = nixStats.invocations;
-    if (this.sources) for (const scalar of SCALARS) values[scalar.name] = scalar.read(this.sources);
+    values.nixery_nix_invocations_total = this.nixRuns.invocations;
+    const inputs = this.scalarInputs();
+    for (const scalar of SCALARS) values[scalar.name] = scalar.read(inputs);
     return values;
   }
 }

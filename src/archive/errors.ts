@@ -1,21 +1,4 @@
-// Errors raised while packing a layer. They are build failures for the registry (HTTP 500),
-// with a message that names the file and what went wrong.
+// Errors raised while packing a layer (build failures naming the file and what went wrong) are
+// defined with every other error in src/errors.ts.
 
-import { NixeryError } from '../errors.js';
-
-/** A layer could not be packed: unreadable input, an invalid entry, a failing sink. */
-export class ArchiveError extends NixeryError {
-  /** The file or entry the error is about, when there is one. */
-  readonly path: string | undefined;
-  constructor(message: string, options?: { path?: string; cause?: unknown }) {
-    super('BUILD_FAILED', message, { detail: options?.path === undefined ? undefined : { path: options.path }, cause: options?.cause });
-    this.path = options?.path;
-  }
-}
-
-/** A file changed (size or type) between the directory walk and the moment it was packed. */
-export class FileChangedError extends ArchiveError {
-  constructor(path: string, what: string) {
-    super(`file changed while it was being packed: ${path}: ${what}`, { path });
-  }
-}
+export { ArchiveError, FileChangedError } from '../errors.js';

@@ -6,6 +6,7 @@
 
 import { availableParallelism } from 'node:os';
 import zlib from 'node:zlib';
+import { Semaphore } from '../util/semaphore.js';
 import type { ByteSink } from './tar.js';
 
 /** Uncompressed bytes per chunk. Part of the output format: changing it changes digests. */
@@ -19,42 +20,12 @@ const DICTIONARY_SIZE = 32 * 1024;
  */
 const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff]);
 
-/** A counting semaphore, FIFO, for bounding concurrent chunk compressions. */
-export class Limiter {
-  private active = 0;
-  private readonly waiting: Array<() => void> = [];
-  constructor(private limit: number) {}
-
-  setLimit(limit: number): void {
-    this.limit = Math.max(1, Math.floor(limit));
-    this.wake();
-  }
-
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    else this.active++;
-    try {
-      return await task();
-    } finally {
-      this.active--;
-      this.wake();
-    }
-  }
-
-  private wake(): void {
-    while (this.active < this.limit && this.waiting.length > 0) {
-      this.active++;
-      this.waiting.shift()!();
-    }
-  }
-}
-
 /**
  * Process-wide bound on chunk compressions in flight, shared by every layer being packed, so
  * packing several layers at once does not oversubscribe the cores (or the libuv threadpool,
  * which file reads need too).
  */
-const compressionSlots = new Limiter(defaultConcurrency());
+const compressionSlots = new Semaphore(defaultConcurrency());
 
 /**
  * One slot per core, but at most the libuv threadpool size minus one, so that a thread stays
@@ -159,7 +130,7 @@ export class ParallelGzip implements ByteSink {
     this.crc = zlib.crc32(input, this.crc);
     this.inputSize += input.length;
     const dictionary = this.dictionary;
-    const compressed = compressionSlots.run(() => deflateChunk(input, dictionary, last));
+    const compressed = compressionSlots.use(() => deflateChunk(input, dictionary, last));
     compressed.catch(() => undefined); // surfaced by drain, in order
     this.queue.push(compressed);
     if (!last) {

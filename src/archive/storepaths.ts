@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { constants as fsConstants, type BigIntStats } from 'node:fs';
 import { lstat, open, readdir, readlink } from 'node:fs/promises';
 import { ArchiveError } from './errors.js';
-import { Limiter } from './gzip.js';
+import { Semaphore } from '../util/semaphore.js';
 import { displayPath, type TarEntry } from './tar.js';
 
 export interface StorePathOptions {
@@ -61,20 +61,20 @@ function parseStorePath(path: string): string {
 export async function storePathEntries(paths: readonly string[], options: StorePathOptions = {}): Promise<TarEntry[]> {
   const root = options.storeRoot ? options.storeRoot.replace(/\/+$/, '') : '';
   const names = [...new Set(paths.map(parseStorePath))];
-  const limiter = new Limiter(WALK_CONCURRENCY);
+  const limiter = new Semaphore(WALK_CONCURRENCY);
   const walked: Walked[] = [];
 
   const visit = async (name: Buffer, fsPath: Buffer): Promise<void> => {
     options.signal?.throwIfAborted();
-    const stat = await limiter.run(() => lstat(fsPath, { bigint: true }));
+    const stat = await limiter.use(() => lstat(fsPath, { bigint: true }));
     if (stat.isSymbolicLink()) {
-      const target = await limiter.run(() => readlink(fsPath, { encoding: 'buffer' }));
+      const target = await limiter.use(() => readlink(fsPath, { encoding: 'buffer' }));
       walked.push({ name, fsPath, stat, target });
     } else if (stat.isFile()) {
       walked.push({ name, fsPath, stat });
     } else if (stat.isDirectory()) {
       walked.push({ name, fsPath, stat });
-      const children = await limiter.run(() => readdir(fsPath, { encoding: 'buffer' }));
+      const children = await limiter.use(() => readdir(fsPath, { encoding: 'buffer' }));
       await Promise.all(children.map((child) => visit(join(name, child), join(fsPath, child))));
     }
     // Sockets, FIFOs and devices: nothing is written (Nix stores have none).
@@ -142,7 +142,7 @@ async function findHardLinks(sorted: Walked[], signal?: AbortSignal): Promise<Ma
   }
 
   const links = new Map<Walked, Walked>();
-  const limiter = new Limiter(HASH_CONCURRENCY);
+  const limiter = new Semaphore(HASH_CONCURRENCY);
   await Promise.all(
     [...groups.values()]
       .filter((g) => g.length > 1)
@@ -157,7 +157,7 @@ async function findHardLinks(sorted: Walked[], signal?: AbortSignal): Promise<Ma
         }
         const distinct = [...byInode.values()];
         if (distinct.length < 2) return;
-        const hashes = await Promise.all(distinct.map((w) => limiter.run(() => hashFile(w, signal))));
+        const hashes = await Promise.all(distinct.map((w) => limiter.use(() => hashFile(w, signal))));
         const byContent = new Map<string, Walked>();
         distinct.forEach((w, i) => {
           const first = byContent.get(hashes[i]!);

@@ -12,6 +12,8 @@ import type { PinnedSource } from '../nix/source.js';
 import { resolvePackages } from '../nix/resolve.js';
 import { realise, type RealiseOptions } from '../nix/realise.js';
 import { queryClosure } from '../nix/closure.js';
+import type { NixRunObserver } from '../nix/observer.js';
+import { checkNix } from '../nix/health.js';
 import { buildManifests, type ImageManifests } from '../manifest/manifest.js';
 import { buildIndex, type ImageIndex } from '../manifest/image-index.js';
 import { LayerStore } from './layer-store.js';
@@ -27,45 +29,13 @@ import { ImageTooLargeError, NixeryError, PlatformBuildError } from '../errors.j
 import type { Pin, Pinner } from './pins.js';
 import { PackProgress, ProgressChannel } from './progress.js';
 import { timePhases, type BuildObserver } from './observer.js';
+import { mapLimit } from '../util/semaphore.js';
+import { toLayerGraph } from './popularity.js';
 
-export interface Logger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  debug(obj: object, msg?: string): void;
-}
+import type { BuildLimit, BuildProgress, BuiltImage, Logger, NixTimeouts } from './types.js';
 
-/** `queued`: waiting for a build slot; the others are the pipeline's steps. */
-export type BuildPhase = 'source' | 'queued' | 'resolve' | 'realise' | 'closure' | 'layers' | 'pack' | 'manifest';
-
-export interface BuildProgress {
-  phase: BuildPhase;
-  message: string;
-  /** Set by `buildAll` (the message is then prefixed with it): which platform's build reported. */
-  platform?: string;
-  /** During `pack`: the layer that reported, of how many, and its uncompressed bytes packed so far. */
-  layer?: { index: number; count: number; bytes: number };
-  /**
-   * During `pack`, over all layers: the layer being packed ("layer 3 of 7"), how many are done,
-   * and bytes done of the image's uncompressed size (Nix's NAR sizes; cached layers count as done).
-   */
-  pack?: { layer: number; layers: number; layersDone: number; bytesDone: number; bytesTotal: number };
-}
-
-/**
- * Runs a build that is about to start Nix (the registry's slots and admission); `progress`
- * reaches everyone waiting for the build (e.g. to say it waits for a slot).
- */
-export type BuildLimit = <T>(fn: () => Promise<T>, progress: (p: BuildProgress) => void) => Promise<T>;
-
-/** The time limits on Nix (see README, Configuration), in seconds. */
-export interface NixTimeouts {
-  /** NIX_TIMEOUT: each builder (Nix's `--timeout`); downloads and evaluation are not counted. */
-  builderSeconds: number;
-  /** NIXERY_EVAL_TIMEOUT: each evaluation (resolving packages, pinning the source). */
-  evalSeconds: number;
-  /** NIXERY_BUILD_TIMEOUT: one realisation in all, every build and download included. */
-  realiseSeconds: number;
-}
+// Declared in a leaf (types.ts); named here too for the modules that build with the builder.
+export type { BuildLimit, BuildPhase, BuildProgress, BuiltImage, Logger, NixTimeouts } from './types.js';
 
 export interface BuilderOptions {
   storage: Storage;
@@ -86,19 +56,8 @@ export interface BuilderOptions {
   packConcurrency?: number;
   /** Told how long builds, their phases and packing take (the registry's metrics). */
   observer?: BuildObserver;
-}
-
-export interface BuiltImage {
-  image: ImageRequest;
-  /** Cache key of the manifest (null when the source could not be pinned). */
-  cacheKey: string | null;
-  revision: string | null;
-  manifests: ImageManifests;
-  layers: Array<ImageLayer & { cached: boolean }>;
-  /** True when served from the manifest cache without running Nix. */
-  fromCache: boolean;
-  /** The source pin it was found or built under (the registry's hot path compares it). */
-  pin?: Pin;
+  /** Told of every Nix process the builds run (the registry's metrics). */
+  nixObserver?: NixRunObserver;
 }
 
 /** Bump when the bytes of layers or manifests change for the same input. */
@@ -138,12 +97,17 @@ export class ImageBuilder {
   constructor(private readonly options: BuilderOptions) {
     this.pins = options.pins;
     this.layers = new LayerStore(options.storage, options.log, options.quarantine, options.observer);
-    this.manifests = new ManifestCache(options.storage, options.manifestCacheSize ?? 1024, options.quarantine);
+    this.manifests = new ManifestCache(options.storage, options.manifestCacheSize ?? 1024, options.quarantine, options.observer);
   }
 
   /** The popularity data builds use now (its identity changes when it is reloaded). */
   popularity(): Popularity {
     return this.options.popularity();
+  }
+
+  /** Throws NixUnavailableError when Nix cannot run (the registry's readiness check). */
+  async checkNix(): Promise<void> {
+    await checkNix();
   }
 
   /**
@@ -394,11 +358,13 @@ export class ImageBuilder {
     const { timeouts } = this.options;
     const started = Date.now();
     this.buildsRun++;
+    this.options.observer?.buildStarted();
+    const nix = this.options.nixObserver;
 
     onProgress({ phase: 'resolve', message: `resolving ${image.packages.length} packages` });
-    const resolved = await resolvePackages(pinned, image.packages, image.arch.nixSystem, { timeoutMs: timeouts.evalSeconds * 1000 });
+    const resolved = await resolvePackages(pinned, image.packages, image.arch.nixSystem, { timeoutMs: timeouts.evalSeconds * 1000, observer: nix });
     onProgress({ phase: 'realise', message: 'Nix is realising the packages' });
-    const realiseOptions: RealiseOptions = { timeoutMs: timeouts.realiseSeconds * 1000, builderTimeoutSeconds: timeouts.builderSeconds };
+    const realiseOptions: RealiseOptions = { timeoutMs: timeouts.realiseSeconds * 1000, builderTimeoutSeconds: timeouts.builderSeconds, observer: nix };
     const realised = await realise(resolved, realiseOptions);
     try {
       for (let attempt = 1; ; attempt++) {
@@ -441,7 +407,7 @@ export class ImageBuilder {
     const { log } = this.options;
     const roots = rootPaths(resolved);
     onProgress({ phase: 'closure', message: 'reading the runtime closure' });
-    const closure = await queryClosure(roots);
+    const closure = await queryClosure(roots, { observer: this.options.nixObserver });
     const closureBytes = closure.paths.reduce((sum, p) => sum + p.narSize, 0);
     if (this.options.maxImageSize !== undefined && closureBytes > this.options.maxImageSize) {
       log.info({ image: image.name, tag: image.tag, closureBytes, limit: this.options.maxImageSize }, 'image refused: over NIXERY_MAX_IMAGE_SIZE');
@@ -449,7 +415,7 @@ export class ImageBuilder {
     }
 
     onProgress({ phase: 'layers', message: `grouping ${closure.paths.length} store paths into layers` });
-    const groups = this.options.strategy.group(closure, { budget: this.options.budget, popularity });
+    const groups = this.options.strategy.group(toLayerGraph(closure), { budget: this.options.budget, popularity });
 
     // Each layer's size as Nix reports it; the customisation layer (symlinks) counts as nothing.
     const narSizes = new Map(closure.paths.map((p) => [p.path, p.narSize]));
@@ -517,17 +483,4 @@ function recordLayers(layers: ReadonlyArray<ImageLayer & { cached: boolean }>): 
 /** The store paths that go into the image for the requested packages, sorted and unique. */
 export function rootPaths(resolved: ResolvedPackage[]): string[] {
   return sortedUnique(resolved.flatMap((p) => Object.values(p.outputs)));
-}
-
-async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i]!, i);
-    }
-  });
-  await Promise.all(workers);
-  return results;
 }

@@ -2,13 +2,12 @@
 // digest, a record whose checksum does not match): they are removed, so the next request
 // rebuilds them instead of trusting them, and the failure is logged and counted.
 
+import type { Logger } from '../util/logger.js';
 import { createHash } from 'node:crypto';
 import type { OpenedObject, Storage } from '../storage/storage.js';
 import { decodeRecord } from './records.js';
 
-export interface IntegrityLogger {
-  warn(obj: object, msg?: string): void;
-}
+export type IntegrityLogger = Pick<Logger, 'warn'>;
 
 export class Quarantine {
   /** Objects removed because they failed a check, since start. */

@@ -15,7 +15,7 @@ import { encodeRecord } from './records.js';
 import { matchesDigest, type Quarantine } from './integrity.js';
 import { NixeryError } from '../errors.js';
 import { StorageUnavailableError } from '../storage/errors.js';
-import type { Logger } from './builder.js';
+import type { Logger } from './types.js';
 import type { BuildObserver } from './observer.js';
 
 /** Bump when the tar or gzip bytes of a layer change for the same store paths. */

@@ -75,6 +75,14 @@ export function recordDigests(record: ManifestRecord): string[] {
 
 const strip = ({ mediaType, digest, size }: Blob): Descriptor => ({ mediaType, digest, size });
 
+/** Where a lookup was answered: memory, a checked record in storage, or not at all. */
+export type ManifestLookup = 'memory' | 'storage' | 'miss';
+
+/** What the manifest cache reports (part of the builder's observer). */
+export interface ManifestCacheObserver {
+  manifestLookup(answer: ManifestLookup): void;
+}
+
 export class ManifestCache {
   private readonly memory: LruCache<string, ManifestRecord>;
   /** Lookups answered from memory, from a checked storage record, or not at all. */
@@ -84,6 +92,7 @@ export class ManifestCache {
     private readonly storage: Storage,
     capacity: number,
     private readonly quarantine: Quarantine,
+    private readonly observer?: ManifestCacheObserver,
   ) {
     this.memory = new LruCache(capacity);
   }
@@ -92,11 +101,13 @@ export class ManifestCache {
     const hit = this.memory.get(cacheKey);
     if (hit) {
       this.stats.memoryHits++;
+      this.observer?.manifestLookup('memory');
       return hit;
     }
     const record = await this.fromStorage(cacheKey);
     if (record) this.stats.storageHits++;
     else this.stats.misses++;
+    this.observer?.manifestLookup(record ? 'storage' : 'miss');
     return record;
   }
 

@@ -1,9 +1,13 @@
 // What the builder reports about its work to whoever watches it (the registry's metrics), so the
 // builder itself knows nothing of metrics: `nixery build` runs it without any observer.
 
-import type { BuildPhase, BuildProgress } from './builder.js';
+import type { BuildPhase, BuildProgress } from './types.js';
+import type { ManifestCacheObserver } from './manifest-cache.js';
 
-export interface BuildObserver {
+/** `manifestLookup`: the manifest cache was asked for an image's record. */
+export interface BuildObserver extends ManifestCacheObserver {
+  /** A build starts running Nix (it was not served from the manifest cache). */
+  buildStarted(): void;
   /** A phase of a build that ran Nix ended (the next one began, or the build ended), in seconds. */
   phase(phase: BuildPhase, seconds: number): void;
   /** A build that ran Nix ended, in seconds from its first phase. */

@@ -12,6 +12,7 @@
 // of MB). The last few indexes of a source are kept in storage; two in memory (the current
 // revision's and the one before, served while the new one is built).
 
+import type { Logger } from '../util/logger.js';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
@@ -19,6 +20,7 @@ import { describeError, logDetail, ShuttingDownError, SourceUnavailableError } f
 import { compareStrings } from '../image/name.js';
 import { listPackages, packageLine, parsePackageLine, type PackageInfo } from '../nix/packages.js';
 import type { PinnedSource } from '../nix/source.js';
+import type { NixRunObserver } from '../nix/observer.js';
 import type { Storage } from '../storage/storage.js';
 import { Semaphore } from '../util/semaphore.js';
 import { SingleFlight } from '../util/singleflight.js';
@@ -48,9 +50,11 @@ export interface PackageIndexOptions {
   system: string;
   /** NIXERY_EVAL_TIMEOUT, in milliseconds. */
   evalTimeoutMs: number;
-  log: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
+  log: Pick<Logger, 'info' | 'warn'>;
   /** Added to the environment of Nix (tests). */
   env?: NodeJS.ProcessEnv;
+  /** Told of the Nix evaluations that list the packages (the registry's metrics). */
+  nixObserver?: NixRunObserver;
   /** A revision whose index failed is tried again after this long. Default 5 minutes. */
   retryMs?: number;
   /** How long a search waits for an index being built before answering `indexing`. Default 1 s. */
@@ -248,6 +252,7 @@ export class PackageIndex {
       listPackages(pinned, this.options.system, {
         timeoutMs: this.options.evalTimeoutMs,
         env: this.options.env,
+        observer: this.options.nixObserver,
         signal: this.stopping.signal,
         onPackage: (p) => packages.push(p),
       }),

@@ -13,10 +13,11 @@
 //   build waits for the source's answer rather than build from an unconfirmed pin.
 // - A tag the source no longer has (a deleted branch) is forgotten: 404 from then on.
 
+import type { Logger } from '../util/logger.js';
 import { createHash } from 'node:crypto';
 import { SourceUnavailableError, logDetail } from '../errors.js';
 import { compareStrings } from '../image/name.js';
-import { SourceResolver, type Look } from '../nix/resolver.js';
+import { SourceResolver, type Look, type ResolverObserver } from '../nix/resolver.js';
 import { describeSource, type PackageSource, type PinnedSource, type Resolution } from '../nix/source.js';
 import { displayUrl } from '../secrets.js';
 import type { Storage } from '../storage/storage.js';
@@ -31,10 +32,7 @@ export interface Pin {
   readonly pinned: PinnedSource;
 }
 
-export interface PinLogger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-}
+export type PinLogger = Pick<Logger, 'info' | 'warn'>;
 
 export interface PinnerOptions {
   source: PackageSource;
@@ -51,6 +49,16 @@ export interface PinnerOptions {
   /** How long a request with only an unconfirmed persisted pin waits for the source. Default 2 s. */
   staleWaitMs?: number;
   now?: () => number;
+  /** Told of each look at the source (the registry's metrics). */
+  observer?: PinObserver;
+}
+
+/** What pinning reports about the package source. */
+export interface PinObserver extends ResolverObserver {
+  /** A look at the source succeeded, in this many seconds (the source is reachable). */
+  looked(seconds: number): void;
+  /** A look at the source failed; `unavailable`: the source counts as failing now (see SourceStatus). */
+  lookFailed(unavailable: boolean): void;
 }
 
 /** The package source's health, for /readyz and the index page. */
@@ -100,7 +108,7 @@ export class Pinner {
     this.now = options.now ?? Date.now;
     this.ttlMs = options.ttlMs;
     this.tickMs = Math.min(5000, Math.max(100, Math.floor(options.ttlMs / 8)));
-    this.resolver = new SourceResolver(options.source, { timeoutMs: options.resolveTimeoutMs, env: options.env, now: this.now });
+    this.resolver = new SourceResolver(options.source, { timeoutMs: options.resolveTimeoutMs, env: options.env, now: this.now, observer: options.observer });
     this.sourceId = sourceId(options.source);
   }
 
@@ -247,6 +255,7 @@ export class Pinner {
       this.lastLookMs = this.now() - started;
       this.stats.looks++;
       this.stats.lastLookMs = this.lastLookMs;
+      this.options.observer?.looked(this.lastLookMs / 1000);
       if (this.health.failure) this.options.log?.info({ source: describeSource(this.source) }, 'the package source can be reached again');
       this.health.failure = undefined;
       this.health.lastSuccess = started;
@@ -259,7 +268,11 @@ export class Pinner {
 
   private failed(err: unknown): void {
     this.stats.lookFailures++;
-    if (!(err instanceof SourceUnavailableError)) return;
+    if (!(err instanceof SourceUnavailableError)) {
+      this.options.observer?.lookFailed(this.health.failure !== undefined);
+      return;
+    }
+    this.options.observer?.lookFailed(true);
     if (!this.health.failure) this.options.log?.warn({ source: describeSource(this.source), err: logDetail(err) }, 'the package source cannot be reached: serving the images built before, new builds get 503');
     this.health.failure = { error: err, since: this.health.failure?.since ?? this.now() };
   }

@@ -2,7 +2,7 @@
 // an API build of the same image join one build, and each sees its progress), and the packing
 // phase summed over layers packed in parallel.
 
-import type { BuildProgress } from './builder.js';
+import type { BuildProgress } from './types.js';
 
 /**
  * The progress of one in-flight build, fanned out to every caller waiting for it. A caller that

@@ -13,6 +13,7 @@
 // Scrub removes only what it read and found bad; a failing backend (unreachable, erroring
 // mid-read) stops the run with an error instead of making anything look bad.
 
+import { mapLimit } from '../util/semaphore.js';
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { ObjectInfo, Storage } from '../storage/storage.js';
@@ -119,7 +120,7 @@ export async function scrubStorage(storage: Storage, options: ScrubOptions): Pro
     }
     listed.push({ digest: `sha256:${hex}`, info: o });
   }
-  await forEachLimit(listed, options.concurrency ?? 4, async ({ digest, info }) => {
+  await mapLimit(listed, options.concurrency ?? 4, async ({ digest, info }) => {
     const check = await verify(digest);
     report.checked.blobs++;
     report.checked.bytes += check.size;
@@ -438,12 +439,4 @@ function isDescriptor(v: unknown): v is Descriptor {
 
 function isLayerRef(v: unknown): v is LayerRef {
   return isObject(v) && isDigest(v.digest) && isSize(v.size) && isDigest(v.diffId);
-}
-
-async function forEachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  });
-  await Promise.all(workers);
 }

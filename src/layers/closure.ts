@@ -2,39 +2,23 @@
 // references as sorted index lists, inputs checked once. Numbering by sorted path (never by
 // input order) is what makes every strategy independent of how the graph was listed.
 
-import { NixeryError } from '../errors.js';
+import { InvalidClosureError, InvalidLayerBudgetError } from '../errors.js';
 import { compareStrings } from '../image/name.js';
-import type { ClosureGraph } from '../nix/types.js';
+import { storePathName } from '../util/store-path.js';
+import type { LayerGraph } from './types.js';
 
-/** A closure graph that breaks the layering preconditions (a bug upstream, not user input). */
-export class InvalidClosureError extends NixeryError {
-  constructor(message: string) {
-    super('BUILD_FAILED', `invalid closure graph: ${message}`);
-  }
-}
-
-/** A layer budget outside 1..MAX_LAYERS. */
-export class InvalidLayerBudgetError extends NixeryError {
-  constructor(budget: unknown) {
-    super('BUILD_FAILED', `invalid layer budget ${JSON.stringify(budget)}: must be a whole number from 1 to ${MAX_LAYERS}`);
-  }
-}
+export { InvalidClosureError, InvalidLayerBudgetError } from '../errors.js';
 
 /** Docker's (and containerd's default) limit on the layers of one image. */
 export const MAX_LAYERS = 125;
 /** Nixery's default budget for store-path layers, leaving room for the customisation layer. */
 export const DEFAULT_BUDGET = 94;
 
-const STORE_PREFIX = /^\/nix\/store\/[a-z0-9]+-/;
-
-/** `/nix/store/<hash>-glibc-2.40-66` → `glibc-2.40-66`: the popularity key (Nixery's PackageFromPath). */
-export function packageName(path: string): string {
-  return path.replace(STORE_PREFIX, '');
-}
-
 export interface IndexedClosure {
   /** Store paths in code-unit order; a path's index is its id. */
   paths: string[];
+  /** names[i]: the package name of path i, the popularity key. */
+  names: string[];
   narSize: number[];
   closureSize: number[];
   /** refs[i]: ids of the paths i refers to, ascending, self-references dropped. */
@@ -47,7 +31,7 @@ export interface IndexedClosure {
 }
 
 export function checkBudget(budget: number): number {
-  if (!Number.isInteger(budget) || budget < 1 || budget > MAX_LAYERS) throw new InvalidLayerBudgetError(budget);
+  if (!Number.isInteger(budget) || budget < 1 || budget > MAX_LAYERS) throw new InvalidLayerBudgetError(budget, MAX_LAYERS);
   return budget;
 }
 
@@ -59,7 +43,7 @@ function checkSize(path: string, what: string, value: unknown): number {
 }
 
 /** Numbers and checks a closure: unique paths, references and roots inside the closure. */
-export function indexClosure(graph: ClosureGraph): IndexedClosure {
+export function indexClosure(graph: LayerGraph): IndexedClosure {
   const infos = [...graph.paths].sort((a, b) => compareStrings(a.path, b.path));
   const index = new Map<string, number>();
   infos.forEach((info, i) => {
@@ -87,6 +71,7 @@ export function indexClosure(graph: ClosureGraph): IndexedClosure {
   if (infos.length > 0 && roots.length === 0) throw new InvalidClosureError('no top-level paths');
   return {
     paths: infos.map((i) => i.path),
+    names: infos.map((i) => i.name ?? storePathName(i.path)),
     narSize: infos.map((i) => checkSize(i.path, 'narSize', i.narSize)),
     closureSize: infos.map((i) => checkSize(i.path, 'closureSize', i.closureSize)),
     refs,

@@ -4,18 +4,13 @@
 //    "popularity": {"name": count}, "budget": N}
 // Output (stdout): a JSON array of layers, each an array of store paths, most shared first.
 
-import { NixeryError } from '../errors.js';
-import type { ClosureGraph, StorePathInfo } from '../nix/types.js';
-import { checkBudget, DEFAULT_BUDGET } from './closure.js';
-import { InvalidPopularityError, parsePopularity } from './popularity.js';
-import { getStrategy } from './strategies.js';
+import { InvalidLayersRequestError, InvalidPopularityError } from '../errors.js';
 
-/** A layers request that is not JSON or not in the contract's shape. */
-export class InvalidLayersRequestError extends NixeryError {
-  constructor(message: string) {
-    super('INPUT_INVALID', `invalid layers request: ${message}`);
-  }
-}
+export { InvalidLayersRequestError } from '../errors.js';
+import type { LayerGraph, LayerNode } from './types.js';
+import { checkBudget, DEFAULT_BUDGET } from './closure.js';
+import { parsePopularity } from './popularity.js';
+import { getStrategy } from './strategies.js';
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -27,7 +22,7 @@ function stringArray(v: unknown, what: string): string[] {
 }
 
 /** Reads the contract's request into a closure graph, popularity and budget. */
-export function parseLayersRequest(requestJson: string): { graph: ClosureGraph; popularity: Map<string, number>; budget: number | undefined } {
+export function parseLayersRequest(requestJson: string): { graph: LayerGraph; popularity: Map<string, number>; budget: number | undefined } {
   let req: unknown;
   try {
     req = JSON.parse(requestJson);
@@ -40,7 +35,7 @@ export function parseLayersRequest(requestJson: string): { graph: ClosureGraph; 
   if (!Array.isArray(entries)) throw new InvalidLayersRequestError('graph.graph must be an array');
   if (!isObject(erg)) throw new InvalidLayersRequestError('graph.exportReferencesGraph must be an object');
   const roots = stringArray(erg.graph, 'graph.exportReferencesGraph.graph');
-  const paths: StorePathInfo[] = entries.map((e, i) => {
+  const paths: LayerNode[] = entries.map((e, i) => {
     if (!isObject(e) || typeof e.path !== 'string') throw new InvalidLayersRequestError(`graph.graph[${i}] must have a string "path"`);
     const sizes = [e.narSize, e.closureSize];
     if (!sizes.every((s) => typeof s === 'number')) throw new InvalidLayersRequestError(`${e.path}: narSize and closureSize must be numbers`);

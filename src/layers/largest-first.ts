@@ -2,12 +2,11 @@
 // Kept selectable as the yardstick the default strategy must beat.
 
 import { compareStrings } from '../image/name.js';
-import type { ClosureGraph } from '../nix/types.js';
 import { checkBudget, indexClosure } from './closure.js';
 import { orderMostSharedFirst } from './order.js';
-import type { LayerGroup, LayeringOptions, LayeringStrategy } from './types.js';
+import type { LayerGraph, LayerGroup, LayeringOptions, LayeringStrategy } from './types.js';
 
-export function largestFirstLayers(graph: ClosureGraph, options: LayeringOptions): LayerGroup[] {
+export function largestFirstLayers(graph: LayerGraph, options: LayeringOptions): LayerGroup[] {
   const budget = checkBudget(options.budget);
   const c = indexClosure(graph);
   const ids = c.paths.map((_, i) => i).sort((a, b) => c.narSize[b]! - c.narSize[a]! || compareStrings(c.paths[a]!, c.paths[b]!));

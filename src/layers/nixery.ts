@@ -4,11 +4,11 @@
 // lowest-rated layers merge into the second's slot, without re-sorting.
 // Ties are broken by first path (Nixery's unstable sort left them to chance).
 
-import type { ClosureGraph } from '../nix/types.js';
-import { checkBudget, indexClosure, packageName } from './closure.js';
+import { storePathName } from '../util/store-path.js';
+import { checkBudget, indexClosure } from './closure.js';
 import { immediateDominators } from './dominators.js';
 import { orderMostSharedFirst } from './order.js';
-import type { LayerGroup, LayeringOptions, LayeringStrategy, Popularity } from './types.js';
+import type { LayerGraph, LayerGroup, LayeringOptions, LayeringStrategy, Popularity } from './types.js';
 
 /** A path whose closure is strictly bigger than this (decimal 100 MB) gets its own root edge. */
 export const NIXERY_SIZE_THRESHOLD = 100_000_000;
@@ -26,8 +26,7 @@ export const NIXERY_DEFAULT_POPULARITY = 1;
 export const NIXERY_FORCED_POPULAR: readonly RegExp[] = [/^nss-cacert/, /^iana-etc/, /^(?:ca-certificates|netbase)-[0-9]/];
 
 /** Nixery's popularity of a store path (the data is keyed by name without the hash). */
-export function nixeryPopularity(path: string, popularity: Popularity): number {
-  const name = packageName(path);
+export function nixeryPopularity(path: string, popularity: Popularity, name = storePathName(path)): number {
   if (NIXERY_FORCED_POPULAR.some((re) => re.test(name))) return NIXERY_FORCED_POPULARITY;
   return popularity.get(name) ?? NIXERY_DEFAULT_POPULARITY;
 }
@@ -37,12 +36,12 @@ interface RatedLayer {
   rating: bigint;
 }
 
-export function nixeryLayers(graph: ClosureGraph, options: LayeringOptions): LayerGroup[] {
+export function nixeryLayers(graph: LayerGraph, options: LayeringOptions): LayerGroup[] {
   const budget = checkBudget(options.budget);
   const c = indexClosure(graph);
   const n = c.paths.length;
   if (n === 0) return [];
-  const pop = c.paths.map((p) => nixeryPopularity(p, options.popularity));
+  const pop = c.paths.map((p, i) => nixeryPopularity(p, options.popularity, c.names[i]));
 
   // Node 0 is the root, node i+1 is path i.
   const rootEdges = new Set(c.roots);

@@ -4,7 +4,7 @@
 // the same rule the `stable` strategy uses to keep runtimes in identical layers across images.
 // Pure: decided by the paths and the popularity data only.
 
-import { packageName } from './closure.js';
+import { storePathName } from '../util/store-path.js';
 import { highestPopularity, RUNTIME_POPULARITY_DIVISOR } from './stable.js';
 import type { Popularity } from './types.js';
 
@@ -21,12 +21,13 @@ export function runtimePopularity(popularity: Popularity): number {
   return Math.max(2, highestPopularity(popularity) / RUNTIME_POPULARITY_DIVISOR);
 }
 
-export function layerSharing(paths: readonly string[], popularity: Popularity): LayerSharing {
+/** `paths` are store paths under `storeDir`. */
+export function layerSharing(paths: readonly string[], popularity: Popularity, storeDir?: string): LayerSharing {
   const threshold = runtimePopularity(popularity);
   let most = 0;
   let runtime: string | null = null;
   for (const path of paths) {
-    const name = packageName(path);
+    const name = storePathName(path, storeDir);
     const p = popularity.get(name) ?? 0;
     if (p > most) {
       most = p;

@@ -29,39 +29,13 @@
 //    split costs the smallest singleton, so it is made only when it is worth it: both parts
 //    weigh at least that singleton and the rest holds at least 4 % of the image's bytes.
 //
-// Measured (bench/layering.ts; ratio to one layer per path): on Debian's workload at budgets
-// 20/60/94, units alone give 1.238×/1.039×/1.012× (largest-first 1.241×/1.041×/1.013×), the core
-// split 1.228× at 20, and runtime regions 1.197×/1.038×/1.012×: at 20 the Python region (36
-// units, 42 MB) becomes one layer in the 17 Python images; at 60 and 94 no region is that big and
-// nothing changes. On eight more image mixes of the same graph (remixes 3–10) at budgets 10–94
-// it is better than the same layout without regions in 24 of 40 cases, equal in the rest,
-// never worse (a one-off comparison; bench:layering prints the one against largest-first).
-// Tried and worse (at some budget or workload): grouping the rest by top-level path or by
-// anchors' closures (anchors by popularity, referrer count or closure size), bottom-up merges
-// of small paths into referrers, fixed size thresholds or a threshold ladder for the
-// singletons, value weights (bytes × popularity, or × a saturating p/(p+K): at most 0.006
-// better at 20, worse at 94 on a remix), more popularity tiers, contracting popularity-1 paths
-// bigger than their referrer, and "co-occurrence units" from complete referrer sets
-// (bench/layering-cooccurrence.ts: 1.2284× → 1.2282× at 20 with the size guard; without it the
-// synthetic workload loses, 1.032× → 1.044× at 94). Splitting the rest into one part per
-// top-level path or per runtime's closure: each part costs a singleton, worse everywhere.
-// Laying out a popular "base" closure recursively at half the budget: worse everywhere.
-// Runtime regions decided per image (every region always, or only in images far over budget or
-// with a large rest) reached 1.197× at 20 but lost at 60 or 94 (1.016× at 94; a remix 1.100×
-// at 60 against 1.086×): an image that bundles a region re-downloads paths that images which
-// did not bundle it pulled as singletons. Deciding per region, from the budget, makes every
-// image agree. Runtimes down to 1/16 of the highest popularity bring in GHC and Qt, whose
-// regions share a C toolchain and X libraries with images that lack them (1.120× at budget 40
-// against 1.083×); regions by smaller closure first instead of popularity make a region's
-// content depend on the image (1.205× at 20). A clairvoyant layout that knows every image of
-// the workload in advance reaches 1.025× at budget 20: the remaining loss is the price of not
-// knowing which paths will recur together.
+// What was measured and tried, and why this design won: bench/README.md, "The stable layering
+// strategy: measurements".
 
 import { compareStrings } from '../image/name.js';
-import type { ClosureGraph } from '../nix/types.js';
-import { checkBudget, indexClosure, packageName, reachable, type IndexedClosure } from './closure.js';
+import { checkBudget, indexClosure, reachable, type IndexedClosure } from './closure.js';
 import { orderMostSharedFirst } from './order.js';
-import type { LayerGroup, LayeringOptions, LayeringStrategy, Popularity } from './types.js';
+import type { LayerGraph, LayerGroup, LayeringOptions, LayeringStrategy, Popularity } from './types.js';
 
 /** A core path's popularity is at least the image's highest popularity divided by this. */
 export const CORE_POPULARITY_DIVISOR = 8;
@@ -83,7 +57,7 @@ export function stableUnits(c: IndexedClosure, popularity: Popularity): Int32Arr
   const parent = new Int32Array(n).fill(-1);
   for (let q = 0; q < n; q++) {
     const referrers = c.referrers[q]!;
-    if (referrers.length !== 1 || popularity.get(packageName(c.paths[q]!)) !== 1) continue;
+    if (referrers.length !== 1 || popularity.get(c.names[q]!) !== 1) continue;
     if (c.narSize[q]! > c.narSize[referrers[0]!]!) continue;
     parent[q] = referrers[0]!;
   }
@@ -106,7 +80,7 @@ export function stableUnits(c: IndexedClosure, popularity: Popularity): Int32Arr
 /** inCore[i]: path i is in the closure of a path whose popularity is ≥ max / divisor (and ≥ 2). */
 export function coreMembers(c: IndexedClosure, popularity: Popularity): Uint8Array {
   const n = c.paths.length;
-  const pop = c.paths.map((p) => popularity.get(packageName(p)) ?? 0);
+  const pop = c.names.map((n) => popularity.get(n) ?? 0);
   const threshold = Math.max(2, Math.max(0, ...pop) / CORE_POPULARITY_DIVISOR);
   const core: number[] = [];
   for (let i = 0; i < n; i++) if (pop[i]! >= threshold) core.push(i);
@@ -146,7 +120,7 @@ export function highestPopularity(popularity: Popularity): number {
  */
 export function runtimeRegions(c: IndexedClosure, head: Int32Array, budget: number, popularity: Popularity): Int32Array {
   const n = c.paths.length;
-  const pop = c.paths.map((p) => popularity.get(packageName(p)) ?? 0);
+  const pop = c.names.map((n) => popularity.get(n) ?? 0);
   const threshold = Math.max(2, highestPopularity(popularity) / RUNTIME_POPULARITY_DIVISOR);
   const runtimes: number[] = [];
   for (let i = 0; i < n; i++) if (pop[i]! >= threshold) runtimes.push(i);
@@ -175,7 +149,7 @@ export function runtimeRegions(c: IndexedClosure, head: Int32Array, budget: numb
   return head.map((u) => (bundled.has(region[u]!) ? region[u]! : u));
 }
 
-export function stableLayers(graph: ClosureGraph, options: LayeringOptions): LayerGroup[] {
+export function stableLayers(graph: LayerGraph, options: LayeringOptions): LayerGroup[] {
   const budget = checkBudget(options.budget);
   const c = indexClosure(graph);
   let head = stableUnits(c, options.popularity);

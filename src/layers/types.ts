@@ -1,6 +1,24 @@
-// Layering: how a closure is cut into layers.
+// Layering: how a graph of store paths is cut into layers. A pure function of the graph and
+// popularity data: layering knows no Nix, does no I/O (the builder turns a Nix closure into a
+// LayerGraph, src/builder/popularity.ts).
 
-import type { ClosureGraph } from '../nix/types.js';
+/** One node of the graph: a store path and what layering needs to know of it. */
+export interface LayerNode {
+  path: string;
+  /** Its package name, the popularity key (default: storePathName of the path under /nix/store). */
+  name?: string;
+  /** Paths it refers to (self-references are ignored). */
+  references: string[];
+  narSize: number;
+  /** Size of its whole closure, itself included. */
+  closureSize: number;
+}
+
+/** The closure to cut: the top-level paths and every node reachable from them. */
+export interface LayerGraph {
+  roots: string[];
+  paths: LayerNode[];
+}
 
 /** Package name (store path without `/nix/store/<hash>-`) → how many derivations refer to it. */
 export type Popularity = ReadonlyMap<string, number>;
@@ -23,5 +41,5 @@ export interface LayeringOptions {
 
 export interface LayeringStrategy {
   name: string;
-  group(graph: ClosureGraph, options: LayeringOptions): LayerGroup[];
+  group(graph: LayerGraph, options: LayeringOptions): LayerGroup[];
 }

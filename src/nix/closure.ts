@@ -25,7 +25,7 @@ export async function queryClosure(
   const { stdout } = await runNix(
     'nix',
     [...NIX_COMMAND_FLAGS, 'path-info', '--json', '--recursive', '--closure-size', ...sortedRoots],
-    { timeoutMs: opts.timeoutMs ?? CLOSURE_QUERY_TIMEOUT_MS, timeoutKind: 'STORE_QUERY_TIMEOUT', command: 'closure', what, signal: opts.signal, env: opts.env },
+    { timeoutMs: opts.timeoutMs ?? CLOSURE_QUERY_TIMEOUT_MS, timeoutKind: 'STORE_QUERY_TIMEOUT', command: 'closure', what, signal: opts.signal, env: opts.env, observer: opts.observer },
   );
   let json: unknown;
   try {
@@ -99,9 +99,5 @@ function toNumber(value: unknown, field: string, path: string): number {
   throw new NixOutputError(`nix path-info gave no valid ${field} for ${path}`);
 }
 
-/** The package name of a store path: `/nix/store/<hash>-glibc-2.40-66` → `glibc-2.40-66`. */
-export function packageFromPath(path: string): string {
-  const base = path.slice(path.lastIndexOf('/') + 1);
-  const m = /^[0-9a-z]{32}-(.+)$/.exec(base);
-  return m ? m[1]! : base;
-}
+/** The one store path → package name function (src/util/store-path.ts). */
+export { storePathName as packageFromPath } from '../util/store-path.js';

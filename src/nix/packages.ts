@@ -52,6 +52,7 @@ export async function listPackages(pinned: PinnedSource, system: string, opts: N
       timeoutKind: 'EVAL_TIMEOUT',
       what,
       signal: abort.signal,
+      observer: opts.observer,
       // The source as data: the expression reads it with builtins.getEnv.
       env: { ...opts.env, NIXERY_SRC_TYPE: pinned.srcType, NIXERY_SRC_ARGS: pinned.srcArgs, NIXERY_SYSTEM: system },
       onStdout: (chunk) => {

@@ -1,6 +1,7 @@
 // Popularity of the packages of a set: for each derivation output, how many of the set's
 // packages use it as a direct input. Read from the .drv graph, so nothing is built.
 
+import { mapLimit } from '../util/semaphore.js';
 import { NixOutputError } from '../errors.js';
 import { readFile } from 'node:fs/promises';
 import { compareStrings } from '../image/name.js';
@@ -25,7 +26,7 @@ export async function popcount(pinned: PinnedSource, system: string, opts: NixCa
   const { stdout } = await runNix(
     'nix-instantiate',
     ['--eval', '--strict', '--json', '--read-write-mode', ...sourceArgs(pinned, system), '--expr', POPCOUNT_EXPRESSION],
-    { timeoutMs: opts.timeoutMs, timeoutKind: 'EVAL_TIMEOUT', command: 'popcount', what: 'listing the packages of the set', signal: opts.signal, env: opts.env },
+    { timeoutMs: opts.timeoutMs, timeoutKind: 'EVAL_TIMEOUT', command: 'popcount', what: 'listing the packages of the set', signal: opts.signal, env: opts.env, observer: opts.observer },
   );
   const drvPaths = JSON.parse(stdout) as string[];
   return countReferences(drvPaths, readDerivation);
@@ -46,7 +47,7 @@ export async function countReferences(
     return d;
   };
   const counts = new Map<string, number>();
-  await forEachLimited([...new Set(packages)], 32, async (drvPath) => {
+  await mapLimit([...new Set(packages)], 32, async (drvPath) => {
     const drv = await load(drvPath);
     const used = new Set<string>();
     for (const [input, outputNames] of drv.inputDrvs) {
@@ -62,14 +63,6 @@ export async function countReferences(
   const result: Record<string, number> = {};
   for (const name of [...counts.keys()].sort(compareStrings)) result[name] = counts.get(name)!;
   return result;
-}
-
-async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 /** What popcount needs from a .drv file. */

@@ -67,6 +67,7 @@ export async function realise(resolved: readonly ResolvedPackage[], opts: Realis
       what,
       signal: opts.signal,
       env: opts.env,
+      observer: opts.observer,
       failureText: buildFailureText,
     });
   } catch (err) {

@@ -1,8 +1,8 @@
 // Package names → derivations, in one Nix evaluation (which also writes the .drv files).
 
-import { NixFailedError, PackagesNotFoundError } from '../errors.js';
+import { NixFailedError, PackagesNotFoundWithReasons } from '../errors.js';
 import { RESOLVE_EXPRESSION } from './expressions.js';
-import { runNix } from './run.js';
+import { runNix, type NixRunObserver } from './run.js';
 import type { PinnedSource } from './source.js';
 import type { ResolvedPackage } from './types.js';
 
@@ -15,6 +15,8 @@ export interface NixCallOptions {
   signal?: AbortSignal;
   /** Added to the environment of Nix processes (e.g. NIX_CONFIG). */
   env?: NodeJS.ProcessEnv;
+  /** Told of the Nix process run (the registry's metrics). */
+  observer?: NixRunObserver;
 }
 
 /** Arguments that hand a pinned source to our expressions as data. */
@@ -22,15 +24,8 @@ export function sourceArgs(pinned: PinnedSource, system: string): string[] {
   return ['--argstr', 'srcType', pinned.srcType, '--argstr', 'srcArgs', pinned.srcArgs, '--argstr', 'system', system];
 }
 
-/** Why each missing package is missing, for logs (the error itself lists only the names). */
-export class PackagesNotFoundWithReasons extends PackagesNotFoundError {
-  constructor(readonly reasons: { requested: string; reason: string }[]) {
-    super(reasons.map((r) => r.requested));
-    // A plain "no attribute hello" adds nothing to the name; other reasons are worth showing.
-    const described = reasons.map((r) => (r.reason === `no attribute ${r.requested}` ? r.requested : `${r.requested} (${r.reason})`));
-    this.message = `Could not find Nix packages: ${described.join(', ')}`;
-  }
-}
+/** Why each missing package is missing (defined with every error, in src/errors.ts). */
+export { PackagesNotFoundWithReasons } from '../errors.js';
 
 /**
  * Looks every requested name up in the package set (see RESOLVE_EXPRESSION for the rules) and
@@ -64,7 +59,7 @@ export async function resolvePackages(
       '--expr',
       RESOLVE_EXPRESSION,
     ],
-    { timeoutMs: opts.timeoutMs, timeoutKind: 'EVAL_TIMEOUT', command: 'resolve', what, signal: opts.signal, env: opts.env },
+    { timeoutMs: opts.timeoutMs, timeoutKind: 'EVAL_TIMEOUT', command: 'resolve', what, signal: opts.signal, env: opts.env, observer: opts.observer },
   );
   return parseResolveOutput(stdout, what);
 }

@@ -39,6 +39,13 @@ export interface ResolverOptions {
   now?: () => number;
   /** How long the branch a git remote's HEAD points to is trusted before it is asked again (default 1 h). */
   headCheckMs?: number;
+  observer?: ResolverObserver;
+}
+
+/** What resolving reports (the registry's metrics). */
+export interface ResolverObserver {
+  /** Bytes of a local package set were read to hash it. */
+  hashed(bytes: number): void;
 }
 
 /** A look's answer: a resolution per key (null: the source has no such tag), and when the source was seen so. */
@@ -268,6 +275,7 @@ export class SourceResolver {
       try {
         const { digest, bytesRead } = await this.hasher.hash(path);
         this.stats.bytesHashed += bytesRead;
+        this.options.observer?.hashed(bytesRead);
         return { revision: `sha256:${digest}`, ref: null, how: 'content hash' };
       } catch (err) {
         if (err instanceof NixeryError) throw err;

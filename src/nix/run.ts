@@ -10,26 +10,9 @@ import { NixFailedError, NixTimeoutError, ShuttingDownError, type NixTimeoutKind
 import { cleanStderr } from './stderr.js';
 import { descendantsIn, listProcesses } from '../util/proc.js';
 import { childTmpDir, isShuttingDown, trackProcess, withParentDeathSignal } from './processes.js';
+import type { NixCommand, NixFailure, NixRunObserver } from './observer.js';
 
-/** What a Nix invocation is for (a bounded set: the metrics' `command` label). */
-export type NixCommand = 'resolve' | 'realise' | 'closure' | 'popcount' | 'other';
-export const NIX_COMMANDS: readonly NixCommand[] = ['resolve', 'realise', 'closure', 'popcount', 'other'];
-
-/** How a Nix invocation failed: a non-zero exit, its time limit, or stopped (aborted, shutdown). */
-export type NixFailure = 'exit' | 'timeout' | 'stopped';
-export const NIX_FAILURES: readonly NixFailure[] = ['exit', 'timeout', 'stopped'];
-
-/**
- * Every Nix process started by this module (tests use `invocations` to prove "no Nix ran"), and
- * by command how many ran and how they failed; the registry's metrics read them.
- */
-export const nixStats = {
-  invocations: 0,
-  commands: Object.fromEntries(NIX_COMMANDS.map((c) => [c, { invocations: 0, failures: { exit: 0, timeout: 0, stopped: 0 } }])) as Record<
-    NixCommand,
-    { invocations: number; failures: Record<NixFailure, number> }
-  >,
-};
+export { NIX_COMMANDS, NIX_FAILURES, type NixCommand, type NixFailure, type NixRunObserver } from './observer.js';
 
 export interface RunOptions {
   /** Wall-clock limit for the whole invocation (its process tree is killed past it), in milliseconds. */
@@ -168,42 +151,44 @@ export function runProcess(program: string, args: readonly string[], opts: RunOp
 export interface RunNixOptions extends RunOptions {
   /** Which limit `timeoutMs` is: the kind of the NixTimeoutError thrown past it. */
   timeoutKind: NixTimeoutKind;
-  /** What the invocation is for, as counted in `nixStats` (default `other`). */
+  /** What the invocation is for, as its observer is told (default `other`). */
   command?: NixCommand;
+  /** Told that the run starts and how it fails (the registry's metrics); none by default. */
+  observer?: NixRunObserver;
   /** The message of a failure, from Nix's stderr (default: the stderr itself). */
   failureText?: (stderr: string) => string;
 }
 
 /**
- * Runs a Nix command: counts it in `nixStats`, throws NixTimeoutError of `timeoutKind` past
+ * Runs a Nix command: reports it to `observer`, throws NixTimeoutError of `timeoutKind` past
  * `timeoutMs`, NixFailedError on a non-zero exit (its stderr, or `failureText(stderr)`), and the
  * signal's reason when aborted.
  */
 export async function runNix(program: string, args: readonly string[], opts: RunNixOptions): Promise<{ stdout: string; stderr: string }> {
-  nixStats.invocations++;
-  const counts = nixStats.commands[opts.command ?? 'other'];
-  counts.invocations++;
+  const command = opts.command ?? 'other';
+  const failed = (reason: NixFailure): void => opts.observer?.failed(command, reason);
+  opts.observer?.started(command);
   let result: ProcessResult;
   try {
     result = await runProcess(program, args, opts);
   } catch (err) {
-    counts.failures[err instanceof NixFailedError ? 'exit' : 'stopped']++;
+    failed(err instanceof NixFailedError ? 'exit' : 'stopped');
     throw err;
   }
   if (result.aborted && opts.signal) {
-    counts.failures.stopped++;
+    failed('stopped');
     throw abortReason(opts.signal);
   }
   if (result.stopped && result.code !== 0) {
-    counts.failures.stopped++;
+    failed('stopped');
     throw new ShuttingDownError();
   }
   if (result.timedOut) {
-    counts.failures.timeout++;
+    failed('timeout');
     throw new NixTimeoutError(opts.timeoutKind, opts.what, formatSeconds(opts.timeoutMs));
   }
   if (result.code !== 0) {
-    counts.failures.exit++;
+    failed('exit');
     throw new NixFailedError(opts.what, opts.failureText ? opts.failureText(result.stderr) : result.stderr, result.code);
   }
   return { stdout: result.stdout, stderr: result.stderr };

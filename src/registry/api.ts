@@ -13,7 +13,7 @@ import { ARM64, parseReference, type Architecture, type ImageRequest } from '../
 import { canonicalPlatform, forPlatforms } from '../image/platform.js';
 import { InvalidTagError, NixeryError, PaginationInvalidError } from '../errors.js';
 import type { PackageIndex } from '../builder/package-index.js';
-import type { Admission } from './access.js';
+import type { Admission } from '../service/admission.js';
 import { BuildTracker, isFinal, type BuildStatus } from '../service/build-tracker.js';
 import { writeHead, type RequestContext } from './http.js';
 

@@ -20,6 +20,7 @@ import { LruCache } from '../util/lru.js';
 import { SingleFlight } from '../util/singleflight.js';
 import { notModified, parseRange, sendCatalogueError, writeHead, type RequestContext } from './http.js';
 import { BodyWriter, MAX_IN_FLIGHT, SendAborted } from './send.js';
+import type { BlobObserver } from '../service/blob-observer.js';
 
 export interface BlobServerOptions {
   storage: Storage;
@@ -41,6 +42,8 @@ export interface BlobServerOptions {
    * `always`: every read from storage is checked; `off`: nothing is checked (for measurements).
    */
   verify?: BlobVerification;
+  /** Told of hot cache lookups, stalled responses, repairs, and how to read the memory held. */
+  observer?: BlobObserver;
 }
 
 export type BlobVerification = 'once' | 'always' | 'off';
@@ -95,6 +98,7 @@ export class BlobServer {
     this.hotMaxObject = Math.min(WHOLE_READ_MAX, options.hotCacheBytes / 8);
     this.budget = new ByteBudget(options.sendBufferBytes);
     this.verification = options.verify ?? 'once';
+    options.observer?.memory(() => ({ hotCacheBytes: this.hotBytes, bufferedBytes: this.bufferedBytes }));
   }
 
   /** Bytes the hot cache holds. */
@@ -110,7 +114,7 @@ export class BlobServer {
   /** Answers GET or HEAD of a blob: 200, 206, 304, 307 or 416, or throws a catalogue error. */
   async serve(ctx: RequestContext, digest: string): Promise<void> {
     const hot = this.hot?.get(digest);
-    if (this.hot) this.stats[hot ? 'hotHits' : 'hotMisses']++;
+    if (this.hot) this.hotLookup(hot !== undefined);
     const info = hot ? { size: hot.bytes.length, contentType: hot.contentType } : await this.infoOrRepair(digest);
     if (!info) throw new BlobNotFoundError(digest);
     const etag = `"${digest}"`;
@@ -241,11 +245,16 @@ export class BlobServer {
     if (info.contentType && !MANIFEST_MEDIA_TYPES.has(info.contentType) && info.contentType !== 'application/octet-stream') throw new ManifestNotFoundError(digest);
     const borrowed = await this.borrow(digest);
     borrowed.done(); // the bytes are copied into the response at once
-    if (this.hot) this.stats[borrowed.fromHot ? 'hotHits' : 'hotMisses']++;
+    if (this.hot) this.hotLookup(borrowed.fromHot);
     const { bytes, contentType } = borrowed.loaded;
     const mediaType = contentType && MANIFEST_MEDIA_TYPES.has(contentType) ? contentType : sniffManifestType(bytes);
     if (!mediaType) throw new ManifestNotFoundError(digest);
     return { bytes, mediaType };
+  }
+
+  private hotLookup(hit: boolean): void {
+    this.stats[hit ? 'hotHits' : 'hotMisses']++;
+    this.options.observer?.hotLookup(hit);
   }
 
   /** Forgets what is known about a blob (it was removed or replaced). */
@@ -265,8 +274,10 @@ export class BlobServer {
     } catch (err) {
       body.destroy();
       if (!(err instanceof SendAborted)) throw err;
-      if (err.reason === 'stalled') this.stats.sendStalled++;
-      else this.stats.sendClosed++;
+      if (err.reason === 'stalled') {
+        this.stats.sendStalled++;
+        this.options.observer?.sendStalled();
+      } else this.stats.sendClosed++;
       ctx.log.aborted = err.reason;
     } finally {
       this.budget.release(reserved);
@@ -307,6 +318,7 @@ export class BlobServer {
     if (!repair) return Promise.resolve(false);
     return this.repairs.run(digest, async () => {
       this.stats.repairs++;
+      this.options.observer?.repairStarted();
       this.forget(digest);
       return repair(digest);
     }).promise;

@@ -20,7 +20,7 @@ import { NixeryError } from '../errors.js';
 import { notModified, writeHead, type RequestContext } from './http.js';
 import { renderExplorePage, renderIndexPage, type PageAssets } from './index-page.js';
 import type { RegistryService } from '../service/registry-service.js';
-import type { ImageDetails, LayerDetails } from './explorer-types.js';
+import type { ImageDetails, LayerDetails } from '../service/explorer-types.js';
 import type { Admission } from './access.js';
 
 export const CONTENT_SECURITY_POLICY = [

@@ -9,12 +9,12 @@
 import { compareStrings, validateName } from '../image/name.js';
 import { BlobNotFoundError, InvalidDigestError, ManifestNotFoundError, PaginationInvalidError } from '../errors.js';
 import { MEDIA_TYPES, type Blob } from '../manifest/manifest.js';
-import { DIGEST_REGEXP } from '../builder/layout.js';
+import { DIGEST_REGEXP } from '../image/digest.js';
 import type { BlobServer } from './blob-server.js';
 import type { RegistryService } from '../service/registry-service.js';
 import type { Readiness } from '../service/readiness.js';
-import type { Metrics } from '../metrics.js';
-import type { Admission } from './access.js';
+import type { RegistryMetrics } from './observer.js';
+import type { Admission } from '../service/admission.js';
 import { API_VERSION_HEADER, notModified, writeHead, type RequestContext } from './http.js';
 
 export interface HandlerDeps {
@@ -36,7 +36,7 @@ export async function readyz(ctx: RequestContext, readiness: Readiness, draining
   text(ctx, report.ready ? 200 : 503, 'application/json', `${JSON.stringify(report)}\n`);
 }
 
-export async function metricsText(ctx: RequestContext, metrics: Metrics): Promise<void> {
+export async function metricsText(ctx: RequestContext, metrics: RegistryMetrics): Promise<void> {
   const { contentType, body } = await metrics.expose();
   text(ctx, 200, contentType, body);
 }

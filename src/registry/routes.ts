@@ -12,7 +12,7 @@ import { blob, catalog, healthz, manifest, metricsText, ping, readyz, referrers,
 import { buildEvents, createBuild, getBuild, searchPackages, type ApiDeps, type EventStreams } from './api.js';
 import type { Explorer } from './explorer.js';
 import type { Readiness } from '../service/readiness.js';
-import type { Metrics } from '../metrics.js';
+import type { RegistryMetrics } from './observer.js';
 import { NixeryError } from '../errors.js';
 
 export type Params = Record<string, string>;
@@ -24,7 +24,7 @@ export interface RouteEnv {
   streams: EventStreams;
   explorer: Explorer;
   readiness: Readiness;
-  metrics: Metrics;
+  metrics: RegistryMetrics;
   isDraining(): boolean;
 }
 

@@ -4,13 +4,13 @@
 // time, responses to clients that stop reading are closed (send.ts), and what the HTTP parser
 // rejects still gets an OCI error body, a log line and a count.
 
+import type { Logger } from '../util/logger.js';
 import http from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type { Storage } from '../storage/storage.js';
 import { probeStorage } from '../storage/probe.js';
-import { checkNix } from '../nix/health.js';
 import type { Quarantine } from '../builder/integrity.js';
 import { ERROR_CATALOGUE, SourceUnavailableError, type ErrorKind } from '../errors.js';
 import type { SourceStatus } from '../builder/pins.js';
@@ -27,13 +27,10 @@ import { trackConnections, type DrainResult } from './shutdown.js';
 import { BuildTracker } from '../service/build-tracker.js';
 import { EventStreams, type ApiDeps } from './api.js';
 import type { PackageIndex } from '../builder/package-index.js';
-import { Metrics } from '../metrics.js';
+import type { RegistryMetrics } from './observer.js';
+import type { BlobObserver } from '../service/blob-observer.js';
 
-export interface RegistryLogger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
+export type RegistryLogger = Pick<Logger, 'info' | 'warn' | 'error'>;
 
 export interface RegistryOptions {
   storage: Storage;
@@ -65,8 +62,10 @@ export interface RegistryOptions {
   /** Limits on receiving a request (defaults: 20 s for the headers, 30 s for the whole request). */
   headersTimeoutMs?: number;
   requestTimeoutMs?: number;
-  /** Where requests are counted and timed, served at /metrics (its own when absent). */
-  metrics?: Metrics;
+  /** Where requests are counted and timed, and what /metrics serves. */
+  metrics: RegistryMetrics;
+  /** Told of the blob policy's hot cache, stalled responses, repairs and memory. */
+  blobObserver?: BlobObserver;
   /** The routes served (default: routes.ts ROUTES). */
   routes?: RouteTable;
 }
@@ -98,6 +97,7 @@ export function createRegistry(options: RegistryOptions): Registry {
     sendTimeoutMs: options.sendTimeoutSeconds * 1000,
     repair: (digest) => service.repairBlob(digest),
     verify: options.blobVerify,
+    observer: options.blobObserver,
   });
   const deps: HandlerDeps = { service, blobs };
   const api: ApiDeps = { builds: new BuildTracker(service, { log: options.log }), packages: options.packages };
@@ -106,7 +106,7 @@ export function createRegistry(options: RegistryOptions): Registry {
   const readiness = new Readiness(
     [
       { name: 'storage', run: () => probeStorage(storage) },
-      { name: 'nix', run: () => checkNix() },
+      { name: 'nix', run: () => service.builder.checkNix() },
       // The last look at the package source, without looking (that happens in the background).
       { name: 'source', run: async () => sourceCheck(pins.status()), advisory: true },
     ],
@@ -116,8 +116,7 @@ export function createRegistry(options: RegistryOptions): Registry {
   const loaded = loadExplorerAssets(options.explorerAssetsDir);
   if (!loaded.assets) options.log.warn({ missing: loaded.missing }, 'the explorer is not built (npm run build): pages are served without it');
   const explorer = new Explorer({ service, pins, assets: loaded.assets, sourceDescription: options.sourceDescription, version: options.version });
-  const metrics = options.metrics ?? new Metrics();
-  metrics.watch({ service, blobs, quarantine: options.quarantine, gate: options.gate });
+  const metrics = options.metrics;
   const idPrefix = randomBytes(3).toString('hex');
   let nextId = 0;
 

@@ -7,10 +7,10 @@
 // that was stopped) and retry; behind a load balancer or on restart the retry goes to a live
 // replica.
 
+import type { Logger } from '../util/logger.js';
 import type http from 'node:http';
 import type { Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
-import { stopAllNixProcesses } from '../nix/processes.js';
 
 export interface DrainResult {
   /** Connections still open at the deadline, closed by force. */
@@ -78,24 +78,26 @@ export function trackConnections(server: http.Server): ConnectionDrainer {
 /** Most of the deadline goes to requests; this much (or a fifth) is left to stop Nix. */
 const NIX_STOP_MS = 1000;
 
-export interface ShutdownLogger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  flush(cb?: (err?: Error) => void): void;
-}
+export type ShutdownLogger = Pick<Logger, 'info' | 'warn' | 'flush'>;
 
 /**
  * On SIGTERM/SIGINT: drain `registry` for at most `timeoutMs` in all, stop the Nix processes,
  * flush the log, exit 0. A second signal kills the Nix processes and exits at once (128 + signal
- * number, as a shell reports a process killed by it).
+ * number, as a shell reports a process killed by it). `stopProcesses` stops the Nix processes,
+ * giving them `graceMs` between SIGTERM and SIGKILL (the composition root knows how).
  */
-export function exitGracefullyOnSignals(options: { registry: { drain(timeoutMs: number): Promise<DrainResult> }; log: ShutdownLogger; timeoutMs: number }): void {
-  const { registry, log, timeoutMs } = options;
+export function exitGracefullyOnSignals(options: {
+  registry: { drain(timeoutMs: number): Promise<DrainResult> };
+  log: ShutdownLogger;
+  timeoutMs: number;
+  stopProcesses(graceMs: number): Promise<unknown>;
+}): void {
+  const { registry, log, timeoutMs, stopProcesses } = options;
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) {
       log.warn({ signal }, 'second signal: exiting at once');
-      void stopAllNixProcesses({ graceMs: 0 });
+      void stopProcesses(0);
       exitAfterFlush(log, 128 + (osConstants.signals[signal] ?? 0));
       return;
     }
@@ -105,7 +107,7 @@ export function exitGracefullyOnSignals(options: { registry: { drain(timeoutMs: 
     log.info({ signal, timeoutSeconds: timeoutMs / 1000 }, 'shutting down: no new connections, finishing requests in flight');
     void (async () => {
       const { forced } = await registry.drain(timeoutMs - nixStopMs);
-      await Promise.race([stopAllNixProcesses({ graceMs: nixStopMs / 2 }), new Promise((r) => setTimeout(r, nixStopMs))]);
+      await Promise.race([stopProcesses(nixStopMs / 2), new Promise((r) => setTimeout(r, nixStopMs))]);
       log.info({ ms: Date.now() - started, forcedConnections: forced }, 'stopped');
       exitAfterFlush(log, 0);
     })();

@@ -3,6 +3,7 @@
 // swapped in for new connections; connections already open keep theirs. A pair that does not
 // load is logged and the old one stays.
 
+import type { Logger } from '../util/logger.js';
 import { watchFile, unwatchFile } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
@@ -37,10 +38,7 @@ export async function loadTls(files: TlsFiles): Promise<TlsPair> {
   return pair;
 }
 
-export interface TlsLogger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-}
+export type TlsLogger = Pick<Logger, 'info' | 'warn'>;
 
 /** Reloads the pair on SIGHUP and when a file changes; returns a function that stops watching. */
 export function reloadTlsOnChange(server: https.Server, files: TlsFiles, log: TlsLogger, pollMs = 5000): () => void {

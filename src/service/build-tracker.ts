@@ -5,6 +5,7 @@
 // oldest finished ones first when the table is full. A build is of one image name and tag on
 // one or more platforms (by default every platform a pull of the tag gets), made concurrently.
 
+import type { Logger } from '../util/logger.js';
 import { randomBytes } from 'node:crypto';
 import type { Architecture, ImageRequest } from '../image/name.js';
 import type { BuildPhase, BuildProgress, BuiltImage } from '../builder/builder.js';
@@ -13,7 +14,7 @@ import { MEDIA_TYPES } from '../manifest/manifest.js';
 import { redact } from '../secrets.js';
 import type { RegistryService, TaggedImage } from './registry-service.js';
 import type { ImageIndex } from '../manifest/image-index.js';
-import type { Admission } from '../registry/access.js';
+import type { Admission } from './admission.js';
 
 export type BuildState = 'queued' | 'running' | 'succeeded' | 'failed';
 
@@ -73,7 +74,7 @@ export interface BuildTrackerOptions {
   retainMs?: number;
   /** At most this often (ms) a watcher hears of progress; a finished build is told at once. Default 250. */
   watchIntervalMs?: number;
-  log?: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
+  log?: Pick<Logger, 'info' | 'warn'>;
 }
 
 interface Tracked {

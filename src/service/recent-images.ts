@@ -3,7 +3,7 @@
 
 import type { BuiltImage } from '../builder/builder.js';
 import { pullName } from '../image/name.js';
-import type { RecentImage } from '../registry/explorer-types.js';
+import type { RecentImage } from './explorer-types.js';
 
 export class RecentImages {
   private readonly items: RecentImage[] = [];

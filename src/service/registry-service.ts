@@ -11,7 +11,7 @@ import type { ImageBuilder, BuiltImage, BuildProgress } from '../builder/builder
 import type { Pin } from '../builder/pins.js';
 import { ImageNotBuiltError, isClientError, NixeryError, TooManyRequestsError } from '../errors.js';
 import { RecentImages } from './recent-images.js';
-import type { Admission } from '../registry/access.js';
+import type { Admission } from './admission.js';
 import { Semaphore, QueueFullError } from '../util/semaphore.js';
 import { SingleFlight } from '../util/singleflight.js';
 import type { Popularity } from '../layers/types.js';

@@ -1,106 +1,15 @@
-// Errors the storage backends raise on purpose, as storage kinds (src/errors.ts maps them to
-// OCI codes). Keys come from our own code (digests are validated before they become keys), so a
+// Checks of storage keys and ranges, raising the storage kinds of src/errors.ts (which maps
+// them to OCI codes; storage never picks one). Keys come from our own code (digests are validated before they become keys), so a
 // bad key is our bug. A failing backend is StorageUnavailableError: its public message names
 // the cause (disk full, read-only, an object store answering 503 …) and never a path or a
 // credential; the log gets the backend, the key and the raw error.
 
-import { NixeryError } from '../errors.js';
+import { InvalidStorageKeyError, StorageObjectNotFoundError, StorageRangeError } from '../errors.js';
 import { STORAGE_KEY, type Storage } from './storage.js';
 
-/** A key that does not match STORAGE_KEY, climbs out of the root, or uses a reserved name. */
-export class InvalidStorageKeyError extends NixeryError {
-  readonly key: string;
-  constructor(key: string, why: string) {
-    super('STORAGE_KEY_INVALID', `invalid storage key ${JSON.stringify(key.length > 120 ? `${key.slice(0, 117)}...` : key)}: ${why}`);
-    this.key = key;
-  }
-}
-
-/** An operation that needs an existing object (move) found none. */
-export class StorageObjectNotFoundError extends NixeryError {
-  readonly key: string;
-  constructor(key: string) {
-    super('STORAGE_OBJECT_NOT_FOUND', undefined, { internal: `storage object not found: ${key}` });
-    this.key = key;
-  }
-}
-
-/** A byte range outside the object. */
-export class StorageRangeError extends NixeryError {
-  constructor(key: string, start: number, end: number, size?: number) {
-    super('STORAGE_RANGE_INVALID', `invalid byte range ${start}-${end}${size === undefined ? '' : ` of ${size} bytes`}`, { internal: key });
-  }
-}
-
-/** The backend itself failed: an I/O error, a full or read-only disk, an object store's error. */
-export class StorageUnavailableError extends NixeryError {
-  /** Why, in words a client may see (e.g. `the storage device is full`). */
-  readonly reason: string;
-  constructor(backend: string, operation: string, key: string, cause: unknown, reason = describeStorageCause(cause)) {
-    super('STORAGE_UNAVAILABLE', `storage is unavailable: ${reason} (${operation} ${keyKind(key)})`, {
-      cause,
-      internal: `${backend}: ${operation} ${key} failed: ${causeMessage(cause)}`,
-    });
-    this.reason = reason;
-  }
-}
-
-/** What kind of object a key is, for public messages (the key itself stays in the log). */
-function keyKind(key: string): string {
-  if (key.startsWith('blobs/')) return 'of a blob';
-  if (key.startsWith('manifests/')) return 'of a manifest record';
-  if (key.startsWith('builds/')) return 'of a layer record';
-  if (key.startsWith('staging/')) return 'of a layer being written';
-  return 'in storage';
-}
-
-function causeMessage(cause: unknown): string {
-  if (cause instanceof Error) return cause.message || cause.name;
-  return String(cause);
-}
-
-const ERRNO_REASONS: Record<string, string> = {
-  ENOSPC: 'the storage device is full',
-  EDQUOT: 'the storage quota is exhausted',
-  EROFS: 'the storage is read-only',
-  EACCES: 'permission denied',
-  EPERM: 'permission denied',
-  ENOTDIR: 'the storage directory is not a directory',
-  EISDIR: 'a stored object is a directory',
-  EIO: 'an I/O error',
-  EMFILE: 'too many open files',
-  ENFILE: 'too many open files',
-  ECONNREFUSED: 'the connection was refused',
-  ECONNRESET: 'the connection was reset',
-  ETIMEDOUT: 'the request timed out',
-  ENOTFOUND: 'the host was not found',
-  EAI_AGAIN: 'the host name could not be resolved',
-  EPIPE: 'the connection was closed',
-  UND_ERR_CONNECT_TIMEOUT: 'the connection timed out',
-  UND_ERR_SOCKET: 'the connection failed',
-};
-
-/**
- * A client-safe description of why a storage operation failed: an errno (filesystem, network),
- * an HTTP status an object store answered, or a timeout. Nothing from the error's text is
- * copied, so no path, URL or credential can leak through it.
- */
-export function describeStorageCause(cause: unknown): string {
-  for (let e: unknown = cause, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && ERRNO_REASONS[code]) return `${ERRNO_REASONS[code]} (${code})`;
-    const status = (e as { $metadata?: { httpStatusCode?: number }; status?: unknown }).$metadata?.httpStatusCode ?? (e as { status?: unknown }).status;
-    if (typeof status === 'number' && status >= 400) {
-      if (status === 429 || status === 503) return `the object store is throttling or unavailable (HTTP ${status})`;
-      if (status >= 500) return `the object store answered HTTP ${status}`;
-      if (status === 401 || status === 403) return `the object store denied access (HTTP ${status})`;
-      return `the object store answered HTTP ${status}`;
-    }
-    const name = (e as { name?: unknown }).name;
-    if (name === 'TimeoutError' || name === 'AbortError' || name === 'RequestTimeout') return 'the request timed out';
-  }
-  return 'an unexpected storage error';
-}
+// The storage kinds are defined with every other error, in src/errors.ts.
+export { InvalidStorageKeyError, StorageObjectNotFoundError, StorageRangeError, StorageUnavailableError } from '../errors.js';
+export { describeStorageCause } from '../util/cause.js';
 
 /**
  * Throws InvalidStorageKeyError unless `key` is a valid storage key: STORAGE_KEY's characters,

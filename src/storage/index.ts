@@ -1,61 +1,60 @@
-// Chooses and configures the storage backend (NIXERY_STORAGE_BACKEND). The object-storage
+// Makes the chosen storage backend from its settings (read in src/config.ts). The object-storage
 // backends are imported only when chosen, so the filesystem path never loads an SDK.
 
 import { constants } from 'node:fs';
 import { access, mkdir } from 'node:fs/promises';
 import { ConfigError } from '../errors.js';
 import { FilesystemStorage } from './filesystem.js';
-import type { Storage } from './storage.js';
+import type { Storage, StorageBackendName } from './storage.js';
+import type { S3StorageOptions } from './s3.js';
+import type { GcsSettings } from './gcs-credentials.js';
 
 export type { Storage, ObjectInfo, ObjectWriter, ByteRange, OpenedObject } from './storage.js';
 export { STORAGE_KEY } from './storage.js';
 export { FilesystemStorage } from './filesystem.js';
 export { InvalidStorageKeyError, StorageUnavailableError, StorageObjectNotFoundError, StorageRangeError, validateKey } from './errors.js';
 
-export const STORAGE_BACKENDS = ['filesystem', 's3', 'gcs'] as const;
-export type StorageBackendName = (typeof STORAGE_BACKENDS)[number];
+export { STORAGE_BACKENDS, type StorageBackendName } from './storage.js';
+export type { S3StorageOptions } from './s3.js';
+export type { GcsSettings } from './gcs-credentials.js';
 
-/** The settings the factory reads; structurally a subset of the application Config. */
-export interface StorageConfig {
-  /** NIXERY_STORAGE_BACKEND: filesystem (default), s3 or gcs. */
-  storageBackend?: string;
-  /** STORAGE_PATH, for the filesystem backend. */
+/** Where blobs and caches live: what src/config.ts read (storageSettings) for the factory. */
+export interface StorageSettings {
+  backend: StorageBackendName;
+  /** The filesystem backend's directory (STORAGE_PATH). */
   storagePath?: string;
-  /** NIXERY_BLOB_REDIRECT: object storage answers redirectUrl (default true). */
-  blobRedirect?: boolean;
-  /** NIXERY_REDIRECT_TTL: signed URL lifetime in seconds (default 300). */
-  redirectTtl?: number;
+  /** Object storage: answer blob GETs with signed URLs (NIXERY_BLOB_REDIRECT). */
+  redirects: boolean;
+  /** Signed URL lifetime, seconds (NIXERY_REDIRECT_TTL). */
+  redirectTtlSeconds: number;
+  s3?: S3StorageOptions;
+  gcs?: GcsSettings;
 }
 
-export const DEFAULT_REDIRECT_TTL_SECONDS = 300;
-
 /**
- * Builds the configured backend. Backend-specific variables (S3_*, GCS_BUCKET,
- * GOOGLE_APPLICATION_CREDENTIALS) are read from `env`. Throws ConfigError with one clear line
- * when a required setting is missing or invalid. Lines the server should log at startup (e.g.
- * GCS falling back to public URLs) are in the returned storage's `notices`.
+ * Builds the configured backend (the object-storage SDKs are loaded only when chosen). Lines the
+ * server should log at startup (e.g. GCS falling back to public URLs) are in the returned
+ * storage's `notices`; a credential that cannot work is a ConfigError.
  */
-export async function createStorage(config: StorageConfig, env: NodeJS.ProcessEnv = process.env): Promise<Storage> {
-  const backend = config.storageBackend ?? (nonEmpty(env.NIXERY_STORAGE_BACKEND) || 'filesystem');
-  const redirects = config.blobRedirect ?? true;
-  const redirectTtlSeconds = config.redirectTtl ?? DEFAULT_REDIRECT_TTL_SECONDS;
-  switch (backend) {
+export async function createStorage(settings: StorageSettings): Promise<Storage> {
+  const { redirects, redirectTtlSeconds } = settings;
+  switch (settings.backend) {
     case 'filesystem': {
-      const root = config.storagePath ?? nonEmpty(env.STORAGE_PATH);
+      const root = settings.storagePath;
       if (!root) throw new ConfigError('the filesystem storage backend needs STORAGE_PATH (the directory to keep blobs and caches in)');
       await ensureWritableDirectory(root);
       return new FilesystemStorage(root);
     }
     case 's3': {
-      const { S3Storage, s3OptionsFromEnv } = await import('./s3.js');
-      return new S3Storage({ ...s3OptionsFromEnv(env), redirects, redirectTtlSeconds });
+      if (!settings.s3) throw new ConfigError('the s3 storage backend needs S3_BUCKET (the bucket to keep blobs and caches in)');
+      const { S3Storage } = await import('./s3.js');
+      return new S3Storage({ ...settings.s3, redirects, redirectTtlSeconds });
     }
     case 'gcs': {
-      const { GcsStorage, gcsOptionsFromEnv } = await import('./gcs.js');
-      return new GcsStorage({ ...(await gcsOptionsFromEnv(env)), redirects, redirectTtlSeconds });
+      if (!settings.gcs) throw new ConfigError('the gcs storage backend needs GCS_BUCKET (the bucket to keep blobs and caches in)');
+      const { GcsStorage, gcsOptions } = await import('./gcs.js');
+      return new GcsStorage({ ...(await gcsOptions(settings.gcs)), redirects, redirectTtlSeconds });
     }
-    default:
-      throw new ConfigError(`invalid NIXERY_STORAGE_BACKEND: must be one of ${STORAGE_BACKENDS.join(', ')}, got ${JSON.stringify(backend)}`);
   }
 }
 
@@ -68,8 +67,4 @@ async function ensureWritableDirectory(root: string): Promise<void> {
     const code = (err as NodeJS.ErrnoException).code;
     throw new ConfigError(`invalid STORAGE_PATH: ${root} is not a writable directory${code ? ` (${code})` : ''}`);
   }
-}
-
-function nonEmpty(v: string | undefined): string | undefined {
-  return v === undefined || v.trim() === '' ? undefined : v;
 }

@@ -2,9 +2,9 @@
 // reporting failures as StorageUnavailableError, reading whole objects, and the bucket prefix setting.
 
 import type { Readable } from 'node:stream';
-import { ConfigError, NixeryError } from '../errors.js';
+import { NixeryError } from '../errors.js';
 import { StorageUnavailableError } from './errors.js';
-import { STORAGE_KEY, type ByteRange, type OpenedObject } from './storage.js';
+import { type ByteRange, type OpenedObject } from './storage.js';
 
 /** Attempts to read a whole object whose body broke off. */
 const READ_ATTEMPTS = 3;
@@ -57,18 +57,4 @@ export abstract class ObjectStore {
   protected describeError(err: unknown): unknown {
     return err;
   }
-}
-
-/**
- * Reads the prefix every object name gets in the bucket (S3_PREFIX, GCS_PREFIX): a key-like
- * path, returned with one trailing `/`; undefined when unset.
- */
-export function objectPrefixFromEnv(env: NodeJS.ProcessEnv, variable: string): string | undefined {
-  const prefix = env[variable]?.trim();
-  if (!prefix) return undefined;
-  const bare = prefix.replace(/\/+$/, '');
-  if (!STORAGE_KEY.test(bare) || bare.split('/').some((seg) => seg === '.' || seg === '..')) {
-    throw new ConfigError(`invalid ${variable}: ${JSON.stringify(prefix)} must be a path of letters, digits, . _ and -`);
-  }
-  return `${bare}/`;
 }

@@ -23,10 +23,9 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { Readable } from 'node:stream';
-import { ConfigError } from '../errors.js';
 import { displayUrl } from '../secrets.js';
 import { StorageObjectNotFoundError, StorageRangeError, isMoveOntoItself, validateKey, validatePrefix } from './errors.js';
-import { objectPrefixFromEnv, ObjectStore } from './object-store.js';
+import { ObjectStore } from './object-store.js';
 import { ObjectStoreWriter } from './object-writer.js';
 import { checkRangeShape, objectSizeFrom, trimToRange } from './range.js';
 import { STORAGE_KEY, type ByteRange, type ObjectInfo, type ObjectWriter, type OpenedObject, type Storage } from './storage.js';
@@ -63,46 +62,6 @@ export interface S3StorageOptions {
   connectTimeoutMs?: number;
   /** Limit for a request that makes no progress, ms (default 30000). */
   idleTimeoutMs?: number;
-}
-
-/** Reads S3_BUCKET, S3_ENDPOINT, S3_REGION, S3_FORCE_PATH_STYLE, S3_PREFIX (+ static AWS keys if set in `env`). */
-export function s3OptionsFromEnv(env: NodeJS.ProcessEnv): S3StorageOptions {
-  const bucket = env.S3_BUCKET?.trim();
-  if (!bucket) throw new ConfigError('the s3 storage backend needs S3_BUCKET (the bucket to keep blobs and caches in)');
-  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
-    throw new ConfigError(`invalid S3_BUCKET: ${JSON.stringify(bucket)} is not a valid bucket name (3-63 lower-case letters, digits, . and -)`);
-  }
-  const options: S3StorageOptions = { bucket };
-  const endpoint = env.S3_ENDPOINT?.trim();
-  if (endpoint) {
-    let url: URL;
-    try {
-      url = new URL(endpoint);
-    } catch {
-      throw new ConfigError(`invalid S3_ENDPOINT: ${JSON.stringify(endpoint)} is not a URL (e.g. http://127.0.0.1:9000)`);
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError(`invalid S3_ENDPOINT: must be an http or https URL, got ${JSON.stringify(endpoint)}`);
-    options.endpoint = endpoint;
-  }
-  const region = env.S3_REGION?.trim() || env.AWS_REGION?.trim() || env.AWS_DEFAULT_REGION?.trim();
-  options.region = region || 'us-east-1';
-  const pathStyle = env.S3_FORCE_PATH_STYLE?.trim().toLowerCase();
-  if (pathStyle) {
-    if (['1', 'true', 'yes', 'on'].includes(pathStyle)) options.forcePathStyle = true;
-    else if (['0', 'false', 'no', 'off'].includes(pathStyle)) options.forcePathStyle = false;
-    else throw new ConfigError(`invalid S3_FORCE_PATH_STYLE: must be true or false, got ${JSON.stringify(env.S3_FORCE_PATH_STYLE)}`);
-  } else {
-    // Custom endpoints (MinIO, a loopback test server) rarely resolve bucket subdomains.
-    options.forcePathStyle = endpoint !== undefined && endpoint !== '';
-  }
-  const prefix = objectPrefixFromEnv(env, 'S3_PREFIX');
-  if (prefix) options.prefix = prefix;
-  // The default chain reads process.env; honour static keys given in a different env object.
-  if (env !== process.env && env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY) {
-    options.credentials = { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY };
-    if (env.AWS_SESSION_TOKEN) options.credentials.sessionToken = env.AWS_SESSION_TOKEN;
-  }
-  return options;
 }
 
 export class S3Storage extends ObjectStore implements Storage {

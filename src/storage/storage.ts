@@ -79,3 +79,6 @@ export interface Storage {
    */
   removeAbandonedTemporaries?(): Promise<number>;
 }
+
+export const STORAGE_BACKENDS = ['filesystem', 's3', 'gcs'] as const;
+export type StorageBackendName = (typeof STORAGE_BACKENDS)[number];

@@ -7,6 +7,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createStorage } from '../../src/storage/index.js';
+import { storageSettings } from '../../src/config.js';
 import type { Storage } from '../../src/storage/storage.js';
 import { FilesystemStorage } from '../../src/storage/filesystem.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
@@ -72,7 +73,7 @@ export async function openBackend(name: BackendName): Promise<TestBackend> {
     await fs.writeFile(keyFile, JSON.stringify({ ...account, token_uri: gcs.tokenUri }));
     env = { NIXERY_STORAGE_BACKEND: 'gcs', GCS_BUCKET: gcs.createBucket(), GCS_ENDPOINT: gcs.endpoint, GOOGLE_APPLICATION_CREDENTIALS: keyFile };
   }
-  const storage = await createStorage({ storageBackend: name, storagePath: env.STORAGE_PATH }, env);
+  const storage = await createStorage(storageSettings({ storageBackend: name, storagePath: env.STORAGE_PATH }, env));
 
   /** Rewrites an object through the storage API, keeping its content type (object stores). */
   const rewrite = async (key: string, change: (bytes: Buffer) => Buffer) => {

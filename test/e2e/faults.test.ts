@@ -18,7 +18,6 @@ import { S3RVER_CREDENTIALS, startS3Server } from '../storage/s3-server.js';
 import { startFakeGcs } from '../storage/gcs-server.js';
 import { blobKey } from '../../src/builder/layout.js';
 import { MEDIA_TYPES } from '../../src/manifest/manifest.js';
-import { nixStats } from '../../src/nix/run.js';
 
 const sha256 = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -381,14 +380,14 @@ describe('faults: failing storage answers 503 and recovers without a restart', (
     const before = (await stat(path.join(storagePath, 'blobs'))).mtimeMs;
     assert.notEqual((await stat(path.join(copy, 'blobs'))).mtimeMs, before);
     const r = await startRegistry({}, { storagePath: copy });
-    const nixRuns = nixStats.invocations;
+    const nixRuns = r.app.metrics.nix.invocations;
     try {
       const res = await fetch(`${r.url}/v2/shell/hello/manifests/${digest}`, { headers: { Accept: MEDIA_TYPES.ociManifest } });
       assert.equal(res.status, 200);
       assert.equal(res.headers.get('content-type'), MEDIA_TYPES.ociManifest);
       await res.arrayBuffer();
       await pull(r, 'shell/hello');
-      assert.equal(nixStats.invocations, nixRuns, 'served from the copied storage, no rebuild');
+      assert.equal(r.app.metrics.nix.invocations, nixRuns, 'served from the copied storage, no rebuild');
     } finally {
       await r.close();
     }

@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { AddressInfo } from 'node:net';
-import { loadPopularity, parsePopularity, InvalidPopularityError, PopularitySource } from '../../src/layers/popularity.js';
+import { parsePopularity, InvalidPopularityError } from '../../src/layers/popularity.js';
+import { loadPopularity, PopularitySource } from '../../src/builder/popularity.js';
 
 let dir: string;
 let server: http.Server;

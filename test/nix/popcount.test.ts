@@ -2,14 +2,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { compareStrings } from '../../src/image/name.js';
 import { countReferences, parseDerivation, popcount, type Derivation } from '../../src/nix/popcount.js';
-import { nixStats } from '../../src/nix/run.js';
+import { NixRunCounts } from '../../src/nix/observer.js';
 import { HOST_SYSTEM, nixOptions, pinExamples } from '../helpers/nix.js';
 
 test('popcount on the example set: how many packages use each output, sorted, deterministic', async () => {
   const pinned = await pinExamples();
-  const before = nixStats.invocations;
-  const counts = await popcount(pinned, HOST_SYSTEM, nixOptions());
-  assert.equal(nixStats.invocations, before + 1, 'one Nix evaluation; .drv files are read directly');
+  const nixRuns = new NixRunCounts();
+  const counts = await popcount(pinned, HOST_SYSTEM, { ...nixOptions(), observer: nixRuns });
+  assert.equal(nixRuns.commands.popcount.invocations, 1, 'one Nix evaluation; .drv files are read directly');
   const keys = Object.keys(counts);
   assert.deepEqual(keys, [...keys].sort(compareStrings));
   assert.ok(Object.values(counts).every((n) => Number.isInteger(n) && n >= 1));

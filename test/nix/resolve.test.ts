@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NixFailedError, PackagesNotFoundError } from '../../src/errors.js';
 import { resolvePackages } from '../../src/nix/resolve.js';
-import { nixStats } from '../../src/nix/run.js';
+import { NixRunCounts } from '../../src/nix/observer.js';
 import type { PinnedSource } from '../../src/nix/source.js';
 import { pinSource } from '../../src/nix/resolver.js';
 import { EXAMPLE_PKGS, HOST_SYSTEM, nixOptions, pinExamples } from '../helpers/nix.js';
@@ -24,7 +24,9 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const resolve = (names: string[], system = HOST_SYSTEM) => resolvePackages(pinned, names, system, nixOptions());
+/** Every Nix run of this file's resolutions. */
+const nixRuns = new NixRunCounts();
+const resolve = (names: string[], system = HOST_SYSTEM) => resolvePackages(pinned, names, system, { ...nixOptions(), observer: nixRuns });
 
 async function missing(names: string[]): Promise<PackagesNotFoundError> {
   try {
@@ -37,9 +39,9 @@ async function missing(names: string[]): Promise<PackagesNotFoundError> {
 }
 
 test('resolve: exact, case-insensitive (top level and nested), dotted and digit-leading names, in one Nix call', async () => {
-  const before = nixStats.invocations;
+  const before = nixRuns.invocations;
   const resolved = await resolve(['hello', 'bashinteractive', 'python3packages.requests', 'perlpackages.json', '1password', 'iana-etc', 'xorg.XEYES']);
-  assert.equal(nixStats.invocations, before + 1);
+  assert.equal(nixRuns.invocations, before + 1);
   assert.deepEqual(
     resolved.map((r) => [r.requested, r.attrPath.join('.')]),
     [
@@ -100,10 +102,10 @@ test('resolve: user input is data, never Nix code', async () => {
 });
 
 test('resolve: empty path components are not found without asking Nix', async () => {
-  const before = nixStats.invocations;
+  const before = nixRuns.invocations;
   const err = await missing(['hello..x', '.hello']);
   assert.deepEqual(err.packages, ['hello..x', '.hello']);
-  assert.equal(nixStats.invocations, before);
+  assert.equal(nixRuns.invocations, before);
 });
 
 test('resolve: an attribute that throws is a NixFailedError carrying Nix\'s message', async () => {

@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { NixFailedError, NixTimeoutError } from '../../src/errors.js';
-import { descendantsOf, nixStats, runNix, runProcess } from '../../src/nix/run.js';
+import { descendantsOf, runNix, runProcess } from '../../src/nix/run.js';
+import { NixRunCounts } from '../../src/nix/observer.js';
 import { nixEnv } from '../helpers/nix.js';
 
 /** True while `pid` exists and is not a zombie. */
@@ -59,10 +60,10 @@ test('the timeout kills the whole process tree, including processes in other ses
   assert.deepEqual([...seen].filter(alive), []);
 });
 
-test('non-zero exit gives NixFailedError with stderr; every Nix call is counted', async () => {
-  const before = nixStats.invocations;
+test('non-zero exit gives NixFailedError with stderr; the run is reported to its observer', async () => {
+  const nixRuns = new NixRunCounts();
   await assert.rejects(
-    runNix('/bin/sh', ['-c', 'echo "error: something broke" >&2; exit 3'], { timeoutMs: 5000, timeoutKind: 'EVAL_TIMEOUT', what: 'failing' }),
+    runNix('/bin/sh', ['-c', 'echo "error: something broke" >&2; exit 3'], { timeoutMs: 5000, timeoutKind: 'EVAL_TIMEOUT', what: 'failing', observer: nixRuns }),
     (err: unknown) => {
       assert.ok(err instanceof NixFailedError);
       assert.match(err.message, /^failing: Nix failed \(exit 3\): error: something broke/);
@@ -70,7 +71,8 @@ test('non-zero exit gives NixFailedError with stderr; every Nix call is counted'
       return true;
     },
   );
-  assert.equal(nixStats.invocations, before + 1);
+  assert.equal(nixRuns.invocations, 1);
+  assert.equal(nixRuns.commands.other.failures.exit, 1);
 });
 
 test('an AbortSignal kills the process and rejects with its reason', async () => {

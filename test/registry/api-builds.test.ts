@@ -10,7 +10,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { makeTestPackageSet, type TestPackageSet } from '../helpers/slow-pkgs.js';
-import { nixStats } from '../../src/nix/run.js';
 import { parseImageName } from '../../src/image/name.js';
 import { forPlatforms } from '../../src/image/platform.js';
 import type { BuildProgress } from '../../src/builder/builder.js';
@@ -164,7 +163,7 @@ describe('build API', () => {
   test('pre-warm: after an API build, pulls and repeated requests run no Nix', async () => {
     const built = await finalStatus(r, (await accepted(await postBuild(r, { image: 'shell/hello:latest' }))).id);
     assert.equal(built.state, 'succeeded', JSON.stringify(built.error));
-    const nixBefore = nixStats.invocations;
+    const nixBefore = r.app.metrics.nix.invocations;
     const runsBefore = r.app.builder.buildsRun;
     const res = await fetch(`${r.url}/v2/shell/hello/manifests/latest`);
     assert.equal(res.status, 200);
@@ -184,7 +183,7 @@ describe('build API', () => {
     assert.equal(again.result!.manifestDigest, built.result!.manifestDigest);
     const { events } = await readEvents(r, again.id);
     assert.equal(events.length, 1, 'a finished build streams its state once and ends');
-    assert.equal(nixStats.invocations, nixBefore, 'no Nix ran');
+    assert.equal(r.app.metrics.nix.invocations, nixBefore, 'no Nix ran');
     assert.equal(r.app.builder.buildsRun, runsBefore);
   });
 

@@ -12,7 +12,6 @@ import path from 'node:path';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { EXAMPLE_PKGS } from '../helpers/nix.js';
 import { flipByteInFile } from '../helpers/damage.js';
-import { nixStats } from '../../src/nix/run.js';
 import type { PackageSearchAnswer } from '../../src/builder/package-index.js';
 
 async function search(r: TestRegistry, q: string, extra = ''): Promise<PackageSearchAnswer> {
@@ -128,12 +127,12 @@ describe('package search over the example set', () => {
     await r.close();
 
     r = await startRegistry({}, { storagePath });
-    const before = nixStats.invocations;
+    const before = r.app.metrics.nix.invocations;
     const again = await search(r, 'requests');
     assert.equal(again.state, 'ready');
     assert.deepEqual(attrs(again), ['python3Packages.requests']);
     assert.deepEqual(r.app.packages.stats, { evaluations: 0, loads: 1, lastEvaluationMs: 0 });
-    assert.equal(nixStats.invocations, before, 'no Nix ran');
+    assert.equal(r.app.metrics.nix.invocations, before, 'no Nix ran');
     await r.close();
 
     await flipByteInFile(files[0]!);
@@ -184,9 +183,9 @@ describe('package search over sets that are hard to list', () => {
       assert.match(answer.error!.message, /cannot be listed/);
       // Not evaluated again for every search.
       const evaluations = r.app.packages.stats.evaluations;
-      const before = nixStats.invocations;
+      const before = r.app.metrics.nix.invocations;
       assert.equal((await search(r, 'git')).state, 'failed');
-      assert.equal(nixStats.invocations, before);
+      assert.equal(r.app.metrics.nix.invocations, before);
       assert.equal(r.app.packages.stats.evaluations, evaluations);
       // Pulls do not depend on it.
       assert.equal((await fetch(`${r.url}/v2/hello/manifests/latest`)).status, 200);

@@ -7,7 +7,6 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { makeUniquePackageSet, type UniquePackageSet } from '../helpers/unique-pkgs.js';
-import { nixStats } from '../../src/nix/run.js';
 import { MEDIA_TYPES } from '../../src/manifest/manifest.js';
 import { parseImageName } from '../../src/image/name.js';
 import { forPlatforms } from '../../src/image/platform.js';
@@ -100,7 +99,7 @@ describe('build API with several platforms', () => {
     assert.match(result.index!.digest, /^sha256:[0-9a-f]{64}$/);
     assert.equal(result.fromCache, false);
 
-    const nix = nixStats.invocations;
+    const nix = r.app.metrics.nix.invocations;
     const runs = r.app.builder.buildsRun;
     // By tag: the index is the one the build reported, over the platforms' manifests it reported.
     const index = await manifest(r, 'shell/hello', 'latest', ociIndex);
@@ -122,7 +121,7 @@ describe('build API with several platforms', () => {
       );
       assert.equal(`linux/${await architectureOf(r, 'shell/hello', p.configDigest)}`, p.platform);
     }
-    assert.equal(nixStats.invocations, nix, 'no Nix ran for the pulls');
+    assert.equal(r.app.metrics.nix.invocations, nix, 'no Nix ran for the pulls');
     assert.equal(r.app.builder.buildsRun, runs);
 
     // The platforms listed (any order, any spelling): built in the configured order, the same index.
@@ -132,7 +131,7 @@ describe('build API with several platforms', () => {
     assert.equal(again.state, 'succeeded');
     assert.equal(again.result!.fromCache, true);
     assert.equal(again.result!.index!.digest, result.index!.digest);
-    assert.equal(nixStats.invocations, nix);
+    assert.equal(r.app.metrics.nix.invocations, nix);
   });
 
   test('platforms: ["linux/arm64"] builds that platform alone', async () => {

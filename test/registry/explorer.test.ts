@@ -12,9 +12,8 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { gunzipSync } from 'node:zlib';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { nixStats } from '../../src/nix/run.js';
 import { CONTENT_SECURITY_POLICY } from '../../src/registry/explorer.js';
-import type { ImageDetails } from '../../src/registry/explorer-types.js';
+import type { ImageDetails } from '../../src/service/explorer-types.js';
 import { MEDIA_TYPES } from '../../src/manifest/manifest.js';
 import { decodeRecord, encodeRecord } from '../../src/builder/records.js';
 
@@ -97,7 +96,7 @@ describe('the explorer: pages, assets and the image API', () => {
   });
 
   test('an image that is not built is a 404 and nothing is built; bad names and tags are refused', async () => {
-    const nixBefore = nixStats.invocations;
+    const nixBefore = r.app.metrics.nix.invocations;
     const buildsBefore = r.app.service.builder.buildsRun;
     const res = await fetch(`${r.url}/api/v1/images/shell/htop:latest`);
     assert.equal(res.status, 404);
@@ -105,7 +104,7 @@ describe('the explorer: pages, assets and the image API', () => {
     assert.equal(err.code, 'MANIFEST_UNKNOWN');
     assert.match(err.message, /^shell\/htop:latest is not built yet/);
     assert.equal(r.app.service.builder.buildsRun, buildsBefore, 'looking never builds');
-    assert.equal(nixStats.invocations, nixBefore, 'looking runs no Nix');
+    assert.equal(r.app.metrics.nix.invocations, nixBefore, 'looking runs no Nix');
 
     const badName = await fetch(`${r.url}/api/v1/images/Hello:latest`);
     assert.equal(badName.status, 400);
@@ -124,13 +123,13 @@ describe('the explorer: pages, assets and the image API', () => {
     const manifest = JSON.parse(manifestBytes.toString()) as { config: { digest: string }; layers: Array<{ digest: string; size: number }> };
     const config = JSON.parse(Buffer.from(await (await fetch(`${r.url}/v2/curl/hello/blobs/${manifest.config.digest}`)).arrayBuffer()).toString()) as { rootfs: { diff_ids: string[] } };
 
-    const nixBefore = nixStats.invocations;
+    const nixBefore = r.app.metrics.nix.invocations;
     // The name as spelled in any order is the same image.
     const res = await fetch(`${r.url}/api/v1/images/hello/curl:latest`);
     assert.equal(res.status, 200);
     assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
     const d = (await res.json()) as Details;
-    assert.equal(nixStats.invocations, nixBefore);
+    assert.equal(r.app.metrics.nix.invocations, nixBefore);
     assert.equal(d.image, 'curl/hello:latest');
     assert.deepEqual(d.packages, ['cacert', 'curl', 'hello', 'iana-etc']);
     assert.equal(d.manifest.digest, pulled.headers.get('docker-content-digest'));
@@ -306,12 +305,12 @@ test('images recorded before the explorer: served with what their records have, 
 
     const second = await startRegistry({}, { storagePath });
     try {
-      const nixBefore = nixStats.invocations;
+      const nixBefore = second.app.metrics.nix.invocations;
       const res = await fetch(`${second.url}/api/v1/images/hello:latest`);
       assert.equal(res.status, 200);
       const d = (await res.json()) as Details;
       assert.equal(d.manifest.digest, digest);
-      assert.equal(nixStats.invocations, nixBefore, 'served from the record, nothing rebuilt');
+      assert.equal(second.app.metrics.nix.invocations, nixBefore, 'served from the record, nothing rebuilt');
       for (const l of d.layers) {
         assert.equal(l.uncompressedSize, null);
         assert.equal(l.storePaths, null);

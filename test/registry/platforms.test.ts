@@ -12,7 +12,6 @@ import path from 'node:path';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { EXAMPLE_PKGS } from '../helpers/nix.js';
 import { MEDIA_TYPES } from '../../src/manifest/manifest.js';
-import { nixStats } from '../../src/nix/run.js';
 import { collectGarbage } from '../../src/builder/gc.js';
 import { scrubStorage } from '../../src/builder/scrub.js';
 import { blobKey } from '../../src/builder/layout.js';
@@ -326,9 +325,9 @@ describe('multi-platform builds', () => {
     }
     assert.equal(most, 2, 'both platforms were building at the same time');
     assert.equal(r.app.builder.buildsRun - before, 2, 'one build per platform for three requests');
-    const nix = nixStats.invocations;
+    const nix = r.app.metrics.nix.invocations;
     assert.equal((await get(r, 'sleepy', 'latest', ociIndex)).status, 200);
-    assert.equal(nixStats.invocations, nix, 'no Nix for a cached image');
+    assert.equal(r.app.metrics.nix.invocations, nix, 'no Nix for a cached image');
   });
 
   test('a platform that fails fails the request, naming the platform and the cause; no partial index', async () => {

@@ -10,6 +10,7 @@ import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { createRegistry, type Registry } from '../../src/registry/server.js';
 import { Gate } from '../../src/registry/access.js';
 import { TrustedProxies } from '../../src/registry/client-address.js';
+import { Metrics } from '../../src/metrics.js';
 
 /** Sends raw bytes and collects everything the server answers until it closes. */
 function raw(port: number, request: string | Buffer, options: { keepOpenMs?: number } = {}): Promise<string> {
@@ -57,6 +58,7 @@ describe('protocol errors', () => {
       version: 'test',
       headersTimeoutMs: 500,
       requestTimeoutMs: 1000,
+      metrics: new Metrics(),
     });
     await new Promise<void>((resolve) => strict.server.listen(0, '127.0.0.1', resolve));
     port = (strict.server.address() as AddressInfo).port;

@@ -7,7 +7,6 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { MEDIA_TYPES } from '../../src/manifest/manifest.js';
-import { nixStats } from '../../src/nix/run.js';
 
 const OCI = MEDIA_TYPES.ociManifest;
 const DOCKER = MEDIA_TYPES.dockerManifest;
@@ -279,11 +278,11 @@ describe('registry HTTP API', () => {
   });
 
   test('a cached image is served without running Nix', async () => {
-    const before = nixStats.invocations;
+    const before = r.app.metrics.nix.invocations;
     const res = await fetch(`${r.url}/v2/hello/manifests/latest`);
     assert.equal(res.status, 200);
     await res.arrayBuffer();
-    assert.equal(nixStats.invocations, before);
+    assert.equal(r.app.metrics.nix.invocations, before);
   });
 });
 
@@ -372,7 +371,6 @@ describe('registry restart', () => {
       const digest = res.headers.get('docker-content-digest')!;
       await first.close();
 
-      const before = nixStats.invocations;
       const second = await startRegistry({}, { storagePath });
       try {
         const byTag = await fetch(`${second.url}/v2/shell/hello/manifests/latest`);
@@ -380,7 +378,7 @@ describe('registry restart', () => {
         const byDigest = await fetch(`${second.url}/v2/shell/hello/manifests/${digest}`);
         assert.deepEqual(Buffer.from(await byDigest.arrayBuffer()), bytes);
         assert.equal(second.app.builder.buildsRun, 0);
-        assert.equal(nixStats.invocations, before, 'no Nix process ran');
+        assert.equal(second.app.metrics.nix.invocations, 0, 'no Nix process ran');
       } finally {
         await second.close();
       }

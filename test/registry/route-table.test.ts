@@ -56,6 +56,7 @@ before(async () => {
     log: app.log,
     sourceDescription: 'test',
     version: 'test',
+    metrics: app.metrics,
     routes: { ...ROUTES, whoami },
   });
   await new Promise<void>((resolve) => registry.server.listen(0, '127.0.0.1', resolve));

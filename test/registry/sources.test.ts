@@ -17,7 +17,6 @@ import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { EXAMPLE_PKGS } from '../helpers/nix.js';
 import { commitGreeting, git, initRepo } from '../helpers/git.js';
 import { collectGarbage } from '../../src/builder/gc.js';
-import { nixStats } from '../../src/nix/run.js';
 
 const execFileP = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -136,13 +135,13 @@ describe('a git source that becomes unreachable after a build', () => {
     await r!.close();
     r = undefined;
     r = await startRegistry(env(), { storagePath });
-    const nixRuns = nixStats.invocations;
+    const nixRuns = r.app.metrics.nix.invocations;
     for (const tag of tags()) {
       const p = await pull(r.url, 'hello', tag);
       assert.equal(p.status, 200, `${tag}: ${p.body}`);
       assert.equal(p.digest, built.get(tag), tag);
     }
-    assert.equal(nixStats.invocations, nixRuns, 'no Nix ran');
+    assert.equal(r.app.metrics.nix.invocations, nixRuns, 'no Nix ran');
     const fresh = await pull(r.url, 'jq', 'main');
     assert.equal(fresh.status, 503, fresh.body);
     assert.match(errorOf(fresh).message, /new images cannot be built/);

@@ -10,6 +10,7 @@ import { describe, it } from 'node:test';
 import { ConfigError, logDetail } from '../../src/errors.js';
 import { FilesystemStorage } from '../../src/storage/filesystem.js';
 import { createStorage } from '../../src/storage/index.js';
+import { storageSettings } from '../../src/config.js';
 import { UNJUDGED_MAX_AGE_MS, currentOwner, ownedName } from '../../src/util/owner.js';
 import { readProcStat } from '../../src/util/proc.js';
 import { runStorageContract } from './contract.js';
@@ -124,10 +125,10 @@ describe('filesystem storage', () => {
 describe('createStorage', () => {
   it('builds the filesystem backend by default from STORAGE_PATH', async () => {
     await inTempRoot(async (root) => {
-      const s = await createStorage({}, { STORAGE_PATH: root });
+      const s = await createStorage(storageSettings({}, { STORAGE_PATH: root }));
       assert.ok(s instanceof FilesystemStorage);
       assert.equal(s.name, `filesystem (${root})`);
-      const fromConfig = await createStorage({ storageBackend: 'filesystem', storagePath: root }, {});
+      const fromConfig = await createStorage(storageSettings({ storageBackend: 'filesystem', storagePath: root }, {}));
       assert.ok(fromConfig instanceof FilesystemStorage);
     });
   });
@@ -135,21 +136,21 @@ describe('createStorage', () => {
   it('creates STORAGE_PATH, and refuses one that cannot be a writable directory', async () => {
     await inTempRoot(async (root) => {
       const nested = path.join(root, 'new', 'store');
-      await createStorage({ storagePath: nested }, {});
+      await createStorage(storageSettings({ storagePath: nested }, {}));
       assert.ok((await fs.stat(nested)).isDirectory());
       const file = path.join(root, 'a-file');
       await fs.writeFile(file, '');
       await assert.rejects(
-        createStorage({ storagePath: path.join(file, 'below') }, {}),
+        createStorage(storageSettings({ storagePath: path.join(file, 'below') }, {})),
         (err: Error) => err instanceof ConfigError && err.message === `invalid STORAGE_PATH: ${path.join(file, 'below')} is not a writable directory (ENOTDIR)`,
       );
     });
   });
 
   it('stops with one clear ConfigError line for a missing path or an unknown backend', async () => {
-    await assert.rejects(createStorage({ storageBackend: 'filesystem' }, {}), (err: Error) => err instanceof ConfigError && /STORAGE_PATH/.test(err.message));
+    await assert.rejects(async () => createStorage(storageSettings({ storageBackend: 'filesystem' }, {})), (err: Error) => err instanceof ConfigError && /STORAGE_PATH/.test(err.message));
     await assert.rejects(
-      createStorage({}, { NIXERY_STORAGE_BACKEND: 'ftp' }),
+      async () => createStorage(storageSettings({}, { NIXERY_STORAGE_BACKEND: 'ftp' })),
       (err: Error) => err instanceof ConfigError && err.message === 'invalid NIXERY_STORAGE_BACKEND: must be one of filesystem, s3, gcs, got "ftp"',
     );
   });

@@ -12,8 +12,12 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { ConfigError, logDetail } from '../../src/errors.js';
 import { StorageUnavailableError } from '../../src/storage/errors.js';
-import { GcsStorage, gcsOptionsFromEnv, loadGcsCredentials, type GcsCredentials, type GcsStorageOptions } from '../../src/storage/gcs.js';
+import { GcsStorage, gcsOptions, loadGcsCredentials, type GcsCredentials, type GcsStorageOptions } from '../../src/storage/gcs.js';
 import { createStorage } from '../../src/storage/index.js';
+import { gcsSettings, storageSettings } from '../../src/config.js';
+
+/** The environment's settings, as src/config.ts reads them, with the credentials loaded. */
+const gcsOptionsFromEnv = async (env: NodeJS.ProcessEnv) => gcsOptions(gcsSettings(env));
 import { collect, runStorageContract } from './contract.js';
 import { startFakeGcs, type FakeGcs, type FakeGcsOptions } from './gcs-server.js';
 
@@ -236,7 +240,7 @@ describe('gcs storage', () => {
       const bucket = srv.createBucket();
       // Through the environment, as a deployment configures it.
       const env = { NIXERY_STORAGE_BACKEND: 'gcs', GCS_BUCKET: bucket, GCS_ENDPOINT: srv.endpoint, GOOGLE_APPLICATION_CREDENTIALS: await federationFileFor(srv, { impersonate: true }) };
-      const s = await createStorage({ redirectTtl: 60 }, env);
+      const s = await createStorage(storageSettings({ redirectTtl: 60 }, env));
       assert.ok(s instanceof GcsStorage);
       assert.equal(s.signsUrls, true);
       assert.deepEqual(s.notices, [
@@ -373,7 +377,7 @@ describe('gcs storage', () => {
     const bucket = srv.createBucket();
     const keyFile = await keyFileFor(srv);
     const env = { NIXERY_STORAGE_BACKEND: 'gcs', GCS_BUCKET: bucket, GCS_ENDPOINT: srv.endpoint, GOOGLE_APPLICATION_CREDENTIALS: keyFile };
-    const s = await createStorage({ redirectTtl: 90 }, env);
+    const s = await createStorage(storageSettings({ redirectTtl: 90 }, env));
     assert.ok(s instanceof GcsStorage);
     assert.equal(s.name, `gcs (${bucket} at ${srv.endpoint})`);
     assert.deepEqual(s.notices, ['blob GETs redirect to V4-signed URLs valid 90 s']);

@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { ConfigError, logDetail } from '../../src/errors.js';
 import { createStorage } from '../../src/storage/index.js';
-import { S3Storage, s3OptionsFromEnv, type S3StorageOptions } from '../../src/storage/s3.js';
+import { S3Storage, type S3StorageOptions } from '../../src/storage/s3.js';
+import { s3Settings as s3OptionsFromEnv, storageSettings } from '../../src/config.js';
 import { runStorageContract, collect } from './contract.js';
 import { S3RVER_CREDENTIALS, startS3Server, type S3TestServer } from './s3-server.js';
 
@@ -142,7 +143,7 @@ describe('s3 storage', () => {
       AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId,
       AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey,
     };
-    const s = await createStorage({ redirectTtl: 120 }, env);
+    const s = await createStorage(storageSettings({ redirectTtl: 120 }, env));
     try {
       assert.ok(s instanceof S3Storage);
       assert.equal(s.name, `s3 (${bucket}/team/nixery at ${srv.endpoint})`);
@@ -153,7 +154,7 @@ describe('s3 storage', () => {
       assert.match(url!, new RegExp(`/${bucket}/team/nixery/manifests/a\\.json\\?`));
       assert.match(url!, /X-Amz-Expires=120/);
       assert.match(url!, /eu-west-3/);
-      const off = await createStorage({ blobRedirect: false }, env);
+      const off = await createStorage(storageSettings({ blobRedirect: false }, env));
       assert.equal(await off.redirectUrl!('manifests/a.json', { method: 'GET' }), null);
       (off as S3Storage).client.destroy();
     } finally {

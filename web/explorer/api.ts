@@ -71,7 +71,7 @@ export interface BuildStatus {
   error: { code: string; message: string } | null;
 }
 
-export type { ImageDetails, LayerDetails, RecentImage } from '../../src/registry/explorer-types.js';
+export type { ImageDetails, LayerDetails, RecentImage } from '../../src/service/explorer-types.js';
 
 /** `/explore/<name>:<tag>` for an image (names and tags need no escaping in a path). */
 export function explorePath(name: string, tag: string): string {
