@@ -162,7 +162,9 @@ export function createRegistry(options: RegistryOptions): Registry {
     ctx.route = route.name;
     // Who the client is, and whether it may use this route, before anything else happens.
     const params = match.kind === 'route' ? match.params : {};
-    const admission = await options.gate.admit(ctx.req, match.kind === 'route' ? accessOf(route, params) : 'pull', params);
+    // A method the route does not have is refused after the client is known as a pull's would be.
+    const rule = match.kind === 'route' ? accessOf(route, params) : route.access === 'open' ? 'open' : 'pull';
+    const admission = await options.gate.admit(ctx.req, rule, params);
     if (admission.user !== null) ctx.log.user = admission.user;
     if (match.kind === 'method-not-allowed') {
       ctx.res.setHeader('Allow', route.allow);
