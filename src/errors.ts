@@ -29,7 +29,7 @@ export const ERROR_CATALOGUE = {
   MANIFEST_UNKNOWN: { code: 'MANIFEST_UNKNOWN', status: 404, message: 'manifest unknown' },
   IMAGE_NOT_BUILT: { code: 'MANIFEST_UNKNOWN', status: 404, message: 'the image is not built yet' },
   BLOB_UNKNOWN: { code: 'BLOB_UNKNOWN', status: 404, message: 'blob unknown to registry' },
-  PACKAGES_NOT_FOUND: { code: 'MANIFEST_UNKNOWN', status: 404, message: 'could not find Nix packages' },
+  PACKAGES_NOT_FOUND: { code: 'NAME_UNKNOWN', status: 404, message: 'could not find Nix packages' },
   // A requested package that fails to evaluate (throws, fails an assertion): the request's fault.
   PACKAGE_INVALID: { code: 'PACKAGE_INVALID', status: 400, message: 'a package of the image cannot be evaluated' },
   NOT_FOUND: { code: 'NOT_FOUND', status: 404, message: 'no such endpoint' },

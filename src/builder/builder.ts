@@ -268,6 +268,15 @@ export class ImageBuilder {
   }
 
   /**
+   * Throws PackagesNotFoundError when the source (under the tag's pin) lacks one of the image's
+   * packages. Nix evaluates; nothing is built.
+   */
+  async checkPackages(image: ImageRequest): Promise<void> {
+    const { pinned } = await this.pins.pin(image.tag);
+    await this.nix.resolve(pinned, image.packages, image.arch.nixSystem, { timeoutMs: this.options.timeouts.evalSeconds * 1000, observer: this.options.nixObserver });
+  }
+
+  /**
    * Rebuilds the image a missing (or removed) blob belongs to, when this process knows it. True
    * when the blob is in storage afterwards. Concurrent repairs of one blob share one rebuild.
    */

@@ -66,9 +66,11 @@ export function validateName(name: string): string {
       const why =
         c === ''
           ? 'it is empty'
-          : /[A-Z]/.test(c)
-            ? 'upper-case letters are not allowed (package lookup is case-insensitive)'
-            : 'components must be lower-case letters and digits, separated by . _ __ or dashes';
+          : /[^a-zA-Z0-9._-]/.test(c)
+            ? `it has characters a name cannot have (${JSON.stringify(truncate([...new Set(c.match(/[^a-zA-Z0-9._-]/g))].join('')))}): only lower-case letters, digits, . _ and -`
+            : /[A-Z]/.test(c)
+              ? 'upper-case letters are not allowed (package lookup is case-insensitive)'
+              : 'components must be lower-case letters and digits, separated by . _ __ or dashes';
       throw new InvalidNameError(`invalid image name ${JSON.stringify(truncate(name))}: component ${i + 1} ${JSON.stringify(truncate(c))}: ${why}`);
     }
   }

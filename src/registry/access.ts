@@ -15,7 +15,17 @@ import { PackagePolicy } from '../auth/policy.js';
 import { RateLimiter } from '../util/token-bucket.js';
 import { LruCache } from '../util/lru.js';
 import { TrustedProxies } from './client-address.js';
-import type { RouteName } from './routes.js';
+
+/**
+ * What a route asks of a client (each route declares one in routes.ts):
+ * - `open`: nothing (probes and scrapers);
+ * - `login`: credentials whenever authentication is on, even with anonymous pulls (the `/v2/`
+ *   check: docker, podman and skopeo send credentials only to a registry whose /v2/ asks);
+ * - `pull`: the right to pull the repository the path names (anonymous with anonymous pulls);
+ * - `pull-build`: a pull that may build the image: the package policy and count apply too;
+ * - `build`: an authenticated client when authentication is on (starting builds).
+ */
+export type AccessRule = 'open' | 'login' | 'pull' | 'pull-build' | 'build';
 import type { Admission } from '../service/admission.js';
 
 export interface AccessOptions {
@@ -82,18 +92,21 @@ export interface AccessStats {
   denied: number;
   packagesDenied: number;
   buildsRateLimited: number;
+  /** Credentials refused because the client failed too often lately. */
+  loginsRateLimited: number;
 }
 
-/** Routes that answer without credentials: liveness, readiness and metrics (for probes and scrapers). */
-const OPEN_ROUTES: ReadonlySet<RouteName> = new Set(['healthz', 'readyz', 'metrics']);
 /** How long a verified Basic credential (and a refused one) is remembered. */
 const BASIC_OK_MS = 60_000;
 const REFUSED_MS = 5_000;
 /** A token is remembered until it expires, at most this long. */
 const TOKEN_MS = 60_000;
 const BASIC_REALM = 'nixery-ts';
-/** Basic credentials with no user and no password: what some clients send when they have none. */
+/** Basic credentials with no user and no password: what skopeo and others send when they have none. */
 const EMPTY_BASIC = `Basic ${Buffer.from(':').toString('base64')}`;
+/** Failed logins a client may have in a burst, and how fast it gets them back (per minute). */
+const FAILED_LOGIN_BURST = 10;
+const FAILED_LOGINS_PER_MINUTE = 5;
 
 interface Identity {
   user: string | null;
@@ -103,7 +116,7 @@ interface Identity {
 
 type Remembered = { identity: Identity; until: number } | { refused: string; until: number };
 
-const OPEN: Admission = { user: null, client: 'open', beforeBuild: () => {}, mayBuild: () => OPEN };
+const OPEN: Admission = { user: null, client: 'open', beforeBuild: () => {}, mayBuild: () => OPEN, mayPull: () => true, restricted: false };
 /** Every anonymous client's identity (shared: this is on every request's path). */
 const ANONYMOUS: Identity = { user: null };
 
@@ -121,6 +134,10 @@ class Admitted implements Admission {
     return this.identity.user;
   }
 
+  get restricted(): boolean {
+    return this.identity.access !== undefined;
+  }
+
   get client(): string {
     return this.identity.user !== null ? `user:${this.identity.user}` : `ip:${this.address}`;
   }
@@ -133,10 +150,16 @@ class Admitted implements Admission {
     this.gate.mayBuild(this.identity, image);
     return new Admitted(this.identity, this.address, image, this.gate);
   }
+
+  mayPull(name: string): boolean {
+    return this.identity.access === undefined || grants(this.identity.access, name, 'pull');
+  }
 }
 
 export class Gate {
-  readonly stats: AccessStats = { unauthorized: 0, denied: 0, packagesDenied: 0, buildsRateLimited: 0 };
+  readonly stats: AccessStats = { unauthorized: 0, denied: 0, packagesDenied: 0, buildsRateLimited: 0, loginsRateLimited: 0 };
+  /** Failed logins per client address: a client that guesses passwords is refused (429) before bcrypt runs. */
+  private readonly failures = new RateLimiter(FAILED_LOGINS_PER_MINUTE, FAILED_LOGIN_BURST);
   private readonly credentials = new LruCache<string, Remembered>(10_000);
   private readonly decisions = new LruCache<string, Error | null>(10_000);
 
@@ -148,19 +171,24 @@ export class Gate {
   }
 
   /**
-   * Admits a request to `route` (with its path parameters) or throws: 401 UNAUTHORIZED with a
-   * challenge, 403 DENIED, 403 for a package policy. What it returns says who the client is and
-   * guards the start of a build.
+   * Admits a request under a route's access `rule` (with the path's parameters) or throws: 401
+   * UNAUTHORIZED with a challenge, 403 DENIED, 403 for a package policy, 429 for a client that
+   * failed to log in too often. What it returns says who the client is and guards the start of
+   * a build.
    */
-  async admit(req: IncomingMessage, route: RouteName, params: Record<string, string>): Promise<Admission> {
-    if (OPEN_ROUTES.has(route)) return OPEN;
+  async admit(req: IncomingMessage, rule: AccessRule, params: Record<string, string>): Promise<Admission> {
+    if (rule === 'open') return OPEN;
     const name = params.name;
-    const identity = await this.identify(req, route, name);
+    const identity = await this.identify(req, rule, name);
     if (identity.access && name !== undefined && !grants(identity.access, name, 'pull')) {
       this.stats.denied++;
       throw new DeniedError(`the token does not grant pull access to ${name}`);
     }
-    if (route === 'manifest' && name !== undefined && params.reference !== undefined && !params.reference.includes(':')) this.checkPackages(name);
+    if (rule === 'pull-build' && name !== undefined) this.checkPackages(name);
+    if (rule === 'build' && identity.user === null && this.authentication !== 'none') {
+      this.stats.unauthorized++;
+      throw new UnauthorizedError('only authenticated clients may build images', this.challenge(name));
+    }
     const user = identity.user;
     return new Admitted(identity, user === null ? this.options.proxies.clientOf(req) : undefined, name, this);
   }
@@ -193,15 +221,16 @@ export class Gate {
   }
 
   /** Who sent the request; throws 401 for a missing (unless anonymous pulls are allowed) or refused credential. */
-  private async identify(req: IncomingMessage, route: RouteName, name: string | undefined): Promise<Identity> {
+  private async identify(req: IncomingMessage, rule: AccessRule, name: string | undefined): Promise<Identity> {
     if (this.authentication === 'none') return ANONYMOUS;
     const header = req.headers.authorization;
-    if (!header || (this.options.anonymousPull && header === EMPTY_BASIC)) {
-      // With anonymous pulls, /v2/ still challenges: docker, podman and skopeo send credentials
+    // An empty Basic pair is a client without credentials, not a wrong password.
+    if (!header || header === EMPTY_BASIC) {
+      // With anonymous pulls, /v2/ still challenges (rule `login`): clients send credentials
       // only to a registry whose /v2/ asks for them, and those that have none go on anonymously.
-      if (this.options.anonymousPull && route !== 'ping') return ANONYMOUS;
+      if (this.options.anonymousPull && rule !== 'login') return ANONYMOUS;
       this.stats.unauthorized++;
-      throw new UnauthorizedError('authentication required', this.challenge(name));
+      throw new UnauthorizedError('authentication required: this registry needs credentials', this.challenge(name));
     }
     // Keyed by the header itself: hashing it cost more per cached pull than the rest of the gate,
     // and the credential is in this process's memory with every request anyway.
@@ -209,8 +238,19 @@ export class Gate {
     const now = Date.now();
     let remembered = this.credentials.get(key);
     if (!remembered || remembered.until <= now) {
+      // A client that failed too often is refused before bcrypt runs (the CPU is the target).
+      // Each attempt takes a token up front, so a concurrent burst is limited too; one that
+      // succeeds gives it back.
+      // (Basic only: bearer tokens cost a signature check, not bcrypt.)
+      const client = this.options.htpasswd ? this.options.proxies.clientOf(req) : undefined;
+      const wait = client === undefined ? 0 : this.failures.take(client);
+      if (wait > 0) {
+        this.stats.loginsRateLimited++;
+        throw new TooManyRequestsError(`too many failed logins from this client; retry in ${wait} s`, wait);
+      }
       remembered = await this.verify(header, now);
       this.credentials.set(key, remembered);
+      if (client !== undefined && !('refused' in remembered)) this.failures.refund(client);
     }
     if ('refused' in remembered) {
       this.stats.unauthorized++;

@@ -72,21 +72,25 @@ export async function createBuild(ctx: RequestContext, deps: ApiDeps, admission:
   sendJson(ctx, 202, status, { Location: `/api/v1/builds/${status.id}` });
 }
 
-/** GET /api/v1/builds/<id>. */
-export function getBuild(ctx: RequestContext, deps: ApiDeps, params: Record<string, string>): void {
-  const status = deps.builds.get(params.id!);
-  if (!status) throw unknownBuild(params.id!);
-  sendJson(ctx, 200, status);
+/** GET /api/v1/builds/<id>: a build of an image the client may not pull is unknown to it. */
+export function getBuild(ctx: RequestContext, deps: ApiDeps, params: Record<string, string>, admission: Admission): void {
+  sendJson(ctx, 200, visibleBuild(deps, params.id!, admission));
+}
+
+function visibleBuild(deps: ApiDeps, id: string, admission: Admission): BuildStatus {
+  const status = deps.builds.get(id);
+  if (!status || !admission.mayPull(status.image.slice(0, status.image.lastIndexOf(':')))) throw unknownBuild(id);
+  return status;
 }
 
 /**
  * GET /api/v1/builds/<id>/events: `event: status` with the status JSON at once and on every
  * change (throttled by the tracker), ending after the final state. Resolves when the stream ends.
  */
-export async function buildEvents(ctx: RequestContext, deps: ApiDeps, params: Record<string, string>, streams: EventStreams): Promise<void> {
+export async function buildEvents(ctx: RequestContext, deps: ApiDeps, params: Record<string, string>, streams: EventStreams, admission: Admission): Promise<void> {
   const { res } = ctx;
   const id = params.id!;
-  if (!deps.builds.get(id)) throw unknownBuild(id);
+  visibleBuild(deps, id, admission);
   streams.admit();
   writeHead(ctx, 200, {
     'Content-Type': 'text/event-stream; charset=utf-8',
@@ -237,5 +241,5 @@ function unknownBuild(id: string): NixeryError {
 function sendJson(ctx: RequestContext, status: number, value: unknown, headers: Record<string, string> = {}): void {
   const body = Buffer.from(JSON.stringify(value));
   writeHead(ctx, status, { ...headers, 'Content-Type': 'application/json', 'Content-Length': body.length, 'Cache-Control': 'no-store' });
-  ctx.res.end(ctx.req.method === 'HEAD' ? undefined : body);
+  ctx.res.end(body);
 }

@@ -21,6 +21,7 @@ import { notModified, writeHead, type RequestContext } from './http.js';
 import { renderExplorePage, renderIndexPage, type PageAssets } from './index-page.js';
 import type { RegistryService } from '../service/registry-service.js';
 import type { ImageDetails, LayerDetails } from '../service/explorer-types.js';
+import type { Admission } from './access.js';
 
 export const CONTENT_SECURITY_POLICY = [
   "default-src 'self'",
@@ -34,9 +35,8 @@ export const CONTENT_SECURITY_POLICY = [
   "frame-ancestors 'none'",
 ].join('; ');
 
-/** Headers every explorer response carries (pages, assets and the JSON API). */
-const SAFE_HEADERS = { 'X-Content-Type-Options': 'nosniff' } as const;
-const PAGE_HEADERS = { ...SAFE_HEADERS, 'Content-Security-Policy': CONTENT_SECURITY_POLICY, 'Referrer-Policy': 'no-referrer', 'Cache-Control': 'no-store' } as const;
+/** Headers the pages carry besides what every response does (nosniff: http.ts writeHead). */
+const PAGE_HEADERS = { 'Content-Security-Policy': CONTENT_SECURITY_POLICY, 'Referrer-Policy': 'no-referrer', 'Cache-Control': 'no-store' } as const;
 
 /** The files of the bundle, as `npm run build` writes them, and what they are served as. */
 const BUNDLE = [
@@ -98,8 +98,8 @@ export interface ExplorerOptions {
 export class Explorer {
   constructor(private readonly options: ExplorerOptions) {}
 
-  /** `/`: what the registry knows now (the page never waits for the source). */
-  index(ctx: RequestContext): void {
+  /** `/`: what the registry knows now (the page never waits for the source); errors of images the client may pull. */
+  index(ctx: RequestContext, admission: Admission): void {
     const { pins, service } = this.options;
     const status = pins.status();
     const html = renderIndexPage({
@@ -107,7 +107,7 @@ export class Explorer {
       source: this.options.sourceDescription,
       revision: pins.peek('latest')?.pinned.revision ?? null,
       sourceFailure: status.failure ? { message: status.failure.error.message, since: new Date(status.failure.since).toISOString() } : undefined,
-      errors: service.errors.list(),
+      errors: service.errors.list().filter((e) => admission.mayPull(e.image.slice(0, e.image.lastIndexOf(':')))),
       version: this.options.version,
       assets: this.options.assets?.paths,
     });
@@ -125,7 +125,7 @@ export class Explorer {
   asset(ctx: RequestContext, params: Record<string, string>): void {
     const asset = this.options.assets?.files.get(params.file!);
     if (!asset) throw new NixeryError('NOT_FOUND', `no such asset: ${params.file!.slice(0, 100)}`);
-    const headers: Record<string, string> = { ...SAFE_HEADERS, 'Content-Type': asset.type, ETag: asset.etag, 'Cache-Control': 'public, max-age=31536000, immutable', Vary: 'Accept-Encoding' };
+    const headers: Record<string, string> = { 'Content-Type': asset.type, ETag: asset.etag, 'Cache-Control': 'public, max-age=31536000, immutable', Vary: 'Accept-Encoding' };
     if (notModified(ctx.req, asset.etag)) {
       writeHead(ctx, 304, headers);
       ctx.res.end();
@@ -136,9 +136,9 @@ export class Explorer {
     send(ctx, 200, asset.type, gzip ?? asset.bytes, headers);
   }
 
-  /** `GET /api/v1/images`: the images built (or found in storage) lately, newest first. */
-  recent(ctx: RequestContext): void {
-    sendJson(ctx, { images: this.options.service.recent.list() });
+  /** `GET /api/v1/images`: the images built (or found in storage) lately that the client may pull, newest first. */
+  recent(ctx: RequestContext, admission: Admission): void {
+    sendJson(ctx, { images: this.options.service.recent.list().filter((i) => admission.mayPull(i.name)) });
   }
 
   /** `GET /api/v1/images/<name>:<tag>[/part]`: an image's details, or one of its JSON documents. */
@@ -217,7 +217,7 @@ export function imageDetails(built: BuiltImage): ImageDetails {
 /** A stored JSON document, byte for byte, as JSON a browser shows (its digest in the headers). */
 function sendDocument(ctx: RequestContext, blob: Blob): void {
   const etag = `"${blob.digest}"`;
-  const headers = { ...SAFE_HEADERS, 'Docker-Content-Digest': blob.digest, 'X-Media-Type': blob.mediaType, ETag: etag, 'Cache-Control': 'no-cache' };
+  const headers = { 'Docker-Content-Digest': blob.digest, 'X-Media-Type': blob.mediaType, ETag: etag, 'Cache-Control': 'no-cache' };
   if (notModified(ctx.req, etag)) {
     writeHead(ctx, 304, headers);
     ctx.res.end();
@@ -227,10 +227,10 @@ function sendDocument(ctx: RequestContext, blob: Blob): void {
 }
 
 function sendJson(ctx: RequestContext, value: unknown): void {
-  send(ctx, 200, 'application/json', Buffer.from(JSON.stringify(value)), { ...SAFE_HEADERS, 'Cache-Control': 'no-store' });
+  send(ctx, 200, 'application/json', Buffer.from(JSON.stringify(value)), { 'Cache-Control': 'no-store' });
 }
 
 function send(ctx: RequestContext, status: number, contentType: string, body: Buffer, headers: Record<string, string>): void {
   writeHead(ctx, status, { ...headers, 'Content-Type': contentType, 'Content-Length': body.length });
-  ctx.res.end(ctx.req.method === 'HEAD' ? undefined : body);
+  ctx.res.end(body);
 }

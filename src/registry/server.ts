@@ -15,9 +15,9 @@ import type { Quarantine } from '../builder/integrity.js';
 import { ERROR_CATALOGUE, SourceUnavailableError, type ErrorKind } from '../errors.js';
 import type { SourceStatus } from '../builder/pins.js';
 import type { RegistryService } from '../service/registry-service.js';
-import { matchRoute } from './routes.js';
-import { sendCatalogueError, sendError, writeHead, type RequestContext } from './http.js';
-import { blob, manifest, ping, referrers, tags, type HandlerDeps } from './handlers.js';
+import { accessOf, Router, type RouteEnv, type RouteTable } from './routes.js';
+import { sendCatalogueError, sendError, type RequestContext } from './http.js';
+import type { HandlerDeps } from './handlers.js';
 import { BlobServer } from './blob-server.js';
 import { BlobPolicy, type BlobVerification } from '../service/blob-policy.js';
 import { Readiness } from '../service/readiness.js';
@@ -27,7 +27,7 @@ import type { TlsPair } from './tls.js';
 import { trackConnections, type DrainResult } from './shutdown.js';
 import { answerAndClose, ConnectionGuard, defaultEventStreams, defaultLimits, rawErrorResponse, type ConnectionLimits } from './connections.js';
 import { BuildTracker } from '../service/build-tracker.js';
-import { buildEvents, createBuild, EventStreams, getBuild, searchPackages, type ApiDeps } from './api.js';
+import { EventStreams, type ApiDeps } from './api.js';
 import type { PackageIndex } from '../builder/package-index.js';
 import type { RegistryMetrics } from './observer.js';
 import type { BlobObserver } from '../service/blob-observer.js';
@@ -72,6 +72,8 @@ export interface RegistryOptions {
   connections?: ConnectionLimits & { maxEventStreams?: number };
   /** NIXERY_TRUSTED_PROXIES: their connections count per forwarded client, by request. */
   trustedProxies?: string;
+  /** The routes served (default: routes.ts ROUTES). */
+  routes?: RouteTable;
 }
 
 export interface Registry {
@@ -153,68 +155,32 @@ export function createRegistry(options: RegistryOptions): Registry {
     options.log.info(ctx.log, 'request');
   }
 
+  const router = new Router(options.routes);
+  const env: RouteEnv = { deps, api, streams: eventStreams, explorer, readiness, metrics, isDraining: () => drainer.draining };
+
+  /** Route, admission by the route's rule, then its handler: the one dispatch. */
   async function dispatch(ctx: RequestContext): Promise<void> {
     const method = ctx.req.method ?? 'GET';
-    const match = matchRoute(method, ctx.path);
+    const match = router.match(method, ctx.path);
     if (match.kind === 'not-found') {
       sendCatalogueError(ctx, 'NOT_FOUND', `no such endpoint: ${method} ${ctx.path.slice(0, 200)}`);
       return;
     }
-    ctx.route = match.route.name;
+    const route = match.route;
+    ctx.route = route.name;
     // Who the client is, and whether it may use this route, before anything else happens.
-    const admission = await options.gate.admit(ctx.req, match.route.name, match.kind === 'route' ? match.params : {});
+    const params = match.kind === 'route' ? match.params : {};
+    // A method the route does not have is refused after the client is known as a pull's would be.
+    const rule = match.kind === 'route' ? accessOf(route, params) : route.access === 'open' ? 'open' : 'pull';
+    const admission = await options.gate.admit(ctx.req, rule, params);
     if (admission.user !== null) ctx.log.user = admission.user;
     if (match.kind === 'method-not-allowed') {
-      const allowed = [...match.route.methods].join(', ');
-      ctx.res.setHeader('Allow', allowed);
-      const why = match.route.path.startsWith('/api/') ? `use ${allowed}` : 'this registry is pull-only';
+      ctx.res.setHeader('Allow', route.allow);
+      const why = route.path.startsWith('/api/') ? `use ${route.allow}` : 'this registry is pull-only';
       sendCatalogueError(ctx, 'UNSUPPORTED', `${method} is not supported on ${ctx.path.slice(0, 200)}: ${why}`);
       return;
     }
-    const { route, params } = match;
-    switch (route.name) {
-      case 'upload':
-        // Every method is refused above (pull-only); kept here so the switch covers all routes.
-        return sendCatalogueError(ctx, 'UNSUPPORTED');
-      case 'ping':
-        return ping(ctx);
-      case 'manifest':
-        return manifest(ctx, deps, params, admission);
-      case 'blob':
-        return blob(ctx, deps, params, admission);
-      case 'tags':
-        return tags(ctx, deps, params);
-      case 'referrers':
-        return referrers(ctx, params);
-      case 'api-builds':
-        return createBuild(ctx, api, admission);
-      case 'api-build':
-        return getBuild(ctx, api, params);
-      case 'api-build-events':
-        return buildEvents(ctx, api, params, eventStreams);
-      case 'api-packages':
-        return searchPackages(ctx, api);
-      case 'healthz':
-        return text(ctx, 200, 'text/plain; charset=utf-8', 'ok\n');
-      case 'readyz': {
-        const report = registry.isDraining() ? { ready: false, draining: true, checks: {} } : await readiness.report();
-        return text(ctx, report.ready ? 200 : 503, 'application/json', `${JSON.stringify(report)}\n`);
-      }
-      case 'metrics': {
-        const { contentType, body } = await metrics.expose();
-        return text(ctx, 200, contentType, body);
-      }
-      case 'index':
-        return explorer.index(ctx);
-      case 'explore':
-        return explorer.explore(ctx, params);
-      case 'asset':
-        return explorer.asset(ctx, params);
-      case 'api-images':
-        return explorer.recent(ctx);
-      case 'api-image':
-        return explorer.image(ctx, params);
-    }
+    await route.handle(ctx, params, env, admission);
   }
 
   const serverOptions = {
@@ -319,10 +285,4 @@ export function createRegistry(options: RegistryOptions): Registry {
 function sourceCheck(status: SourceStatus): void {
   const failure = status.failure;
   if (failure) throw new SourceUnavailableError(`${failure.error.message} (failing since ${new Date(failure.since).toISOString()})`, failure.error.internal);
-}
-
-function text(ctx: RequestContext, status: number, contentType: string, body: string): void {
-  const bytes = Buffer.from(body);
-  writeHead(ctx, status, { 'Content-Type': contentType, 'Content-Length': bytes.length, 'Cache-Control': 'no-store' });
-  ctx.res.end(ctx.req.method === 'HEAD' ? undefined : bytes);
 }

@@ -15,4 +15,11 @@ export interface Admission {
    * returned admission guards the build's start as a pull's does.
    */
   mayBuild(name: string): Admission;
+  /** Whether the client may pull repository `name` (what lists and statuses show it). */
+  mayPull(name: string): boolean;
+  /**
+   * True when the client may pull only some repositories (a bearer token's grants): what it asks
+   * for by digest must then belong to the image the name resolves to.
+   */
+  readonly restricted: boolean;
 }

@@ -3,7 +3,7 @@
 // explorer.
 // A tag stands for an image on each configured platform (NIXERY_PLATFORMS), built concurrently.
 
-import { parseImageName, pullName, type Architecture, type ImageRequest } from '../image/name.js';
+import { AMD64, parseImageName, pullName, sortedUnique, type Architecture, type ImageRequest } from '../image/name.js';
 import { forPlatforms, hostPlatform } from '../image/platform.js';
 import type { ImageIndex } from '../manifest/image-index.js';
 import { LruCache } from '../util/lru.js';
@@ -58,6 +58,29 @@ interface MemoEntry {
 
 /** How long a remembered image is served before storage is asked again whether it is whole. */
 const REVALIDATE_MS = 10_000;
+/** Repository names whose digests are remembered (the oldest is forgotten first). */
+const SCOPES = 10_000;
+/** A name whose images were looked for in storage is not looked for again for this long. */
+const SCOPE_LOOKUP_MS = 5_000;
+/** Most tags looked at when looking for a name's images in storage. */
+const SCOPE_LOOKUP_TAGS = 16;
+
+/**
+ * The name a request's scope is kept under: the same for every platform of a tag (an image on
+ * linux/arm64 built for `shell/hello` is shell/hello's), and for every spelling of the name.
+ */
+function scopeKey(image: ImageRequest): string {
+  return pullName(image.archRequested || image.arch === AMD64 ? image : { ...image, arch: AMD64 });
+}
+
+/** What a repository name resolved to: every digest of its images (and their indexes). */
+interface Scope {
+  /** The name as clients pull it (the catalogue's entry). */
+  pullName: string;
+  digests: Set<string>;
+  /** When storage was last searched for the name's images (0: never). */
+  lookedAt: number;
+}
 
 export interface ServiceStats {
   /** Image requests answered from a cache without building. */
@@ -86,6 +109,17 @@ export class RegistryService {
   private readonly revalidations = new SingleFlight<string, void>();
   /** The index of each tagged image's platforms, made on first use (keyed by the images array). */
   private readonly indexes = new WeakMap<readonly BuiltImage[], Promise<ImageIndex>>();
+  /**
+   * Repository scoping: by canonical name (scopeKey: the package set, and the architecture when the name picks it), the digests of the images
+   * that name resolved to here. A digest is served under a name only when it is in its scope.
+   */
+  private readonly scopes = new Map<string, Scope>();
+  /** Path name → canonical name (validated), so a blob request parses its name once. */
+  private readonly canonicalNames = new LruCache<string, string>(SCOPES);
+  private readonly scopeLookups = new SingleFlight<string, Scope | undefined>();
+  /** Names whose packages the source was found to have (tags/list of a name not built here). */
+  private readonly knownNames = new LruCache<string, true>(SCOPES);
+  private readonly knownNameChecks = new SingleFlight<string, void>();
 
   constructor(
     readonly builder: ImageBuilder,
@@ -125,9 +159,97 @@ export class RegistryService {
     if (!index) {
       index = this.builder.index(tagged.images);
       this.indexes.set(tagged.images, index);
-      index.catch(() => this.indexes.delete(tagged.images));
+      index.then(
+        (i) => {
+          const scope = this.scopeOf(tagged.images[0]!);
+          scope.digests.add(i.oci.digest);
+          scope.digests.add(i.docker.digest);
+        },
+        () => this.indexes.delete(tagged.images),
+      );
     }
     return index;
+  }
+
+  /**
+   * Whether `digest` (a manifest, index, config or layer) belongs to an image `name` resolves
+   * to. Images built or served here are remembered; otherwise (a restart, another replica) the
+   * name's images are looked for in storage under the tags in use, without building.
+   */
+  async contains(name: string, digest: string): Promise<boolean> {
+    let canonical = this.canonicalNames.get(name);
+    if (canonical === undefined) {
+      canonical = scopeKey(parseImageName(name));
+      this.canonicalNames.set(name, canonical);
+    }
+    const scope = this.scopes.get(canonical);
+    if (scope?.digests.has(digest)) return true;
+    if (scope && Date.now() - scope.lookedAt < SCOPE_LOOKUP_MS) return false;
+    const found = await this.scopeLookups.run(canonical, () => this.lookUpScope(name)).promise;
+    return found?.digests.has(digest) ?? false;
+  }
+
+  /**
+   * Throws PackagesNotFoundError (404 NAME_UNKNOWN) unless the source has every package of
+   * `name` (validated here): a name built here is known; another is evaluated by Nix, not built,
+   * in a build slot, and remembered when it is known.
+   */
+  async checkName(name: string): Promise<void> {
+    const image = parseImageName(name);
+    const key = scopeKey(image);
+    if ((this.scopes.get(key)?.digests.size ?? 0) > 0 || this.knownNames.get(key)) return;
+    await this.knownNameChecks.run(key, () => this.limited(() => this.builder.checkPackages(image))).promise;
+    this.knownNames.set(key, true);
+  }
+
+  /** The names of the repositories built or served here, as clients pull them (sorted). */
+  repositories(): string[] {
+    const names: string[] = [];
+    for (const s of this.scopes.values()) if (s.digests.size > 0) names.push(s.pullName);
+    return sortedUnique(names);
+  }
+
+  private async lookUpScope(name: string): Promise<Scope | undefined> {
+    const all = await this.tags();
+    const tags = all.filter((t) => t === 'latest' || this.builder.pins.peek(t) !== undefined).slice(0, SCOPE_LOOKUP_TAGS);
+    let scope: Scope | undefined;
+    for (const tag of tags) {
+      const requests = forPlatforms(parseImageName(name, tag), this.platforms);
+      const found = await Promise.all(requests.map((r) => this.builder.find(r).catch(() => null)));
+      if (!found.every((b): b is BuiltImage => b !== null)) continue;
+      this.remember(found);
+      if (found.length > 1) await this.index({ images: found, fromCache: true }).catch(() => {});
+      scope = this.scopeOf(found[0]!);
+    }
+    const canonical = scopeKey(parseImageName(name));
+    scope ??= this.scopes.get(canonical);
+    if (scope) scope.lookedAt = Date.now();
+    else this.scopes.set(canonical, (scope = { pullName: canonical, digests: new Set(), lookedAt: Date.now() }));
+    return scope;
+  }
+
+  /** The scope of an image's name, made when it is first needed. */
+  private scopeOf(image: BuiltImage): Scope {
+    const key = scopeKey(image.image);
+    let scope = this.scopes.get(key);
+    if (!scope) {
+      if (this.scopes.size >= SCOPES) this.scopes.delete(this.scopes.keys().next().value!);
+      scope = { pullName: pullName(image.image), digests: new Set(), lookedAt: 0 };
+      this.scopes.set(key, scope);
+    }
+    return scope;
+  }
+
+  /** Adds the images' digests to their name's scope. */
+  private remember(images: readonly BuiltImage[]): void {
+    const scope = this.scopeOf(images[0]!);
+    for (const built of images) {
+      const { manifests, layers } = built;
+      scope.digests.add(manifests.oci.digest);
+      scope.digests.add(manifests.docker.digest);
+      scope.digests.add(manifests.config.digest);
+      for (const l of layers) scope.digests.add(l.digest);
+    }
   }
 
   /**
@@ -213,7 +335,7 @@ export class RegistryService {
       if (admitted.error !== undefined) throw admitted.error;
     };
     const first = requests[0]!;
-    const images = await this.recordingFailures(`${first.name}:${first.tag}`, () =>
+    const images = await this.recordingFailures(`${pullName(first)}:${first.tag}`, () =>
       this.builder.buildAll(requests, onProgress, (fn, progress) => {
         admit();
         return this.slot(fn, progress);
@@ -221,6 +343,7 @@ export class RegistryService {
     );
     const fromCache = images.every((b) => b.fromCache);
     if (fromCache) this.stats.cacheHits++;
+    this.remember(images);
     this.recent.add(images[0]!);
     return { images, fromCache };
   }
@@ -231,13 +354,14 @@ export class RegistryService {
    */
   async image(image: ImageRequest, admission?: Admission, onProgress?: (p: BuildProgress) => void): Promise<BuiltImage> {
     // Only a build that really starts goes through admission: cached images never do.
-    const built = await this.recordingFailures(`${image.name}:${image.tag}`, () =>
+    const built = await this.recordingFailures(`${pullName(image)}:${image.tag}`, () =>
       this.builder.build(image, onProgress, (fn, progress) => {
         admission?.beforeBuild();
         return this.slot(fn, progress);
       }),
     );
     if (built.fromCache) this.stats.cacheHits++;
+    this.remember([built]);
     this.recent.add(built);
     return built;
   }

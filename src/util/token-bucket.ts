@@ -27,6 +27,12 @@ export class RateLimiter {
     return Math.max(1, Math.ceil((1 - bucket.tokens) / rate / 1000));
   }
 
+  /** Gives back a token taken for something that turned out not to count. */
+  refund(key: string): void {
+    const bucket = this.buckets.get(key);
+    if (bucket) bucket.tokens = Math.min(this.burst, bucket.tokens + 1);
+  }
+
   private sweep(now: number): void {
     if (this.buckets.size < 10_000) return;
     const rate = this.perMinute / 60_000;

@@ -351,7 +351,7 @@ describe('multi-platform builds', () => {
     const res = await fetch(`${r.url}/v2/hello/nosuchpackage/manifests/latest`, { headers: { Accept: ociIndex } });
     assert.equal(res.status, 404);
     const { errors } = (await res.json()) as { errors: Array<{ code: string; message: string }> };
-    assert.equal(errors[0]!.code, 'MANIFEST_UNKNOWN');
+    assert.equal(errors[0]!.code, 'NAME_UNKNOWN');
     assert.equal(errors[0]!.message, 'Could not find Nix packages: nosuchpackage');
   });
 });

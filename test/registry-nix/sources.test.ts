@@ -286,7 +286,7 @@ describe('tags/list pagination (n, last, Link)', () => {
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'nixery-tags-'));
     const repo = path.join(dir, 'pkgs');
-    await initRepo(repo);
+    await initRepo(repo, EXAMPLE_PKGS);
     for (const b of ['b1', 'b2', 'b3', 'b4', 'b5']) await git(repo, 'branch', b);
     await git(repo, 'tag', 't1');
     await git(repo, 'tag', '-a', 't2', '-m', 'annotated');
@@ -300,14 +300,14 @@ describe('tags/list pagination (n, last, Link)', () => {
   });
 
   const list = async (query: string) => {
-    const res = await fetch(`${r.url}/v2/some/image/tags/list${query}`);
+    const res = await fetch(`${r.url}/v2/hello/tags/list${query}`);
     return { status: res.status, link: res.headers.get('link'), body: (await res.json()) as { name?: string; tags?: string[]; errors?: Array<{ code: string }> } };
   };
 
   test('without n: every tag, sorted, no Link', async () => {
     const page = await list('');
     assert.equal(page.status, 200);
-    assert.deepEqual(page.body, { name: 'some/image', tags: all });
+    assert.deepEqual(page.body, { name: 'hello', tags: all });
     assert.equal(page.link, null);
   });
 
@@ -322,7 +322,7 @@ describe('tags/list pagination (n, last, Link)', () => {
       seen.push(...page.body.tags!);
       pages++;
       if (page.link) {
-        const m = /^<\/v2\/some\/image\/tags\/list(\?n=4&last=[^>]+)>; rel="next"$/.exec(page.link);
+        const m = /^<\/v2\/hello\/tags\/list(\?n=4&last=[^>]+)>; rel="next"$/.exec(page.link);
         assert.ok(m, page.link);
         next = m[1]!;
       } else {

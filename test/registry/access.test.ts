@@ -60,11 +60,11 @@ describe('access: basic authentication', () => {
   test('no credential is 401 with a Basic challenge; a wrong one is 401; a right one names the user', async () => {
     const g = gate({ htpasswd });
     assert.equal(g.authentication, 'basic');
-    const err = await refuses(() => g.admit(request(), 'ping', {}), 'UNAUTHORIZED', 401);
+    const err = await refuses(() => g.admit(request(), 'login', {}), 'UNAUTHORIZED', 401);
     assert.match(err.headers!['WWW-Authenticate']!, /^Basic realm="nixery-ts"/);
-    await refuses(() => g.admit(request(basic('alice', 'looking-glass')), 'manifest', manifest('hello')), 'UNAUTHORIZED', 401, /user name or password is wrong/);
-    await refuses(() => g.admit(request(basic('mallory', 'wonderland')), 'manifest', manifest('hello')), 'UNAUTHORIZED', 401);
-    const admitted = await g.admit(request(basic('alice', 'wonderland')), 'manifest', manifest('hello'));
+    await refuses(() => g.admit(request(basic('alice', 'looking-glass')), 'pull-build', manifest('hello')), 'UNAUTHORIZED', 401, /user name or password is wrong/);
+    await refuses(() => g.admit(request(basic('mallory', 'wonderland')), 'pull-build', manifest('hello')), 'UNAUTHORIZED', 401);
+    const admitted = await g.admit(request(basic('alice', 'wonderland')), 'pull-build', manifest('hello'));
     assert.equal(admitted.user, 'alice');
     assert.equal(admitted.client, 'user:alice');
     admitted.beforeBuild();
@@ -75,27 +75,27 @@ describe('access: basic authentication', () => {
     let checks = 0;
     const counting = { verify: async (u: string, p: string) => (checks++, htpasswd.verify(u, p)) } as unknown as Htpasswd;
     const g = gate({ htpasswd: counting });
-    for (let i = 0; i < 50; i++) await g.admit(request(basic('bob', 'builder')), 'blob', { name: 'hello', digest: 'sha256:x' });
+    for (let i = 0; i < 50; i++) await g.admit(request(basic('bob', 'builder')), 'pull', { name: 'hello', digest: 'sha256:x' });
     assert.equal(checks, 1);
   });
 
   test('health, readiness and metrics stay open', async () => {
     const g = gate({ htpasswd });
-    for (const route of ['healthz', 'readyz', 'metrics'] as const) assert.equal((await g.admit(request(), route, {})).user, null);
+    assert.equal((await g.admit(request(), 'open', {})).user, null);
   });
 
   test('anonymous pull: anonymous clients pull, only authenticated ones build', async () => {
     const g = gate({ htpasswd, anonymousPull: true });
     // /v2/ still asks, so clients that have credentials send them.
-    await refuses(() => g.admit(request(), 'ping', {}), 'UNAUTHORIZED', 401);
-    assert.equal((await g.admit(request(basic('', '')), 'blob', { name: 'hello', digest: 'sha256:x' })).user, null, 'empty credentials are anonymous');
-    const anonymous = await g.admit(request(), 'manifest', manifest('hello'));
+    await refuses(() => g.admit(request(), 'login', {}), 'UNAUTHORIZED', 401);
+    assert.equal((await g.admit(request(basic('', '')), 'pull', { name: 'hello', digest: 'sha256:x' })).user, null, 'empty credentials are anonymous');
+    const anonymous = await g.admit(request(), 'pull-build', manifest('hello'));
     assert.equal(anonymous.user, null);
     const err = await refuses(() => anonymous.beforeBuild(), 'UNAUTHORIZED', 401, /only authenticated clients may build/);
     assert.match(err.headers!['WWW-Authenticate']!, /^Basic /);
-    (await g.admit(request(basic('alice', 'wonderland')), 'manifest', manifest('hello'))).beforeBuild();
+    (await g.admit(request(basic('alice', 'wonderland')), 'pull-build', manifest('hello'))).beforeBuild();
     // A wrong password is still refused, not treated as anonymous.
-    await refuses(() => g.admit(request(basic('alice', 'nope')), 'manifest', manifest('hello')), 'UNAUTHORIZED', 401);
+    await refuses(() => g.admit(request(basic('alice', 'nope')), 'pull-build', manifest('hello')), 'UNAUTHORIZED', 401);
   });
 
   test('the htpasswd file must hold bcrypt entries', () => {
@@ -150,26 +150,26 @@ describe('access: bearer tokens', () => {
       const tokens = await TokenVerifier.create({ ...settings, ...(source === 'PEM file' ? { keysFile: pemFile } : source === 'JWKS file' ? { keysFile: jwksFile } : { jwksUrl }) });
       const g = gate({ tokens });
       assert.equal(g.authentication, 'bearer');
-      const missing = await refuses(() => g.admit(request(), 'manifest', manifest('shell/hello')), 'UNAUTHORIZED', 401);
+      const missing = await refuses(() => g.admit(request(), 'pull-build', manifest('shell/hello')), 'UNAUTHORIZED', 401);
       assert.equal(missing.headers!['WWW-Authenticate'], `Bearer realm="${settings.realm}",service="${settings.service}",scope="repository:shell/hello:pull"`);
-      const ping = await refuses(() => g.admit(request(), 'ping', {}), 'UNAUTHORIZED', 401);
+      const ping = await refuses(() => g.admit(request(), 'login', {}), 'UNAUTHORIZED', 401);
       assert.equal(ping.headers!['WWW-Authenticate'], `Bearer realm="${settings.realm}",service="${settings.service}"`);
 
-      const admitted = await g.admit(request(bearer(await sign(pull('shell/hello')))), 'manifest', manifest('shell/hello'));
+      const admitted = await g.admit(request(bearer(await sign(pull('shell/hello')))), 'pull-build', manifest('shell/hello'));
       assert.equal(admitted.user, 'carol');
-      await g.admit(request(bearer(await sign(pull('shell/hello')))), 'ping', {});
+      await g.admit(request(bearer(await sign(pull('shell/hello')))), 'login', {});
 
-      const expired = await refuses(async () => g.admit(request(bearer(await sign(pull('hello'), { exp: Math.floor(Date.now() / 1000) - 120 }))), 'manifest', manifest('hello')), 'UNAUTHORIZED', 401, /expired/);
+      const expired = await refuses(async () => g.admit(request(bearer(await sign(pull('hello'), { exp: Math.floor(Date.now() / 1000) - 120 }))), 'pull-build', manifest('hello')), 'UNAUTHORIZED', 401, /expired/);
       assert.match(expired.headers!['WWW-Authenticate']!, /error="invalid_token"/);
-      await refuses(async () => g.admit(request(bearer(await sign(pull('hello'), { aud: 'another-registry' }))), 'manifest', manifest('hello')), 'UNAUTHORIZED', 401, /aud claim/);
-      await refuses(async () => g.admit(request(bearer(await sign(pull('hello'), { iss: 'someone-else' }))), 'manifest', manifest('hello')), 'UNAUTHORIZED', 401, /iss claim/);
+      await refuses(async () => g.admit(request(bearer(await sign(pull('hello'), { aud: 'another-registry' }))), 'pull-build', manifest('hello')), 'UNAUTHORIZED', 401, /aud claim/);
+      await refuses(async () => g.admit(request(bearer(await sign(pull('hello'), { iss: 'someone-else' }))), 'pull-build', manifest('hello')), 'UNAUTHORIZED', 401, /iss claim/);
       const forged = await sign(pull('hello'), { key: (await generateKeyPair('ES256')).privateKey });
-      await refuses(() => g.admit(request(bearer(forged)), 'manifest', manifest('hello')), 'UNAUTHORIZED', 401, /signature|unknown key/);
-      await refuses(() => g.admit(request(bearer('not.a.token')), 'manifest', manifest('hello')), 'UNAUTHORIZED', 401, /malformed/);
-      await refuses(() => g.admit(request(basic('carol', 'x')), 'manifest', manifest('hello')), 'UNAUTHORIZED', 401, /bearer token is required/);
+      await refuses(() => g.admit(request(bearer(forged)), 'pull-build', manifest('hello')), 'UNAUTHORIZED', 401, /signature|unknown key/);
+      await refuses(() => g.admit(request(bearer('not.a.token')), 'pull-build', manifest('hello')), 'UNAUTHORIZED', 401, /malformed/);
+      await refuses(() => g.admit(request(basic('carol', 'x')), 'pull-build', manifest('hello')), 'UNAUTHORIZED', 401, /bearer token is required/);
       // A valid token without the repository's pull grant: 403.
-      await refuses(async () => g.admit(request(bearer(await sign(pull('other/image')))), 'manifest', manifest('hello')), 'DENIED', 403, /does not grant pull access to hello/);
-      await refuses(async () => g.admit(request(bearer(await sign({ access: [{ type: 'repository', name: 'hello', actions: ['push'] }] }))), 'blob', { name: 'hello', digest: 'sha256:x' }), 'DENIED', 403);
+      await refuses(async () => g.admit(request(bearer(await sign(pull('other/image')))), 'pull-build', manifest('hello')), 'DENIED', 403, /does not grant pull access to hello/);
+      await refuses(async () => g.admit(request(bearer(await sign({ access: [{ type: 'repository', name: 'hello', actions: ['push'] }] }))), 'pull', { name: 'hello', digest: 'sha256:x' }), 'DENIED', 403);
     });
   }
 
@@ -186,15 +186,15 @@ describe('access: admission of builds and packages', () => {
   test('a per-client build rate with a burst; beyond it 429 with Retry-After; pulls are not counted', async () => {
     let now = 1_000_000;
     const g = gate({ builds: new RateLimiter(2, 2, () => now) });
-    const first = await g.admit(request({}, '198.51.100.1'), 'manifest', manifest('hello'));
+    const first = await g.admit(request({}, '198.51.100.1'), 'pull-build', manifest('hello'));
     assert.equal(first.client, 'ip:198.51.100.1');
     first.beforeBuild();
     first.beforeBuild();
     const err = await refuses(() => first.beforeBuild(), 'TOOMANYREQUESTS', 429, /NIXERY_CLIENT_BUILDS_PER_MINUTE is 2/);
     assert.equal((err as unknown as { retryAfterSeconds: number }).retryAfterSeconds, 30);
     // Another client has its own budget, and admitting (a cached pull) costs nothing.
-    for (let i = 0; i < 100; i++) await g.admit(request({}, '198.51.100.1'), 'manifest', manifest('hello'));
-    (await g.admit(request({}, '198.51.100.2'), 'manifest', manifest('hello'))).beforeBuild();
+    for (let i = 0; i < 100; i++) await g.admit(request({}, '198.51.100.1'), 'pull-build', manifest('hello'));
+    (await g.admit(request({}, '198.51.100.2'), 'pull-build', manifest('hello'))).beforeBuild();
     now += 30_000;
     first.beforeBuild();
     assert.equal(g.stats.buildsRateLimited, 1);
@@ -202,9 +202,9 @@ describe('access: admission of builds and packages', () => {
 
   test('X-Forwarded-For counts only from trusted proxies', async () => {
     const g = gate({ proxies: new TrustedProxies('10.0.0.0/8, 2001:db8::1') });
-    const viaProxy = await g.admit(request({ 'X-Forwarded-For': '203.0.113.7, 10.1.2.3' }, '::ffff:10.0.0.2'), 'manifest', manifest('hello'));
+    const viaProxy = await g.admit(request({ 'X-Forwarded-For': '203.0.113.7, 10.1.2.3' }, '::ffff:10.0.0.2'), 'pull-build', manifest('hello'));
     assert.equal(viaProxy.client, 'ip:203.0.113.7', 'the nearest address that is not a trusted proxy');
-    const spoofed = await g.admit(request({ 'X-Forwarded-For': '203.0.113.7' }, '198.51.100.9'), 'manifest', manifest('hello'));
+    const spoofed = await g.admit(request({ 'X-Forwarded-For': '203.0.113.7' }, '198.51.100.9'), 'pull-build', manifest('hello'));
     assert.equal(spoofed.client, 'ip:198.51.100.9', 'an untrusted peer cannot pick its address');
     assert.throws(() => new TrustedProxies('10.0.0.0/33'), ConfigError);
     assert.throws(() => new TrustedProxies('example.org'), ConfigError);
@@ -212,14 +212,14 @@ describe('access: admission of builds and packages', () => {
 
   test('package policy: deny wins, allow lists and globs, case-insensitive, decided from the name', async () => {
     const g = gate({ policy: PackagePolicy.fromSettings('hello, shell*, bash*, coreutils,moreutils nano python3Packages.*', 'python3Packages.insecure*') });
-    await g.admit(request(), 'manifest', manifest('shell/hello'));
-    await g.admit(request(), 'manifest', manifest('python3packages.requests'));
-    const denied = await refuses(() => g.admit(request(), 'manifest', manifest('python3packages.insecure-thing/hello')), 'PACKAGE_DENIED', 403, /python3packages.insecure-thing .*NIXERY_DENY_PACKAGES/);
+    await g.admit(request(), 'pull-build', manifest('shell/hello'));
+    await g.admit(request(), 'pull-build', manifest('python3packages.requests'));
+    const denied = await refuses(() => g.admit(request(), 'pull-build', manifest('python3packages.insecure-thing/hello')), 'PACKAGE_DENIED', 403, /python3packages.insecure-thing .*NIXERY_DENY_PACKAGES/);
     assert.deepEqual(denied.detail, { package: 'python3packages.insecure-thing' });
-    await refuses(() => g.admit(request(), 'manifest', manifest('hello/git')), 'PACKAGE_DENIED', 403, /package git is not allowed here: it is not in NIXERY_ALLOW_PACKAGES/);
+    await refuses(() => g.admit(request(), 'pull-build', manifest('hello/git')), 'PACKAGE_DENIED', 403, /package git is not allowed here: it is not in NIXERY_ALLOW_PACKAGES/);
     // Blobs and manifests by digest name no packages.
-    await g.admit(request(), 'blob', { name: 'git', digest: 'sha256:x' });
-    await g.admit(request(), 'manifest', { name: 'git', reference: `sha256:${'0'.repeat(64)}` });
+    await g.admit(request(), 'pull', { name: 'git', digest: 'sha256:x' });
+    await g.admit(request(), 'pull', { name: 'git', reference: `sha256:${'0'.repeat(64)}` });
   });
 
   test('lists can be files, and the package count is limited', async () => {
@@ -228,10 +228,10 @@ describe('access: admission of builds and packages', () => {
       const file = path.join(dir, 'deny.txt');
       await writeFile(file, '# no editors\nnano\nvim*\n');
       const g = gate({ policy: PackagePolicy.fromSettings(undefined, file), maxPackages: 3 });
-      await refuses(() => g.admit(request(), 'manifest', manifest('vim-full')), 'PACKAGE_DENIED', 403);
-      await refuses(() => g.admit(request(), 'manifest', manifest('shell')), 'PACKAGE_DENIED', 403, /nano/);
-      await g.admit(request(), 'manifest', manifest('git/hello/jq'));
-      await refuses(() => g.admit(request(), 'manifest', manifest('git/hello/jq/tree')), 'TOO_MANY_PACKAGES', 403, /4 packages; .* at most 3 \(NIXERY_MAX_PACKAGES\)/);
+      await refuses(() => g.admit(request(), 'pull-build', manifest('vim-full')), 'PACKAGE_DENIED', 403);
+      await refuses(() => g.admit(request(), 'pull-build', manifest('shell')), 'PACKAGE_DENIED', 403, /nano/);
+      await g.admit(request(), 'pull-build', manifest('git/hello/jq'));
+      await refuses(() => g.admit(request(), 'pull-build', manifest('git/hello/jq/tree')), 'TOO_MANY_PACKAGES', 403, /4 packages; .* at most 3 \(NIXERY_MAX_PACKAGES\)/);
       assert.throws(() => PackagePolicy.fromSettings(undefined, path.join(dir, 'missing')), ConfigError);
       assert.throws(() => PackagePolicy.fromSettings('he{llo', undefined), ConfigError);
     } finally {

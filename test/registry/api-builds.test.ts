@@ -150,13 +150,13 @@ describe('build API', () => {
     const unknownDone = await finalStatus(r, unknown.id);
     assert.equal(unknownDone.state, 'failed');
     assert.equal(unknownDone.phase, 'resolve');
-    assert.equal(unknownDone.error!.code, 'MANIFEST_UNKNOWN');
+    assert.equal(unknownDone.error!.code, 'NAME_UNKNOWN');
     assert.match(unknownDone.error!.message, /no-such-package/);
     assert.deepEqual(await statusOf(r, unknown.id), unknownDone);
   });
 
   test('the table of builds is bounded: the oldest finished builds go first, finished builds expire', async () => {
-    const open: Admission = { user: null, client: 'test', beforeBuild: () => {}, mayBuild: () => open };
+    const open: Admission = { user: null, client: 'test', beforeBuild: () => {}, mayBuild: () => open, mayPull: () => true, restricted: false };
     const start = (tracker: BuildTracker, name: string) => tracker.start(forPlatforms(parseImageName(name), tracker.platforms), { name, tag: 'latest' }, open);
     // Images built by the tests before: they finish at once.
     const tracker = new BuildTracker(r.app.service, { capacity: 2, retainMs: 500 });

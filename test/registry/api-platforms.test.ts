@@ -195,7 +195,7 @@ describe('build API with several platforms', () => {
 
     // Every change, unthrottled: each platform's reports, named by it; the sums never go back.
     const tracker = new BuildTracker(r.app.service, { watchIntervalMs: 0 });
-    const open: Admission = { user: null, client: 'test', beforeBuild: () => {}, mayBuild: () => open };
+    const open: Admission = { user: null, client: 'test', beforeBuild: () => {}, mayBuild: () => open, mayPull: () => true, restricted: false };
     const started = await tracker.start(forPlatforms(parseImageName('sleepier'), tracker.platforms), { name: 'sleepier', tag: 'latest' }, open);
     const seen: BuildStatus[] = [];
     await new Promise<void>((resolve) => {

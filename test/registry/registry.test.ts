@@ -70,7 +70,7 @@ describe('registry HTTP API', () => {
   });
 
   test('unknown paths under /v2/ are 404 with a JSON error', async () => {
-    for (const p of ['/v2/_catalog', '/v2/hello/something/else', '/v3/']) {
+    for (const p of ['/v2/_catalogue', '/v2/hello/something/else', '/v3/']) {
       const res = await fetch(`${r.url}${p}`);
       assert.equal(res.status, 404, p);
       assert.equal((await errorOf(res)).code, 'NOT_FOUND');
@@ -233,11 +233,11 @@ describe('registry HTTP API', () => {
     assert.match((await errorOf(long)).message, /at most 255/);
   });
 
-  test('unknown packages: 404 MANIFEST_UNKNOWN naming every missing package', async () => {
+  test('unknown packages: 404 NAME_UNKNOWN naming every missing package', async () => {
     const res = await fetch(`${r.url}/v2/hello/nosuchthing/notapackage/manifests/latest`);
     assert.equal(res.status, 404);
     const err = await errorOf(res);
-    assert.equal(err.code, 'MANIFEST_UNKNOWN');
+    assert.equal(err.code, 'NAME_UNKNOWN');
     assert.match(err.message, /nosuchthing/);
     assert.match(err.message, /notapackage/);
     assert.doesNotMatch(err.message, /hello/);

@@ -43,7 +43,7 @@ test('the route table: paths, parameters and methods', () => {
 });
 
 test('unknown paths and other methods', () => {
-  for (const path of ['/api/v1/builds/', '/api/v1/builds/a/b', '/api/v1/builds//events', '/api/v1', '/v2/_catalog', '/v2/hello/manifests/', '/v2/hello/manifests/a/', '/v2//manifests/x', '/v2/manifests/x', '/favicon.ico', '/v3/', '/explore/', '/assets/', '/assets/a/b.js']) {
+  for (const path of ['/api/v1/builds/', '/api/v1/builds/a/b', '/api/v1/builds//events', '/api/v1', '/v2/_catalogue', '/v2/hello/manifests/', '/v2/hello/manifests/a/', '/v2//manifests/x', '/v2/manifests/x', '/favicon.ico', '/v3/', '/explore/', '/assets/', '/assets/a/b.js']) {
     assert.equal(matchRoute('GET', path).kind, 'not-found', path);
   }
   for (const [method, path] of [
