@@ -17,16 +17,12 @@ import { PackagePolicy } from './auth/policy.js';
 import { Pinner } from './builder/pins.js';
 import { Quarantine } from './builder/integrity.js';
 import { RegistryService } from './service/registry-service.js';
-import { createRegistry, type Registry } from './registry/server.js';
-import { createGate } from './registry/access.js';
-import { loadTls, reloadTlsOnChange } from './registry/tls.js';
-import { connectionLimits } from './registry/connections.js';
-import { ConfigError } from './errors.js';
-import type https from 'node:https';
+import { startRegistry } from './registry/start.js';
+import type { Registry } from './registry/server.js';
 import { startCleanup } from './cleanup.js';
 import { platformArch } from './image/platform.js';
 import { PackageIndex } from './builder/package-index.js';
-import { Metrics } from './metrics.js';
+import { Metrics } from './metrics/metrics.js';
 import { BatchedLogDestination } from './log-destination.js';
 import { measuredStorage } from './storage/measured.js';
 import { stopAllNixProcesses } from './nix/processes.js';
@@ -133,57 +129,28 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     metrics,
     stopProcesses: (graceMs) => stopAllNixProcesses({ graceMs }),
     async serve(version: string) {
-      const gate = await createGate(config);
-      // The counts the service, the gate and the quarantine keep themselves, read when scraped.
-      metrics.watch({
-        cacheHits: () => service.stats.cacheHits,
-        memoHits: () => service.stats.memoHits,
-        buildFailures: () => service.stats.buildFailures,
-        tooLarge: () => service.stats.tooLarge,
-        rejected: () => service.stats.rejected,
-        building: () => service.building,
-        queued: () => service.queued,
-        integrityFailures: () => quarantine.failures,
-        unauthorized: () => gate.stats.unauthorized,
-        denied: () => gate.stats.denied,
-        packagesDenied: () => gate.stats.packagesDenied,
-        buildsRateLimited: () => gate.stats.buildsRateLimited,
-      });
-      if (Boolean(config.tlsCert) !== Boolean(config.tlsKey)) throw new ConfigError('HTTPS needs both NIXERY_TLS_CERT and NIXERY_TLS_KEY');
-      const tlsFiles = config.tlsCert && config.tlsKey ? { cert: config.tlsCert, key: config.tlsKey } : undefined;
-      const registry = createRegistry({
-        storage,
-        service,
-        quarantine,
-        gate,
-        tls: tlsFiles ? await loadTls(tlsFiles) : undefined,
-        blobRedirect: config.blobRedirect,
-        blobCacheBytes: config.blobCacheMb * 1024 * 1024,
-        redirectTtlSeconds: config.redirectTtl,
-        sendBufferBytes: config.sendBufferMb * 1024 * 1024,
-        sendTimeoutSeconds: config.sendTimeout,
-        blobVerify: config.blobVerify,
-        log,
-        packages,
-        sourceDescription: describeSource(source),
-        version,
-        metrics,
-        blobObserver: metrics.blobs,
-        connections: connectionLimits(config),
-        trustedProxies: config.trustedProxies,
-      });
+      const parts = { storage, service, quarantine, log, packages, sourceDescription: describeSource(source), version, metrics, blobObserver: metrics.blobs };
+      const registry = await startRegistry(config, parts, (gate) =>
+        // The counts the service, the gate and the quarantine keep themselves, read when scraped.
+        metrics.watch({
+          cacheHits: () => service.stats.cacheHits,
+          memoHits: () => service.stats.memoHits,
+          buildFailures: () => service.stats.buildFailures,
+          tooLarge: () => service.stats.tooLarge,
+          rejected: () => service.stats.rejected,
+          building: () => service.building,
+          queued: () => service.queued,
+          integrityFailures: () => quarantine.failures,
+          unauthorized: () => gate.stats.unauthorized,
+          denied: () => gate.stats.denied,
+          packagesDenied: () => gate.stats.packagesDenied,
+          buildsRateLimited: () => gate.stats.buildsRateLimited,
+        }),
+      );
       const refresh = setInterval(() => void popularity.reload(), POPULARITY_REFRESH_MS);
       refresh.unref();
       // Buffered request logs reach stdout within a second even when traffic is low.
       setInterval(() => log.flush(), 1000).unref();
-      await new Promise<void>((resolve, reject) => {
-        registry.server.once('error', reject);
-        registry.server.listen(config.port, config.host, () => resolve());
-      });
-      if (tlsFiles) {
-        const stop = reloadTlsOnChange(registry.server as https.Server, tlsFiles, log);
-        registry.server.once('close', stop);
-      }
       const address = registry.server.address();
       log.info(
         { version, listen: typeof address === 'object' && address ? `${address.address}:${address.port}` : String(address), storage: storage.name, config: describeConfig(config) },

@@ -4,7 +4,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Metrics, type MetricReadings } from '../src/metrics.js';
+import { Metrics, type MetricReadings } from '../src/metrics/metrics.js';
 import { StorageObjectNotFoundError } from '../src/storage/errors.js';
 import { parsePrometheusText, sampleValue, type Family } from './helpers/prometheus.js';
 

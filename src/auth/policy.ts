@@ -10,6 +10,7 @@
 // denied names evaluate to (so an alias of a denied package is refused too). The closure list
 // is checked on the store path names of the runtime closure, before anything is packed.
 
+import { storePathName } from '../util/store-path.js';
 import { readFileSync } from 'node:fs';
 import { ConfigError, PackageDeniedError } from '../errors.js';
 
@@ -113,13 +114,6 @@ function spellings(name: string): string[] {
   const out = [name];
   for (let n = parts.length; n >= 1; n--) out.push(parts.slice(0, n).join('.'));
   return out;
-}
-
-/** `/nix/store/<hash>-perl-5.38.2` → `perl-5.38.2`. */
-function storePathName(path: string): string {
-  const base = path.slice(path.lastIndexOf('/') + 1);
-  const dash = base.indexOf('-');
-  return dash >= 0 ? base.slice(dash + 1) : base;
 }
 
 function patterns(setting: string, raw: string): string[] {

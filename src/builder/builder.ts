@@ -4,15 +4,14 @@
 // for the platforms of a multi-platform image (built concurrently, then `index`).
 
 import { createHash } from 'node:crypto';
-import { sortedUnique, type ImageRequest } from '../image/name.js';
+import type { ImageRequest } from '../image/name.js';
 import type { Storage } from '../storage/storage.js';
 import type { LayeringStrategy, Popularity } from '../layers/types.js';
 import type { ResolvedPackage } from '../nix/types.js';
 import type { PinnedSource } from '../nix/source.js';
 import type { RealiseOptions } from '../nix/realise.js';
 import type { NixRunObserver } from '../nix/observer.js';
-import { NIX, type NixStage } from './nix-stage.js';
-import type { PackagePolicy } from '../auth/policy.js';
+import { NIX, rootPaths, type NixStage } from './nix-stage.js';
 import { buildManifests, type ImageManifests } from '../manifest/manifest.js';
 import { buildIndex, type ImageIndex } from '../manifest/image-index.js';
 import { LayerStore } from './layer-store.js';
@@ -32,7 +31,7 @@ import { mapLimit } from '../util/semaphore.js';
 import { toLayerGraph } from './popularity.js';
 import { RecordOwners } from './record-owners.js';
 
-import type { BuildLimit, BuildProgress, BuiltImage, Logger, NixTimeouts } from './types.js';
+import type { BuildLimit, BuildPolicy, BuildProgress, BuiltImage, Logger, NixTimeouts } from './types.js';
 
 // Declared in a leaf (types.ts); named here too for the modules that build with the builder.
 export type { BuildLimit, BuildPhase, BuildProgress, BuiltImage, Logger, NixTimeouts } from './types.js';
@@ -53,7 +52,7 @@ export interface BuilderOptions {
   /** Largest closure (total NAR size, bytes) an image may have; checked before anything is packed. */
   maxImageSize?: number;
   /** Package and closure policy, decided on what names resolved to and on the closure, before packing. */
-  policy?: PackagePolicy;
+  policy?: BuildPolicy;
   /** Layers packed at once within one build. */
   packConcurrency?: number;
   /** Told how long builds, their phases and packing take (the registry's metrics). */
@@ -496,9 +495,4 @@ function sameFailure(a: unknown, b: unknown): boolean {
 /** What a record keeps of an image's layers (whether they were packed now is not kept). */
 function recordLayers(layers: ReadonlyArray<ImageLayer & { cached: boolean }>): ImageLayer[] {
   return layers.map(({ cached: _cached, ...layer }) => layer);
-}
-
-/** The store paths that go into the image for the requested packages, sorted and unique. */
-export function rootPaths(resolved: ResolvedPackage[]): string[] {
-  return sortedUnique(resolved.flatMap((p) => Object.values(p.outputs)));
 }

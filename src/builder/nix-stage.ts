@@ -5,6 +5,7 @@
 // storage, HTTP) is the code that runs in production.
 
 import type { ClosureGraph, ResolvedPackage } from '../nix/types.js';
+import { sortedUnique } from '../image/name.js';
 import type { PinnedSource } from '../nix/source.js';
 import { resolvePackages, type ResolveOptions } from '../nix/resolve-packages.js';
 import { realise, type Realised, type RealiseOptions } from '../nix/realise.js';
@@ -30,3 +31,8 @@ export const NIX: NixStage = {
   closure: (roots, opts) => queryClosure(roots, opts),
   check: () => checkNix(),
 };
+
+/** The store paths that go into the image for the requested packages, sorted and unique. */
+export function rootPaths(resolved: readonly ResolvedPackage[]): string[] {
+  return sortedUnique(resolved.flatMap((p) => Object.values(p.outputs)));
+}

@@ -5,6 +5,7 @@ import type { ImageRequest } from '../image/name.js';
 import type { ImageManifests } from '../manifest/manifest.js';
 import type { ImageLayer } from './manifest-cache.js';
 import type { Pin } from './pins.js';
+import type { ResolvedPackage } from '../nix/types.js';
 
 import type { Logger as BaseLogger } from '../util/logger.js';
 
@@ -55,4 +56,15 @@ export interface BuiltImage {
   fromCache: boolean;
   /** The source pin it was found or built under (the registry's hot path compares it). */
   pin?: Pin;
+}
+
+/**
+ * What a build asks of the package policy (NIXERY_ALLOW/DENY_PACKAGES, NIXERY_DENY_CLOSURE;
+ * implemented by auth/policy.ts): each throws the 403 that names what is refused.
+ */
+export interface BuildPolicy {
+  /** Denied attribute paths whose derivations resolved packages are compared with. */
+  readonly exactDenied: readonly string[];
+  checkResolved(packages: readonly ResolvedPackage[]): void;
+  checkClosure(storePaths: readonly string[]): void;
 }

@@ -11,6 +11,7 @@ import type { Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type { Storage } from '../storage/storage.js';
 import { probeStorage } from '../storage/probe.js';
+import { BLOBS_PREFIX } from '../builder/layout.js';
 import type { Quarantine } from '../builder/integrity.js';
 import { ERROR_CATALOGUE, SourceUnavailableError, type ErrorKind } from '../errors.js';
 import type { SourceStatus } from '../builder/pins.js';
@@ -113,7 +114,7 @@ export function createRegistry(options: RegistryOptions): Registry {
   const pins = service.builder.pins;
   const readiness = new Readiness(
     [
-      { name: 'storage', run: () => probeStorage(storage) },
+      { name: 'storage', run: () => probeStorage(storage, BLOBS_PREFIX) },
       { name: 'nix', run: () => service.builder.checkNix() },
       // The last look at the package source, without looking (that happens in the background).
       { name: 'source', run: async () => sourceCheck(pins.status()), advisory: true },

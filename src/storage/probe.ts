@@ -1,14 +1,14 @@
 // A storage round trip for readiness checks: write, read back and delete a small probe object
 // under `probes/` (which nothing else uses), so a full disk, a read-only store or an object store
-// that refuses writes shows up before a client's build does. Then what pulls read: the first
-// blob under `blobs/` is listed and its first byte read, so blobs that cannot be listed or read
-// (a directory without permissions, a broken mount) take the replica out of rotation too.
+// that refuses writes shows up before a client's build does. Then what pulls read (the caller
+// names the prefix): its first object is listed and its first byte read, so objects that cannot be
+// listed or read (a directory without permissions, a broken mount) take the replica out of rotation.
 
 import { randomUUID } from 'node:crypto';
 import { StorageUnavailableError } from './errors.js';
 import type { Storage } from './storage.js';
 
-export async function probeStorage(storage: Storage): Promise<void> {
+export async function probeStorage(storage: Storage, readPrefix?: string): Promise<void> {
   const key = `probes/${randomUUID()}`;
   const body = `probe ${key}`;
   await storage.put(key, body, { contentType: 'text/plain' });
@@ -18,13 +18,13 @@ export async function probeStorage(storage: Storage): Promise<void> {
   } finally {
     await storage.delete(key).catch(() => {});
   }
-  await probeBlobs(storage);
+  if (readPrefix !== undefined) await probeRead(storage, readPrefix);
 }
 
-/** Lists `blobs/` up to its first object and reads that object's first byte (none yet: fine). */
-async function probeBlobs(storage: Storage): Promise<void> {
+/** Lists `prefix` up to its first object and reads that object's first byte (none yet: fine). */
+async function probeRead(storage: Storage, prefix: string): Promise<void> {
   let first: string | undefined;
-  for await (const info of storage.list('blobs/')) {
+  for await (const info of storage.list(prefix)) {
     if (info.size > 0) {
       first = info.key;
       break;

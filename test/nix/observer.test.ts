@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runNix } from '../../src/nix/run.js';
 import { NixRunCounts, type NixCommand, type NixFailure } from '../../src/nix/observer.js';
-import { Metrics } from '../../src/metrics.js';
+import { Metrics } from '../../src/metrics/metrics.js';
 import { parsePrometheusText, sampleValue } from '../helpers/prometheus.js';
 
 /** Every report, in order. */

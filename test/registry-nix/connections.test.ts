@@ -14,7 +14,7 @@ import { Gate } from '../../src/registry/access.js';
 import { TrustedProxies } from '../../src/registry/client-address.js';
 import { connectionLimits, defaultLimits, descriptorLimit } from '../../src/registry/connections.js';
 import { loadConfig } from '../../src/config.js';
-import { Metrics } from '../../src/metrics.js';
+import { Metrics } from '../../src/metrics/metrics.js';
 
 /** Connects and sends `request`; resolves with what the server answered once it sent its FIN. */
 function send(port: number, request: string): Promise<{ socket: net.Socket; answer: Promise<string> }> {

@@ -10,7 +10,7 @@ import { startStandInRegistry as startRegistry, type StandInRegistry as TestRegi
 import { createRegistry, type Registry } from '../../src/registry/server.js';
 import { Gate } from '../../src/registry/access.js';
 import { TrustedProxies } from '../../src/registry/client-address.js';
-import { Metrics } from '../../src/metrics.js';
+import { Metrics } from '../../src/metrics/metrics.js';
 
 /** Sends raw bytes and collects everything the server answers until it closes. */
 function raw(port: number, request: string | Buffer, options: { keepOpenMs?: number } = {}): Promise<string> {
