@@ -11,6 +11,7 @@
 // is checked on the store path names of the runtime closure, before anything is packed.
 
 import { storePathName } from '../util/store-path.js';
+import { ALWAYS_PACKAGES } from '../image/name.js';
 import { readFileSync } from 'node:fs';
 import { ConfigError, PackageDeniedError } from '../errors.js';
 
@@ -85,7 +86,8 @@ export class PackagePolicy {
       const shown = path.toLowerCase() === p.requested.toLowerCase() ? path : `${p.requested} (${path})`;
       if (this.deny.some((re) => re.test(path))) return { allowed: false, package: shown, reason: 'it is denied by NIXERY_DENY_PACKAGES' };
       if (p.sameAs.length > 0) return { allowed: false, package: shown, reason: `it is ${p.sameAs[0]}, which NIXERY_DENY_PACKAGES denies` };
-      if (this.allow && !this.allow.some((re) => re.test(path))) return { allowed: false, package: shown, reason: 'it is not in NIXERY_ALLOW_PACKAGES' };
+      // The allow list names what images may add besides what every image gets.
+      if (this.allow && !ALWAYS.has(p.requested) && !this.allow.some((re) => re.test(path))) return { allowed: false, package: shown, reason: 'it is not in NIXERY_ALLOW_PACKAGES' };
     }
     return { allowed: true };
   }
@@ -107,6 +109,8 @@ export class PackagePolicy {
     }
   }
 }
+
+const ALWAYS: ReadonlySet<string> = new Set(ALWAYS_PACKAGES);
 
 /** The attribute paths a requested name may resolve to, as far as the name tells (case aside). */
 function spellings(name: string): string[] {

@@ -57,7 +57,7 @@ test('invalid names are rejected with a message saying what is wrong', () => {
     ['hello//git', /component 2 "": it is empty/],
     ['-hello', /component 1/],
     ['hello-', /component 1/],
-    ['he$llo', /lower-case letters and digits/],
+    ['he$llo', /characters a name cannot have \("\$"\)/],
     ['a'.repeat(256), /256 characters long \(at most 255\)/],
   ];
   for (const [name, message] of cases) {

@@ -80,10 +80,10 @@ describe('failures the request caused are 4xx', () => {
     assert.match(body.errors![0]!.message, /package throws cannot be evaluated: nixery-example: this attribute throws on purpose/);
   });
 
-  test('a removed package is 404 MANIFEST_UNKNOWN naming it and why', async () => {
+  test('a removed package is 404 NAME_UNKNOWN naming it and why', async () => {
     const { status, body } = await pull(r, 'python3packages.removed');
     assert.equal(status, 404, JSON.stringify(body));
-    assert.equal(body.errors![0]!.code, 'MANIFEST_UNKNOWN');
+    assert.equal(body.errors![0]!.code, 'NAME_UNKNOWN');
     assert.match(body.errors![0]!.message, /python3packages\.removed \(nixery-example: python3Packages\.removed was removed/);
   });
 });
