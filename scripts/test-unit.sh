@@ -6,6 +6,7 @@
 # tries to start Nix. `npm test` still runs everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/node-env.sh # Node >= 22 (a project-local Node 24 where the system has an older one)
 
 # Directories whose tests run Nix (test/nix, test/registry-nix: the registry over real Nix,
 # test/builder: the real pipeline), or daemons and clients (test/e2e). npm test runs them.

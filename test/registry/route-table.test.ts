@@ -13,6 +13,7 @@ import { loadConfig } from '../../src/config.js';
 import { createApp, type App } from '../../src/app.js';
 import { createGate } from '../../src/registry/access.js';
 import { createRegistry, type Registry } from '../../src/registry/server.js';
+import { StandInNix } from '../helpers/stand-in-nix.js';
 import { matchRoute, ROUTES, type RouteSpec } from '../../src/registry/routes.js';
 import { writeHead } from '../../src/registry/http.js';
 import { EXAMPLE_PKGS } from '../helpers/nix.js';
@@ -42,7 +43,7 @@ before(async () => {
   const htpasswd = path.join(dir, 'htpasswd');
   execFileSync('htpasswd', ['-B', '-b', '-c', htpasswd, 'alice', 'wonderland']);
   const config = loadConfig({ NIXERY_PKGS_PATH: EXAMPLE_PKGS, STORAGE_PATH: path.join(dir, 'storage'), PORT: '0', NIXERY_HOST: '127.0.0.1', NIXERY_LOG_LEVEL: 'silent', NIXERY_HTPASSWD: htpasswd });
-  app = await createApp(config, { logDestination: 'stderr', defaultLogLevel: 'silent' });
+  app = await createApp(config, { logDestination: 'stderr', defaultLogLevel: 'silent', nix: new StandInNix() });
   registry = createRegistry({
     storage: app.storage,
     service: app.service,
