@@ -114,10 +114,11 @@ export class ImageBuilder {
     return this.options.popularity();
   }
 
+  /** The images the stored records name (built here, by another replica, or before a restart). */
+  storedImages = (): Promise<ImageRequest[]> => this.recordOwners.images();
+
   /** Throws NixUnavailableError when Nix cannot run (the registry's readiness check). */
-  async checkNix(): Promise<void> {
-    await this.nix.check();
-  }
+  checkNix = async (): Promise<void> => void (await this.nix.check());
 
   /**
    * Builds (or finds) an image. Concurrent calls for the same image share one build, and each

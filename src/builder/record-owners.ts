@@ -23,8 +23,8 @@ export interface RecordOwner {
 const SCAN_TTL_MS = 10_000;
 
 export class RecordOwners {
-  private scanned: { at: number; owners: Map<string, RecordOwner> } | undefined;
-  private readonly scans = new SingleFlight<string, Map<string, RecordOwner>>();
+  private scanned: { at: number; owners: Map<string, RecordOwner>; images: ImageRequest[] } | undefined;
+  private readonly scans = new SingleFlight<string, { owners: Map<string, RecordOwner>; images: ImageRequest[] }>();
 
   constructor(
     private readonly storage: Storage,
@@ -33,13 +33,22 @@ export class RecordOwners {
 
   /** The owner of `digest` according to the stored records; null when no record names it. */
   async find(digest: string): Promise<RecordOwner | null> {
-    const fresh = this.scanned && Date.now() - this.scanned.at < SCAN_TTL_MS ? this.scanned.owners : undefined;
-    const owners = fresh ?? (await this.scans.run('scan', () => this.scan()).promise);
-    return owners.get(digest) ?? null;
+    return (await this.current()).owners.get(digest) ?? null;
   }
 
-  private async scan(): Promise<Map<string, RecordOwner>> {
+  /** Every image a stored record names (the catalog of a registry that did not build them all). */
+  async images(): Promise<ImageRequest[]> {
+    return (await this.current()).images;
+  }
+
+  private async current(): Promise<{ owners: Map<string, RecordOwner>; images: ImageRequest[] }> {
+    const fresh = this.scanned && Date.now() - this.scanned.at < SCAN_TTL_MS ? this.scanned : undefined;
+    return fresh ?? (await this.scans.run('scan', () => this.scan()).promise);
+  }
+
+  private async scan(): Promise<{ owners: Map<string, RecordOwner>; images: ImageRequest[] }> {
     const owners = new Map<string, RecordOwner>();
+    const images: ImageRequest[] = [];
     const at = Date.now();
     for await (const o of this.storage.list('manifests')) {
       if (!o.key.endsWith('.json')) continue;
@@ -52,11 +61,12 @@ export class RecordOwners {
         owners.set(record.index.oci.digest, owner);
         owners.set(record.index.docker.digest, owner);
       } else if (record.image) {
+        images.push(record.image);
         const owner: RecordOwner = { images: [record.image] };
         for (const d of [record.config, record.oci, record.docker, ...record.layers]) if (!owners.has(d.digest)) owners.set(d.digest, owner);
       }
     }
-    this.scanned = { at, owners };
-    return owners;
+    this.scanned = { at, owners, images };
+    return this.scanned;
   }
 }

@@ -48,12 +48,12 @@ function text(ctx: RequestContext, status: number, contentType: string, body: st
 }
 
 /**
- * `/v2/_catalog`: the repositories built or served here (sorted), those the client may pull,
+ * `/v2/_catalog`: the repositories whose images are built (sorted), those the client may pull,
  * paged with `n` and `last` as tags are.
  */
-export function catalog(ctx: RequestContext, deps: HandlerDeps, admission: Admission): void {
+export async function catalog(ctx: RequestContext, deps: HandlerDeps, admission: Admission): Promise<void> {
   const query = new URL(ctx.req.url ?? '/', 'http://x').searchParams;
-  const names = deps.service.repositories().filter((name) => admission.mayPull(name));
+  const names = (await deps.service.repositories()).filter((name) => admission.mayPull(name));
   const page = paginate(names, query.get('n'), query.get('last'));
   const headers: Record<string, string> = {};
   if (page.next) headers.Link = `</v2/_catalog?n=${page.next.n}&last=${encodeURIComponent(page.next.last)}>; rel="next"`;

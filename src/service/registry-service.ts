@@ -202,10 +202,14 @@ export class RegistryService {
     this.knownNames.set(key, true);
   }
 
-  /** The names of the repositories built or served here, as clients pull them (sorted). */
-  repositories(): string[] {
+  /**
+   * The repositories whose images storage holds (by any replica, before a restart) or this
+   * process served, as clients pull them (sorted).
+   */
+  async repositories(): Promise<string[]> {
     const names: string[] = [];
     for (const s of this.scopes.values()) if (s.digests.size > 0) names.push(s.pullName);
+    for (const image of await this.builder.storedImages()) names.push(pullName(image));
     return sortedUnique(names);
   }
 
@@ -224,7 +228,10 @@ export class RegistryService {
     const canonical = scopeKey(parseImageName(name));
     scope ??= this.scopes.get(canonical);
     if (scope) scope.lookedAt = Date.now();
-    else this.scopes.set(canonical, (scope = { pullName: canonical, digests: new Set(), lookedAt: Date.now() }));
+    else {
+      if (this.scopes.size >= SCOPES) this.scopes.delete(this.scopes.keys().next().value!);
+      this.scopes.set(canonical, (scope = { pullName: canonical, digests: new Set(), lookedAt: Date.now() }));
+    }
     return scope;
   }
 
