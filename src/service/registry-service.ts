@@ -285,17 +285,9 @@ export class RegistryService {
    */
   repairBlob(digest: string, admission?: Pick<Admission, 'beforeBuild'>): Promise<boolean> {
     // Once per repair, however many platforms it rebuilds.
-    let admitted: { error?: unknown } | undefined;
+    const admit = admitOnce(admission);
     return this.builder.repairBlob(digest, (fn) => {
-      if (!admitted) {
-        try {
-          admission?.beforeBuild();
-          admitted = {};
-        } catch (err) {
-          admitted = { error: err };
-        }
-      }
-      if (admitted.error !== undefined) throw admitted.error;
+      admit();
       return this.limited(fn);
     });
   }
@@ -329,18 +321,7 @@ export class RegistryService {
       const built = await this.image(requests[0]!, admission, onProgress);
       return { images: [built], fromCache: built.fromCache };
     }
-    let admitted: { error?: unknown } | undefined;
-    const admit = () => {
-      if (!admitted) {
-        try {
-          admission?.beforeBuild();
-          admitted = {};
-        } catch (err) {
-          admitted = { error: err };
-        }
-      }
-      if (admitted.error !== undefined) throw admitted.error;
-    };
+    const admit = admitOnce(admission);
     const first = requests[0]!;
     const images = await this.recordingFailures(`${pullName(first)}:${first.tag}`, () =>
       this.builder.buildAll(requests, onProgress, (fn, progress) => {
@@ -414,4 +395,20 @@ export class RegistryService {
   get queued(): number {
     return this.slots.queued;
   }
+}
+
+/** Admission's `beforeBuild` run at most once (a refusal is thrown again on every later call). */
+function admitOnce(admission: Pick<Admission, 'beforeBuild'> | undefined): () => void {
+  let admitted: { error?: unknown } | undefined;
+  return () => {
+    if (!admitted) {
+      try {
+        admission?.beforeBuild();
+        admitted = {};
+      } catch (err) {
+        admitted = { error: err };
+      }
+    }
+    if (admitted.error !== undefined) throw admitted.error;
+  };
 }

@@ -14,7 +14,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startServe, type ServeProcess } from '../helpers/serve.js';
-import { freePort } from '../helpers/net.js';
+import { closedForGood, freePort } from '../helpers/net.js';
 import { EXAMPLE_PKGS } from '../helpers/nix.js';
 import { waitFor } from '../helpers/slow-pkgs.js';
 
@@ -45,22 +45,6 @@ function sha256(bytes: Buffer): string {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 }
 
-/**
- * After the server's FIN: whether the server has closed its side for good. A half-closed server
- * still reads what the client sends; a closed one answers it with a reset.
- */
-async function closedForGood(socket: net.Socket): Promise<boolean> {
-  await new Promise((r) => setTimeout(r, 1500));
-  return new Promise((resolve) => {
-    socket.once('error', () => resolve(true));
-    socket.write('more\r\n');
-    setTimeout(() => {
-      // A second write sees the reset of the first when the server is gone.
-      if (!socket.destroyed) socket.write('more\r\n');
-      setTimeout(() => resolve(socket.destroyed), 500);
-    }, 300);
-  });
-}
 
 function openDescriptors(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;

@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { closedForGood } from '../helpers/net.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { makeTestPackageSet, type TestPackageSet } from '../helpers/slow-pkgs.js';
 import { createRegistry, type Registry } from '../../src/registry/server.js';
@@ -34,18 +35,6 @@ function send(port: number, request: string): Promise<{ socket: net.Socket; answ
   });
 }
 
-/** After the server's FIN, whether it closed for good: a half-closed server still reads, a closed one resets. */
-async function closedForGood(socket: net.Socket): Promise<boolean> {
-  await new Promise((r) => setTimeout(r, 1500));
-  return new Promise((resolve) => {
-    socket.once('error', () => resolve(true));
-    socket.write('more\r\n');
-    setTimeout(() => {
-      if (!socket.destroyed) socket.write('more\r\n');
-      setTimeout(() => resolve(socket.destroyed), 500);
-    }, 300);
-  });
-}
 
 test('the caps follow the open-files limit, leaving room for storage and Nix', () => {
   const limits = `Limit                     Soft Limit           Hard Limit           Units\nMax open files            512                  4096                 files\n`;
