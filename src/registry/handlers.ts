@@ -160,12 +160,12 @@ export async function blob(ctx: RequestContext, deps: HandlerDeps, params: Recor
  * The tags an image can be pulled with: the same for every name whose packages the source has,
  * those the package source can serve (a git source's branches and tags, a channel source's channels, `latest`).
  */
-export async function tags(ctx: RequestContext, deps: HandlerDeps, params: Record<string, string>): Promise<void> {
+export async function tags(ctx: RequestContext, deps: HandlerDeps, params: Record<string, string>, admission?: Admission): Promise<void> {
   const name = params.name!;
   validateName(name);
   const query = new URL(ctx.req.url ?? '/', 'http://x').searchParams;
   // A name whose packages the source does not have is no repository: 404 NAME_UNKNOWN.
-  await deps.service.checkName(name);
+  await deps.service.checkName(name, admission);
   const page = paginate(await deps.service.tags(), query.get('n'), query.get('last'));
   const headers: Record<string, string> = {};
   if (page.next) headers.Link = `</v2/${name}/tags/list?n=${page.next.n}&last=${encodeURIComponent(page.next.last)}>; rel="next"`;

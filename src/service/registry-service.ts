@@ -192,12 +192,14 @@ export class RegistryService {
   /**
    * Throws PackagesNotFoundError (404 NAME_UNKNOWN) unless the source has every package of
    * `name` (validated here): a name built here is known; another is evaluated by Nix, not built,
-   * in a build slot, and remembered when it is known.
+   * in a build slot, and remembered when it is known. An evaluation is work a build would do:
+   * it goes through the client's build admission (the build rate applies).
    */
-  async checkName(name: string): Promise<void> {
+  async checkName(name: string, admission?: Pick<Admission, 'beforeBuild'>): Promise<void> {
     const image = parseImageName(name);
     const key = scopeKey(image);
     if ((this.scopes.get(key)?.digests.size ?? 0) > 0 || this.knownNames.get(key)) return;
+    admission?.beforeBuild();
     await this.knownNameChecks.run(key, () => this.limited(() => this.builder.checkPackages(image))).promise;
     this.knownNames.set(key, true);
   }
