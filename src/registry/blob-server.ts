@@ -79,7 +79,8 @@ export class BlobServer {
       await this.send(ctx, body.window, async (writer) => {
         // Bytes in memory anyway are queued at once: queueing them copies nothing.
         if (body.bytes) return writer.write(body.bytes, { shared: true });
-        for await (const chunk of body.chunks!) await writer.write(chunk);
+        const sent = body.sent;
+        for await (const chunk of body.chunks!) await writer.write(chunk, sent && { sent: () => sent(chunk) });
       });
     } finally {
       body.release();

@@ -70,10 +70,14 @@ export class BodyWriter {
 
   /**
    * Writes `bytes` (any size: cut into pieces without copying). `shared`: the bytes are kept in
-   * memory anyway, so they are queued without waiting for the window.
+   * memory anyway, so they are queued without waiting for the window. `sent`: called once the
+   * socket is done with all of them (written, or the response destroyed), never before.
    */
-  async write(bytes: Buffer, options: { shared?: boolean } = {}): Promise<void> {
+  async write(bytes: Buffer, options: { shared?: boolean; sent?: () => void } = {}): Promise<void> {
     const size = options.shared ? PIECE : this.piece;
+    let pieces = Math.ceil(bytes.length / size);
+    const { sent } = options;
+    if (pieces === 0) sent?.();
     for (let at = 0; at < bytes.length; at += size) {
       const piece = bytes.subarray(at, Math.min(bytes.length, at + size));
       if (!options.shared) while (this.inFlight + piece.length > this.window && this.inFlight > 0) await this.waitForProgress();
@@ -83,6 +87,7 @@ export class BodyWriter {
         this.inFlight -= piece.length;
         this.lastProgress = Date.now();
         this.wakeUp();
+        if (--pieces === 0) sent?.();
       });
     }
   }

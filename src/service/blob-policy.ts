@@ -4,11 +4,13 @@
 // No body completes with bytes that do not hash to the digest they are served under:
 // - memory (the hot cache, or a whole read shared by concurrent requests) is checked when it
 //   is loaded;
-// - everything else read from storage is hashed while it streams, and the last chunk is held
-//   back until the hash is known: a mismatch leaves the client with a failed transfer;
+// - everything else read from storage is checked while it streams (blob-stream.ts), and the last
+//   chunk is held back until the check is done: a mismatch leaves the client with a failed
+//   transfer. The first read of a digest in this process is hashed with SHA-256; later reads are
+//   checked against a keyed tag of those checked bytes, several times cheaper (blob-check.ts);
 // - only a backend whose versions never change (an S3 ETag, a GCS generation: `versionsImmutable`)
 //   is trusted once per version (`NIXERY_BLOB_VERIFY=once`): a filesystem file can change under
-//   the same inode, size and times, so it is checked on every read;
+//   the same inode, size and times, so it is checked on every read (`always`: SHA-256 every time);
 // - a range cannot be hashed against the digest: it is cut from checked memory, or read from a
 //   version checked in full (immutable backends). A filesystem blob too large to read whole is
 //   sent whole (200) instead, which HTTP allows.
@@ -16,7 +18,6 @@
 // lost) is rebuilt from the image it belongs to; that rebuild is a build, admitted as one.
 
 import type { BlobObserver } from './blob-observer.js';
-import { createHash } from 'node:crypto';
 import { BlobNotFoundError, IntegrityError, ManifestNotFoundError, NixeryError } from '../errors.js';
 import { blobKey } from '../builder/layout.js';
 import { matchesDigest, type Quarantine } from '../builder/integrity.js';
@@ -25,7 +26,11 @@ import type { ObjectInfo, OpenedObject, Storage } from '../storage/storage.js';
 import { ByteBudget } from '../util/byte-budget.js';
 import { LruCache } from '../util/lru.js';
 import { SingleFlight } from '../util/singleflight.js';
-import { readAll, sha256, sniffManifestType } from './blob-bytes.js';
+import { BufferPool, readAll, sniffManifestType } from './blob-bytes.js';
+import { storageBody, type BlobBody } from './blob-stream.js';
+
+export { DamagedBlob, type BlobBody } from './blob-stream.js';
+import { ReadChecks } from './blob-check.js';
 
 export type BlobVerification = 'once' | 'always' | 'off';
 
@@ -55,8 +60,9 @@ export interface BlobPolicyOptions {
   repair?: (digest: string, requester?: BlobRequester) => Promise<boolean>;
   /**
    * `once` (default): a version of an immutable-version backend is checked in full the first
-   * time it is read, everything else on every read; `always`: every read from storage is
-   * checked; `off`: nothing is checked (for measurements).
+   * time it is read, everything else on every read (SHA-256 the first time, then against its
+   * tag); `always`: every read from storage is hashed with SHA-256; `off`: nothing is checked
+   * (for measurements).
    */
   verify?: BlobVerification;
   /** Told of hot cache lookups, repairs, and how to read the memory held. */
@@ -69,27 +75,6 @@ export interface BlobInfo {
   version?: string;
 }
 
-/** A body to send: checked bytes from memory, or a stream checked as it is read. */
-export interface BlobBody {
-  /** The whole blob's size and type. */
-  size: number;
-  contentType?: string;
-  /** The bytes sent (inclusive); a range asked for may be answered whole (then no `range`). */
-  range?: { start: number; end: number };
-  source: 'memory' | 'storage';
-  /** The range's (or whole blob's) bytes, checked already (kept in memory anyway). */
-  bytes?: Buffer;
-  /** The bytes as read; throws DamagedBlob before the last chunk when they fail their check. */
-  chunks?: AsyncIterable<Buffer>;
-  /** Bytes of buffer memory the sender may keep in flight (small when the budget had none to give). */
-  window: number;
-  /** Gives back what the body holds (call once, when the response is done). */
-  release(): void;
-}
-
-/** A stream failed its check while it was read; it was quarantined. */
-export class DamagedBlob extends Error {}
-
 interface Loaded {
   bytes: Buffer;
   contentType?: string;
@@ -100,12 +85,13 @@ const MANIFEST_MAX = 4 * 1024 * 1024;
 /** Blobs up to this size are read whole, checked, and sent from memory (when there is memory). */
 const WHOLE_READ_MAX = 16 * 1024 * 1024;
 /** The in-flight window of a stream that got its buffer, and of one that did not. */
-export const STREAM_WINDOW = 1024 * 1024;
+export const STREAM_WINDOW = 4 * 1024 * 1024;
 export const SMALL_WINDOW = 64 * 1024;
-/** What one buffered stream holds at most: the storage read-ahead (1 MB chunks), the held-back chunk, the window. */
-const STREAM_RESERVATION = 2 * 1024 * 1024 + STREAM_WINDOW;
-/** The read-ahead of a stream that got no buffer: it holds about three of these. */
+/** Reads of a stream that got its buffer (a file: into pooled buffers), and of one that did not. */
+const READ_CHUNK = 1024 * 1024;
 const SMALL_READ_AHEAD = 64 * 1024;
+/** What one buffered stream holds at most: a chunk read ahead (two for a backend's stream), the held-back chunk, the window. */
+const STREAM_RESERVATION = 2 * READ_CHUNK + STREAM_WINDOW;
 /**
  * Positive stat answers (for HEAD and redirects) are reused this long. Short: gc may remove a
  * blob at any time, and a client retrying a redirect that failed must soon reach a repair.
@@ -130,6 +116,10 @@ export class BlobPolicy {
   private readonly verification: BlobVerification;
   /** Versions that never change (S3, GCS) may be trusted once checked. */
   private readonly trustVersions: boolean;
+  /** SHA-256 on a digest's first read, its tag on later ones (blob-check.ts). */
+  private readonly checks: ReadChecks;
+  /** Read buffers of file streams, used again once sent (blob-bytes.ts). */
+  private readonly pools = { large: new BufferPool(READ_CHUNK, 64), small: new BufferPool(SMALL_READ_AHEAD, 256) };
   /** `hotHits`/`hotMisses`: requests the hot cache answered or not (when it is on); `unbuffered`: streams sent with the small window. */
   readonly stats = { repairs: 0, hotHits: 0, hotMisses: 0, unbuffered: 0 };
 
@@ -141,6 +131,7 @@ export class BlobPolicy {
     this.budget = new ByteBudget(capacity, Math.min(capacity, Math.max(capacity / 8, 4 * STREAM_RESERVATION)));
     this.verification = options.verify ?? 'once';
     this.trustVersions = options.storage.versionsImmutable === true;
+    this.checks = new ReadChecks(this.verification === 'once');
     options.observer?.memory(() => ({ hotCacheBytes: this.hotBytes, bufferedBytes: this.bufferedBytes }));
   }
 
@@ -252,47 +243,17 @@ export class BlobPolicy {
     for (const method of ['GET', 'HEAD']) this.signedUrls.delete(`${method} ${blobKey(digest)}`);
   }
 
-  /** A stored blob as a body, hashed while read unless `hash` is false; `reserved`: its buffer. */
-  private stream(digest: string, opened: OpenedObject, range: { start: number; end: number } | undefined, hash: boolean, who: BlobRequester, reserved: number): BlobBody {
-    const expected = range ? range.end - range.start + 1 : opened.info.size;
-    let released = false;
-    return {
-      size: opened.info.size,
-      contentType: opened.info.contentType,
-      range,
-      source: 'storage',
-      chunks: this.checkedChunks(digest, opened, expected, hash),
+  /** A stored blob as a body, checked while read unless `check` is false; `reserved`: its buffer. */
+  private stream(digest: string, opened: OpenedObject, range: { start: number; end: number } | undefined, check: boolean, who: BlobRequester, reserved: number): BlobBody {
+    return storageBody(opened, range, {
+      check: check && this.verification !== 'off' ? this.checks.start(digest) : undefined,
+      pool: reserved ? this.pools.large : this.pools.small,
       window: reserved ? STREAM_WINDOW : SMALL_WINDOW,
-      release: () => {
-        if (released) return;
-        released = true;
-        opened.stream.destroy();
-        this.budget.release(reserved, who.client);
-      },
-    };
-  }
-
-  private async *checkedChunks(digest: string, opened: OpenedObject, expected: number, hash: boolean): AsyncGenerator<Buffer> {
-    const sha = hash && this.verification !== 'off' ? createHash('sha256') : undefined;
-    let held: Buffer | undefined;
-    let bytes = 0;
-    try {
-      for await (const chunk of opened.stream as AsyncIterable<Buffer>) {
-        sha?.update(chunk);
-        bytes += chunk.length;
-        if (held) yield held;
-        held = chunk;
-      }
-    } finally {
-      opened.stream.destroy();
-    }
-    if (bytes !== expected || (sha && `sha256:${sha.digest('hex')}` !== digest)) {
-      // The last chunk is withheld: the client is left short of Content-Length, a failed transfer.
-      await this.quarantine(digest, `${bytes} bytes read of ${expected}${sha ? ', or a digest mismatch' : ''} while streaming`);
-      throw new DamagedBlob(`blob ${digest} failed its integrity check while it was sent`);
-    }
-    if (sha) this.markVerified(digest, opened.info.version);
-    if (held) yield held;
+      damaged: (why) => this.quarantine(digest, why),
+      damagedMessage: `blob ${digest} failed its integrity check while it was sent`,
+      passed: () => this.markVerified(digest, opened.info.version),
+      release: () => this.budget.release(reserved, who.client),
+    });
   }
 
   private async mustOpen(digest: string, who: BlobRequester, range?: { start: number; end: number }, readAhead?: number): Promise<OpenedObject> {
@@ -402,7 +363,7 @@ export class BlobPolicy {
         this.budget.release(reserved, who.client);
         throw err;
       }
-      if (this.verification === 'off' || (bytes.length === opened.info.size && sha256(bytes) === digest)) {
+      if (this.verification === 'off' || (bytes.length === opened.info.size && this.checks.matches(digest, bytes))) {
         this.markVerified(digest, opened.info.version);
         const loaded: Loaded = { bytes, contentType: opened.info.contentType };
         if (cacheable) this.hot!.set(digest, loaded);
@@ -455,6 +416,7 @@ export class BlobPolicy {
 
   private async quarantine(digest: string, why: string): Promise<void> {
     this.forget(digest);
+    this.checks.forget(digest);
     await this.options.quarantine.remove(blobKey(digest), `blob ${digest}: ${why}`);
   }
 

@@ -157,7 +157,9 @@ export class FilesystemStorage implements Storage {
       const info = await this.describe(key, st);
       const bounds = range ? checkRange(key, range, info.size) : undefined;
       // Large reads: a 4 MB layer goes out in a few writes instead of 64 (blob serving is hot).
-      return { stream: fh.createReadStream({ autoClose: true, highWaterMark: options?.readAhead ?? READ_CHUNK, ...(bounds ?? {}) }), info };
+      const stream = fh.createReadStream({ autoClose: true, highWaterMark: options?.readAhead ?? READ_CHUNK, ...(bounds ?? {}) });
+      const read = async (into: Buffer, length: number, position: number) => (await fh.read(into, 0, length, position)).bytesRead;
+      return { stream, info, read };
     } catch (err) {
       await fh.close().catch(() => {});
       if (err instanceof NixeryError) throw err;

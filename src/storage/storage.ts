@@ -24,6 +24,12 @@ export interface OpenedObject {
   stream: Readable;
   /** The whole object's info (its size is the full size even when a range was asked for). */
   info: ObjectInfo;
+  /**
+   * Where the backend can (a file): reads `length` bytes at `position` of the whole object into
+   * the caller's buffer, instead of `stream` (which is then left unread, and destroyed to close).
+   * Lets a reader reuse its buffers: no new memory per chunk for the garbage collector.
+   */
+  read?(into: Buffer, length: number, position: number): Promise<number>;
 }
 
 export interface ByteRange {
