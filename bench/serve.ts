@@ -4,7 +4,8 @@
 // and p99 latency (64 connections, alternating rounds), server CPU per request, and our/their
 // ratios. Our server runs as deployed: default logging (info, a JSON line per request) into a
 // pipe that a reader drains, and metrics on. Measurement notes: bench/README.md.
-// BENCH_ONLY=compare,verify,auth,storage runs some of the sections (default: all).
+// BENCH_ONLY=compare,stream,verify,auth,storage runs some of the sections (default: all); `stream`
+// (one client, one 100 MB layer, curl and skopeo) is in bench/serve-stream.ts.
 
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import type { Writable } from 'node:stream';
@@ -17,6 +18,7 @@ import { FilesystemStorage } from '../src/storage/filesystem.js';
 import { blobKey } from '../src/builder/layout.js';
 import { MEDIA_TYPES } from '../src/manifest/manifest.js';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { streamReport, streamSection, type StreamResult } from './serve-stream.js';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const DURATION = process.env.BENCH_SECONDS ?? '10';
@@ -24,7 +26,7 @@ const DURATION = process.env.BENCH_SECONDS ?? '10';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 /** Every measurement follows a warm-up run of the same load (JIT, connection setup, page cache). */
 const WARMUP = process.env.BENCH_WARMUP_SECONDS ?? '3';
-const SECTIONS = ['compare', 'verify', 'auth', 'storage'] as const;
+const SECTIONS = ['compare', 'stream', 'verify', 'auth', 'storage'] as const;
 const ONLY = (process.env.BENCH_ONLY ?? SECTIONS.join(',')).split(',').map((s) => s.trim());
 for (const s of ONLY) if (!(SECTIONS as readonly string[]).includes(s)) throw new Error(`BENCH_ONLY: unknown section ${s} (${SECTIONS.join(', ')})`);
 const only = (section: (typeof SECTIONS)[number]): boolean => ONLY.includes(section);
@@ -187,7 +189,8 @@ async function main(): Promise<void> {
     const rows: Array<[string, WrkResult, WrkResult]> = [];
     let manifestRounds: Array<[WrkResult, WrkResult]> = [];
     let logCheck: { lines: number; requests: number } | undefined;
-    if (only('compare')) {
+    let streamResult: StreamResult | undefined;
+    if (only('compare') || only('stream')) {
       // docker-registry with the same content: the image copied from our registry by skopeo
       // (same manifest bytes, checked by digest), the 4 MB blob (in no image) pushed by the API.
       const theirPort = await freePort();
@@ -212,49 +215,52 @@ http:
       children.push(theirServer);
       const theirUrl = `http://127.0.0.1:${theirPort}`;
       await waitHttp(`${theirUrl}/v2/`);
-      const ourHost = new URL(ourUrl).host;
-      execFileSync(
-        'skopeo',
-        ['copy', '--quiet', '--preserve-digests', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${ourHost}/hello:latest`, `docker://127.0.0.1:${theirPort}/hello:latest`],
-        { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NIX_CONFIG: 'substituters =' } },
-      );
-      const theirManifest = await fetch(`${theirUrl}/v2/hello/manifests/latest`, { headers: { Accept: MEDIA_TYPES.ociManifest } });
-      const theirBytes = Buffer.from(await theirManifest.arrayBuffer());
-      if (!theirBytes.equals(manifestBytes)) {
-        throw new Error(`skopeo copy changed the manifest: ${manifestRes.headers.get('docker-content-digest')} here, ${theirManifest.headers.get('docker-content-digest')} there`);
-      }
-      // distribution 2.8: open an upload session, then PUT the whole blob with its digest.
-      const start = await fetch(`${theirUrl}/v2/hello/blobs/uploads/`, { method: 'POST' });
-      await start.arrayBuffer();
-      const location = new URL(start.headers.get('location')!, theirUrl);
-      location.searchParams.set('digest', blobDigest);
-      const pushed = await fetch(location, {
-        method: 'PUT',
-        headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(blob.length) },
-        body: new Uint8Array(blob),
-      });
-      if (pushed.status !== 201) throw new Error(`push ${blobDigest}: ${pushed.status} ${await pushed.text()}`);
+      if (only('stream')) streamResult = await streamSection(dir, startOurs, { url: theirUrl, child: theirServer });
+      if (only('compare')) {
+        const ourHost = new URL(ourUrl).host;
+        execFileSync(
+          'skopeo',
+          ['copy', '--quiet', '--preserve-digests', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${ourHost}/hello:latest`, `docker://127.0.0.1:${theirPort}/hello:latest`],
+          { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NIX_CONFIG: 'substituters =' } },
+        );
+        const theirManifest = await fetch(`${theirUrl}/v2/hello/manifests/latest`, { headers: { Accept: MEDIA_TYPES.ociManifest } });
+        const theirBytes = Buffer.from(await theirManifest.arrayBuffer());
+        if (!theirBytes.equals(manifestBytes)) {
+          throw new Error(`skopeo copy changed the manifest: ${manifestRes.headers.get('docker-content-digest')} here, ${theirManifest.headers.get('docker-content-digest')} there`);
+        }
+        // distribution 2.8: open an upload session, then PUT the whole blob with its digest.
+        const start = await fetch(`${theirUrl}/v2/hello/blobs/uploads/`, { method: 'POST' });
+        await start.arrayBuffer();
+        const location = new URL(start.headers.get('location')!, theirUrl);
+        location.searchParams.set('digest', blobDigest);
+        const pushed = await fetch(location, {
+          method: 'PUT',
+          headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(blob.length) },
+          body: new Uint8Array(blob),
+        });
+        if (pushed.status !== 201) throw new Error(`push ${blobDigest}: ${pushed.status} ${await pushed.text()}`);
 
-      for (const c of [8, 64]) {
-        rows.push([
-          `blob GET 4 MB, ${c} connections`,
-          wrk(`${ourUrl}/v2/hello/blobs/${blobDigest}`, c, ourServer.pid!),
-          wrk(`${theirUrl}/v2/hello/blobs/${blobDigest}`, c, theirServer.pid!),
-        ]);
+        for (const c of [8, 64]) {
+          rows.push([
+            `blob GET 4 MB, ${c} connections`,
+            wrk(`${ourUrl}/v2/hello/blobs/${blobDigest}`, c, ourServer.pid!),
+            wrk(`${theirUrl}/v2/hello/blobs/${blobDigest}`, c, theirServer.pid!),
+          ]);
+        }
+        // The machine drifts between runs: alternate the two servers, keep each one's median and
+        // the median of each round's ratio.
+        const rounds: Array<[WrkResult, WrkResult]> = [];
+        for (let round = 0; round < ROUNDS; round++) {
+          rounds.push([wrk(`${ourUrl}/v2/hello/manifests/latest`, 64, ourServer.pid!, [accept]), wrk(`${theirUrl}/v2/hello/manifests/latest`, 64, theirServer.pid!, [accept])]);
+        }
+        manifestRounds = rounds;
+        rows.push(['cached manifest GET, 64 connections', medianBy(rounds.map((r) => r[0]), 'requestsPerSec'), medianBy(rounds.map((r) => r[1]), 'requestsPerSec')]);
+        // Every request of the measured runs has its log line (the warm-ups add more).
+        const serverRequests = rows.filter(([name]) => name.startsWith('blob')).reduce((n, [, ours]) => n + ours.requests, 0) + rounds.reduce((n, [ours]) => n + ours.requests, 0);
+        await stop(ourServer);
+        logCheck = { lines: await ourLogLines, requests: serverRequests };
+        if (logCheck.lines < serverRequests) throw new Error(`our server logged ${logCheck.lines} lines for ${serverRequests} requests: request logging is off`);
       }
-      // The machine drifts between runs: alternate the two servers, keep each one's median and
-      // the median of each round's ratio.
-      const rounds: Array<[WrkResult, WrkResult]> = [];
-      for (let round = 0; round < ROUNDS; round++) {
-        rounds.push([wrk(`${ourUrl}/v2/hello/manifests/latest`, 64, ourServer.pid!, [accept]), wrk(`${theirUrl}/v2/hello/manifests/latest`, 64, theirServer.pid!, [accept])]);
-      }
-      manifestRounds = rounds;
-      rows.push(['cached manifest GET, 64 connections', medianBy(rounds.map((r) => r[0]), 'requestsPerSec'), medianBy(rounds.map((r) => r[1]), 'requestsPerSec')]);
-      // Every request of the measured runs has its log line (the warm-ups add more).
-      const serverRequests = rows.filter(([name]) => name.startsWith('blob')).reduce((n, [, ours]) => n + ours.requests, 0) + rounds.reduce((n, [ours]) => n + ours.requests, 0);
-      await stop(ourServer);
-      logCheck = { lines: await ourLogLines, requests: serverRequests };
-      if (logCheck.lines < serverRequests) throw new Error(`our server logged ${logCheck.lines} lines for ${serverRequests} requests: request logging is off`);
     }
 
     // Integrity checks: the same blob GETs with verification on (the default `once`: once per
@@ -378,6 +384,7 @@ http:
         console.log(`- ${f(o.requestsPerSec, 0)}/${f(t.requestsPerSec, 0)} req/s = ${f(o.requestsPerSec / t.requestsPerSec, 2)}×, p99 ${f(o.p99ms, 2)}/${f(t.p99ms, 2)} ms, steal ${f(o.stealPercent)}%/${f(t.stealPercent)}%`);
       }
     }
+    if (streamResult) for (const line of streamReport(streamResult)) console.log(line);
     if (logCheck) console.log(`our request log: ${logCheck.lines} JSON lines through a pipe for ${logCheck.requests} measured requests (plus warm-ups)`);
     if (verifyRows.length) console.log(`\n| blob GET, 8 connections (median of ${ROUNDS} alternating runs) | verification on: MB/s | off: MB/s | on/off | CPU ms/request on | off |`);
     if (verifyRows.length) console.log('|---|---|---|---|---|---|');
