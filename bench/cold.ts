@@ -1,0 +1,179 @@
+// `npm run bench:cold`: where the time of a cold build goes. For images of 1, 10 and 125 store
+// paths, and of 4 MB, 100 MB and 300 MB closures, made with real Nix from packages new to this
+// run (a random marker in each: nothing is in the store or in our storage yet), the builder runs
+// in process from the first progress report to the returned manifest, split by phase:
+//   pin (the package source's revision), evaluate (Nix resolves the packages), realise (Nix
+//   builds them), closure (the runtime closure is read), layering, pack (tar + gzip of each
+//   layer, written to storage as it is made), store (the config, manifests and image record).
+// Next to each: `tar -c <closure> | gzip -6` of the same store paths, timed the same way.
+//
+//   npm run bench:cold       BENCH_COLD_ROUNDS=3 (default 1) repeats each image with new packages;
+//                            BENCH_COLD_ONLY=paths or =sizes runs half of them.
+
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
+import path from 'node:path';
+import { createApp } from '../src/app.js';
+import { loadConfig } from '../src/config.js';
+import { parseImageName } from '../src/image/name.js';
+import type { BuildPhase } from '../src/builder/types.js';
+import { makeUniquePackageSet, type UniquePackage } from '../test/helpers/unique-pkgs.js';
+import { nixEnv } from '../test/helpers/nix.js';
+
+process.env.NIX_CONFIG ??= 'substituters =';
+const ROUNDS = Number(process.env.BENCH_COLD_ROUNDS ?? 1);
+const ONLY = process.env.BENCH_COLD_ONLY;
+const MB = 1024 * 1024;
+
+/** The builder's phases under the names of the report. */
+const PHASES: Array<[BuildPhase, string]> = [
+  ['source', 'pin'],
+  ['resolve', 'evaluate'],
+  ['realise', 'realise'],
+  ['closure', 'closure'],
+  ['layers', 'layering'],
+  ['pack', 'pack'],
+  ['manifest', 'store'],
+];
+
+interface Case {
+  name: string;
+  /** The packages: `img` is the image's only package; the rest are its runtime closure. */
+  packages(): UniquePackage[];
+}
+
+/** An image of `n` store paths: `img` refers to n-1 small leaves. */
+function pathsCase(n: number): Case {
+  return {
+    name: `${n} store path${n === 1 ? '' : 's'}`,
+    packages() {
+      const leaves = Array.from({ length: n - 1 }, (_, i) => ({ name: `leaf${i}`, script: `mkdir -p $out/share/doc; echo "leaf ${i} of ${n}" > $out/share/doc/README` }));
+      const refs = leaves.map((l) => `echo \${pkgs.${l.name}} >> $out/refs`).join('\n');
+      return [...leaves, { name: 'img', script: `mkdir -p $out/bin; echo 'echo hi' > $out/bin/img\n${refs}` }];
+    },
+  };
+}
+
+/**
+ * An image whose closure holds about `mb` MB in 10 data paths: two thirds machine code (copies
+ * of the static busybox: executables compress about 2× with gzip, and copies lie further apart
+ * than deflate's window), one third text (hex dumps of random bytes).
+ */
+function sizeCase(mb: number): Case {
+  return {
+    name: `${mb} MB closure`,
+    packages() {
+      const per = (mb * MB) / 10;
+      const binBytes = Math.round((per * 2) / 3);
+      const textBytes = Math.round(per / 3);
+      const leaves = Array.from({ length: 10 }, (_, i) => ({
+        name: `data${i}`,
+        script: `mkdir -p $out/lib $out/share
+for k in $(seq ${Math.ceil(binBytes / 1_900_000)}); do cat \${busybox}/bin/busybox; echo "$k ${i}"; done | head -c ${binBytes} > $out/lib/libdata.so
+head -c ${Math.ceil(textBytes / 3)} /dev/urandom | od -An -tx1 | head -c ${textBytes} > $out/share/data.txt`,
+      }));
+      const refs = leaves.map((l) => `echo \${pkgs.${l.name}} >> $out/refs`).join('\n');
+      return [...leaves, { name: 'img', script: `mkdir -p $out/bin; echo 'echo hi' > $out/bin/img\n${refs}` }];
+    },
+  };
+}
+
+interface Run {
+  phases: Map<string, number>;
+  totalMs: number;
+  storePaths: number;
+  closureBytes: number;
+  layers: number;
+  /** `tar -c | gzip -6` of the closure, ms, and its output bytes. */
+  gzipMs: number;
+  gzipBytes: number;
+  packedBytes: number;
+}
+
+async function runCase(c: Case, dir: string): Promise<Run> {
+  const set = await makeUniquePackageSet(c.packages());
+  const storagePath = await mkdtemp(path.join(dir, 'storage-'));
+  try {
+    const config = loadConfig({ ...process.env, NIXERY_PKGS_PATH: set.dir, STORAGE_PATH: storagePath, NIXERY_LOG_LEVEL: 'silent' });
+    const app = await createApp(config, { logDestination: 'stderr', defaultLogLevel: 'silent' });
+    const phases = new Map<string, number>();
+    let current: { phase: BuildPhase; since: number } | undefined;
+    const close = (now: number) => {
+      if (current) phases.set(current.phase, (phases.get(current.phase) ?? 0) + now - current.since);
+    };
+    const started = performance.now();
+    const built = await app.builder.build(parseImageName('img'), (p) => {
+      if (current?.phase === p.phase) return;
+      const now = performance.now();
+      close(now);
+      current = { phase: p.phase, since: now };
+    });
+    const ended = performance.now();
+    close(ended);
+    if (built.fromCache) throw new Error(`${c.name}: the image came from the cache (not cold)`);
+    const closure = built.layers.flatMap((l) => (l.storePaths ?? []).map((p) => p.path));
+    const closureBytes = built.layers.reduce((n, l) => n + (l.storePaths ?? []).reduce((m, p) => m + p.narSize, 0), 0);
+    // The same store paths through tar and gzip -6 (what `docker save`-style tools would do).
+    const gzipStarted = performance.now();
+    const gz = spawnSync('bash', ['-c', 'tar -cf - --absolute-names "$@" | gzip -6 | wc -c', 'tar', ...closure], { env: nixEnv(), maxBuffer: 1024 * 1024 });
+    const gzipMs = performance.now() - gzipStarted;
+    if (gz.status !== 0) throw new Error(`tar | gzip: ${gz.stderr}`);
+    return {
+      phases: new Map(PHASES.map(([phase, label]) => [label, phases.get(phase) ?? 0])),
+      totalMs: ended - started,
+      storePaths: closure.length,
+      closureBytes,
+      layers: built.layers.length,
+      gzipMs,
+      gzipBytes: Number(gz.stdout.toString().trim()),
+      packedBytes: built.layers.reduce((n, l) => n + l.size, 0),
+    };
+  } finally {
+    await set.remove();
+    await rm(storagePath, { recursive: true, force: true });
+  }
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function main(): Promise<void> {
+  const cases = [
+    ...(ONLY === 'sizes' ? [] : [pathsCase(1), pathsCase(10), pathsCase(125)]),
+    ...(ONLY === 'paths' ? [] : [sizeCase(4), sizeCase(100), sizeCase(300)]),
+  ];
+  const dir = await mkdtemp(path.join(tmpdir(), 'nixery-bench-cold-'));
+  const rows: string[] = [];
+  try {
+    for (const c of cases) {
+      const runs: Run[] = [];
+      for (let i = 0; i < ROUNDS; i++) {
+        runs.push(await runCase(c, dir));
+        process.stderr.write(`${c.name}: round ${i + 1} of ${ROUNDS} in ${(runs.at(-1)!.totalMs / 1000).toFixed(1)} s\n`);
+      }
+      const ms = (f: (r: Run) => number) => median(runs.map(f));
+      const phase = (label: string) => ms((r) => r.phases.get(label)!);
+      const notPackRealise = ms((r) => r.totalMs - r.phases.get('pack')! - r.phases.get('realise')!);
+      const first = runs[0]!;
+      const packRatio = ms((r) => r.gzipMs / r.phases.get('pack')!);
+      const f0 = (n: number) => n.toFixed(0);
+      rows.push(
+        `| ${c.name} (${first.storePaths} paths, ${(first.closureBytes / 1e6).toFixed(1)} MB, ${first.layers} layers) | ${f0(ms((r) => r.totalMs))} | ${PHASES.map(([, label]) => f0(phase(label))).join(' | ')} | ${f0(notPackRealise)} | ${f0(ms((r) => r.gzipMs))} | ${packRatio.toFixed(2)}× | ${(first.packedBytes / first.gzipBytes).toFixed(3)} |`,
+      );
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  const nix = execFileSync('nix-build', ['--version']).toString().trim();
+  console.log(`\ncold builds, time to manifest in ms (median of ${ROUNDS} round${ROUNDS === 1 ? '' : 's'} with new packages each; ${nix}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')})\n`);
+  console.log(`| image | total | ${PHASES.map(([, label]) => label).join(' | ')} | all but pack and realise | tar \\| gzip -6 of the closure | pack speed vs gzip -6 | packed size / gzip -6 size |`);
+  console.log(`|---|---|${PHASES.map(() => '---').join('|')}|---|---|---|---|`);
+  for (const row of rows) console.log(row);
+  // createApp starts background work (pins, search index) that is not stopped here.
+  process.exit(0);
+}
+
+main().catch((err: unknown) => {
+  console.error(`bench:cold: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  process.exit(1);
+});
