@@ -90,7 +90,7 @@ export const SETTINGS = {
   logLevel: { env: 'NIXERY_LOG_LEVEL', flag: '--log-level', description: 'log level', default: 'info', parse: oneOf('trace', 'debug', 'info', 'warn', 'error', 'silent') },
   blobRedirect: { env: 'NIXERY_BLOB_REDIRECT', flag: '--blob-redirect', description: 'answer blob GETs from object storage with a 307 to a signed URL', default: true, parse: boolean },
   redirectTtl: { env: 'NIXERY_REDIRECT_TTL', flag: '--redirect-ttl', description: 'lifetime of signed blob URLs, seconds', default: 300, parse: integer(1, 7 * 86400) },
-  blobVerify: { env: 'NIXERY_BLOB_VERIFY', flag: '--blob-verify', description: 'check blobs read from storage against their digest: once per stored version, always, or off (for measurements only)', default: 'once' as const, parse: oneOf('once', 'always', 'off') },
+  blobVerify: { env: 'NIXERY_BLOB_VERIFY', flag: '--blob-verify', description: 'check blobs read from storage against their digest: once per stored version (S3, GCS; a filesystem blob on every read, with SHA-256 the first time and a keyed tag of those bytes later), always (SHA-256 on every read), or off (for measurements only)', default: 'once' as const, parse: oneOf('once', 'always', 'off') },
   htpasswd: { env: 'NIXERY_HTPASSWD', flag: '--htpasswd', description: 'htpasswd file with bcrypt entries (htpasswd -B): pulls need one of its users', parse: nonEmpty },
   authTokenRealm: { env: 'NIXERY_AUTH_TOKEN_REALM', flag: '--auth-token-realm', description: 'bearer tokens: the token service URL clients are sent to', parse: nonEmpty },
   authTokenService: { env: 'NIXERY_AUTH_TOKEN_SERVICE', flag: '--auth-token-service', description: "bearer tokens: this registry's service name (the tokens' audience)", parse: nonEmpty },
