@@ -28,9 +28,9 @@ import { LruCache } from '../util/lru.js';
 import { SingleFlight } from '../util/singleflight.js';
 import { BufferPool, readAll, sniffManifestType } from './blob-bytes.js';
 import { storageBody, type BlobBody } from './blob-stream.js';
+import { ReadChecks } from './blob-check.js';
 
 export { DamagedBlob, type BlobBody } from './blob-stream.js';
-import { ReadChecks } from './blob-check.js';
 
 export type BlobVerification = 'once' | 'always' | 'off';
 
