@@ -26,6 +26,7 @@ import type { Pin, Pinner } from './pins.js';
 import { ProgressChannel } from './progress.js';
 import { timePhases, type BuildObserver } from './observer.js';
 import { RecordOwners } from './record-owners.js';
+import type { ArtifactRecord } from './attest.js';
 
 import type { BuildLimit, BuildPolicy, BuildProgress, BuiltImage, Logger, NixTimeouts } from './types.js';
 
@@ -57,6 +58,8 @@ export interface BuilderOptions {
   nixObserver?: NixRunObserver;
   /** Where Nix's steps run (default: the real Nix; tests of the registry give a stand-in). */
   nix?: NixStage;
+  /** Make SBOMs and provenance with every image (default true; attest.ts). */
+  attestations?: boolean;
 }
 
 /** A build whose record references blobs that vanished while it was written (gc) is redone this often. */
@@ -82,6 +85,8 @@ export class ImageBuilder {
   private readonly repairs = new SingleFlight<string, boolean>();
   /** Which image each blob of an image built or loaded here belongs to: a lost blob is rebuilt from it. */
   private readonly owners = new LruCache<string, ImageRequest>(100_000);
+  /** The artifacts of each image manifest built or loaded here (by its OCI digest). */
+  private readonly artifacts = new LruCache<string, ArtifactRecord[]>(10_000);
   /** Which platforms each index blob made here is over. */
   private readonly indexOwners = new LruCache<string, IndexOwner>(10_000);
   /** Indexes (by OCI index digest) whose blobs and record this process has written. */
@@ -102,7 +107,8 @@ export class ImageBuilder {
     this.layers = new LayerStore(options.storage, options.log, options.quarantine, options.observer, this.nix.storeRoot);
     this.manifests = new ManifestCache(options.storage, options.manifestCacheSize ?? 1024, options.quarantine, options.observer);
     const { strategy, budget, log, maxImageSize, policy, packConcurrency, nixObserver } = options;
-    this.packer = new ImagePacker({ nix: this.nix, layers: this.layers, manifests: this.manifests, strategy, budget, log, maxImageSize, policy, packConcurrency, nixObserver });
+    const attestations = options.attestations === false ? undefined : { compression: 'gzip' };
+    this.packer = new ImagePacker({ nix: this.nix, layers: this.layers, manifests: this.manifests, strategy, budget, log, maxImageSize, policy, packConcurrency, nixObserver, attestations });
   }
 
   /** The popularity data builds use now (its identity changes when it is reloaded). */
@@ -240,7 +246,12 @@ export class ImageBuilder {
       index,
       platforms: built.map((b) => ({
         platform: b.image.arch.platform,
-        record: { revision: b.revision, manifests: b.manifests, layers: b.layers.map(({ digest, size, diffId, paths }) => ({ digest, size, diffId, paths })) },
+        record: {
+          revision: b.revision,
+          manifests: b.manifests,
+          layers: b.layers.map(({ digest, size, diffId, paths }) => ({ digest, size, diffId, paths })),
+          ...(b.artifacts ? { artifacts: b.artifacts } : {}),
+        },
       })),
     };
   }
@@ -304,7 +315,7 @@ export class ImageBuilder {
    * A record that gc expired while its blobs remain is written again (the image is in use).
    */
   async stillWhole(built: BuiltImage): Promise<boolean> {
-    const record: ManifestRecord = { revision: built.revision, manifests: built.manifests, layers: recordLayers(built.layers) };
+    const record: ManifestRecord = { revision: built.revision, manifests: built.manifests, layers: recordLayers(built.layers), ...(built.artifacts ? { artifacts: built.artifacts } : {}) };
     if (!(await this.blobsPresent(record))) {
       if (built.cacheKey) this.manifests.forget(built.cacheKey);
       return false;
@@ -335,6 +346,7 @@ export class ImageBuilder {
       layers: record.layers.map((l) => ({ ...l, cached: true })),
       fromCache: true,
       pin,
+      ...(record.artifacts ? { artifacts: record.artifacts } : {}),
     };
   }
 
@@ -402,6 +414,15 @@ export class ImageBuilder {
 
   private remember(image: ImageRequest, record: ManifestRecord): void {
     for (const digest of recordDigests(record)) this.owners.set(digest, image);
+    if (record.artifacts) this.artifacts.set(record.manifests.oci.digest, record.artifacts);
+  }
+
+  /**
+   * The artifacts (SBOMs, provenance) whose subject is the image manifest `subject`: of an image
+   * built or served here, else from the stored records (another replica, before a restart).
+   */
+  async artifactsOf(subject: string): Promise<ArtifactRecord[]> {
+    return this.artifacts.get(subject) ?? (await this.recordOwners.artifactsOf(subject));
   }
 
 }

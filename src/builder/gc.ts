@@ -1,6 +1,6 @@
 // Storage garbage collection. Roots are the cached manifests (`manifests/*.json`); everything
-// they reference (manifest, config and layer blobs; a multi-platform index record: its index
-// blobs and every platform's) stays. Blobs, build-cache entries and staging
+// they reference (manifest, config and layer blobs, the image's SBOM and provenance artifacts; a
+// multi-platform index record: its index blobs and every platform's) stays. Blobs, build-cache entries and staging
 // objects that no root references are removed once they were last modified before the run
 // started minus a grace period.
 //
@@ -20,6 +20,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ObjectInfo, Storage } from '../storage/storage.js';
 import { decodeRecord } from './records.js';
+import { EMPTY_CONFIG } from '../manifest/referrers.js';
 
 /** Points between phases, for tests that interleave writes with a run. */
 export type GcPhase = 'start' | 'manifests' | 'builds' | 'blobs' | 'staging';
@@ -63,6 +64,8 @@ interface ImageRecordRefs {
   oci?: { digest?: string };
   docker?: { digest?: string };
   layers?: Array<{ digest?: string }>;
+  /** SBOMs and provenance: their artifact manifests and documents (and the empty config). */
+  artifacts?: Array<{ manifest?: { digest?: string }; document?: { digest?: string } }>;
 }
 
 /** An image's record, or a multi-platform index's (its index blobs and each platform's image). */
@@ -196,7 +199,13 @@ export async function collectGarbage(storage: Storage, options: GcOptions): Prom
 }
 
 function manifestDigests(record: ManifestRecordRefs): string[] {
-  const image = (r: ImageRecordRefs) => [r.config?.digest, r.oci?.digest, r.docker?.digest, ...(Array.isArray(r.layers) ? r.layers : []).map((l) => l?.digest)];
+  const image = (r: ImageRecordRefs) => [
+    r.config?.digest,
+    r.oci?.digest,
+    r.docker?.digest,
+    ...(Array.isArray(r.layers) ? r.layers : []).map((l) => l?.digest),
+    ...(Array.isArray(r.artifacts) && r.artifacts.length > 0 ? [...r.artifacts.flatMap((a) => [a?.manifest?.digest, a?.document?.digest]), EMPTY_CONFIG.digest] : []),
+  ];
   const all = [...image(record), record.index?.oci?.digest, record.index?.docker?.digest, ...(Array.isArray(record.platforms) ? record.platforms : []).flatMap((p) => (p ? image(p) : []))];
   return all.filter((d): d is string => typeof d === 'string');
 }

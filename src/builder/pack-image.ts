@@ -17,6 +17,8 @@ import { PackProgress } from './progress.js';
 import { mapLimit } from '../util/semaphore.js';
 import { toLayerGraph } from './popularity.js';
 import type { BuildPolicy, BuildProgress, BuiltImage, Logger } from './types.js';
+import { attestationInput, attestations } from './attest.js';
+import { popularityDigest } from '../layers/popularity.js';
 
 export interface PackerOptions {
   nix: NixStage;
@@ -29,6 +31,8 @@ export interface PackerOptions {
   policy?: BuildPolicy;
   packConcurrency?: number;
   nixObserver?: NixRunObserver;
+  /** SBOMs and provenance made with each image (attest.ts); absent: none. */
+  attestations?: { compression: string };
 }
 
 export interface PackRequest {
@@ -94,13 +98,24 @@ export class ImagePacker {
       revision: pinned.revision,
     });
     await this.storeManifests(manifests);
-    const record: ManifestRecord = { revision: pinned.revision, manifests, layers: recordLayers(layers) };
+    const artifacts = await this.attest({ image, pinned, resolved, closure, layers, manifests, popularity });
+    const record: ManifestRecord = { revision: pinned.revision, manifests, layers: recordLayers(layers), ...(artifacts ? { artifacts } : {}) };
     if (cacheKey) await this.options.manifests.set(cacheKey, record, image);
     log.info(
       { image: image.name, tag: image.tag, revision: pinned.revision, storePaths: closure.paths.length, layers: layers.length, packed: packed.filter((p) => !p.cached).length, ms: Date.now() - started, digest: manifests.oci.digest },
       'image built',
     );
-    return { image: { image, cacheKey, revision: pinned.revision, manifests, layers, fromCache: false }, record };
+    return { image: { image, cacheKey, revision: pinned.revision, manifests, layers, fromCache: false, ...(artifacts ? { artifacts } : {}) }, record };
+  }
+
+  /** The image's SBOMs and provenance as stored artifacts (see attest.ts), when they are made. */
+  private async attest(req: Omit<Parameters<typeof attestationInput>[0], 'build'> & { popularity: Popularity }) {
+    const settings = this.options.attestations;
+    if (!settings) return undefined;
+    const build = { layering: this.options.strategy.name, budget: this.options.budget, popularity: popularityDigest(req.popularity), compression: settings.compression };
+    const { blobs, artifacts } = attestations(attestationInput({ ...req, build }));
+    await Promise.all(blobs.map((b) => this.options.layers.putBlob(b)));
+    return artifacts;
   }
 
   private async storeManifests(m: ImageManifests): Promise<void> {

@@ -332,6 +332,8 @@ async function manifestRecordProblem(
     const problem = await blobProblem(role, d);
     if (problem) return problem;
   }
+  const artifactProblem = await artifactsProblem(storage, body, record.oci, verify, blobProblem);
+  if (artifactProblem) return artifactProblem;
   const layerList = record.layers.map((l) => `${l.digest}/${l.size}`).join(' ');
   const expectedTypes = { oci: MEDIA_TYPES.ociManifest, docker: MEDIA_TYPES.dockerManifest };
   for (const form of ['oci', 'docker'] as const) {
@@ -352,6 +354,33 @@ async function manifestRecordProblem(
   const config = parseJson(await smallBlobBytes(storage, record.config.digest, await verify(record.config.digest)));
   const diffIds = isObject(config) && isObject(config.rootfs) && Array.isArray(config.rootfs.diff_ids) ? config.rootfs.diff_ids : undefined;
   if (diffIds?.join(' ') !== record.layers.map((l) => l.diffId).join(' ')) return `its config ${record.config.digest} lists other layer diffIds than the record`;
+  return undefined;
+}
+
+/**
+ * Why a record's SBOM and provenance artifacts cannot be served, or undefined: each artifact
+ * manifest and document is there and good, and the manifest refers to the record's image.
+ */
+async function artifactsProblem(
+  storage: Storage,
+  body: unknown,
+  subject: Descriptor,
+  verify: Verify,
+  blobProblem: (role: string, d: { digest: string; size: number }) => Promise<string | undefined>,
+): Promise<string | undefined> {
+  const artifacts = isObject(body) ? body.artifacts : undefined;
+  if (artifacts === undefined) return undefined;
+  if (!Array.isArray(artifacts)) return 'its artifacts are not a list';
+  for (const a of artifacts) {
+    if (!isObject(a) || typeof a.artifactType !== 'string' || !isDescriptor(a.manifest) || !isDescriptor(a.document)) return 'an artifact is not { artifactType, manifest, document }';
+    const role = `${a.artifactType} artifact`;
+    const problem = (await blobProblem(`${role} manifest`, a.manifest)) ?? (await blobProblem(`${role} document`, a.document));
+    if (problem) return problem;
+    const manifest = parseJson(await smallBlobBytes(storage, a.manifest.digest, await verify(a.manifest.digest)));
+    const refersTo = isObject(manifest) && isObject(manifest.subject) ? manifest.subject.digest : undefined;
+    const carries = isObject(manifest) && Array.isArray(manifest.layers) && isObject(manifest.layers[0]) ? manifest.layers[0].digest : undefined;
+    if (refersTo !== subject.digest || carries !== a.document.digest) return `its ${role} manifest ${a.manifest.digest} is not about ${subject.digest} and ${a.document.digest}`;
+  }
   return undefined;
 }
 

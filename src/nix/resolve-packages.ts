@@ -6,7 +6,7 @@ import { RESOLVE_EXPRESSION } from './expressions.js';
 import { runNix } from './run.js';
 import type { NixRunObserver } from './observer.js';
 import { sourceEnv, type PinnedSource } from './source.js';
-import type { ResolvedPackage } from './types.js';
+import type { PackageMeta, ResolvedPackage, SourceInfo } from './types.js';
 
 export interface NixCallOptions {
   /**
@@ -149,8 +149,9 @@ export function parseResolveOutput(stdout: string, what: string): { resolved: Re
   const r = result as {
     missing?: { requested: string; reason: string }[];
     failed?: string[];
-    resolved?: { requested: string; attrPath: string[]; packagePath: string[]; drvPath: string; outputs: Record<string, string> }[];
+    resolved?: { requested: string; attrPath: string[]; packagePath: string[]; drvPath: string; outputs: Record<string, string>; meta?: PackageMeta }[];
     denied?: { name: string; drvPath: string }[];
+    sourceInfo?: SourceInfo;
   };
   if (r.missing) throw new PackagesNotFoundWithReasons(r.missing);
   if (Array.isArray(r.failed) && r.failed.length > 0) return { failed: r.failed };
@@ -164,6 +165,8 @@ export function parseResolveOutput(stdout: string, what: string): { resolved: Re
       drvPath: p.drvPath,
       outputs: p.outputs,
       sameAs: denied.filter((d) => d.drvPath === p.drvPath).map((d) => d.name),
+      ...(p.meta ? { meta: p.meta } : {}),
+      ...(r.sourceInfo ? { sourceInfo: r.sourceInfo } : {}),
     })),
   };
 }

@@ -10,6 +10,7 @@ import { compareStrings, validateName } from '../image/name.js';
 import { BlobNotFoundError, InvalidDigestError, ManifestNotFoundError, PaginationInvalidError } from '../errors.js';
 import { MEDIA_TYPES, type Blob } from '../manifest/manifest.js';
 import { DIGEST_REGEXP } from '../image/digest.js';
+import { referrersTagDigest } from '../manifest/referrers.js';
 import type { BlobServer } from './blob-server.js';
 import type { RegistryService } from '../service/registry-service.js';
 import type { Readiness } from '../service/readiness.js';
@@ -122,6 +123,13 @@ export async function manifest(ctx: RequestContext, deps: HandlerDeps, params: R
     await manifestByDigest(ctx, deps, name, reference, admission);
     return;
   }
+  // The referrers tag schema, for clients without the referrers API: the same index.
+  const subject = referrersTagDigest(reference);
+  if (subject) {
+    validateName(name);
+    sendManifest(ctx, await deps.service.referrers(name, subject, admission));
+    return;
+  }
   // Validates the name and tag unless this exact name:tag was served before.
   const tagged = await deps.service.imageByTag(name, reference, admission);
   ctx.log.cache = tagged.fromCache ? 'hit' : 'build';
@@ -188,11 +196,18 @@ export function paginate(all: readonly string[], n: string | null, last: string 
   return limit > 0 && after.length > limit ? { tags: page, next: { n: limit, last: page.at(-1)! } } : { tags: page };
 }
 
-/** We store no referring artifacts: an empty index, as the spec requires (not a 404). */
-export function referrers(ctx: RequestContext, params: Record<string, string>): void {
+/**
+ * The referrers of a manifest (OCI 1.1): its SBOMs and provenance (and what other sources add),
+ * as an image index; an empty one for a manifest without any (the spec's answer, not a 404).
+ * `?artifactType=` keeps those of one type, and says so in `OCI-Filters-Applied`.
+ */
+export async function referrers(ctx: RequestContext, deps: HandlerDeps, params: Record<string, string>, admission?: Admission): Promise<void> {
   validateName(params.name!);
   if (!DIGEST_REGEXP.test(params.digest!)) throw new InvalidDigestError(`invalid digest ${JSON.stringify(params.digest!.slice(0, 100))}`);
-  sendJson(ctx, 200, { schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: [] }, MEDIA_TYPES.ociIndex);
+  const artifactType = new URL(ctx.req.url ?? '/', 'http://x').searchParams.get('artifactType') ?? undefined;
+  const index = await deps.service.referrers(params.name!, params.digest!, admission, artifactType);
+  writeHead(ctx, 200, { ...(artifactType !== undefined ? { 'OCI-Filters-Applied': 'artifactType' } : {}), 'Content-Type': index.mediaType, 'Content-Length': index.size });
+  ctx.res.end(index.bytes);
 }
 
 export function sendJson(ctx: RequestContext, status: number, value: unknown, contentType = 'application/json', headers: Record<string, string> = {}): void {

@@ -15,6 +15,10 @@ import type { Admission } from './admission.js';
 import { Semaphore, QueueFullError } from '../util/semaphore.js';
 import { SingleFlight } from '../util/singleflight.js';
 import type { Popularity } from '../layers/types.js';
+import { attestationReferrers, Referrers } from './referrers.js';
+import { artifactDigests } from '../builder/attest.js';
+import type { Blob } from '../manifest/manifest.js';
+import { referrersIndex } from '../manifest/referrers.js';
 
 export interface RecentError {
   image: string;
@@ -120,6 +124,8 @@ export class RegistryService {
   /** Names whose packages the source was found to have (tags/list of a name not built here). */
   private readonly knownNames = new LruCache<string, true>(SCOPES);
   private readonly knownNameChecks = new SingleFlight<string, void>();
+  /** Where referrers indexes come from (the builder's SBOMs and provenance; `add` more). */
+  readonly referrerSources: Referrers;
 
   constructor(
     readonly builder: ImageBuilder,
@@ -131,6 +137,18 @@ export class RegistryService {
   ) {
     this.slots = new Semaphore(buildConcurrency, buildQueue);
     this.byTag = new LruCache(memoSize);
+    this.referrerSources = new Referrers([attestationReferrers(builder)]);
+  }
+
+  /**
+   * The referrers index of the manifest `digest` under `name` (validated by the caller), of
+   * `artifactType` only when one is given. A client restricted to some repositories sees the
+   * referrers of manifests of `name` only: for another's it gets an empty index, as for a
+   * manifest that has none.
+   */
+  async referrers(name: string, digest: string, admission?: Pick<Admission, 'restricted'>, artifactType?: string): Promise<Blob> {
+    if (admission?.restricted && !(await this.contains(name, digest))) return referrersIndex([]);
+    return this.referrerSources.index(name, digest, artifactType);
   }
 
   /** The images of a repository name and tag (validated here), through the hot-path memo. */
@@ -258,6 +276,7 @@ export class RegistryService {
       scope.digests.add(manifests.docker.digest);
       scope.digests.add(manifests.config.digest);
       for (const l of layers) scope.digests.add(l.digest);
+      for (const d of artifactDigests(built.artifacts)) scope.digests.add(d);
     }
   }
 
