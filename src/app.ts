@@ -58,6 +58,8 @@ export interface AppOptions {
    * stand-in that makes real store files without Nix (test/helpers/stand-in-nix.ts).
    */
   nix?: NixStage;
+  /** Make SBOMs and provenance with every image (default true; off only for the bench's baseline). */
+  attestations?: boolean;
 }
 
 /** The package source from the settings (flags or Nixery's variables, same precedence). */
@@ -109,6 +111,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     observer: metrics.builds,
     nixObserver: metrics.nix,
     nix: options.nix,
+    attestations: options.attestations,
   });
   const service = new RegistryService(builder, config.buildConcurrency, config.buildQueue, config.manifestCacheSize, config.platforms.map(platformArch));
   // Search lists the packages of the first configured platform's system.
