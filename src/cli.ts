@@ -11,7 +11,8 @@ import { SETTINGS, loadConfig, storageSettings, type Config, type SettingName } 
 import { ConfigError, NixeryError } from './errors.js';
 import { parseReference } from './image/name.js';
 import { createApp, sourceFromConfig } from './app.js';
-import { exportImage, exportIndex, parseOutputTarget } from './builder/export.js';
+import { exportAttestations, exportImage, exportIndex, parseOutputTarget } from './builder/export.js';
+import path from 'node:path';
 import type { BuildProgress } from './builder/builder.js';
 import { runLayersCommand } from './layers/command.js';
 import { popcount } from './nix/popcount.js';
@@ -96,7 +97,8 @@ withSettings(
       (value: string, previous: string[]) => [...previous, value],
       [] as string[],
     )
-    .option('--json', 'print digests and the layer list as JSON on stdout'),
+    .option('--json', 'print digests and the layer list as JSON on stdout')
+    .option('--sbom <dir>', 'also write the SBOMs (CycloneDX, SPDX) and provenance to DIR; in an oci:DIR layout they are referrers too'),
   BUILD_SETTINGS,
 ).action(async (ref: string, opts: Record<string, unknown>) => {
   const config = configFrom(opts, BUILD_SETTINGS);
@@ -125,7 +127,7 @@ withSettings(
   let shown: string;
   if (built.length === 1) {
     const only = built[0]!;
-    await exportImage(only, app.storage, target);
+    await exportImage(only, app.storage, target, { referrers: opts.sbom !== undefined });
     summary = {
       image: `${image.name}:${image.tag}`,
       digest: only.manifests.oci.digest,
@@ -138,7 +140,7 @@ withSettings(
     shown = `${only.layers.length} layers`;
   } else {
     const index = await app.builder.index(built);
-    await exportIndex(built, index, app.storage, target);
+    await exportIndex(built, index, app.storage, target, { referrers: opts.sbom !== undefined });
     summary = {
       image: `${image.name}:${image.tag}`,
       digest: index.oci.digest,
@@ -155,6 +157,7 @@ withSettings(
     };
     shown = `index of ${built.map((b) => b.image.arch.platform).join(', ')}`;
   }
+  if (opts.sbom !== undefined) summary.sbom = await exportAttestations(built, app.storage, path.resolve(String(opts.sbom)));
   if (opts.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   else if (process.stdout.isTTY) process.stdout.write(`${summary.image} ${summary.digest} (${shown}) → ${summary.output}\n`);
 });

@@ -2,6 +2,8 @@
 // docker-archive tarball (`docker-archive:FILE`) that `docker load` and `ctr images import`
 // accept. The archive holds both an OCI layout and Docker's manifest.json, as `docker save` does.
 // A multi-platform image goes to an OCI layout whose tag names the image index (`exportIndex`).
+// With `--sbom DIR` the SBOMs and provenance are written to DIR (`exportAttestations`) and go
+// into an OCI layout as referrers of their manifests.
 
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rm, stat, writeFile, readdir } from 'node:fs/promises';
@@ -15,6 +17,7 @@ import { MEDIA_TYPES } from '../manifest/manifest.js';
 import type { BuiltImage } from './builder.js';
 import type { ImageIndex } from '../manifest/image-index.js';
 import { writeTar } from '../archive/tar.js';
+import { ARTIFACT_TYPES, artifactDigests } from './attest.js';
 import type { TarEntry } from '../archive/tar.js';
 
 export interface OutputTarget {
@@ -28,9 +31,14 @@ export function parseOutputTarget(spec: string): OutputTarget {
   return { kind: m[1] as OutputTarget['kind'], path: path.resolve(m[2]!) };
 }
 
-export async function exportImage(built: BuiltImage, storage: Storage, target: OutputTarget): Promise<void> {
+/** What goes into an OCI layout besides the image: its SBOMs and provenance as referrers (OCI 1.1). */
+export interface LayoutOptions {
+  referrers?: boolean;
+}
+
+export async function exportImage(built: BuiltImage, storage: Storage, target: OutputTarget, options: LayoutOptions = {}): Promise<void> {
   if (target.kind === 'oci') {
-    await writeOciLayout(built, storage, target.path);
+    await writeOciLayout(built, storage, target.path, undefined, undefined, options.referrers ? [built] : []);
     return;
   }
   const dir = await mkdtemp(path.join(tmpdir(), 'nixery-export-'));
@@ -55,10 +63,39 @@ export async function exportImage(built: BuiltImage, storage: Storage, target: O
  * A multi-platform image as an OCI image layout: every platform's OCI manifest, config and
  * layers, the OCI image index over them, and index.json naming that index with the tag.
  */
-export async function exportIndex(built: readonly BuiltImage[], index: ImageIndex, storage: Storage, target: OutputTarget): Promise<void> {
+export async function exportIndex(built: readonly BuiltImage[], index: ImageIndex, storage: Storage, target: OutputTarget, options: LayoutOptions = {}): Promise<void> {
   if (target.kind !== 'oci') throw new ConfigError(`${target.kind}:FILE holds one platform: write several platforms to oci:DIR, or build one --platform`);
   const digests = [index.oci.digest, ...built.flatMap((b) => [b.manifests.oci.digest, b.manifests.config.digest, ...b.layers.map((l) => l.digest)])];
-  await writeOciLayout(built[0]!, storage, target.path, digests, index.oci);
+  await writeOciLayout(built[0]!, storage, target.path, digests, index.oci, options.referrers ? built : []);
+}
+
+/** File names of the documents `--sbom DIR` writes, by artifact type. */
+const DOCUMENT_FILES: Record<string, string> = {
+  [ARTIFACT_TYPES.cyclonedx]: 'cdx.json',
+  [ARTIFACT_TYPES.spdx]: 'spdx.json',
+  [ARTIFACT_TYPES.provenance]: 'provenance.intoto.json',
+};
+
+/**
+ * Writes each image's SBOMs (CycloneDX, SPDX) and provenance into `dir`, as they are stored:
+ * `sbom.cdx.json`, `sbom.spdx.json`, `sbom.provenance.intoto.json` for one platform,
+ * `<os>-<arch>.cdx.json` … for several. Returns the files written.
+ */
+export async function exportAttestations(built: readonly BuiltImage[], storage: Storage, dir: string): Promise<string[]> {
+  await mkdir(dir, { recursive: true });
+  const written: string[] = [];
+  for (const b of built) {
+    if (!b.artifacts?.length) throw new ConfigError(`${b.image.name}:${b.image.tag} (${b.image.arch.platform}) has no SBOM: it was recorded by an older version; build it again with an empty storage`);
+    const stem = built.length === 1 ? 'sbom' : b.image.arch.platform.replaceAll('/', '-');
+    for (const a of b.artifacts) {
+      const bytes = await storage.read(blobKey(a.document.digest));
+      if (!bytes) throw new BlobNotFoundError(a.document.digest);
+      const file = path.join(dir, `${stem}.${DOCUMENT_FILES[a.artifactType] ?? `${digestHex(a.document.digest)}.json`}`);
+      await writeFile(file, bytes);
+      written.push(file);
+    }
+  }
+  return written;
 }
 
 /**
@@ -71,10 +108,13 @@ async function writeOciLayout(
   dir: string,
   digests = [built.manifests.oci.digest, built.manifests.config.digest, ...built.layers.map((l) => l.digest)],
   top: { mediaType: string; digest: string; size: number } = built.manifests.oci,
+  /** Images whose SBOMs and provenance go in too, as referrers of their manifests. */
+  attested: readonly BuiltImage[] = [],
 ): Promise<void> {
   const blobs = path.join(dir, 'blobs', 'sha256');
   await mkdir(blobs, { recursive: true });
-  for (const digest of digests) {
+  const artifacts = attested.flatMap((b) => b.artifacts ?? []);
+  for (const digest of [...digests, ...artifactDigests(artifacts)]) {
     const file = path.join(blobs, digestHex(digest));
     if (await exists(file)) continue;
     const stream = await storage.get(blobKey(digest));
@@ -95,6 +135,8 @@ async function writeOciLayout(
           'org.opencontainers.image.ref.name': built.image.tag,
         },
       },
+      // Referrers in a layout: their manifests listed in index.json, untagged (as oras writes them).
+      ...artifacts.map((a) => ({ ...a.manifest, artifactType: a.artifactType, ...(a.annotations ? { annotations: a.annotations } : {}) })),
     ],
   };
   await writeFile(path.join(dir, 'index.json'), JSON.stringify(index));
