@@ -26,6 +26,7 @@ import type { Pin, Pinner } from './pins.js';
 import { ProgressChannel } from './progress.js';
 import { timePhases, type BuildObserver } from './observer.js';
 import { RecordOwners } from './record-owners.js';
+import { sha256Digest } from '../manifest/manifest.js';
 import type { ArtifactRecord } from './attest.js';
 
 import type { BuildLimit, BuildPolicy, BuildProgress, BuiltImage, Logger, NixTimeouts } from './types.js';
@@ -415,6 +416,12 @@ export class ImageBuilder {
   private remember(image: ImageRequest, record: ManifestRecord): void {
     for (const digest of recordDigests(record)) this.owners.set(digest, image);
     if (record.artifacts) this.artifacts.set(record.manifests.oci.digest, record.artifacts);
+  }
+
+  /** A stored artifact document (an SBOM), checked against its digest; null when missing or damaged. */
+  async readDocument(digest: string): Promise<Buffer | null> {
+    const bytes = await this.options.storage.read(blobKey(digest));
+    return bytes && sha256Digest(bytes) === digest ? bytes : null;
   }
 
   /**

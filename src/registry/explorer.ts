@@ -153,7 +153,7 @@ export class Explorer {
       case 'config':
         return sendDocument(ctx, built.manifests.config);
       default:
-        return sendJson(ctx, imageDetails(built));
+        return sendJson(ctx, { ...imageDetails(built), attestations: await this.options.service.attestationDetails(built) });
     }
   }
 }

@@ -55,4 +55,17 @@ export interface ImageDetails {
   links: { manifest: string; dockerManifest: string; config: string; registryManifest: string; registryConfig: string };
   totals: { layers: number; size: number; uncompressedSize: number | null; storePaths: number; narSize: number | null };
   layers: LayerDetails[];
+  /** The image's SBOMs and provenance; null for images recorded before they were made. */
+  attestations?: AttestationDetails | null;
+}
+
+/** The SBOMs and provenance of an image manifest, and the license summary of its SBOM. */
+export interface AttestationDetails {
+  /** The referrers index that lists them (the registry API). */
+  referrers: string;
+  documents: Array<{ artifactType: string; manifest: string; document: string; size: number; link: string }>;
+  /** How many store paths declare each license (SPDX ids), most common first. */
+  licenses: Array<{ license: string; storePaths: number }>;
+  /** Store paths whose package declares no license (or that no requested package is). */
+  withoutLicense: number;
 }

@@ -16,7 +16,9 @@ import { Semaphore, QueueFullError } from '../util/semaphore.js';
 import { SingleFlight } from '../util/singleflight.js';
 import type { Popularity } from '../layers/types.js';
 import { attestationReferrers, Referrers } from './referrers.js';
-import { artifactDigests } from '../builder/attest.js';
+import { ARTIFACT_TYPES, artifactDigests } from '../builder/attest.js';
+import { licenseSummary } from '../sbom/summary.js';
+import type { AttestationDetails } from './explorer-types.js';
 import type { Blob } from '../manifest/manifest.js';
 import { referrersIndex } from '../manifest/referrers.js';
 
@@ -138,6 +140,20 @@ export class RegistryService {
     this.slots = new Semaphore(buildConcurrency, buildQueue);
     this.byTag = new LruCache(memoSize);
     this.referrerSources = new Referrers([attestationReferrers(builder)]);
+  }
+
+  /** The image's SBOMs and provenance for the explorer, with its license summary (null: none). */
+  async attestationDetails(built: BuiltImage): Promise<AttestationDetails | null> {
+    const artifacts = built.artifacts;
+    if (!artifacts?.length) return null;
+    const name = pullName(built.image);
+    const cdx = artifacts.find((a) => a.artifactType === ARTIFACT_TYPES.cyclonedx);
+    const bytes = cdx ? await this.builder.readDocument(cdx.document.digest) : null;
+    return {
+      referrers: `/v2/${name}/referrers/${built.manifests.oci.digest}`,
+      documents: artifacts.map((a) => ({ artifactType: a.artifactType, manifest: a.manifest.digest, document: a.document.digest, size: a.document.size, link: `/v2/${name}/blobs/${a.document.digest}` })),
+      ...(bytes ? licenseSummary(bytes) : { licenses: [], withoutLicense: 0 }),
+    };
   }
 
   /**

@@ -125,6 +125,21 @@ describe('referrers of a built image', () => {
     assert.deepEqual(Buffer.from(await res.arrayBuffer()), api.bytes);
   });
 
+  test('the explorer API links the documents and sums up the licenses', async () => {
+    const res = await fetch(`${r.url}/api/v1/images/hello:latest`);
+    assert.equal(res.status, 200);
+    const { attestations } = (await res.json()) as { attestations: { referrers: string; documents: Array<{ artifactType: string; link: string; document: string }>; licenses: unknown; withoutLicense: number } };
+    assert.equal(attestations.referrers, `/v2/hello/referrers/${digest}`);
+    assert.deepEqual(attestations.documents.map((d) => d.artifactType).sort(), TYPES);
+    for (const d of attestations.documents) {
+      const doc = await fetch(`${r.url}${d.link}`);
+      assert.equal(doc.status, 200);
+      assert.equal(sha256Digest(Buffer.from(await doc.arrayBuffer())), d.document);
+    }
+    assert.deepEqual(attestations.licenses, [{ license: 'GPL-3.0-or-later', storePaths: 1 }]);
+    assert.equal(attestations.withoutLicense, closureSize - 1);
+  });
+
   test('after a restart on the same storage, the same referrers, byte for byte, without Nix', async () => {
     const before = await referrers(r.url, 'hello', digest);
     const again = await startStandInRegistry({}, { storagePath: r.storagePath, nix: new StandInNix({ storeRoot: r.nix.storeRoot }) });
