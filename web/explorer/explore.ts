@@ -88,6 +88,7 @@ function render(app: HTMLElement, d: ImageDetails): void {
           ' · ',
           Object.assign(link(`/api/v1/images/${d.image}`, 'these details'), { id: 'link-details' }),
         ),
+        ...attestationRows(d),
       ),
       h('h3', {}, 'Pull it'),
       commands.element,
@@ -95,6 +96,21 @@ function render(app: HTMLElement, d: ImageDetails): void {
     h('section', { attrs: { id: 'closure' } }, h('h2', {}, 'The closure by size'), chart(d), legend()),
     h('section', { attrs: { id: 'layers' } }, h('h2', {}, 'Layers'), h('p', { class: 'note' }, 'In manifest order: the most shared first, the customisation layer (symlinks to the packages, /usr/bin/env, /tmp) last.'), layerTable(d)),
   );
+}
+
+/** The SBOMs and provenance (links), and the licenses their store paths declare. */
+function attestationRows(d: ImageDetails): HTMLElement[] {
+  const a = d.attestations;
+  if (!a) return [];
+  const names: Record<string, string> = { 'application/vnd.cyclonedx+json': 'CycloneDX SBOM', 'application/spdx+json': 'SPDX SBOM', 'application/vnd.in-toto+json': 'SLSA provenance' };
+  const links = a.documents.flatMap((doc, i) => [i > 0 ? ' · ' : '', link(doc.link, names[doc.artifactType] ?? doc.artifactType)]);
+  const licenses = a.licenses.map((l) => `${l.license} (${l.storePaths})`).join(', ');
+  return [
+    h('dt', {}, 'SBOMs'),
+    h('dd', { class: 'json-links', attrs: { id: 'attestations' } }, ...links, ' · ', link(a.referrers, 'referrers')),
+    h('dt', {}, 'Licenses'),
+    h('dd', { attrs: { id: 'licenses' } }, `${licenses || 'none declared'}${a.withoutLicense ? `; ${a.withoutLicense} store path${a.withoutLicense === 1 ? '' : 's'} without` : ''}`),
+  ];
 }
 
 function legend(): HTMLElement {
