@@ -264,6 +264,45 @@ withSettings(
   if (report.bad.length > 0) process.exitCode = 1;
 });
 
+withSettings(
+  program
+    .command('verify')
+    .description("rebuild an image here from its provenance (read from the registry) and compare: exit 0 on a match, 1 on a mismatch, 2 when it cannot tell")
+    .argument('<ref>', 'the image on a registry, e.g. localhost:8080/shell/hello@sha256:… or localhost:8080/shell/hello:latest')
+    .option('--plain-http', 'talk to the registry over plain HTTP (default HTTPS)')
+    .option('--json', 'print the comparison as JSON on stdout'),
+  BUILD_SETTINGS,
+).action(async (ref: string, opts: Record<string, unknown>) => {
+  const { parseRemoteRef, fetchProvenance, compareImages } = await import('./builder/verify.js');
+  const { popularityDigest } = await import('./layers/popularity.js');
+  const { parseImageName } = await import('./image/name.js');
+  let comparison;
+  try {
+    const remote = parseRemoteRef(ref);
+    const provenance = await fetchProvenance(`${opts.plainHttp ? 'http' : 'https'}://${remote.registry}`, remote);
+    const { externalParameters: ext, internalParameters: int } = provenance.parameters;
+    const config = { ...configFrom(opts, BUILD_SETTINGS), layering: int.layering as Config['layering'], layerBudget: int.budget };
+    const app = await createApp(config, { logDestination: 'stderr', defaultLogLevel: 'warn' });
+    const notes: string[] = [];
+    if (popularityDigest(app.popularity.current) !== int.popularity) notes.push(`popularity data: the image used ${int.popularity}, here ${popularityDigest(app.popularity.current)} (set NIX_POPULARITY_URL to the same data)`);
+    if (int.compression !== 'gzip') notes.push(`compression: the image used ${int.compression}, this nixery-ts packs gzip`);
+    const [image] = forPlatforms(parseImageName(ext.image, ext.tag), [platformArch(ext.platform)]);
+    const built = await app.builder.build(image!, progressPrinter());
+    if (built.revision !== int.revision) notes.unshift(`source revision: the image was built from ${int.revision}, ${ext.tag} is ${built.revision} here`);
+    comparison = compareImages(provenance, built, notes);
+  } catch (err) {
+    if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+    process.stderr.write(`nixery verify: ${redact(oneLine(err))}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+  if (opts.json) process.stdout.write(`${JSON.stringify(comparison, null, 2)}\n`);
+  else if (comparison.match) process.stdout.write(`match: ${ref} is ${comparison.registry}, and so is the image built here\n`);
+  else process.stdout.write(`mismatch: ${ref} is ${comparison.registry}, the image built here is ${comparison.local}\n${comparison.differences.map((d) => `  ${d}\n`).join('')}`);
+  process.exitCode = comparison.match ? 0 : 1;
+});
+
 function oneLine(err: unknown): string {
   if (err instanceof ConfigError || err instanceof NixeryError) return err.message.replace(/\s*\n\s*/g, ' | ');
   if (err instanceof Error) return err.message.replace(/\s*\n\s*/g, ' | ');
