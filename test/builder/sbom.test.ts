@@ -7,7 +7,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { execFile } from 'node:child_process';
+import { git } from '../helpers/git.js';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../../src/config.js';
@@ -20,6 +23,7 @@ import { spdxProblems } from '../../src/sbom/spdx.js';
 import { EXAMPLE_PKGS, nixEnv } from '../helpers/nix.js';
 
 process.env.NIX_CONFIG ??= 'substituters =';
+const execFileP = promisify(execFile);
 
 const IMAGE = 'hello/jq';
 
@@ -137,5 +141,39 @@ describe('SBOMs from the closure, checked against Nix', () => {
     assert.deepEqual([...docsB.keys()].sort(), [...docs.keys()].sort());
     for (const [type, bytes] of docs) assert.ok(bytes.equals(docsB.get(type)!), type);
     assert.deepEqual(again.artifacts, built.artifacts);
+  });
+});
+
+describe('a git source: the timestamp is the commit time, the source and revision are named', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'nixery-sbom-git-'));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  test('metadata and provenance of an image from a git repository', async () => {
+    const repo = path.join(dir, 'repo');
+    await mkdir(repo, { recursive: true });
+    await cp(EXAMPLE_PKGS, repo, { recursive: true });
+    await git(repo, 'init', '-q', '-b', 'main');
+    await git(repo, 'add', '-A');
+    // A fixed commit time: the documents carry it, not the time of the build.
+    await execFileP('git', ['-C', repo, '-c', 'user.email=t@example.org', '-c', 'user.name=test', 'commit', '-qm', 'first'], {
+      env: { ...process.env, GIT_COMMITTER_DATE: '2024-05-06T07:08:09Z', GIT_AUTHOR_DATE: '2024-05-06T07:08:09Z' },
+    });
+    const commit = await git(repo, 'rev-parse', 'HEAD');
+    const config = loadConfig({ NIXERY_PKGS_REPO: `file://${repo}`, STORAGE_PATH: path.join(dir, 'storage'), NIXERY_LOG_LEVEL: 'silent' });
+    const app = await createApp(config, { logDestination: 'stderr', defaultLogLevel: 'silent' });
+    const built = await app.builder.build(parseImageName('hello'));
+    const docs = await documents(path.join(dir, 'storage'), built);
+    const cdx = JSON.parse(docs.get('application/vnd.cyclonedx+json')!.toString());
+    assert.equal(cdx.metadata.timestamp, '2024-05-06T07:08:09.000Z');
+    assert.ok(cdx.metadata.properties.some((p: { name: string; value: string }) => p.name === 'nixery:revision' && p.value === commit));
+    const spdx = JSON.parse(docs.get('application/spdx+json')!.toString());
+    assert.equal(spdx.creationInfo.created, '2024-05-06T07:08:09Z');
+    const statement = JSON.parse(docs.get('application/vnd.in-toto+json')!.toString());
+    assert.deepEqual(statement.predicate.buildDefinition.resolvedDependencies[0], { name: 'source', uri: `git+file://${repo}`, digest: { gitCommit: commit } });
+    await app.pins.stop();
+    await app.packages.stop();
   });
 });
