@@ -82,7 +82,7 @@ export function attestationInput({ image, pinned, resolved, closure, layers, man
   const uri = source.kind === 'git' ? displayUrl(source.url) : source.kind === 'channel' ? displayUrl(source.repoUrl) : null;
   const tarball =
     source.kind === 'channel' && pinned.revision
-      ? { uri: displayUrl(channelArgs(source, pinned.revision).url), storePath: sourceInfo?.storePath ?? null, narSha256: null }
+      ? { uri: displayUrl(channelArgs(source, pinned.revision).url), storePath: sourceInfo?.storePath ?? null, narSha256: sourceInfo?.narHash ? sha256Hex(sourceInfo.narHash) : null }
       : undefined;
   return {
     tool: { name: 'nixery-ts', version: TOOL_VERSION },

@@ -50,6 +50,19 @@ export async function queryClosure(
   return { roots: sortedRoots, paths };
 }
 
+/** The NAR hash of one valid store path, as Nix prints it (null when Nix gives none). */
+export async function narHashOf(path: string, opts: Omit<NixCallOptions, 'timeoutMs'> & { timeoutMs?: number } = {}): Promise<string | null> {
+  const what = `reading the NAR hash of ${path}`;
+  const { stdout } = await runNix('nix', [...NIX_COMMAND_FLAGS, 'path-info', '--json', '--closure-size', path], {
+    timeoutMs: opts.timeoutMs ?? CLOSURE_QUERY_TIMEOUT_MS, timeoutKind: 'STORE_QUERY_TIMEOUT', command: 'closure', what, signal: opts.signal, env: opts.env, observer: opts.observer,
+  });
+  try {
+    return parsePathInfo(JSON.parse(stdout), dirname(path)).find((p) => p.path === path)?.narHash ?? null;
+  } catch (err) {
+    throw new NixFailedError(what, (err as Error).message, 0);
+  }
+}
+
 interface RawPathInfo {
   path?: unknown;
   valid?: unknown;

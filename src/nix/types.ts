@@ -57,4 +57,6 @@ export interface SourceInfo {
   lastModified: number | null;
   /** A git or channel source: the store path Nix fetched it to; else null. */
   storePath: string | null;
+  /** A channel source: the NAR hash of the unpacked tarball (`nix path-info`), as Nix prints it. */
+  narHash?: string | null;
 }

@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { execFile } from 'node:child_process';
-import { git } from '../helpers/git.js';
+import { git, initRepo } from '../helpers/git.js';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../../src/config.js';
@@ -173,6 +173,42 @@ describe('a git source: the timestamp is the commit time, the source and revisio
     assert.equal(spdx.creationInfo.created, '2024-05-06T07:08:09Z');
     const statement = JSON.parse(docs.get('application/vnd.in-toto+json')!.toString());
     assert.deepEqual(statement.predicate.buildDefinition.resolvedDependencies[0], { name: 'source', uri: `git+file://${repo}`, digest: { gitCommit: commit } });
+    await app.pins.stop();
+    await app.packages.stop();
+  });
+});
+
+describe('a channel source: the nixpkgs tarball and its NAR hash are in the provenance', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'nixery-sbom-channel-'));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  test('the tarball URL, where Nix unpacked it, and that path\'s NAR hash as nix path-info reports it', async () => {
+    const repo = path.join(dir, 'nixpkgs');
+    const commit = await initRepo(repo, EXAMPLE_PKGS);
+    await git(repo, 'branch', 'nixos-test');
+    const tarballs = path.join(dir, 'tarballs');
+    await mkdir(tarballs);
+    await execFileP('git', ['-C', repo, 'archive', '--format=tar.gz', `--prefix=nixpkgs-${commit}/`, '-o', path.join(tarballs, `${commit}.tar.gz`), commit]);
+    const config = loadConfig({
+      NIXERY_CHANNEL: 'nixos-test',
+      NIXERY_NIXPKGS_REPO: `file://${repo}`,
+      NIXERY_NIXPKGS_TARBALL: `file://${tarballs}/{rev}.tar.gz`,
+      STORAGE_PATH: path.join(dir, 'storage'),
+      NIXERY_LOG_LEVEL: 'silent',
+    });
+    const app = await createApp(config, { logDestination: 'stderr', defaultLogLevel: 'silent' });
+    const built = await app.builder.build(parseImageName('hello'));
+    const statement = JSON.parse((await documents(path.join(dir, 'storage'), built)).get('application/vnd.in-toto+json')!.toString());
+    const [source, tarball] = statement.predicate.buildDefinition.resolvedDependencies;
+    assert.deepEqual(source, { name: 'source', uri: `git+file://${repo}`, digest: { gitCommit: commit } });
+    assert.equal(tarball.name, 'nixpkgs tarball');
+    assert.equal(tarball.uri, `file://${tarballs}/${commit}.tar.gz`);
+    const info = JSON.parse(nix('nix', ['--extra-experimental-features', 'nix-command', 'path-info', '--json', tarball.annotations.storePath])) as Array<{ narHash: string }>;
+    const hex = nix('nix', ['--extra-experimental-features', 'nix-command', 'hash', 'to-base16', '--type', 'sha256', info[0]!.narHash]).trim();
+    assert.deepEqual(tarball.digest, { sha256: hex });
     await app.pins.stop();
     await app.packages.stop();
   });
