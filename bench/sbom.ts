@@ -6,7 +6,7 @@
 //
 //   npm run bench:sbom        (BENCH_ROUNDS=5 by default)
 
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -16,6 +16,8 @@ import { parseImageName } from '../src/image/name.js';
 import { EXAMPLE_PKGS } from '../test/helpers/nix.js';
 import { NIX, rootPaths } from '../src/builder/nix-stage.js';
 import { attestationInput, attestations } from '../src/builder/attest.js';
+import { FilesystemStorage } from '../src/storage/filesystem.js';
+import { LayerStore } from '../src/builder/layer-store.js';
 
 process.env.NIX_CONFIG ??= 'substituters =';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? '5');
@@ -59,7 +61,9 @@ for (let round = 1; round <= ROUNDS; round++) {
   ratios.push(got.with! / got.without!);
   console.log(`round ${round}: with ${got.with!.toFixed(0)} ms, without ${got.without!.toFixed(0)} ms, ratio ${(got.with! / got.without!).toFixed(3)}`);
 }
-console.log(`median: with ${median(times.with).toFixed(0)} ms, without ${median(times.without).toFixed(0)} ms; median ratio ${median(ratios).toFixed(3)} (target < 1.10)`);
+console.log(
+  `median: with ${median(times.with).toFixed(0)} ms, without ${median(times.without).toFixed(0)} ms (ratio of the medians ${(median(times.with) / median(times.without)).toFixed(3)}); median of the rounds' ratios ${median(ratios).toFixed(3)} (target < 1.10)`,
+);
 // The documents alone, made again and again from the build's own data (steadier than the ratio
 // on a busy machine): what the hook after the manifests costs, storing aside.
 {
@@ -73,14 +77,26 @@ console.log(`median: with ${median(times.with).toFixed(0)} ms, without ${median(
   const closure = await NIX.closure(rootPaths(resolved));
   const build = { layering: 'x', budget: 94, popularity: 'x', compression: 'gzip' };
   const n = 20;
-  const started = performance.now();
   let bytes = 0;
+  const made: number[] = [];
+  const stored: number[] = [];
   for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
     const { blobs } = attestations(attestationInput({ image: IMAGE, pinned, resolved, closure, layers: built.layers, manifests: built.manifests, build }));
+    const t1 = performance.now();
+    // Written as the hook writes them (LayerStore.putBlob), into storage that has none of them yet.
+    await mkdir(path.join(dir, `store-${i}`));
+    const storage = new FilesystemStorage(path.join(dir, `store-${i}`));
+    const layers = new LayerStore(storage, app.log, app.quarantine);
+    await Promise.all(blobs.map((b) => layers.putBlob(b)));
+    made.push(t1 - t0);
+    stored.push(performance.now() - t1);
     bytes = blobs.reduce((sum, b) => sum + b.size, 0);
   }
-  const each = (performance.now() - started) / n;
-  console.log(`making the three documents and their manifests: ${each.toFixed(1)} ms per image (${bytes} bytes), ${((100 * each) / median(times.without)).toFixed(1)} % of the median build without them`);
+  const each = median(made) + median(stored);
+  console.log(
+    `the hook: making the documents ${median(made).toFixed(1)} ms + storing their ${bytes} bytes ${median(stored).toFixed(1)} ms (medians of ${n}) = ${each.toFixed(1)} ms per image, ${((100 * each) / median(times.without)).toFixed(1)} % of the median build without them`,
+  );
   await app.pins.stop();
   await app.packages.stop();
   await rm(dir, { recursive: true, force: true });
