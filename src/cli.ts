@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Command line: `nixery build`, `nixery serve`, `nixery popcount`, `nixery layers`, `nixery gc`,
-// `nixery scrub`.
+// `nixery scrub`, `nixery sign`.
 // Errors are one line on stderr and a non-zero exit, never a stack trace.
 
 import { readFileSync } from 'node:fs';
@@ -65,6 +65,8 @@ const SERVE_SETTINGS: SettingName[] = [
   'sendBufferMb',
   'blobVerify',
   'shutdownTimeout',
+  'publicHost',
+  // Not NIXERY_SIGNING_KEY: a key on the command line would be in argv (ps, /proc): environment only.
 ];
 
 function progressPrinter(): (p: BuildProgress) => void {
@@ -260,6 +262,17 @@ withSettings(
   }
   if (report.bad.length > 0) process.exitCode = 1;
 });
+
+program
+  .command('sign')
+  .description('signing (NIXERY_SIGNING_KEY, read from the environment only): print what clients verify with')
+  .option('--public-key', "print the signing key's public key (PEM) for clients' policy.json or cosign verify --key")
+  .action((opts: { publicKey?: boolean }) => {
+    if (!opts.publicKey) throw new ConfigError('nixery sign: say what to print (--public-key)');
+    const { signingKey } = loadConfig(process.env);
+    if (!signingKey) throw new ConfigError('nixery sign --public-key needs NIXERY_SIGNING_KEY (a PEM private key, inline or a file path)');
+    process.stdout.write(signingKey.publicKeyPem);
+  });
 
 function oneLine(err: unknown): string {
   if (err instanceof ConfigError || err instanceof NixeryError) return err.message.replace(/\s*\n\s*/g, ' | ');

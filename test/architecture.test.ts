@@ -21,7 +21,7 @@ import { ERROR_CATALOGUE } from '../src/errors.js';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SRC = path.join(ROOT, 'src');
 
-const ORDER = ['util', 'errors', 'secrets', 'image', 'manifest', 'nix', 'layers', 'archive', 'storage', 'config', 'builder', 'auth', 'service', 'registry', 'cleanup', 'metrics', 'log-destination', 'app', 'cli'];
+const ORDER = ['util', 'errors', 'secrets', 'image', 'manifest', 'nix', 'layers', 'archive', 'storage', 'signing', 'config', 'builder', 'auth', 'service', 'registry', 'cleanup', 'metrics', 'log-destination', 'app', 'cli'];
 
 interface Import {
   from: string; // file, relative to src/ (e.g. registry/server.ts)
