@@ -232,7 +232,7 @@ withSettings(
   });
   const dangling = report.danglingRecordsRemoved.length;
   process.stdout.write(
-    `${report.dryRun ? 'would free' : 'freed'} ${report.bytesFreed} bytes in ${report.removed.length} objects; kept ${report.manifestsKept} manifests and ${report.blobsKept} blobs` +
+    `${report.dryRun ? 'would free' : 'freed'} ${report.bytesFreed} bytes in ${report.removed.length} objects; kept ${report.manifestsKept} manifests${report.signaturesKept ? `, ${report.signaturesKept} signatures` : ''} and ${report.blobsKept} blobs` +
       `${dangling ? `; ${dangling} records written during the run used removed blobs and ${report.dryRun ? 'would be' : 'were'} removed (rebuilt on the next pull)` : ''}\n`,
   );
 });
@@ -254,10 +254,10 @@ withSettings(
   if (json) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } else {
-    const { blobs, bytes, builds, manifests } = report.checked;
+    const { blobs, bytes, builds, manifests, signatures } = report.checked;
     const repaired = report.repair ? `, ${report.removed.length} removed${report.changed.length ? `, ${report.changed.length} changed while checking (scrub again)` : ''}` : '';
     process.stdout.write(
-      `scrub: checked ${blobs} blobs (${bytes} bytes), ${builds} build records, ${manifests} manifest records: ${report.bad.length} bad${repaired}${report.notes.length ? `, ${report.notes.length} ${report.notes.length === 1 ? 'note' : 'notes'}` : ''}\n`,
+      `scrub: checked ${blobs} blobs (${bytes} bytes), ${builds} build records, ${manifests} manifest records${signatures ? `, ${signatures} signatures` : ''}: ${report.bad.length} bad${repaired}${report.notes.length ? `, ${report.notes.length} ${report.notes.length === 1 ? 'note' : 'notes'}` : ''}\n`,
     );
   }
   if (report.bad.length > 0) process.exitCode = 1;

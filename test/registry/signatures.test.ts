@@ -17,6 +17,10 @@ import { startStandInRegistry, type StandInRegistry } from '../helpers/registry.
 import { StandInNix } from '../helpers/stand-in-nix.js';
 import { describeConfig, loadConfig, signingSettings } from '../../src/config.js';
 import { MEDIA_TYPES } from '../../src/manifest/manifest.js';
+import { FilesystemStorage } from '../../src/storage/filesystem.js';
+import { collectGarbage } from '../../src/builder/gc.js';
+import { scrubStorage } from '../../src/builder/scrub.js';
+import { blobKey } from '../../src/builder/layout.js';
 
 const OCI = MEDIA_TYPES.ociManifest;
 const HOST = 'registry.example.test:5000';
@@ -172,6 +176,65 @@ describe('signatures (ECDSA P-256, key in a file)', () => {
     } finally {
       await m.close();
     }
+  });
+
+  test('gc keeps a signature while its manifest lives and removes it with it; scrub checks it, and a damaged one is signed again', async () => {
+    const storagePath = path.join(dir, 'gc');
+    const env = { NIXERY_SIGNING_KEY: keys.privatePem, NIXERY_PUBLIC_HOST: HOST };
+    const a = await startStandInRegistry(env, { storagePath, nix });
+    let digest: string;
+    let first: Buffer;
+    try {
+      digest = await pullDigest(a.url, 'shell/hello');
+      first = (await sigManifest(a.url, 'shell/hello', digest)).body;
+    } finally {
+      await a.close();
+    }
+    const storage = new FilesystemStorage(storagePath);
+    const manifest = JSON.parse(first.toString()) as Checked['manifest'];
+    const sigBlobs = [manifest.config.digest, manifest.layers[0]!.digest, `sha256:${createHash('sha256').update(first).digest('hex')}`];
+    const records: string[] = [];
+    for await (const o of storage.list('signatures')) records.push(o.key);
+    assert.equal(records.length, 1);
+
+    const kept = await collectGarbage(storage, { graceSeconds: 0, dryRun: false, now: Date.now() + 60_000 });
+    assert.equal(kept.signaturesKept, 1);
+    assert.deepEqual(kept.removed, []);
+    const scrubbed = await scrubStorage(storage, { repair: false });
+    assert.equal(scrubbed.checked.signatures, 1);
+    assert.deepEqual(scrubbed.bad, []);
+
+    // A lost blob of the signature is written again from the record: the same bytes are served.
+    await storage.delete(blobKey(manifest.layers[0]!.digest));
+    const b = await startStandInRegistry(env, { storagePath, nix });
+    try {
+      assert.deepEqual((await sigManifest(b.url, 'shell/hello', digest)).body, first);
+      await checkSignature(b.url, 'shell/hello', digest, keys.publicPem);
+    } finally {
+      await b.close();
+    }
+
+    // A damaged record is found by scrub, removed by repair, and the registry signs again.
+    const record = JSON.parse((await storage.read(records[0]!))!.toString()) as { signature: string };
+    const sig = Buffer.from(record.signature, 'base64');
+    sig[sig.length - 1] = sig.at(-1)! ^ 1;
+    await storage.put(records[0]!, JSON.stringify({ ...record, signature: sig.toString('base64') }));
+    const damaged = await scrubStorage(storage, { repair: true });
+    assert.deepEqual(damaged.bad, [{ key: records[0]!, why: 'unusable signature: its signature does not verify' }]);
+    assert.deepEqual(damaged.removed, [records[0]!]);
+    const c = await startStandInRegistry(env, { storagePath, nix });
+    try {
+      await checkSignature(c.url, 'shell/hello', digest, keys.publicPem);
+    } finally {
+      await c.close();
+    }
+
+    // Once the image's records are gone (expired), its signature and the signature's blobs go too.
+    const expired = await collectGarbage(storage, { graceSeconds: 0, dryRun: false, manifestMaxAgeSeconds: 0, now: Date.now() + 60_000 });
+    const removed = expired.removed.map((x) => x.key);
+    assert.ok(removed.includes(records[0]!), removed.join(', '));
+    for (const d of sigBlobs.slice(0, 2)) assert.ok(removed.includes(blobKey(d)), `${d} removed`);
+    assert.equal(await storage.stat(records[0]!), null);
   });
 
   test('the key is in no response, printed config or error', async () => {
