@@ -237,6 +237,15 @@ describe('signatures (ECDSA P-256, key in a file)', () => {
     assert.equal(await storage.stat(records[0]!), null);
   });
 
+  test('the pages name NIXERY_PUBLIC_HOST in their pull commands, not the Host the request came in on', async () => {
+    const index = await (await fetch(`${r.url}/`)).text();
+    assert.match(index, new RegExp(`<body data-view="index" data-pull-host="${HOST}">`));
+    assert.ok(index.includes(`podman pull --tls-verify=false ${HOST}/shell/hello`));
+    assert.ok(!index.includes(`${r.host}/shell/hello`));
+    const explore = await (await fetch(`${r.url}/explore/shell/hello:latest`)).text();
+    assert.match(explore, new RegExp(`<body data-view="explore" data-pull-host="${HOST}">`));
+  });
+
   test('the key is in no response, printed config or error', async () => {
     const digest = await pullDigest(r.url, 'shell/hello');
     const bodies: string[] = [];
