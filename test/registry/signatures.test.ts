@@ -12,7 +12,8 @@ import { createHash, createPublicKey, generateKeyPairSync, verify } from 'node:c
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { inspect } from 'node:util';
+import { inspect, promisify } from 'node:util';
+import { execFile } from 'node:child_process';
 import { startStandInRegistry, type StandInRegistry } from '../helpers/registry.js';
 import { StandInNix } from '../helpers/stand-in-nix.js';
 import { describeConfig, loadConfig, signingSettings } from '../../src/config.js';
@@ -311,4 +312,29 @@ test('the signing settings are checked at startup, with errors that never quote 
   for (const host of ['registry:5000', 'localhost', 'registry.example.test', '127.0.0.1:8080', '[::1]:5000']) assert.equal(loadConfig({ NIXERY_PUBLIC_HOST: host }).publicHost, host);
   assert.throws(() => signingSettings(loadConfig({ NIXERY_SIGNING_KEY: ec })), /^Error: NIXERY_SIGNING_KEY needs NIXERY_PUBLIC_HOST|NIXERY_SIGNING_KEY needs NIXERY_PUBLIC_HOST/);
   await assert.rejects(startStandInRegistry({ NIXERY_SIGNING_KEY: ec }), /NIXERY_SIGNING_KEY needs NIXERY_PUBLIC_HOST/);
+});
+
+test('nixery sign --public-key prints the public key (PEM) of NIXERY_SIGNING_KEY, inline or a file', async () => {
+  const run = promisify(execFile);
+  const cli = path.resolve('dist/src/cli.js');
+  const dir = await mkdtemp(path.join(tmpdir(), 'nixery-sign-cli-'));
+  try {
+    for (const type of ['ec', 'ed25519'] as const) {
+      const keys = keyPair(type);
+      const file = path.join(dir, `${type}.pem`);
+      await writeFile(file, keys.privatePem, { mode: 0o600 });
+      for (const value of [file, keys.privatePem]) {
+        const { stdout, stderr } = await run(process.execPath, [cli, 'sign', '--public-key'], { env: { ...process.env, NIXERY_SIGNING_KEY: value } });
+        assert.equal(stdout, keys.publicPem);
+        assert.equal(stderr, '');
+      }
+    }
+    await assert.rejects(run(process.execPath, [cli, 'sign', '--public-key'], { env: { ...process.env, NIXERY_SIGNING_KEY: '' } }), (err: Error & { code?: number; stderr?: string }) => {
+      assert.equal(err.code, 2);
+      assert.equal(err.stderr, 'nixery: nixery sign --public-key needs NIXERY_SIGNING_KEY (a PEM private key, inline or a file path)\n');
+      return true;
+    });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
