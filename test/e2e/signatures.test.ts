@@ -24,6 +24,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { freePort } from '../helpers/net.js';
+import { startServe } from '../helpers/serve.js';
+import { EXAMPLE_PKGS } from '../helpers/nix.js';
 
 const execFileP = promisify(execFile);
 const IMAGE = 'shell/hello';
@@ -214,6 +216,33 @@ describe('signatures verified by skopeo and podman', { timeout: 900_000 }, () =>
       });
     });
   }
+
+  test('nixery serve with the key inline: signs, and the key is in no log line, response or argv', async () => {
+    const keys = pemPair('ec');
+    const port = await freePort();
+    const serve = await startServe({ pkgsPath: EXAMPLE_PKGS, storagePath, port, env: { NIXERY_SIGNING_KEY: keys.privatePem, NIXERY_PUBLIC_HOST: `127.0.0.1:${port}` } });
+    const seen: string[] = [];
+    try {
+      seen.push(await readFile(`/proc/${serve.pid}/cmdline`, 'utf8'));
+      const accept = { Accept: 'application/vnd.oci.image.manifest.v1+json' };
+      const pulled = await fetch(`${serve.url}/v2/${IMAGE}/manifests/latest`, { headers: accept });
+      assert.equal(pulled.status, 200);
+      const digest = pulled.headers.get('docker-content-digest')!;
+      for (const p of [`/v2/${IMAGE}/manifests/${digest.replace(':', '-')}.sig`, `/v2/${IMAGE}/referrers/${digest}`, `/v2/${IMAGE}/manifests/sha256-${'0'.repeat(64)}.sig`, '/', '/v2/nope!/manifests/latest', '/metrics']) {
+        const res = await fetch(`${serve.url}${p}`, { headers: accept });
+        seen.push(`${p} ${res.status} ${JSON.stringify([...res.headers])} ${await res.text()}`);
+      }
+      assert.match(seen[1]!, / 200 /);
+    } finally {
+      await serve.stop();
+    }
+    const output = serve.output();
+    assert.match(output, /"NIXERY_SIGNING_KEY":"ecdsa-p256 key \(inline PEM, sha256:[0-9a-f]{16}…\)"/);
+    for (const line of keys.privatePem.split('\n').filter((l) => /^[A-Za-z0-9+/=]{16,}$/.test(l))) {
+      assert.ok(!output.includes(line), 'key material in the log');
+      for (const text of seen) assert.ok(!text.includes(line), `key material in ${text.slice(0, 100)}`);
+    }
+  });
 
   test('from a registry that does not sign, skopeo and podman refuse the same image', async (t) => {
     if (!clients.skopeo || !clients.podman) return t.skip('skopeo or podman is not installed (scripts/install-deps.sh installs them)');
