@@ -22,6 +22,7 @@ import { FilesystemStorage } from '../../src/storage/filesystem.js';
 import { collectGarbage } from '../../src/builder/gc.js';
 import { scrubStorage } from '../../src/builder/scrub.js';
 import { blobKey } from '../../src/builder/layout.js';
+import { exportSPKI, generateKeyPair, SignJWT } from 'jose';
 
 const OCI = MEDIA_TYPES.ociManifest;
 const HOST = 'registry.example.test:5000';
@@ -335,6 +336,52 @@ test('nixery sign --public-key prints the public key (PEM) of NIXERY_SIGNING_KEY
       return true;
     });
   } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a bearer token for one repository reads its signatures (tag, blobs, by digest) and no other repository\'s', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nixery-sig-tokens-'));
+  const tokenKeys = await generateKeyPair('ES256', { extractable: true });
+  await writeFile(path.join(dir, 'token-keys.pem'), await exportSPKI(tokenKeys.publicKey));
+  const service = 'nixery.example.test';
+  const token = (name: string) =>
+    new SignJWT({ access: [{ type: 'repository', name, actions: ['pull'] }] })
+      .setProtectedHeader({ alg: 'ES256' })
+      .setIssuer('test-token-service')
+      .setAudience(service)
+      .setSubject('carol')
+      .setIssuedAt()
+      .setExpirationTime('5m')
+      .sign(tokenKeys.privateKey);
+  const keys = keyPair('ec');
+  const r = await startStandInRegistry({
+    NIXERY_SIGNING_KEY: keys.privatePem,
+    NIXERY_PUBLIC_HOST: HOST,
+    NIXERY_AUTH_TOKEN_REALM: 'https://auth.example.test/token',
+    NIXERY_AUTH_TOKEN_SERVICE: service,
+    NIXERY_AUTH_TOKEN_ISSUER: 'test-token-service',
+    NIXERY_AUTH_TOKEN_KEYS: path.join(dir, 'token-keys.pem'),
+  });
+  try {
+    const mine = { Authorization: `Bearer ${await token('shell/hello')}`, Accept: OCI };
+    const theirs = { Authorization: `Bearer ${await token('hello')}`, Accept: OCI };
+    const pulled = await fetch(`${r.url}/v2/shell/hello/manifests/latest`, { headers: mine });
+    assert.equal(pulled.status, 200);
+    const digest = pulled.headers.get('docker-content-digest')!;
+    const sigPath = `${digest.replace(':', '-')}.sig`;
+    const sig = await fetch(`${r.url}/v2/shell/hello/manifests/${sigPath}`, { headers: mine });
+    assert.equal(sig.status, 200);
+    const body = Buffer.from(await sig.arrayBuffer());
+    const manifest = JSON.parse(body.toString()) as Checked['manifest'];
+    for (const d of [manifest.config.digest, manifest.layers[0]!.digest]) assert.equal((await fetch(`${r.url}/v2/shell/hello/blobs/${d}`, { headers: mine })).status, 200, d);
+    assert.equal((await fetch(`${r.url}/v2/shell/hello/manifests/${sig.headers.get('docker-content-digest')!}`, { headers: mine })).status, 200);
+    // Another repository's token: refused under shell/hello, and nothing under its own name.
+    assert.equal((await fetch(`${r.url}/v2/shell/hello/manifests/${sigPath}`, { headers: theirs })).status, 403);
+    assert.equal((await fetch(`${r.url}/v2/hello/manifests/${sigPath}`, { headers: theirs })).status, 404);
+    assert.equal((await fetch(`${r.url}/v2/hello/blobs/${manifest.layers[0]!.digest}`, { headers: theirs })).status, 404);
+  } finally {
+    await r.close();
     await rm(dir, { recursive: true, force: true });
   }
 });
