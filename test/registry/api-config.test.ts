@@ -264,4 +264,28 @@ describe('build API: image config', () => {
     const asUser = await built(r, { image: 'nonroot/hello', config: { user: 'nonroot' } });
     assert.equal((await manifestOf(r, 'nonroot/hello', asUser.result!.digest)).config.config.User, 'nonroot');
   });
+
+  test('several platforms: the index is what is pulled by digest, and its platforms carry the config', async () => {
+    const multi = await startStandInRegistry({ NIXERY_PLATFORMS: 'linux/amd64,linux/arm64' });
+    try {
+      const status = await built(multi, { image: 'hello', config: { cmd: ['/bin/hello', '--multi'] } });
+      const result = status.result!;
+      assert.equal(result.digest, result.index!.digest);
+      assert.equal(result.reference, `hello@${result.index!.digest}`);
+      const res = await fetch(`${multi.url}/v2/hello/manifests/${result.digest}`, { headers: { Accept: MEDIA_TYPES.ociIndex } });
+      assert.equal(res.status, 200);
+      const index = (await res.json()) as { manifests: Array<{ digest: string; platform: { architecture: string } }> };
+      assert.deepEqual(index.manifests.map((m) => m.platform.architecture), ['amd64', 'arm64']);
+      for (const m of index.manifests) assert.deepEqual((await manifestOf(multi, 'hello', m.digest)).config.config.Cmd, ['/bin/hello', '--multi']);
+      const tag = await fetch(`${multi.url}/v2/hello/manifests/latest`, { headers: { Accept: MEDIA_TYPES.ociIndex } });
+      assert.notEqual(tag.headers.get('docker-content-digest'), result.digest);
+      // An arm64/ name builds its one platform: the manifest is what is pulled, under arm64/hello.
+      const arm = (await built(multi, { image: 'arm64/hello', config: { cmd: ['/bin/hello', '--multi'] } })).result!;
+      assert.equal(arm.digest, arm.manifestDigest);
+      assert.equal(arm.reference, `arm64/hello@${arm.digest}`);
+      assert.equal(arm.digest, index.manifests[1]!.digest);
+    } finally {
+      await multi.close();
+    }
+  });
 });
