@@ -175,6 +175,9 @@ describe('build API: image config', () => {
     const same = await built(r, { image: 'hello', config: { ...config, exposedPorts: ['443/tcp', '8080', '53/udp'] } });
     assert.equal(same.result!.digest, result.digest);
     assert.equal(same.result!.fromCache, true);
+    // The explorer's recent images list names and tags: hello:latest is the plain image there.
+    const recent = r.app.service.recent.list().find((e) => e.image === 'hello:latest');
+    assert.equal(recent?.manifestDigest, tagged.digest);
     // An empty config is the plain image.
     const empty = await built(r, { image: 'hello', config: {} });
     assert.equal(empty.result!.digest, tagged.digest);
