@@ -230,6 +230,17 @@ describe('build API: image config', () => {
     assert.equal(blob.status, 200, 'the lost config blob is rebuilt from its record');
     assert.deepEqual(((await blob.json()) as ImageConfigBlob).config.Env.at(-1), 'KEEP=1');
     assert.equal((await manifestOf(r, 'jq', result!.digest)).manifest.config.digest, manifest.config.digest);
+
+    // A registry that did not build it (a replica, a restart) rebuilds its lost manifest from the record.
+    await r.app.storage.delete(blobKey(result!.digest));
+    const other = await startStandInRegistry({}, { storagePath });
+    try {
+      const repaired = await manifestOf(other, 'jq', result!.digest);
+      assert.equal(repaired.digest, result!.digest);
+      assert.equal(other.nix.stats.resolves, 1, 'rebuilt');
+    } finally {
+      await other.close();
+    }
   });
 
   test('meta.mainProgram is the default command of an image of that package alone', async () => {
