@@ -309,6 +309,8 @@ in
     version = "2.12.1";
     script = if arm64Target then aarch64Hello else writeBin "hello" "echo 'Hello, world!'";
     meta.description = "Prints a known line";
+    # As in nixpkgs: an image of hello alone runs /bin/hello by default.
+    meta.mainProgram = "hello";
     # One license, as nixpkgs' lib.licenses spells it (SBOMs carry its spdxId).
     meta.license = { spdxId = "GPL-3.0-or-later"; shortName = "gpl3Plus"; fullName = "GNU General Public License v3.0 or later"; };
   };

@@ -147,7 +147,7 @@ export class ImageBuilder {
     const pinned = pin.pinned;
     const key = cacheKey;
     // Without a cache key, identical concurrent requests still share one build.
-    const flightKey = key ?? `uncached:${image.arch.nixSystem}:${image.tag}:${image.packages.join(' ')}`;
+    const flightKey = key ?? `uncached:${image.arch.nixSystem}:${image.tag}:${image.packages.join(' ')}:${JSON.stringify([image.nonroot ?? false, image.config ?? null])}`;
     let channel = this.progress.get(flightKey);
     const flight = this.builds.run(flightKey, () => {
       const report = (p: BuildProgress) => channel!.emit(p);
@@ -334,6 +334,8 @@ export class ImageBuilder {
       layering: this.options.strategy.name,
       budget: this.options.budget,
       popularity: popularityDigest(popularity),
+      nonroot: image.nonroot,
+      config: image.config,
     });
   }
 

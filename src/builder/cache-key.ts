@@ -2,6 +2,7 @@
 // their bytes. A change to what goes into an image's bytes adds a field here (or bumps the format).
 
 import { createHash } from 'node:crypto';
+import type { ImageConfig } from '../image/config.js';
 
 /** Bump when the bytes of layers or manifests change for the same input. */
 export const FORMAT_VERSION = 'nixery-ts/1';
@@ -18,11 +19,26 @@ export interface ImageKeyInput {
   budget: number;
   /** Digest of the popularity data the layering used. */
   popularity: string;
+  // Optional fields are hashed only when set: the keys of images without them do not change.
+  /** The `nonroot` meta-package. */
+  nonroot?: boolean;
+  /** A build request's runtime config (canonical, image/config.ts). */
+  config?: ImageConfig;
 }
 
 export function imageCacheKey(input: ImageKeyInput): string {
-  const { system, revision, packages, layering, budget, popularity } = input;
-  return sha256Json({ format: FORMAT_VERSION, system, revision, packages, layering, budget, popularity });
+  const { system, revision, packages, layering, budget, popularity, nonroot, config } = input;
+  return sha256Json({
+    format: FORMAT_VERSION,
+    system,
+    revision,
+    packages,
+    layering,
+    budget,
+    popularity,
+    ...(nonroot ? { nonroot: true } : {}),
+    ...(config && Object.keys(config).length > 0 ? { config } : {}),
+  });
 }
 
 /** Key of an index record: its platforms' image keys, in order. */

@@ -16,6 +16,8 @@ import { ImageTooLargeError } from '../errors.js';
 import { PackProgress } from './progress.js';
 import { mapLimit } from '../util/semaphore.js';
 import { toLayerGraph } from './popularity.js';
+import { runtimeSpec } from './runtime-config.js';
+import { NONROOT_USER } from '../image/config.js';
 import type { BuildPolicy, BuildProgress, BuiltImage, Logger } from './types.js';
 import { attestationInput, attestations } from './attest.js';
 import { popularityDigest } from '../layers/popularity.js';
@@ -76,7 +78,8 @@ export class ImagePacker {
     });
     // Collisions in the symlink forest go to the package named first (packages are sorted).
     const forestOrder = [...new Set(resolved.flatMap((p) => Object.values(p.outputs)))];
-    const custom = await this.options.layers.customisationLayer(forestOrder, closure, progress.bytes(groups.length));
+    const user = image.nonroot ? NONROOT_USER : undefined;
+    const custom = await this.options.layers.customisationLayer(forestOrder, closure, progress.bytes(groups.length), user);
     progress.layerDone(groups.length);
     for (const c of custom.collisions) log.warn({ image: image.name, collision: c }, 'customisation layer collision');
 
@@ -92,7 +95,8 @@ export class ImagePacker {
     const manifests = buildManifests({
       architecture: image.arch.imageArch,
       layers,
-      cmd: resolved.some((p) => p.attrPath.length === 1 && p.attrPath[0] === 'bashInteractive') ? ['bash'] : undefined,
+      // Command, user, env…: from the meta-packages, meta.mainProgram and a request's config.
+      ...runtimeSpec(image, resolved),
       packages: image.packages,
       source: pinned.description,
       revision: pinned.revision,

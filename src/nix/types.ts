@@ -35,6 +35,8 @@ export interface ResolvedPackage {
   sameAs: string[];
   /** Output name → store path, for the outputs that go into the image (default: outputsToInstall). */
   outputs: Record<string, string>;
+  /** `meta.mainProgram`: the program in bin/ the package is run as (the image's default command). */
+  mainProgram?: string;
   /** What the package says of itself (for SBOMs): absent where the stage does not tell. */
   meta?: PackageMeta;
   /** What the evaluation saw of the package source (the same for every package of one resolve). */

@@ -12,6 +12,8 @@ import { MEDIA_TYPES, type Blob } from '../manifest/manifest.js';
 import { DIGEST_REGEXP } from '../image/digest.js';
 import { referrersTagDigest } from '../manifest/referrers.js';
 import type { BlobServer } from './blob-server.js';
+import type { Signatures } from '../service/signatures.js';
+import { SIGNATURE_TAG } from '../signing/cosign.js';
 import type { RegistryService } from '../service/registry-service.js';
 import type { Readiness } from '../service/readiness.js';
 import type { RegistryMetrics } from './observer.js';
@@ -21,6 +23,8 @@ import { API_VERSION_HEADER, notModified, writeHead, type RequestContext } from 
 export interface HandlerDeps {
   service: RegistryService;
   blobs: BlobServer;
+  /** Signatures (cosign format) of what is served; with signing off it knows none. */
+  signatures?: Signatures;
 }
 
 export function ping(ctx: RequestContext): void {
@@ -123,6 +127,15 @@ export async function manifest(ctx: RequestContext, deps: HandlerDeps, params: R
     await manifestByDigest(ctx, deps, name, reference, admission);
     return;
   }
+  // The cosign tag scheme: `sha256-<hex>.sig` is the signature of that manifest, never a source tag.
+  const sig = SIGNATURE_TAG.exec(reference);
+  if (sig) {
+    validateName(name);
+    if (!deps.signatures) throw new ManifestNotFoundError(`no signature of sha256:${sig[1]} in ${name}`);
+    ctx.log.cache = 'signature';
+    sendManifest(ctx, await deps.signatures.signatureManifest(name, `sha256:${sig[1]}`, admission));
+    return;
+  }
   // The referrers tag schema, for clients without the referrers API: the same index.
   const subject = referrersTagDigest(reference);
   if (subject) {
@@ -139,7 +152,7 @@ export async function manifest(ctx: RequestContext, deps: HandlerDeps, params: R
 
 async function manifestByDigest(ctx: RequestContext, deps: HandlerDeps, name: string, digest: string, admission: Admission | undefined): Promise<void> {
   if (!DIGEST_REGEXP.test(digest)) throw new InvalidDigestError(`invalid digest ${JSON.stringify(digest.slice(0, 100))}: expected sha256:<64 hex>`);
-  if (admission?.restricted && !(await deps.service.contains(name, digest))) throw new ManifestNotFoundError(`${digest} is not a manifest of ${name}`);
+  if (admission?.restricted && !deps.signatures?.contains(name, digest) && !(await deps.service.contains(name, digest))) throw new ManifestNotFoundError(`${digest} is not a manifest of ${name}`);
   const { bytes, mediaType } = await deps.blobs.manifest(digest, admission);
   ctx.log.cache = 'storage';
   sendManifest(ctx, { mediaType, digest, size: bytes.length, bytes });
@@ -160,7 +173,7 @@ export async function blob(ctx: RequestContext, deps: HandlerDeps, params: Recor
   validateName(params.name!);
   const digest = params.digest!;
   if (!DIGEST_REGEXP.test(digest)) throw new InvalidDigestError(`invalid digest ${JSON.stringify(digest.slice(0, 100))}: expected sha256:<64 hex>`);
-  if (admission?.restricted && !(await deps.service.contains(params.name!, digest))) throw new BlobNotFoundError(`${digest} is not a blob of ${params.name!}`);
+  if (admission?.restricted && !deps.signatures?.contains(params.name!, digest) && !(await deps.service.contains(params.name!, digest))) throw new BlobNotFoundError(`${digest} is not a blob of ${params.name!}`);
   await deps.blobs.serve(ctx, digest, admission);
 }
 
@@ -197,9 +210,10 @@ export function paginate(all: readonly string[], n: string | null, last: string 
 }
 
 /**
- * The referrers of a manifest (OCI 1.1): its SBOMs and provenance (and what other sources add),
- * as an image index; an empty one for a manifest without any (the spec's answer, not a 404).
- * `?artifactType=` keeps those of one type, and says so in `OCI-Filters-Applied`.
+ * The referrers of a manifest (OCI 1.1): its SBOMs and provenance, its signature when signing is
+ * on (the service's referrer sources), as an image index; an empty one for a manifest without
+ * any (the spec's answer, not a 404). `?artifactType=` keeps those of one type, and says so in
+ * `OCI-Filters-Applied`.
  */
 export async function referrers(ctx: RequestContext, deps: HandlerDeps, params: Record<string, string>, admission?: Admission): Promise<void> {
   validateName(params.name!);

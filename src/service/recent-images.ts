@@ -10,6 +10,8 @@ export class RecentImages {
   constructor(readonly capacity = 50) {}
 
   add(built: BuiltImage): void {
+    // An image built with a request's config is no name:tag's (it is pulled by digest).
+    if (built.image.config) return;
     const name = pullName(built.image);
     const image = `${name}:${built.image.tag}`;
     const existing = this.items.findIndex((e) => e.image === image);

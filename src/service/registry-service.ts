@@ -158,13 +158,13 @@ export class RegistryService {
 
   /**
    * The referrers index of the manifest `digest` under `name` (validated by the caller), of
-   * `artifactType` only when one is given. A client restricted to some repositories sees the
-   * referrers of manifests of `name` only: for another's it gets an empty index, as for a
-   * manifest that has none.
+   * `artifactType` only when one is given. Only a manifest of an image `name` resolves to has
+   * referrers under `name` (as only those are signed as `name`): another repository's gets an
+   * empty index, as a manifest that has none does, so nothing leaks across repositories.
    */
-  async referrers(name: string, digest: string, admission?: Pick<Admission, 'restricted'>, artifactType?: string): Promise<Blob> {
-    if (admission?.restricted && !(await this.contains(name, digest))) return referrersIndex([]);
-    return this.referrerSources.index(name, digest, artifactType);
+  async referrers(name: string, digest: string, admission?: Admission, artifactType?: string): Promise<Blob> {
+    if (!(await this.contains(name, digest))) return referrersIndex([]);
+    return this.referrerSources.index(name, digest, artifactType, admission);
   }
 
   /** The images of a repository name and tag (validated here), through the hot-path memo. */
@@ -262,6 +262,14 @@ export class RegistryService {
       scope = this.scopeOf(found[0]!);
     }
     const canonical = scopeKey(parseImageName(name));
+    // Images built with a request's config (pulled by digest only) are found by their records.
+    for (const image of await this.builder.storedImages()) {
+      if (!image.config || scopeKey(image) !== canonical) continue;
+      const found = await this.builder.find(image).catch(() => null);
+      if (!found) continue;
+      this.remember([found]);
+      scope = this.scopeOf(found);
+    }
     scope ??= this.scopes.get(canonical);
     if (scope) scope.lookedAt = Date.now();
     else {

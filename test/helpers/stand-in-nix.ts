@@ -38,6 +38,8 @@ export interface StandInPackage {
   buildMs?: number;
   /** SPDX ids of its meta.license (what SBOMs carry). */
   licenses?: string[];
+  /** `meta.mainProgram`, as the real resolver reports it. */
+  mainProgram?: string;
 }
 
 export type Catalogue = Record<string, StandInPackage>;
@@ -57,7 +59,7 @@ export function incompressible(n: number, seed = 'nixery-stand-in'): Buffer {
 
 /** Names and shapes after the example package set (examples/pkgs), small. */
 const PACKAGES: Catalogue = {
-  hello: { name: 'hello-2.12.1', licenses: ['GPL-3.0-or-later'], files: { 'bin/hello': script("echo 'Hello, world!'"), 'share/doc/hello/README': 'GNU Hello, a stand-in\n' } },
+  hello: { name: 'hello-2.12.1', mainProgram: 'hello', licenses: ['GPL-3.0-or-later'], files: { 'bin/hello': script("echo 'Hello, world!'"), 'share/doc/hello/README': 'GNU Hello, a stand-in\n' } },
   busybox: { name: 'busybox-static', files: { 'bin/busybox': script('echo busybox'), 'bin/sh': { symlink: 'busybox' }, 'bin/ls': { symlink: 'busybox' } } },
   bashInteractive: { name: 'bash-interactive-5.2p32', files: { 'bin/bash': script('exec sh "$@"') }, deps: ['ncurses'] },
   coreutils: { name: 'coreutils-9.5', files: { 'bin/cat': script('exec busybox cat "$@"'), 'bin/echo': script('exec busybox echo "$@"') }, deps: ['busybox'] },
@@ -216,6 +218,7 @@ export class StandInNix implements NixStage {
         sameAs,
         drvPath: drvPathOf(out, pkg),
         outputs: { out },
+        ...(pkg.mainProgram ? { mainProgram: pkg.mainProgram } : {}),
         meta: { pname: name, version, licenses: [...(pkg.licenses ?? [])].sort() },
         sourceInfo: { lastModified: null, storePath: null },
       });

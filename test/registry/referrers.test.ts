@@ -108,6 +108,11 @@ describe('referrers of a built image', () => {
     assert.deepEqual(provenance.predicate.buildDefinition.externalParameters, { image: 'hello', tag: 'latest', platform: 'linux/amd64' });
   });
 
+  test("under another repository's name, the manifest has no referrers", async () => {
+    await manifestDigest(r.url, 'jq');
+    assert.deepEqual((await referrers(r.url, 'jq', digest)).index.manifests, []);
+  });
+
   test('?artifactType= keeps one type and says so in OCI-Filters-Applied', async () => {
     const spdx = await referrers(r.url, 'hello', digest, `?artifactType=${encodeURIComponent('application/spdx+json')}`);
     assert.equal(spdx.res.headers.get('oci-filters-applied'), 'artifactType');

@@ -4,7 +4,7 @@
 import { ApiError, explorePath, getJson, type PackageHit, type PackageSearch, type RecentImage } from './api.js';
 import { buildPanel } from './build.js';
 import { commandsWidget } from './commands.js';
-import { fill, h, link } from './dom.js';
+import { fill, h, link, pullHost } from './dom.js';
 import { formatBytes, formatTime, shortDigest } from './lib/format.js';
 import { componentFor, composeName, validTag } from './lib/names.js';
 
@@ -123,7 +123,7 @@ export function startIndex(app: HTMLElement): void {
     const { name, tag: t } = current();
     const tagOk = validTag(t);
     tagNote.textContent = tagOk ? '' : 'A tag is letters, digits, _ . and -, starting with a letter, digit or _.';
-    imageRef.textContent = name ? `${location.host}/${name}:${t}` : '—';
+    imageRef.textContent = name ? `${pullHost()}/${name}:${t}` : '—';
     commands.update(name && tagOk ? name : null, t);
     buildButton.disabled = !name || !tagOk;
     fill(exploreLink, name && tagOk ? link(explorePath(name, t), 'Explore this image') : null);

@@ -70,3 +70,8 @@ export async function copyText(text: string): Promise<void> {
     area.remove();
   }
 }
+
+/** The host pull commands name: NIXERY_PUBLIC_HOST when the registry set it on the page, else this page's host. */
+export function pullHost(): string {
+  return document.body.dataset.pullHost || location.host;
+}
