@@ -126,6 +126,8 @@ export class RegistryService {
   /** Names whose packages the source was found to have (tags/list of a name not built here). */
   private readonly knownNames = new LruCache<string, true>(SCOPES);
   private readonly knownNameChecks = new SingleFlight<string, void>();
+  /** License summaries of CycloneDX documents (by digest) the explorer asked for. */
+  private readonly licenseSummaries = new LruCache<string, ReturnType<typeof licenseSummary>>(256);
   /** Where referrers indexes come from (the builder's SBOMs and provenance; `add` more). */
   readonly referrerSources: Referrers;
 
@@ -148,11 +150,15 @@ export class RegistryService {
     if (!artifacts?.length) return null;
     const name = pullName(built.image);
     const cdx = artifacts.find((a) => a.artifactType === ARTIFACT_TYPES.cyclonedx);
-    const bytes = cdx ? await this.builder.readDocument(cdx.document.digest) : null;
+    let summary = cdx ? this.licenseSummaries.get(cdx.document.digest) : undefined;
+    if (cdx && !summary) {
+      const bytes = await this.builder.readDocument(cdx.document.digest);
+      if (bytes) this.licenseSummaries.set(cdx.document.digest, (summary = licenseSummary(bytes)));
+    }
     return {
       referrers: `/v2/${name}/referrers/${built.manifests.oci.digest}`,
       documents: artifacts.map((a) => ({ artifactType: a.artifactType, manifest: a.manifest.digest, document: a.document.digest, size: a.document.size, link: `/v2/${name}/blobs/${a.document.digest}` })),
-      ...(bytes ? licenseSummary(bytes) : { licenses: [], withoutLicense: 0 }),
+      ...(summary ?? { licenses: [], withoutLicense: 0 }),
     };
   }
 
