@@ -259,6 +259,12 @@ describe('the explorer: pages, assets and the image API', () => {
       assert.deepEqual([...l.images].sort(), holders.filter(([, m]) => digests(m).has(l.digest)).map(([n]) => n).sort(), l.digest);
       assert.ok(l.images.length >= 2);
     }
+    // Only images the client may pull are compared with or named (access.ts mayPull decides).
+    const built = await r.app.service.findImage('curl/hello', 'latest');
+    const hidden = r.app.service.recent.sharing(built, (name) => name !== 'hello');
+    assert.equal(hidden.compared, 1);
+    assert.ok(hidden.layers.length > 0 && hidden.layers.every((l) => !l.images.includes('hello:latest')));
+    assert.ok(r.app.service.recent.sharedLayers((name) => name !== 'hello').every((l) => !l.images.includes('hello:latest')));
   });
 
   test('recently built images: newest first, one entry per image, bounded', async () => {
