@@ -43,11 +43,15 @@ export function buildPanel(onFinished: (status: BuildStatus) => void = () => {})
   let lastAnnounced = '';
   let withConfig = false;
 
-  /** Brings the panel into view (no animation), unless the reader scrolled away from it. */
+  /**
+   * Brings the panel into view (no animation) when it is not wholly in view, its top at the top
+   * so that what it adds below still shows; unless the reader scrolled away from it.
+   */
   function reveal(force = false): void {
     const box = element.getBoundingClientRect();
+    const whole = box.top >= 0 && box.bottom <= window.innerHeight;
     const looking = box.bottom > 0 && box.top < window.innerHeight;
-    if (force || looking) element.scrollIntoView({ block: 'nearest', behavior: 'instant' });
+    if (!whole && (force || looking)) element.scrollIntoView({ block: 'start', behavior: 'instant' });
   }
 
   function say(text: string): void {

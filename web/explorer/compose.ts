@@ -49,6 +49,7 @@ export function startIndex(app: HTMLElement): void {
         searchNote.textContent = found.total === 0 ? `No package matches “${q}”.` : `${found.total} package${found.total === 1 ? '' : 's'}${found.total > found.packages.length ? `, the first ${found.packages.length} shown` : ''}.`;
       }
       fill(results, ...found.packages.map(resultRow));
+      results.dataset.query = q; // which query the list answers
       shown = { q, packages: found.packages };
       return found.state === 'ready' ? found.packages : null;
     } catch (err) {
