@@ -51,6 +51,7 @@ describe('the explorer in Chromium', { timeout: 600_000 }, () => {
   let phone: Page;
   const seen: Seen = { consoleErrors: [], pageErrors: [], cspViolations: [], expected404: [] };
   let allow404: RegExp | null = null;
+  let allowConfigRefusal = false;
 
   async function openPage(viewport: { width: number; height: number }, mobile: boolean): Promise<Page> {
     const context = await browser.newContext({ viewport, isMobile: mobile, hasTouch: mobile, deviceScaleFactor: mobile ? 2 : 1 });
@@ -67,6 +68,8 @@ describe('the explorer in Chromium', { timeout: 600_000 }, () => {
       if (m.type() !== 'error') return;
       const where = m.location().url;
       if (allow404 && /status of 404/.test(m.text()) && allow404.test(where)) seen.expected404.push(where);
+      // A registry whose build API takes no `config` yet refuses it (400): the panel shows that.
+      else if (allowConfigRefusal && /status of 400/.test(m.text()) && /\/api\/v1\/builds$/.test(where)) seen.expected404.push(where);
       else seen.consoleErrors.push(`${m.text()} (${where})`);
     });
     p.on('pageerror', (e) => seen.pageErrors.push(e.message));
@@ -196,7 +199,10 @@ describe('the explorer in Chromium', { timeout: 600_000 }, () => {
     await assertFits(page, 'front page, composed');
 
     // Build, and watch it: every status the server sends while building becomes a line of the log.
+    // Nothing in the Image config section: no `config` is sent.
+    const posted = page.waitForRequest((req) => req.url().endsWith('/api/v1/builds') && req.method() === 'POST');
     await page.click('#build-button');
+    assert.deepEqual((await posted).postDataJSON(), { image: 'big/hello/slow2:latest' });
     await page.locator('#build-status[data-state="running"], #build-status[data-state="queued"]').waitFor({ timeout: 30_000 });
     await assertPanelInView(page, 'while building');
     await assertFits(page, 'building');
@@ -317,6 +323,50 @@ describe('the explorer in Chromium', { timeout: 600_000 }, () => {
     assert.deepEqual([...front].sort(), common.map((l) => l.digest).sort());
     await assertFits(phone, 'phone: front page with recent images');
     await shot(phone, 'phone-front');
+  });
+
+  test('the Image config section: folded, checked before sending, and sent as `config` only when filled', async (t) => {
+    await page.goto(`${r.url}/`);
+    await addPackage(page, 'hello', 'hello');
+    assert.equal(await page.locator('#image-config').getAttribute('open'), null, 'folded until wanted');
+    await page.click('#image-config summary');
+    await page.fill('#config-env', 'NOVALUE');
+    let sent = 0;
+    const count = (req: { url(): string; method(): string }) => {
+      if (req.url().endsWith('/api/v1/builds') && req.method() === 'POST') sent++;
+    };
+    page.on('request', count);
+    await page.click('#build-button');
+    await page.locator('#config-errors li', { hasText: 'env: "NOVALUE" is not NAME=value' }).waitFor();
+    assert.equal(await page.locator('#config-env[aria-invalid]').count(), 1);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(sent, 0, 'a wrong field sends nothing');
+    page.off('request', count);
+
+    await page.fill('#config-env', 'GREETING=hi there\nEMPTY=');
+    await page.fill('#config-user', '65532:65532');
+    await page.fill('#config-entrypoint', '/bin/hello -g "hi there"');
+    await page.fill('#config-exposedPorts', '8080 53/udp');
+    await page.fill('#config-labels', 'org.example.team=infra');
+    const posted = page.waitForRequest((req) => req.url().endsWith('/api/v1/builds') && req.method() === 'POST');
+    allowConfigRefusal = true;
+    await page.click('#build-button');
+    assert.deepEqual((await posted).postDataJSON(), {
+      image: 'hello:latest',
+      config: { user: '65532:65532', entrypoint: ['/bin/hello', '-g', 'hi there'], env: ['GREETING=hi there', 'EMPTY='], exposedPorts: ['8080/tcp', '53/udp'], labels: { 'org.example.team': 'infra' } },
+    });
+    // Whatever the registry answers (a build, or a 400 from one that takes no config) shows in the panel.
+    await page.locator('#build-status[data-state="failed"], #build-status[data-state="succeeded"]').waitFor({ timeout: 120_000 });
+    await assertPanelInView(page, 'a build with a config');
+    await assertFits(page, 'front page with the Image config open');
+    await shot(page, 'desktop-config');
+    allowConfigRefusal = false;
+    // With a registry that takes the config, the image is pulled by digest: HOST/NAME@DIGEST.
+    if ((await page.locator('#build-status').getAttribute('data-state')) === 'succeeded') {
+      assert.match((await page.locator('#build-pinned').textContent())!, new RegExp(`^${escapeRegExp(r.host)}/hello@sha256:[0-9a-f]{64}$`));
+    } else {
+      t.diagnostic(`this registry refused the config: ${await page.locator('#build-error').innerText()}`);
+    }
   });
 
   test('a package the source does not have: the page says so and offers no build (phone and desktop)', async () => {

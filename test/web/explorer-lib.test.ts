@@ -115,6 +115,8 @@ test('digests shortened (never mid-line), times with date and zone, percentages'
   assert.equal(formatTime('not a time'), 'not a time');
   assert.equal(percent(1, 3), '33 %');
   assert.equal(percent(5, 0), '0 %');
+  assert.equal(percent(999, 1000), '99 %');
+  assert.equal(percent(7, 7), '100 %');
 });
 
 test('image config fields: commands as words or JSON, env and labels by line, ports, nothing filled means no config', () => {

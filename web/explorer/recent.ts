@@ -21,6 +21,7 @@ export function recentSection(): RecentSection {
   const note = h('p', { class: 'note', attrs: { id: 'recent-note' } });
   const sharedBody = h('tbody', { attrs: { id: 'shared-layers-body' } });
   const sharedNote = h('p', { class: 'note', attrs: { id: 'shared-layers-note' } });
+  const sharedWrap = h('div', { class: 'table-wrap' }, h('table', { class: 'shared-layers' }, h('thead', {}, h('tr', {}, h('th', {}, 'Layer'), h('th', {}, 'Holds'), h('th', { class: 'num' }, 'Size'), h('th', {}, 'In images'))), sharedBody));
   const element = h(
     'div',
     {},
@@ -37,7 +38,7 @@ export function recentSection(): RecentSection {
       h('h2', {}, 'The most shared layers'),
       h('p', { class: 'note' }, 'Layers that several of these images list in their manifests: a client that has one of them does not download the layer again for the others.'),
       sharedNote,
-      h('div', { class: 'table-wrap' }, h('table', { class: 'shared-layers' }, h('thead', {}, h('tr', {}, h('th', {}, 'Layer'), h('th', {}, 'Holds'), h('th', { class: 'num' }, 'Size'), h('th', {}, 'In images'))), sharedBody)),
+      sharedWrap,
     ),
   );
 
@@ -60,6 +61,7 @@ export function recentSection(): RecentSection {
           ),
         ),
       );
+      sharedWrap.hidden = sharedLayers.length === 0;
       sharedNote.textContent = sharedLayers.length === 0 ? (images.length < 2 ? 'Build two images to see what they share.' : 'These images share no layer.') : '';
       fill(
         sharedBody,

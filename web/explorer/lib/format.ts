@@ -36,7 +36,9 @@ export function formatTime(iso: string): string {
   return `${t.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
 }
 
-/** `part` of `whole` as a whole percentage ("0 %" when there is no whole). */
+/** `part` of `whole` as a whole percentage ("0 %" when there is no whole; never "100 %" for less than all). */
 export function percent(part: number, whole: number): string {
-  return `${whole > 0 ? Math.round((100 * part) / whole) : 0} %`;
+  if (whole <= 0) return '0 %';
+  const p = Math.round((100 * part) / whole);
+  return `${p === 100 && part < whole ? 99 : p} %`;
 }
