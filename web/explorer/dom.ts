@@ -101,5 +101,5 @@ export function copyButton(text: string, label: string, props: { id?: string; cl
 export function digestView(digest: string, short: string, opts: { id?: string; href?: string; title?: string } = {}): HTMLElement {
   const title = opts.title ?? digest;
   const text = opts.href ? Object.assign(link(opts.href, short), { title }) : h('code', { attrs: { title } }, short);
-  return h('span', { class: 'digest', attrs: { id: opts.id, 'data-digest': digest } }, text, ' ', copyButton(digest, `Copy the digest ${digest}`, { class: 'copy-digest' }));
+  return h('span', { class: 'digest', attrs: { id: opts.id, 'data-digest': digest } }, text, ' ', copyButton(digest, `Copy ${digest}`, { class: 'copy-digest' }));
 }

@@ -109,7 +109,7 @@ function render(app: HTMLElement, d: ImageDetails): void {
         h('dt', {}, 'Architecture'),
         h('dd', {}, d.architecture),
         h('dt', {}, 'Revision'),
-        h('dd', {}, d.revision ? h('code', {}, d.revision) : 'none (an unpinned source)'),
+        h('dd', {}, d.revision ? digestView(d.revision, shortDigest(d.revision), { id: 'revision' }) : 'none (an unpinned source)'),
         h('dt', {}, 'Manifest'),
         h('dd', {}, digestView(d.manifest.digest, shortDigest(d.manifest.digest), { id: 'manifest-digest' })),
         h('dt', {}, 'Config'),
