@@ -189,7 +189,7 @@ function sharingSection(d: ImageDetails): HTMLElement {
                   { attrs: { 'data-digest': l.digest } },
                   h('td', { class: 'num' }, l.index),
                   h('td', {}, digestView(l.digest, shortDigest(l.digest))),
-                  h('td', {}, l.label),
+                  h('td', { class: 'holds' }, l.label),
                   h('td', { class: 'num' }, formatBytes(l.size)),
                   h('td', { class: 'images' }, ...l.images.flatMap((image, i) => [i > 0 ? ', ' : '', imageLink(image)])),
                 ),

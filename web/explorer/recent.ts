@@ -70,7 +70,7 @@ export function recentSection(): RecentSection {
             'tr',
             { attrs: { 'data-digest': l.digest } },
             h('td', {}, digestView(l.digest, shortDigest(l.digest))),
-            h('td', {}, l.label),
+            h('td', { class: 'holds' }, l.label),
             h('td', { class: 'num' }, formatBytes(l.size)),
             h('td', { class: 'images' }, h('strong', {}, `${l.images.length} images: `), ...l.images.flatMap((image, i) => [i > 0 ? ', ' : '', imageLink(image)])),
           ),
