@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Command line: `nixery build`, `nixery serve`, `nixery popcount`, `nixery layers`, `nixery gc`,
-// `nixery scrub`.
+// `nixery scrub`, `nixery sign`.
 // Errors are one line on stderr and a non-zero exit, never a stack trace.
 
 import { readFileSync } from 'node:fs';
@@ -65,6 +65,8 @@ const SERVE_SETTINGS: SettingName[] = [
   'sendBufferMb',
   'blobVerify',
   'shutdownTimeout',
+  'publicHost',
+  // Not NIXERY_SIGNING_KEY: a key on the command line would be in argv (ps, /proc): environment only.
 ];
 
 function progressPrinter(): (p: BuildProgress) => void {
@@ -233,7 +235,7 @@ withSettings(
   });
   const dangling = report.danglingRecordsRemoved.length;
   process.stdout.write(
-    `${report.dryRun ? 'would free' : 'freed'} ${report.bytesFreed} bytes in ${report.removed.length} objects; kept ${report.manifestsKept} manifests and ${report.blobsKept} blobs` +
+    `${report.dryRun ? 'would free' : 'freed'} ${report.bytesFreed} bytes in ${report.removed.length} objects; kept ${report.manifestsKept} manifests${report.signaturesKept ? `, ${report.signaturesKept} signatures` : ''} and ${report.blobsKept} blobs` +
       `${dangling ? `; ${dangling} records written during the run used removed blobs and ${report.dryRun ? 'would be' : 'were'} removed (rebuilt on the next pull)` : ''}\n`,
   );
 });
@@ -255,14 +257,25 @@ withSettings(
   if (json) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } else {
-    const { blobs, bytes, builds, manifests } = report.checked;
+    const { blobs, bytes, builds, manifests, signatures } = report.checked;
     const repaired = report.repair ? `, ${report.removed.length} removed${report.changed.length ? `, ${report.changed.length} changed while checking (scrub again)` : ''}` : '';
     process.stdout.write(
-      `scrub: checked ${blobs} blobs (${bytes} bytes), ${builds} build records, ${manifests} manifest records: ${report.bad.length} bad${repaired}${report.notes.length ? `, ${report.notes.length} ${report.notes.length === 1 ? 'note' : 'notes'}` : ''}\n`,
+      `scrub: checked ${blobs} blobs (${bytes} bytes), ${builds} build records, ${manifests} manifest records${signatures ? `, ${signatures} signatures` : ''}: ${report.bad.length} bad${repaired}${report.notes.length ? `, ${report.notes.length} ${report.notes.length === 1 ? 'note' : 'notes'}` : ''}\n`,
     );
   }
   if (report.bad.length > 0) process.exitCode = 1;
 });
+
+program
+  .command('sign')
+  .description('signing (NIXERY_SIGNING_KEY, read from the environment only): print what clients verify with')
+  .option('--public-key', "print the signing key's public key (PEM) for clients' policy.json or cosign verify --key")
+  .action((opts: { publicKey?: boolean }) => {
+    if (!opts.publicKey) throw new ConfigError('nixery sign: say what to print (--public-key)');
+    const { signingKey } = loadConfig(process.env);
+    if (!signingKey) throw new ConfigError('nixery sign --public-key needs NIXERY_SIGNING_KEY (a PEM private key, inline or a file path)');
+    process.stdout.write(signingKey.publicKeyPem);
+  });
 
 function oneLine(err: unknown): string {
   if (err instanceof ConfigError || err instanceof NixeryError) return err.message.replace(/\s*\n\s*/g, ' | ');

@@ -297,6 +297,8 @@ export const IntegrityError = /* @__PURE__ */ defineError('IntegrityError', 'INT
 export const ShuttingDownError = /* @__PURE__ */ defineError('ShuttingDownError', 'SHUTTING_DOWN');
 /** A missing or invalid configuration value; stops startup with one clear line. */
 export const ConfigError = /* @__PURE__ */ defineError('ConfigError', 'CONFIG_INVALID', (message: string) => msg(message));
+/** A build request's image `config` with a field that is not what it must be: the 400 names the field. */
+export const ImageConfigInvalidError = /* @__PURE__ */ defineError('ImageConfigInvalidError', 'BODY_INVALID', (field: string, why: string) => msg(`${field ? `config.${field}` : 'config'}: ${why}`, { detail: { field: field ? `config.${field}` : 'config' } }));
 /** Input to a command (a layering request, popularity data) that is not what it must be. */
 export const InvalidInputError = /* @__PURE__ */ defineError('InvalidInputError', 'INPUT_INVALID', (message: string) => msg(message));
 /** Popularity data that is not `{"name": count}`. */

@@ -309,6 +309,8 @@ in
     version = "2.12.1";
     script = if arm64Target then aarch64Hello else writeBin "hello" "echo 'Hello, world!'";
     meta.description = "Prints a known line";
+    # As in nixpkgs: an image of hello alone runs /bin/hello by default.
+    meta.mainProgram = "hello";
   };
 
   # Registry names cannot start with `_`: `1password` is looked up as `_1password`.

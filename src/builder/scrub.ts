@@ -21,6 +21,7 @@ import { IMAGE_MANIFEST_MEDIA_TYPES, INDEX_MEDIA_TYPES, MEDIA_TYPES } from '../m
 import { DIGEST_REGEXP, blobKey } from './layout.js';
 import { decodeRecord } from './records.js';
 import { pinProblem } from './pin-record.js';
+import { artifactBlobs, readRecord as readSignatureRecord, SIGNATURES_PREFIX, subjectOfRecordKey } from '../signing/store.js';
 
 export interface ScrubOptions {
   /** Remove what is bad (and the records that use it). */
@@ -41,7 +42,7 @@ export interface ScrubFinding {
 }
 
 export interface ScrubReport {
-  checked: { blobs: number; bytes: number; builds: number; manifests: number; pins: number };
+  checked: { blobs: number; bytes: number; builds: number; manifests: number; pins: number; signatures: number };
   /** Bad objects, one per key. */
   bad: ScrubFinding[];
   /** Worth knowing but not bad: staging leftovers, keys that are not ours. */
@@ -87,7 +88,7 @@ const KEEP_BYTES = new Set<string>([...IMAGE_MANIFEST_MEDIA_TYPES, ...INDEX_MEDI
 const INDEX_MEMBER_TYPE: Record<string, string> = { [MEDIA_TYPES.ociIndex]: MEDIA_TYPES.ociManifest, [MEDIA_TYPES.dockerManifestList]: MEDIA_TYPES.dockerManifest };
 
 export async function scrubStorage(storage: Storage, options: ScrubOptions): Promise<ScrubReport> {
-  const report: ScrubReport = { checked: { blobs: 0, bytes: 0, builds: 0, manifests: 0, pins: 0 }, bad: [], notes: [], removed: [], changed: [], repair: options.repair };
+  const report: ScrubReport = { checked: { blobs: 0, bytes: 0, builds: 0, manifests: 0, pins: 0, signatures: 0 }, bad: [], notes: [], removed: [], changed: [], repair: options.repair };
   /** Bad keys → why, with the version that was checked (what repair may remove). */
   const bad = new Map<string, { why: string; version?: string; size: number }>();
   const markBad = (key: string, why: string, seen: { version?: string; size: number }) => {
@@ -172,6 +173,26 @@ export async function scrubStorage(storage: Storage, options: ScrubOptions): Pro
 
   // 5. Persisted source pins: they decode (a bad one is removed; the source pins the tag again).
   await checkRecords('pins', async (record) => pinProblem(record));
+
+  // 5b. Stored signatures: each verifies with its public key over the payload it stands for (a
+  //     bad one is removed; the registry signs again). Its blobs the registry writes again from
+  //     the record when they are missing, so a missing one is only a note, as is a signature of
+  //     a manifest that is gone (gc removes it).
+  for await (const o of storage.list(SIGNATURES_PREFIX.slice(0, -1))) {
+    report.checked.signatures++;
+    const read = await readRecord(storage, o);
+    if (!read) continue;
+    const checked = read.raw ? readSignatureRecord(o.key, read.raw) : { ok: false as const, why: `it has ${read.info.size} bytes, too large for a record` };
+    if (!checked.ok) {
+      markBad(o.key, `unusable signature: ${checked.why}`, read.info);
+      continue;
+    }
+    const subject = subjectOfRecordKey(o.key)!;
+    if ((await verify(subject)).state === 'missing') note(o.key, `signs ${subject}, which is gone (nixery gc removes the signature)`);
+    for (const b of artifactBlobs(checked.artifact)) {
+      if ((await verify(b.digest)).state === 'missing') note(o.key, `its blob ${b.digest} is missing (the registry writes it again from the record)`);
+    }
+  }
 
   // 6. Staging leftovers: uploads of crashed processes (gc removes them).
   const now = options.now ?? Date.now();

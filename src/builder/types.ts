@@ -46,6 +46,7 @@ export interface NixTimeouts {
 }
 
 export interface BuiltImage {
+  /** What was built; its `config` (a build request's, canonical) and `nonroot` are part of the image (provenance). */
   image: ImageRequest;
   /** Cache key of the manifest (null when the source could not be pinned). */
   cacheKey: string | null;

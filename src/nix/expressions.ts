@@ -24,7 +24,7 @@ const LOAD_PACKAGE_SET = `
  * The result is `{ missing = [ { requested, reason } ]; }` when anything is missing,
  * `{ failed = [ requested ]; }` when a package fails to evaluate (a `throw` or `assert`: a
  * removed or broken package; with `catch = "0"` the evaluation fails instead, so Nix prints why),
- * else `{ resolved = [ { requested, attrPath, packagePath, drvPath, outputs } ]; denied = …; }`
+ * else `{ resolved = [ { requested, attrPath, packagePath, drvPath, outputs, mainProgram? } ]; denied = …; }`
  * where `packagePath` is the attribute path of the derivation itself (an output such as `.out`
  * dropped). `denied` (JSON list of attribute paths, from the deny policy) comes back as the
  * derivations those paths name (`[ { name, drvPath } ]`, missing ones skipped), so an alias of a
@@ -85,6 +85,11 @@ let
       names = if chosen == [ ] then [ default ] else chosen;
     in listToAttrs (map (o: { name = o; value = drv.\${o}.outPath; }) names);
 
+  # meta.mainProgram, as data: a string, or nothing (absent, or failing to evaluate).
+  mainProgramOf = drv:
+    let m = tryEval (drv.meta.mainProgram or null); in
+    if m.success && builtins.isString m.value then { mainProgram = m.value; } else { };
+
   lookups = map
     (p:
       let r = walk pkgs [ ] null p.path; in
@@ -113,7 +118,7 @@ if missing != [ ] then { missing = map (l: { inherit (l) requested reason; }) mi
 else if failed != [ ] then { failed = map (l: l.requested) failed; }
 else {
   resolved = map
-    (l: { inherit (l) requested attrPath packagePath; drvPath = l.drv.drvPath; outputs = outputsOf l.drv; })
+    (l: { inherit (l) requested attrPath packagePath; drvPath = l.drv.drvPath; outputs = outputsOf l.drv; } // mainProgramOf l.drv)
     lookups;
   denied = builtins.concatMap deniedDrv (builtins.fromJSON denied);
 })

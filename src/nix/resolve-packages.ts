@@ -139,6 +139,11 @@ function missingRevision(pinned: PinnedSource, stderr: string): ManifestNotFound
   return undefined;
 }
 
+/** A file name in bin/ (what `meta.mainProgram` must be to become a command); anything else is ignored. */
+export function mainProgramOf(value: unknown): { mainProgram?: string } {
+  return typeof value === 'string' && /^[A-Za-z0-9_+][A-Za-z0-9_.+-]{0,254}$/.test(value) ? { mainProgram: value } : {};
+}
+
 export function parseResolveOutput(stdout: string, what: string): { resolved: ResolvedPackage[] } | { failed: string[] } {
   let result: unknown;
   try {
@@ -149,7 +154,7 @@ export function parseResolveOutput(stdout: string, what: string): { resolved: Re
   const r = result as {
     missing?: { requested: string; reason: string }[];
     failed?: string[];
-    resolved?: { requested: string; attrPath: string[]; packagePath: string[]; drvPath: string; outputs: Record<string, string> }[];
+    resolved?: { requested: string; attrPath: string[]; packagePath: string[]; drvPath: string; outputs: Record<string, string>; mainProgram?: unknown }[];
     denied?: { name: string; drvPath: string }[];
   };
   if (r.missing) throw new PackagesNotFoundWithReasons(r.missing);
@@ -164,6 +169,7 @@ export function parseResolveOutput(stdout: string, what: string): { resolved: Re
       drvPath: p.drvPath,
       outputs: p.outputs,
       sameAs: denied.filter((d) => d.drvPath === p.drvPath).map((d) => d.name),
+      ...mainProgramOf(p.mainProgram),
     })),
   };
 }

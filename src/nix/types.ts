@@ -31,4 +31,6 @@ export interface ResolvedPackage {
   sameAs: string[];
   /** Output name → store path, for the outputs that go into the image (default: outputsToInstall). */
   outputs: Record<string, string>;
+  /** `meta.mainProgram`: the program in bin/ the package is run as (the image's default command). */
+  mainProgram?: string;
 }

@@ -93,6 +93,8 @@ export interface ExplorerOptions {
   /** Describes the package source on the index page. */
   sourceDescription: string;
   version: string;
+  /** NIXERY_PUBLIC_HOST: the host pull commands name (default: the request's Host). */
+  publicHost?: string;
 }
 
 export class Explorer {
@@ -104,6 +106,7 @@ export class Explorer {
     const status = pins.status();
     const html = renderIndexPage({
       host: ctx.req.headers.host ?? '',
+      pullHost: this.options.publicHost,
       source: this.options.sourceDescription,
       revision: pins.peek('latest')?.pinned.revision ?? null,
       sourceFailure: status.failure ? { message: status.failure.error.message, since: new Date(status.failure.since).toISOString() } : undefined,
@@ -118,7 +121,7 @@ export class Explorer {
   explore(ctx: RequestContext, params: Record<string, string>): void {
     const { name, tag } = checkedRef(params);
     // The heading names the image as the registry does (meta-packages first, the rest sorted).
-    const html = renderExplorePage({ image: `${pullName(parseImageName(name, tag))}:${tag}`, version: this.options.version, assets: this.options.assets?.paths });
+    const html = renderExplorePage({ image: `${pullName(parseImageName(name, tag))}:${tag}`, version: this.options.version, assets: this.options.assets?.paths, pullHost: this.options.publicHost });
     send(ctx, 200, 'text/html; charset=utf-8', Buffer.from(html), PAGE_HEADERS);
   }
 

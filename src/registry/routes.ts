@@ -114,7 +114,7 @@ export const ROUTES = {
   upload: { path: '/v2/<name>/blobs/uploads/…', methods: [], access: 'open', match: (p) => (/^\/v2\/.+\/blobs\/uploads(?:\/.*)?$/.test(p) ? {} : null), handle: () => { throw new NixeryError('UNSUPPORTED'); } },
   blob: { path: '/v2/<name>/blobs/<digest>', methods: ['GET'], access: 'pull', match: underName('blobs', 'digest'), handle: (ctx, p, env, a) => blob(ctx, env.deps, p, a) },
   tags: { path: '/v2/<name>/tags/list', methods: ['GET'], access: 'pull', match: underName('tags/list', null), handle: (ctx, p, env, admission) => tags(ctx, env.deps, p, admission) },
-  referrers: { path: '/v2/<name>/referrers/<digest>', methods: ['GET'], access: 'pull', match: underName('referrers', 'digest'), handle: (ctx, p) => referrers(ctx, p) },
+  referrers: { path: '/v2/<name>/referrers/<digest>', methods: ['GET'], access: 'pull', match: underName('referrers', 'digest'), handle: (ctx, p, env, a) => referrers(ctx, env.deps, p, a) },
   index: { path: '/', methods: ['GET'], access: 'pull', match: exact('/'), handle: (ctx, _p, env, a) => env.explorer.index(ctx, a) },
   // For probes and scrapers: no credentials.
   healthz: { path: '/healthz', methods: ['GET'], access: 'open', match: exact('/healthz'), handle: healthz },

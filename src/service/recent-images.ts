@@ -37,6 +37,8 @@ export class RecentImages {
   constructor(readonly capacity = 50) {}
 
   add(built: BuiltImage): void {
+    // An image built with a request's config is no name:tag's (it is pulled by digest).
+    if (built.image.config) return;
     const name = pullName(built.image);
     const image = `${name}:${built.image.tag}`;
     const existing = this.entries.findIndex((e) => e.item.image === image);

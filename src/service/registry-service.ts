@@ -228,6 +228,14 @@ export class RegistryService {
       scope = this.scopeOf(found[0]!);
     }
     const canonical = scopeKey(parseImageName(name));
+    // Images built with a request's config (pulled by digest only) are found by their records.
+    for (const image of await this.builder.storedImages()) {
+      if (!image.config || scopeKey(image) !== canonical) continue;
+      const found = await this.builder.find(image).catch(() => null);
+      if (!found) continue;
+      this.remember([found]);
+      scope = this.scopeOf(found);
+    }
     scope ??= this.scopes.get(canonical);
     if (scope) scope.lookedAt = Date.now();
     else {

@@ -76,6 +76,39 @@ export class FilesystemStorage implements Storage {
     }
   }
 
+  /**
+   * Writes `data` under `key` unless something is there already; true when this call wrote it.
+   * The bytes go to a temporary file first and are linked into place: link(2) fails when the
+   * name exists, so of racing writers (processes or hosts on one filesystem) exactly one
+   * wins, and no reader ever sees a partial object.
+   */
+  async createIfAbsent(key: string, data: Buffer | string): Promise<boolean> {
+    validateKey(key);
+    await this.init();
+    const tmp = this.tempPath();
+    try {
+      const fh = await fs.open(tmp, 'wx', 0o644);
+      try {
+        await fh.writeFile(data);
+        if (this.fsync) await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fs.mkdir(path.dirname(this.dataPath(key)), { recursive: true });
+      try {
+        await fs.link(tmp, this.dataPath(key));
+        return true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+        throw err;
+      }
+    } catch (err) {
+      throw this.failure('put', key, err);
+    } finally {
+      await removeQuietly(tmp);
+    }
+  }
+
   async writer(key: string, options: { contentType?: string } = {}): Promise<ObjectWriter> {
     validateKey(key);
     await this.init();

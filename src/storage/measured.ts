@@ -5,7 +5,7 @@
 import type { Readable } from 'node:stream';
 import type { ByteRange, ObjectInfo, ObjectWriter, OpenedObject, Storage } from './storage.js';
 
-export type StorageOperation = 'put' | 'writer' | 'commit' | 'abort' | 'get' | 'open' | 'read' | 'stat' | 'move' | 'list' | 'delete' | 'redirect_url' | 'remove_temporaries';
+export type StorageOperation = 'put' | 'writer' | 'commit' | 'abort' | 'get' | 'open' | 'read' | 'stat' | 'move' | 'list' | 'delete' | 'redirect_url' | 'remove_temporaries' | 'create_if_absent';
 
 export interface StorageObserver {
   /**
@@ -72,6 +72,10 @@ export function measuredStorage(inner: Storage, observer: StorageObserver): Stor
   if (inner.redirectUrl) {
     const redirectUrl = inner.redirectUrl.bind(inner);
     storage.redirectUrl = (key, options) => timed('redirect_url', () => redirectUrl(key, options));
+  }
+  if (inner.createIfAbsent) {
+    const create = inner.createIfAbsent.bind(inner);
+    storage.createIfAbsent = (key, data) => timed('create_if_absent', () => create(key, data));
   }
   if (inner.removeAbandonedTemporaries) {
     const remove = inner.removeAbandonedTemporaries.bind(inner);

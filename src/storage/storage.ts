@@ -58,6 +58,12 @@ export interface Storage {
   readonly versionsImmutable?: boolean;
   /** Writes a whole object atomically. */
   put(key: string, data: Buffer | string, options?: { contentType?: string }): Promise<void>;
+  /**
+   * Writes a whole object only if the key does not exist yet; true when this call wrote it,
+   * false when an object was there (it is left as it was). Optional: a backend without it has
+   * no atomic create, and callers fall back to put and read back (see signing/store.ts).
+   */
+  createIfAbsent?(key: string, data: Buffer | string): Promise<boolean>;
   /** Starts a streaming write; see ObjectWriter. */
   writer(key: string, options?: { contentType?: string }): Promise<ObjectWriter>;
   /** Reads an object (or a byte range of it); null when the key does not exist. */

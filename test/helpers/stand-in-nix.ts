@@ -35,6 +35,8 @@ export interface StandInPackage {
   failsOn?: string[];
   /** Realising it takes this long (a build that takes time). */
   buildMs?: number;
+  /** `meta.mainProgram`, as the real resolver reports it. */
+  mainProgram?: string;
 }
 
 export type Catalogue = Record<string, StandInPackage>;
@@ -54,7 +56,7 @@ export function incompressible(n: number, seed = 'nixery-stand-in'): Buffer {
 
 /** Names and shapes after the example package set (examples/pkgs), small. */
 const PACKAGES: Catalogue = {
-  hello: { name: 'hello-2.12.1', files: { 'bin/hello': script("echo 'Hello, world!'"), 'share/doc/hello/README': 'GNU Hello, a stand-in\n' } },
+  hello: { name: 'hello-2.12.1', mainProgram: 'hello', files: { 'bin/hello': script("echo 'Hello, world!'"), 'share/doc/hello/README': 'GNU Hello, a stand-in\n' } },
   busybox: { name: 'busybox-static', files: { 'bin/busybox': script('echo busybox'), 'bin/sh': { symlink: 'busybox' }, 'bin/ls': { symlink: 'busybox' } } },
   bashInteractive: { name: 'bash-interactive-5.2p32', files: { 'bin/bash': script('exec sh "$@"') }, deps: ['ncurses'] },
   coreutils: { name: 'coreutils-9.5', files: { 'bin/cat': script('exec busybox cat "$@"'), 'bin/echo': script('exec busybox echo "$@"') }, deps: ['busybox'] },
@@ -185,7 +187,8 @@ export class StandInNix implements NixStage {
       const out = this.storePath(attr, system, pinned.revision ?? '');
       // Deny entries that look up to the same package are the same derivation (aliases, spellings).
       const sameAs = (opts.compareWith ?? []).filter((p) => this.lookup(p) === attr);
-      resolved.push({ requested, attrPath: attr.split('.'), packagePath: attr.split('.'), sameAs, drvPath: `/nix/store/${storeHash(`drv ${out}`)}-${this.catalogue[attr]!.name}.drv`, outputs: { out } });
+      const { mainProgram } = this.catalogue[attr]!;
+      resolved.push({ requested, attrPath: attr.split('.'), packagePath: attr.split('.'), sameAs, drvPath: `/nix/store/${storeHash(`drv ${out}`)}-${this.catalogue[attr]!.name}.drv`, outputs: { out }, ...(mainProgram ? { mainProgram } : {}) });
     }
     if (missing.length > 0) throw new PackagesNotFoundError(missing);
     return resolved;

@@ -102,6 +102,9 @@ test('canonical names: as the registry shows and pulls them, whatever the typed 
   assert.equal(canonicalName('git/arm64/shell'), 'git/arm64/shell');
   assert.equal(canonicalName('arm64/shell/git/curl'), 'arm64/shell/curl/git');
   assert.equal(canonicalName('Hello'), null);
+  // nonroot is a meta-package: it leads, after arm64 and before shell.
+  assert.equal(canonicalName('hello/shell/nonroot'), 'hello/nonroot/shell'); // packages of those names, after one
+  assert.equal(canonicalName('shell/nonroot/hello'), 'nonroot/shell/hello');
   // The composer's meta-packages lead, so they are read as meta-packages.
   assert.equal(composeName({ packages: ['hello'], shell: true, arm64: false, nonroot: true, tag: 'latest' }), 'nonroot/shell/hello');
 });

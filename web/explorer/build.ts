@@ -5,7 +5,7 @@
 // screen readers.
 
 import { ApiError, explorePath, getJson, pinnedDigest, postJson, type BuildStatus } from './api.js';
-import { copyButton, digestView, fill, h, link } from './dom.js';
+import { copyButton, digestView, fill, h, link, pullHost } from './dom.js';
 import type { ImageConfig } from './lib/config.js';
 import { formatBytes, formatTime, shortDigest } from './lib/format.js';
 import { canonicalName } from './lib/names.js';
@@ -108,7 +108,7 @@ export function buildPanel(onFinished: (status: BuildStatus) => void = () => {})
       const digest = pinnedDigest(s.result);
       if (withConfig) {
         // An image with its own config is not what the tag serves: it is pulled by digest.
-        const ref = `${location.host}/${name}@${digest}`;
+        const ref = `${pullHost()}/${name}@${digest}`;
         fill(
           outcome,
           h('p', { class: 'success' }, 'Built, with its own config: pull it by digest (the tag serves the image without it).'),

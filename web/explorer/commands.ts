@@ -1,7 +1,7 @@
 // The pull commands of an image, one tab per client (docker, podman, containerd, Kubernetes),
 // each with a copy button.
 
-import { copyText, fill, h } from './dom.js';
+import { copyText, fill, h, pullHost } from './dom.js';
 import { pullCommands, type PullCommand } from './lib/names.js';
 
 export interface CommandsWidget {
@@ -65,7 +65,7 @@ export function commandsWidget(): CommandsWidget {
   return {
     element,
     update(name, tag, digest) {
-      commands = name ? pullCommands(location.host, name, tag, location.protocol === 'http:', digest) : [];
+      commands = name ? pullCommands(pullHost(), name, tag, location.protocol === 'http:', digest) : [];
       render();
     },
   };

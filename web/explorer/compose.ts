@@ -6,7 +6,7 @@ import { ApiError, explorePath, getJson, type PackageHit, type PackageSearch } f
 import { buildPanel } from './build.js';
 import { commandsWidget } from './commands.js';
 import { configForm } from './config-form.js';
-import { fill, h, link } from './dom.js';
+import { fill, h, link, pullHost } from './dom.js';
 import { canonicalName, componentFor, composeName, validTag } from './lib/names.js';
 import { recentSection } from './recent.js';
 
@@ -148,7 +148,7 @@ export function startIndex(app: HTMLElement): void {
     const name = typed ? canonicalName(typed) : null;
     const tagOk = validTag(t);
     tagNote.textContent = tagOk ? '' : 'A tag is letters, digits, _ . and -, starting with a letter, digit or _.';
-    imageRef.textContent = name ? `${location.host}/${name}:${t}` : '—';
+    imageRef.textContent = name ? `${pullHost()}/${name}:${t}` : '—';
     commands.update(name && tagOk ? name : null, t);
     buildButton.disabled = !name || !tagOk;
     fill(exploreLink, name && tagOk ? link(explorePath(name, t), 'Explore this image') : null);

@@ -103,3 +103,8 @@ export function digestView(digest: string, short: string, opts: { id?: string; h
   const text = opts.href ? Object.assign(link(opts.href, short), { title }) : h('code', { attrs: { title } }, short);
   return h('span', { class: 'digest', attrs: { id: opts.id, 'data-digest': digest } }, text, ' ', copyButton(digest, `Copy ${digest}`, { class: 'copy-digest' }));
 }
+
+/** The host pull commands name: NIXERY_PUBLIC_HOST when the registry set it on the page, else this page's host. */
+export function pullHost(): string {
+  return document.body.dataset.pullHost || location.host;
+}
