@@ -66,6 +66,9 @@ export interface BuildLayer {
 
 /** What a build made (src/service/build-tracker.ts BuildResult): the first platform's image, and the index over all. */
 export interface BuildResult {
+  /** What to pull by digest (the index's, else the manifest's), and `<name>@<digest>`. */
+  digest?: string;
+  reference?: string;
   manifestDigest: string;
   mediaType: string;
   configDigest: string;
@@ -97,7 +100,7 @@ export interface BuildStatus {
 
 /** The digest a pull by digest of a build's image names: the index over its platforms, else its manifest. */
 export function pinnedDigest(result: BuildResult): string {
-  return result.index?.digest ?? result.manifestDigest;
+  return result.digest ?? result.index?.digest ?? result.manifestDigest;
 }
 
 export type { ImageDetails, ImageSharing, LayerDetails, RecentImage, RecentImagesResponse, SharedLayer } from '../../src/service/explorer-types.js';

@@ -108,7 +108,7 @@ export function buildPanel(onFinished: (status: BuildStatus) => void = () => {})
       const digest = pinnedDigest(s.result);
       if (withConfig) {
         // An image with its own config is not what the tag serves: it is pulled by digest.
-        const ref = `${pullHost()}/${name}@${digest}`;
+        const ref = `${pullHost()}/${s.result.reference ?? `${name}@${digest}`}`;
         fill(
           outcome,
           h('p', { class: 'success' }, 'Built, with its own config: pull it by digest (the tag serves the image without it).'),
