@@ -109,6 +109,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     observer: metrics.builds,
     nixObserver: metrics.nix,
     nix: options.nix,
+    buildLease: { periodMs: config.buildLeaseSeconds * 1000 },
   });
   const service = new RegistryService(builder, config.buildConcurrency, config.buildQueue, config.manifestCacheSize, config.platforms.map(platformArch));
   // Search lists the packages of the first configured platform's system.
@@ -157,6 +158,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
         'nixery-ts registry started',
       );
       for (const notice of storage.notices ?? []) log.warn({ storage: storage.name }, notice);
+      // Whether the storage honours conditional writes (else one warning line, and no leases).
+      void builder.leases.check();
       // Leftovers of crashed processes (temporary files, GC roots, Nix processes): now and periodically.
       const cleanup = startCleanup({ storage, log });
       pins.start();
