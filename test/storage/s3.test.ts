@@ -43,6 +43,7 @@ runStorageContract(
     serverDefects: {
       unsortedList: 's3rver lists in directory-walk order; the S3 API (AWS, MinIO, R2, GCS XML) lists in UTF-8 binary order',
       nonAtomicPut: 's3rver writes a PUT straight into the object file; S3 PUT and CompleteMultipartUpload are atomic',
+      noConditionalWrites: 's3rver ignores If-None-Match and If-Match on PUT and DELETE; AWS S3 honours them',
     },
   },
 );
