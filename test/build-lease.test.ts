@@ -142,6 +142,20 @@ describe('build leases', () => {
     assert.deepEqual(builds, []);
   });
 
+  it('a record that cannot be used (a blob lost) is rebuilt once: the others wait for the new record', async () => {
+    const k = key();
+    await storage.put(manifestKey(k), 'damaged');
+    const usable = async () => {
+      const record = (await storage.read(manifestKey(k)))?.toString();
+      return record && record !== 'damaged' ? `served ${record}` : null;
+    };
+    const builds: string[] = [];
+    const replicas = [replica(storage), replica(storage), replica(storage)];
+    const answers = await Promise.all(replicas.map((r, i) => r.leases.once(k, builder(storage, k, `r${i}`, 200, builds), usable)));
+    assert.equal(builds.length, 1, `one rebuild: ${builds}`);
+    assert.equal(answers.filter((a) => a === `served ${builds[0]}`).length, 2);
+  });
+
   it('leases off (period 0): every replica builds, and storage is not asked', async () => {
     const k = key();
     const builds: string[] = [];

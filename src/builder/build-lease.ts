@@ -76,7 +76,7 @@ export class BuildLeases {
   /**
    * Runs `build` holding the image's lease, or, while another replica holds it, waits for the
    * record and answers what `landed` makes of it. `landed` returns null for a record it cannot
-   * use (then this replica builds).
+   * use (a blob lost): the wait goes on, until the lease is free or expires and this replica builds.
    */
   async once<T>(cacheKey: string, build: () => Promise<T>, landed: () => Promise<T | null>, report: (p: BuildProgress) => void = () => {}): Promise<T> {
     if (!(await this.check())) return build();
@@ -110,11 +110,10 @@ export class BuildLeases {
       }
       await sleep(pollMs);
       pollMs = Math.min(pollMs * 2, maxPollMs);
+      // A record that cannot be used (a blob lost, being repaired) is waited past like none.
       if (await this.storage.stat(record)) {
         const answer = await landed();
         if (answer !== null) return answer;
-        // A record that cannot be used (damaged, blobs gone): built here, without waiting again.
-        return build();
       }
     }
   }
