@@ -158,8 +158,6 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
         'nixery-ts registry started',
       );
       for (const notice of storage.notices ?? []) log.warn({ storage: storage.name }, notice);
-      // Whether the storage honours conditional writes (else one warning line, and no leases).
-      void builder.leases.check();
       // Leftovers of crashed processes (temporary files, GC roots, Nix processes): now and periodically.
       const cleanup = startCleanup({ storage, log });
       pins.start();
@@ -168,6 +166,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
         void pins.stop();
         void packages.stop();
       });
+      // Whether the storage honours conditional writes (else one warning line, and no leases).
+      await builder.leases.checkAtStartup();
       return registry;
     },
   };

@@ -74,6 +74,21 @@ export class BuildLeases {
   }
 
   /**
+   * The startup probe (see `check`), waited for at most `boundMs`: a slow storage does not hold
+   * up startup (builds wait for the probe anyway), and a registry closed right after it started
+   * has no probe still writing to its storage.
+   */
+  async checkAtStartup(boundMs = 5000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, boundMs);
+      timer.unref();
+    });
+    await Promise.race([this.check(), bound]);
+    clearTimeout(timer);
+  }
+
+  /**
    * Runs `build` holding the image's lease, or, while another replica holds it, waits for the
    * record and answers what `landed` makes of it. `landed` returns null for a record it cannot
    * use (a blob lost): the wait goes on, until the lease is free or expires and this replica builds.
