@@ -113,6 +113,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     observer: metrics.builds,
     nixObserver: metrics.nix,
     nix: options.nix,
+    buildLease: { periodMs: config.buildLeaseSeconds * 1000 },
   });
   const service = new RegistryService(builder, config.buildConcurrency, config.buildQueue, config.manifestCacheSize, config.platforms.map(platformArch));
   // Search lists the packages of the first configured platform's system.
@@ -170,6 +171,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
         void pins.stop();
         void packages.stop();
       });
+      // Whether the storage honours conditional writes (else one warning line, and no leases).
+      await builder.leases.checkAtStartup();
       return registry;
     },
   };
