@@ -115,6 +115,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     observer: metrics.builds,
     nixObserver: metrics.nix,
     nix: options.nix,
+    buildLease: { periodMs: config.buildLeaseSeconds * 1000 },
     attestations: options.attestations,
   });
   const service = new RegistryService(builder, config.buildConcurrency, config.buildQueue, config.manifestCacheSize, config.platforms.map(platformArch));
@@ -173,6 +174,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
         void pins.stop();
         void packages.stop();
       });
+      // Whether the storage honours conditional writes (else one warning line, and no leases).
+      await builder.leases.checkAtStartup();
       return registry;
     },
   };

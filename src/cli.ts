@@ -115,6 +115,9 @@ withSettings(
     }
   }
   const image = parseReference(ref);
+  // The name as typed (parseReference validated it): what the written image is called.
+  const colon = ref.lastIndexOf(':');
+  const requested = colon > ref.lastIndexOf('/') ? ref.slice(0, colon) : ref;
   if (image.archRequested && flagged.length > 0 && platforms.join() !== image.arch.platform) {
     throw new ConfigError(`invalid --platform: ${ref} names its platform (${image.arch.platform}) with the arm64 meta-package`);
   }
@@ -129,9 +132,9 @@ withSettings(
   let shown: string;
   if (built.length === 1) {
     const only = built[0]!;
-    await exportImage(only, app.storage, target, { referrers: opts.sbom !== undefined });
+    await exportImage(only, app.storage, target, requested, { referrers: opts.sbom !== undefined });
     summary = {
-      image: `${image.name}:${image.tag}`,
+      image: `${requested}:${image.tag}`,
       digest: only.manifests.oci.digest,
       dockerDigest: only.manifests.docker.digest,
       config: only.manifests.config.digest,
@@ -142,9 +145,9 @@ withSettings(
     shown = `${only.layers.length} layers`;
   } else {
     const index = await app.builder.index(built);
-    await exportIndex(built, index, app.storage, target, { referrers: opts.sbom !== undefined });
+    await exportIndex(built, index, app.storage, target, requested, { referrers: opts.sbom !== undefined });
     summary = {
-      image: `${image.name}:${image.tag}`,
+      image: `${requested}:${image.tag}`,
       digest: index.oci.digest,
       dockerDigest: index.docker.digest,
       revision: built[0]!.revision,

@@ -101,6 +101,7 @@ export const SETTINGS = {
   layerBudget: { env: 'NIXERY_LAYER_BUDGET', flag: '--layer-budget', description: 'most layers for store paths (the customisation layer comes on top)', default: 94, parse: integer(1, 124) },
   buildConcurrency: { env: 'NIXERY_BUILD_CONCURRENCY', flag: '--build-concurrency', description: 'image builds (Nix) running at once', default: Math.max(1, os.availableParallelism()), parse: integer(1, 1024) },
   buildQueue: { env: 'NIXERY_BUILD_QUEUE', flag: '--build-queue', description: 'builds waiting for a slot before requests get 429', default: 32, parse: integer(0, 100000) },
+  buildLeaseSeconds: { env: 'NIXERY_BUILD_LEASE_SECONDS', flag: '--build-lease-seconds', description: 'replicas on one storage build each image once: a build lease lasts this long unless renewed (every third of it) while its holder builds; 0: every replica builds for itself', default: 30, parse: integer(0, 3600) },
   resolveTtl: { env: 'NIXERY_RESOLVE_TTL', flag: '--resolve-ttl', description: 'seconds a moving target (branch, channel, latest) stays resolved to one revision', default: 60, parse: integer(0, 86400 * 365) },
   manifestCacheSize: { env: 'NIXERY_MANIFEST_CACHE', flag: '--manifest-cache', description: 'manifests kept in memory', default: 1024, parse: integer(0, 10_000_000) },
   blobCacheMb: { env: 'NIXERY_BLOB_CACHE_MB', flag: '--blob-cache-mb', description: 'memory for serving hot blobs (each at most 16 MB or 1/8 of it), MB; 0 turns it off', default: 256, parse: integer(0, 1_000_000) },

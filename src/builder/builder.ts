@@ -28,6 +28,7 @@ import { timePhases, type BuildObserver } from './observer.js';
 import { RecordOwners } from './record-owners.js';
 import { sha256Digest } from '../manifest/manifest.js';
 import type { ArtifactRecord } from './attest.js';
+import { BuildLeases, type BuildLeaseSettings } from './build-lease.js';
 
 import type { BuildLimit, BuildPolicy, BuildProgress, BuiltImage, Logger, NixTimeouts } from './types.js';
 
@@ -59,6 +60,8 @@ export interface BuilderOptions {
   nixObserver?: NixRunObserver;
   /** Where Nix's steps run (default: the real Nix; tests of the registry give a stand-in). */
   nix?: NixStage;
+  /** One build per image across replicas (build-lease.ts); default a 30 s lease. */
+  buildLease?: BuildLeaseSettings;
   /** Make SBOMs and provenance with every image (default true; attest.ts). */
   attestations?: boolean;
 }
@@ -97,6 +100,8 @@ export class ImageBuilder {
   private readonly recordOwners: RecordOwners;
   /** Builds that ran Nix (not served from the manifest cache). */
   buildsRun = 0;
+  /** The build leases shared with other replicas on the storage. */
+  readonly leases: BuildLeases;
 
   private readonly nix: NixStage;
   private readonly packer: ImagePacker;
@@ -110,6 +115,7 @@ export class ImageBuilder {
     const { strategy, budget, log, maxImageSize, policy, packConcurrency, nixObserver } = options;
     const attestations = options.attestations === false ? undefined : { compression: 'gzip' };
     this.packer = new ImagePacker({ nix: this.nix, layers: this.layers, manifests: this.manifests, strategy, budget, log, maxImageSize, policy, packConcurrency, nixObserver, attestations });
+    this.leases = new BuildLeases(options.storage, options.buildLease ?? { periodMs: 30_000 }, log, options.observer);
   }
 
   /** The popularity data builds use now (its identity changes when it is reloaded). */
@@ -151,7 +157,9 @@ export class ImageBuilder {
     let channel = this.progress.get(flightKey);
     const flight = this.builds.run(flightKey, () => {
       const report = (p: BuildProgress) => channel!.emit(p);
-      return limit(() => this.buildUncached(image, pinned, key, popularity, report), report);
+      const run = () => limit(() => this.buildUncached(image, pinned, key, popularity, report), report);
+      // Another replica may be building it: its record is served when it lands (build-lease.ts).
+      return key ? this.leases.once(key, run, () => this.landed(image, key, pin), report) : run();
     });
     if (!flight.shared || !channel) {
       const own = new ProgressChannel();
@@ -337,6 +345,12 @@ export class ImageBuilder {
       nonroot: image.nonroot,
       config: image.config,
     });
+  }
+
+  /** The image from its record in storage, written by another replica (null: none usable). */
+  private async landed(image: ImageRequest, cacheKey: string, pin: Pin): Promise<BuiltImage | null> {
+    const record = await this.manifests.get(cacheKey);
+    return record ? this.fromRecord(image, cacheKey, record, pin) : null;
   }
 
   private async fromRecord(image: ImageRequest, cacheKey: string, record: ManifestRecord, pin: Pin): Promise<BuiltImage> {

@@ -85,6 +85,7 @@ packages: <code>${host}/shell/git/htop</code> is an image with a shell, git and 
 <div id="app"></div>
 <section id="how-to-pull">
 <h2>Pull an image</h2>
+<p><code>ctr</code> needs containerd running, <code>docker</code> the Docker daemon; podman and skopeo need no daemon.</p>
 <pre>ctr images pull --plain-http ${host}/shell/hello:latest
 ctr run --rm ${host}/shell/hello:latest demo hello
 skopeo inspect --tls-verify=false docker://${host}/shell/hello

@@ -133,7 +133,7 @@ export const ROUTES = {
   explore: { path: '/explore/<name>:<tag>', methods: ['GET'], access: 'pull', match: imageRef('/explore/', []), handle: (ctx, p, env) => env.explorer.explore(ctx, p) },
   asset: { path: '/assets/<file>', methods: ['GET'], access: 'pull', match: (p) => (p.startsWith('/assets/') && p.length > 8 && !p.includes('/', 8) ? { file: p.slice(8) } : null), handle: (ctx, p, env) => env.explorer.asset(ctx, p) },
   'api-images': { path: '/api/v1/images', methods: ['GET'], access: 'pull', match: exact('/api/v1/images', '/api/v1/images/'), handle: (ctx, _p, env, a) => env.explorer.recent(ctx, a) },
-  'api-image': { path: '/api/v1/images/<name>:<tag>[/manifest|/docker-manifest|/config]', methods: ['GET'], access: 'pull', match: imageRef('/api/v1/images/', ['manifest', 'docker-manifest', 'config']), handle: (ctx, p, env) => env.explorer.image(ctx, p) },
+  'api-image': { path: '/api/v1/images/<name>:<tag>[/manifest|/docker-manifest|/config]', methods: ['GET'], access: 'pull', match: imageRef('/api/v1/images/', ['manifest', 'docker-manifest', 'config']), handle: (ctx, p, env, a) => env.explorer.image(ctx, p, a) },
 } satisfies Record<string, RouteSpec>;
 
 export type RouteName = keyof typeof ROUTES;

@@ -6,12 +6,13 @@
 //
 // Why stored: an ECDSA signature is random, so two replicas signing the same manifest would serve
 // two different signature manifests. The first writer wins, and every replica serves its record:
-// - with the backend's atomic create (`createIfAbsent`: the filesystem's link(2)), exactly one
-//   record is ever written; a replica that loses the race reads and serves the winner's;
-// - a backend without it (S3, GCS today) falls back to put, then read back. Two replicas racing
-//   both write; the later write stays, and a replica that read back before it may have served
-//   the earlier signature for a moment. Both signatures are valid (same key, same payload), so
-//   clients verify either; from then on every replica reads the one that stayed.
+// - the record is written with the backend's conditional create (`createIfAbsent`: link(2) on a
+//   filesystem, `ifGenerationMatch=0` on GCS, `If-None-Match: *` on S3), so exactly one record
+//   is ever written; a replica that loses the race reads and serves the winner's;
+// - every writer reads its record back: on a server that ignores conditional writes (the
+//   startup probe warns of it) the later write stays, and a replica that read back before it
+//   may have served the earlier signature for a moment. Both signatures are valid (same key,
+//   same payload), so clients verify either; from then on every replica reads the one that stayed.
 // A record whose signature does not verify (damaged bytes, another key) is not served: it is
 // replaced by a fresh signature.
 
@@ -125,17 +126,11 @@ export class SignatureStore {
     if (stored) return stored;
     const fresh = this.sign(reference, subject);
     const body = JSON.stringify(fresh.record);
-    if (this.storage.createIfAbsent) {
-      if (await this.storage.createIfAbsent(key, body)) {
-        this.stats.signed++;
-        return fresh.artifact;
-      }
+    if (!(await this.storage.createIfAbsent(key, body))) {
       // Another replica (or request) was first: serve its signature.
       const winner = await this.readStored(key);
       if (winner) return winner;
       // Its record is damaged (readStored removed it): ours replaces it.
-      await this.storage.put(key, body, { contentType: 'application/json' });
-    } else {
       await this.storage.put(key, body, { contentType: 'application/json' });
     }
     this.stats.signed++;

@@ -22,7 +22,8 @@ import { compareStrings } from '../image/name.js';
 import { LruCache } from '../util/lru.js';
 import { isAbandoned, ownedName } from '../util/owner.js';
 import { StorageUnavailableError, StorageObjectNotFoundError, checkRange, isMoveOntoItself, validateKey, validatePrefix } from './errors.js';
-import type { ByteRange, ObjectInfo, ObjectWriter, OpenedObject, Storage } from './storage.js';
+import * as conditional from './filesystem-conditional.js';
+import type { ByteRange, ObjectInfo, ObjectWriter, OpenedObject, Storage, VersionedObject } from './storage.js';
 
 const TMP_DIR = '.tmp';
 const META_DIR = '.meta';
@@ -44,7 +45,8 @@ export interface FilesystemStorageOptions {
 export class FilesystemStorage implements Storage {
   readonly name: string;
   readonly root: string;
-  private readonly fsync: boolean;
+  /** @internal */
+  readonly fsync: boolean;
   private ready: Promise<void> | undefined;
   /** Per-key chains that serialise the (sidecar, data) rename pairs within this process. */
   private readonly locks = new Map<string, Promise<void>>();
@@ -76,38 +78,6 @@ export class FilesystemStorage implements Storage {
     }
   }
 
-  /**
-   * Writes `data` under `key` unless something is there already; true when this call wrote it.
-   * The bytes go to a temporary file first and are linked into place: link(2) fails when the
-   * name exists, so of racing writers (processes or hosts on one filesystem) exactly one
-   * wins, and no reader ever sees a partial object.
-   */
-  async createIfAbsent(key: string, data: Buffer | string): Promise<boolean> {
-    validateKey(key);
-    await this.init();
-    const tmp = this.tempPath();
-    try {
-      const fh = await fs.open(tmp, 'wx', 0o644);
-      try {
-        await fh.writeFile(data);
-        if (this.fsync) await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await fs.mkdir(path.dirname(this.dataPath(key)), { recursive: true });
-      try {
-        await fs.link(tmp, this.dataPath(key));
-        return true;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-        throw err;
-      }
-    } catch (err) {
-      throw this.failure('put', key, err);
-    } finally {
-      await removeQuietly(tmp);
-    }
-  }
 
   async writer(key: string, options: { contentType?: string } = {}): Promise<ObjectWriter> {
     validateKey(key);
@@ -279,6 +249,40 @@ export class FilesystemStorage implements Storage {
     });
   }
 
+  // Conditional writes (filesystem-conditional.ts): atomic between processes, not only in this one.
+
+  async createIfAbsent(key: string, data: Buffer | string): Promise<string | null> {
+    validateKey(key);
+    await this.init();
+    return this.conditionally('create', key, () => conditional.createIfAbsent(this, key, data));
+  }
+
+  async replaceIfVersion(key: string, data: Buffer | string, version: string): Promise<string | null> {
+    validateKey(key);
+    await this.init();
+    return this.conditionally('replace', key, () => conditional.replaceIfVersion(this, key, data, version));
+  }
+
+  async deleteIfVersion(key: string, version: string): Promise<boolean> {
+    validateKey(key);
+    await this.init();
+    return this.conditionally('delete', key, () => conditional.deleteIfVersion(this, key, version));
+  }
+
+  async readVersioned(key: string): Promise<VersionedObject | null> {
+    validateKey(key);
+    const read = await this.conditionally('read', key, () => conditional.readVersioned(this.dataPath(key)));
+    return read ?? this.missing('read', key);
+  }
+
+  private async conditionally<T>(operation: string, key: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw this.failure(operation, key, err);
+    }
+  }
+
   /**
    * Keys in code-unit order, streamed: directory entries are sorted with `/` appended to
    * directory names, which is exactly the order of the full keys.
@@ -402,11 +406,13 @@ export class FilesystemStorage implements Storage {
     return removed;
   }
 
-  private tempPath(): string {
+  /** @internal */
+  tempPath(): string {
     return path.join(this.root, TMP_DIR, ownedName(randomUUID()));
   }
 
-  private dataPath(key: string): string {
+  /** @internal */
+  dataPath(key: string): string {
     return path.join(this.root, key);
   }
 

@@ -24,7 +24,7 @@ function verifies(a: SignatureArtifact, key: SigningKey): boolean {
   return verify('sha256', a.payload.bytes, createPublicKey(key.publicKeyPem), Buffer.from(layer.annotations[SIGNATURE_ANNOTATION]!, 'base64'));
 }
 
-/** The same backend without its atomic create (as S3 and GCS are here today). */
+/** The same backend on a server that ignores conditional writes (as s3rver does): create is a put. */
 function withoutCreate(s: FilesystemStorage): Storage {
   return {
     name: s.name,
@@ -37,6 +37,13 @@ function withoutCreate(s: FilesystemStorage): Storage {
     move: (a, b) => s.move(a, b),
     list: (p) => s.list(p),
     delete: (k) => s.delete(k),
+    createIfAbsent: async (k, d) => {
+      await s.put(k, d);
+      return 'ignored-condition';
+    },
+    replaceIfVersion: (k, d, v) => s.replaceIfVersion(k, d, v),
+    deleteIfVersion: (k, v) => s.deleteIfVersion(k, v),
+    readVersioned: (k) => s.readVersioned(k),
   };
 }
 
