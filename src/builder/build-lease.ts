@@ -105,8 +105,14 @@ export class BuildLeases {
     for (;;) {
       const current = await this.storage.readVersioned(key);
       let held: Held | null = null;
-      if (!current) held = await this.write(key, null);
-      else if (seen?.version === current.version && performance.now() - seen.since >= periodMs) {
+      if (!current) {
+        // Free after a wait: its holder released it, after writing the record (unless it failed).
+        if (waited && (await this.storage.stat(record))) {
+          const answer = await landed();
+          if (answer !== null) return answer;
+        }
+        held = await this.write(key, null);
+      } else if (seen?.version === current.version && performance.now() - seen.since >= periodMs) {
         held = await this.write(key, current.version);
         if (held) {
           this.observer?.buildLease('expired');
