@@ -3,7 +3,7 @@
 
 import { pino, type Logger as PinoLogger } from 'pino';
 import type { Config } from './config.js';
-import { describeConfig, storageSettings } from './config.js';
+import { describeConfig, signingSettings, storageSettings } from './config.js';
 import { learnSettingSecrets, redact } from './secrets.js';
 import { createStorage } from './storage/index.js';
 import type { Storage } from './storage/storage.js';
@@ -26,6 +26,8 @@ import { Metrics } from './metrics/metrics.js';
 import { BatchedLogDestination } from './log-destination.js';
 import { measuredStorage } from './storage/measured.js';
 import { stopAllNixProcesses } from './nix/processes.js';
+import { SignatureStore } from './signing/store.js';
+import { blobKey } from './builder/layout.js';
 
 export interface App {
   config: Config;
@@ -58,6 +60,8 @@ export interface AppOptions {
    * stand-in that makes real store files without Nix (test/helpers/stand-in-nix.ts).
    */
   nix?: NixStage;
+  /** Make SBOMs and provenance with every image (default true; off only for the bench's baseline). */
+  attestations?: boolean;
 }
 
 /** The package source from the settings (flags or Nixery's variables, same precedence). */
@@ -84,6 +88,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     options.logDestination === 'stdout' ? new BatchedLogDestination(1) : pino.destination({ fd: 2, sync: true }),
   );
   const source = sourceFromConfig(config);
+  // Checked before anything starts: a key without the public host it would vouch for is an error.
+  const signing = signingSettings(config);
   const strategy = getStrategy(config.layering);
   const metrics = new Metrics();
   const backend = await createStorage(storageSettings(config));
@@ -109,6 +115,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     observer: metrics.builds,
     nixObserver: metrics.nix,
     nix: options.nix,
+    buildLease: { periodMs: config.buildLeaseSeconds * 1000 },
+    attestations: options.attestations,
   });
   const service = new RegistryService(builder, config.buildConcurrency, config.buildQueue, config.manifestCacheSize, config.platforms.map(platformArch));
   // Search lists the packages of the first configured platform's system.
@@ -129,7 +137,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     metrics,
     stopProcesses: (graceMs) => stopAllNixProcesses({ graceMs }),
     async serve(version: string) {
-      const parts = { storage, service, quarantine, log, packages, sourceDescription: describeSource(source), version, metrics, blobObserver: metrics.blobs };
+      const signer = signing ? new SignatureStore(storage, signing.key, signing.publicHost, blobKey) : undefined;
+      const parts = { storage, service, quarantine, log, packages, sourceDescription: describeSource(source), version, metrics, blobObserver: metrics.blobs, signing: signer };
       const registry = await startRegistry(config, parts, (gate) =>
         // The counts the service, the gate and the quarantine keep themselves, read when scraped.
         metrics.watch({
@@ -165,6 +174,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
         void pins.stop();
         void packages.stop();
       });
+      // Whether the storage honours conditional writes (else one warning line, and no leases).
+      await builder.leases.checkAtStartup();
       return registry;
     },
   };

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Command line: `nixery build`, `nixery serve`, `nixery popcount`, `nixery layers`, `nixery gc`,
-// `nixery scrub`.
+// `nixery scrub`, `nixery sign`.
 // Errors are one line on stderr and a non-zero exit, never a stack trace.
 
 import { readFileSync } from 'node:fs';
@@ -11,7 +11,8 @@ import { SETTINGS, loadConfig, storageSettings, type Config, type SettingName } 
 import { ConfigError, NixeryError } from './errors.js';
 import { parseReference } from './image/name.js';
 import { createApp, sourceFromConfig } from './app.js';
-import { exportImage, exportIndex, parseOutputTarget } from './builder/export.js';
+import { exportAttestations, exportImage, exportIndex, parseOutputTarget } from './builder/export.js';
+import path from 'node:path';
 import type { BuildProgress } from './builder/builder.js';
 import { runLayersCommand } from './layers/command.js';
 import { popcount } from './nix/popcount.js';
@@ -65,6 +66,8 @@ const SERVE_SETTINGS: SettingName[] = [
   'sendBufferMb',
   'blobVerify',
   'shutdownTimeout',
+  'publicHost',
+  // Not NIXERY_SIGNING_KEY: a key on the command line would be in argv (ps, /proc): environment only.
 ];
 
 function progressPrinter(): (p: BuildProgress) => void {
@@ -96,7 +99,8 @@ withSettings(
       (value: string, previous: string[]) => [...previous, value],
       [] as string[],
     )
-    .option('--json', 'print digests and the layer list as JSON on stdout'),
+    .option('--json', 'print digests and the layer list as JSON on stdout')
+    .option('--sbom <dir>', 'also write the SBOMs (CycloneDX, SPDX) and provenance to DIR; in an oci:DIR layout they are referrers too'),
   BUILD_SETTINGS,
 ).action(async (ref: string, opts: Record<string, unknown>) => {
   const config = configFrom(opts, BUILD_SETTINGS);
@@ -111,6 +115,9 @@ withSettings(
     }
   }
   const image = parseReference(ref);
+  // The name as typed (parseReference validated it): what the written image is called.
+  const colon = ref.lastIndexOf(':');
+  const requested = colon > ref.lastIndexOf('/') ? ref.slice(0, colon) : ref;
   if (image.archRequested && flagged.length > 0 && platforms.join() !== image.arch.platform) {
     throw new ConfigError(`invalid --platform: ${ref} names its platform (${image.arch.platform}) with the arm64 meta-package`);
   }
@@ -125,9 +132,9 @@ withSettings(
   let shown: string;
   if (built.length === 1) {
     const only = built[0]!;
-    await exportImage(only, app.storage, target);
+    await exportImage(only, app.storage, target, requested, { referrers: opts.sbom !== undefined });
     summary = {
-      image: `${image.name}:${image.tag}`,
+      image: `${requested}:${image.tag}`,
       digest: only.manifests.oci.digest,
       dockerDigest: only.manifests.docker.digest,
       config: only.manifests.config.digest,
@@ -138,9 +145,9 @@ withSettings(
     shown = `${only.layers.length} layers`;
   } else {
     const index = await app.builder.index(built);
-    await exportIndex(built, index, app.storage, target);
+    await exportIndex(built, index, app.storage, target, requested, { referrers: opts.sbom !== undefined });
     summary = {
-      image: `${image.name}:${image.tag}`,
+      image: `${requested}:${image.tag}`,
       digest: index.oci.digest,
       dockerDigest: index.docker.digest,
       revision: built[0]!.revision,
@@ -155,6 +162,7 @@ withSettings(
     };
     shown = `index of ${built.map((b) => b.image.arch.platform).join(', ')}`;
   }
+  if (opts.sbom !== undefined) summary.sbom = await exportAttestations(built, app.storage, path.resolve(String(opts.sbom)));
   if (opts.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   else if (process.stdout.isTTY) process.stdout.write(`${summary.image} ${summary.digest} (${shown}) → ${summary.output}\n`);
 });
@@ -230,7 +238,7 @@ withSettings(
   });
   const dangling = report.danglingRecordsRemoved.length;
   process.stdout.write(
-    `${report.dryRun ? 'would free' : 'freed'} ${report.bytesFreed} bytes in ${report.removed.length} objects; kept ${report.manifestsKept} manifests and ${report.blobsKept} blobs` +
+    `${report.dryRun ? 'would free' : 'freed'} ${report.bytesFreed} bytes in ${report.removed.length} objects; kept ${report.manifestsKept} manifests${report.signaturesKept ? `, ${report.signaturesKept} signatures` : ''} and ${report.blobsKept} blobs` +
       `${dangling ? `; ${dangling} records written during the run used removed blobs and ${report.dryRun ? 'would be' : 'were'} removed (rebuilt on the next pull)` : ''}\n`,
   );
 });
@@ -252,14 +260,64 @@ withSettings(
   if (json) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } else {
-    const { blobs, bytes, builds, manifests } = report.checked;
+    const { blobs, bytes, builds, manifests, signatures } = report.checked;
     const repaired = report.repair ? `, ${report.removed.length} removed${report.changed.length ? `, ${report.changed.length} changed while checking (scrub again)` : ''}` : '';
     process.stdout.write(
-      `scrub: checked ${blobs} blobs (${bytes} bytes), ${builds} build records, ${manifests} manifest records: ${report.bad.length} bad${repaired}${report.notes.length ? `, ${report.notes.length} ${report.notes.length === 1 ? 'note' : 'notes'}` : ''}\n`,
+      `scrub: checked ${blobs} blobs (${bytes} bytes), ${builds} build records, ${manifests} manifest records${signatures ? `, ${signatures} signatures` : ''}: ${report.bad.length} bad${repaired}${report.notes.length ? `, ${report.notes.length} ${report.notes.length === 1 ? 'note' : 'notes'}` : ''}\n`,
     );
   }
   if (report.bad.length > 0) process.exitCode = 1;
 });
+
+withSettings(
+  program
+    .command('verify')
+    .description("rebuild an image here from its provenance (read from the registry) and compare: exit 0 on a match, 1 on a mismatch, 2 when it cannot tell")
+    .argument('<ref>', 'the image on a registry, e.g. localhost:8080/shell/hello@sha256:… or localhost:8080/shell/hello:latest')
+    .option('--plain-http', 'talk to the registry over plain HTTP (default HTTPS)')
+    .option('--json', 'print the comparison as JSON on stdout'),
+  BUILD_SETTINGS,
+).action(async (ref: string, opts: Record<string, unknown>) => {
+  const { parseRemoteRef, fetchProvenance, compareImages } = await import('./builder/verify.js');
+  const { popularityDigest } = await import('./layers/popularity.js');
+  const { parseImageName } = await import('./image/name.js');
+  let comparison;
+  try {
+    const remote = parseRemoteRef(ref);
+    const provenance = await fetchProvenance(`${opts.plainHttp ? 'http' : 'https'}://${remote.registry}`, remote);
+    const { externalParameters: ext, internalParameters: int } = provenance.parameters;
+    const config = { ...configFrom(opts, BUILD_SETTINGS), layering: int.layering as Config['layering'], layerBudget: int.budget };
+    const app = await createApp(config, { logDestination: 'stderr', defaultLogLevel: 'warn' });
+    const notes: string[] = [];
+    if (popularityDigest(app.popularity.current) !== int.popularity) notes.push(`popularity data: the image used ${int.popularity}, here ${popularityDigest(app.popularity.current)} (set NIX_POPULARITY_URL to the same data)`);
+    if (int.compression !== 'gzip') notes.push(`compression: the image used ${int.compression}, this nixery-ts packs gzip`);
+    const [image] = forPlatforms(parseImageName(ext.image, ext.tag), [platformArch(ext.platform)]);
+    const built = await app.builder.build(image!, progressPrinter());
+    if (built.revision !== int.revision) notes.unshift(`source revision: the image was built from ${int.revision}, ${ext.tag} is ${built.revision} here`);
+    comparison = compareImages(provenance, built, notes);
+  } catch (err) {
+    if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+    process.stderr.write(`nixery verify: ${redact(oneLine(err))}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+  if (opts.json) process.stdout.write(`${JSON.stringify(comparison, null, 2)}\n`);
+  else if (comparison.match) process.stdout.write(`match: ${ref} is ${comparison.registry}, and so is the image built here\n`);
+  else process.stdout.write(`mismatch: ${ref} is ${comparison.registry}, the image built here is ${comparison.local}\n${comparison.differences.map((d) => `  ${d}\n`).join('')}`);
+  process.exitCode = comparison.match ? 0 : 1;
+});
+
+program
+  .command('sign')
+  .description('signing (NIXERY_SIGNING_KEY, read from the environment only): print what clients verify with')
+  .option('--public-key', "print the signing key's public key (PEM) for clients' policy.json or cosign verify --key")
+  .action((opts: { publicKey?: boolean }) => {
+    if (!opts.publicKey) throw new ConfigError('nixery sign: say what to print (--public-key)');
+    const { signingKey } = loadConfig(process.env);
+    if (!signingKey) throw new ConfigError('nixery sign --public-key needs NIXERY_SIGNING_KEY (a PEM private key, inline or a file path)');
+    process.stdout.write(signingKey.publicKeyPem);
+  });
 
 function oneLine(err: unknown): string {
   if (err instanceof ConfigError || err instanceof NixeryError) return err.message.replace(/\s*\n\s*/g, ' | ');

@@ -10,6 +10,7 @@ import { URL_SETTINGS, displayUrl } from './secrets.js';
 import { hostPlatform, parsePlatforms } from './image/platform.js';
 import { STORAGE_BACKENDS, STORAGE_KEY, type StorageBackendName } from './storage/storage.js';
 import type { GcsSettings, S3StorageOptions, StorageSettings } from './storage/index.js';
+import { SigningKey } from './signing/key.js';
 
 export interface Setting<T> {
   env: string;
@@ -57,6 +58,22 @@ const nonEmpty = (raw: string): string => {
   return raw;
 };
 
+/**
+ * host or host:port as image references start (NIXERY_PUBLIC_HOST). Clients read a first
+ * component without a dot or port as a Docker Hub path (`myhost/x` is docker.io/myhost/x), so
+ * such a host must be `localhost` or carry a port.
+ */
+export function publicHost(raw: string): string {
+  const value = raw.trim();
+  const m = /^(\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*)(?::(\d{1,5}))?$/.exec(value);
+  if (!m) throw new Error(`must be host or host:port (no scheme, no path), got ${JSON.stringify(value)}`);
+  if (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535)) throw new Error(`port must be between 1 and 65535, got ${m[2]}`);
+  if (m[2] === undefined && !m[1]!.includes('.') && !m[1]!.startsWith('[') && m[1] !== 'localhost') {
+    throw new Error(`${JSON.stringify(value)} would be read as a Docker Hub path by clients: give a domain name with a dot, an address, localhost, or add a port`);
+  }
+  return value;
+}
+
 function defaultStoragePath(): string {
   const cache = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
   return path.join(cache, 'nixery-ts');
@@ -84,6 +101,7 @@ export const SETTINGS = {
   layerBudget: { env: 'NIXERY_LAYER_BUDGET', flag: '--layer-budget', description: 'most layers for store paths (the customisation layer comes on top)', default: 94, parse: integer(1, 124) },
   buildConcurrency: { env: 'NIXERY_BUILD_CONCURRENCY', flag: '--build-concurrency', description: 'image builds (Nix) running at once', default: Math.max(1, os.availableParallelism()), parse: integer(1, 1024) },
   buildQueue: { env: 'NIXERY_BUILD_QUEUE', flag: '--build-queue', description: 'builds waiting for a slot before requests get 429', default: 32, parse: integer(0, 100000) },
+  buildLeaseSeconds: { env: 'NIXERY_BUILD_LEASE_SECONDS', flag: '--build-lease-seconds', description: 'replicas on one storage build each image once: a build lease lasts this long unless renewed (every third of it) while its holder builds; 0: every replica builds for itself', default: 30, parse: integer(0, 3600) },
   resolveTtl: { env: 'NIXERY_RESOLVE_TTL', flag: '--resolve-ttl', description: 'seconds a moving target (branch, channel, latest) stays resolved to one revision', default: 60, parse: integer(0, 86400 * 365) },
   manifestCacheSize: { env: 'NIXERY_MANIFEST_CACHE', flag: '--manifest-cache', description: 'manifests kept in memory', default: 1024, parse: integer(0, 10_000_000) },
   blobCacheMb: { env: 'NIXERY_BLOB_CACHE_MB', flag: '--blob-cache-mb', description: 'memory for serving hot blobs (each at most 16 MB or 1/8 of it), MB; 0 turns it off', default: 256, parse: integer(0, 1_000_000) },
@@ -114,6 +132,9 @@ export const SETTINGS = {
   maxConnections: { env: 'NIXERY_MAX_CONNECTIONS', flag: '--max-connections', description: 'connections open at once; at the cap idle ones are closed to make room, else new ones get 503 (default: half of what the descriptor limit leaves after a quarter for storage and Nix)', parse: integer(1, 1_000_000) },
   maxClientConnections: { env: 'NIXERY_MAX_CLIENT_CONNECTIONS', flag: '--max-client-connections', description: 'connections one client address may hold (behind a trusted proxy: requests in flight per forwarded client); past it 429 (default: an eighth of NIXERY_MAX_CONNECTIONS, at least 16)', parse: integer(1, 1_000_000) },
   maxEventStreams: { env: 'NIXERY_MAX_EVENT_STREAMS', flag: '--max-event-streams', description: 'build event streams (SSE) open at once; past it 503 (default: a quarter of NIXERY_MAX_CONNECTIONS, at least 4)', parse: integer(1, 1_000_000) },
+  // The value is a SigningKey: it prints as a description and fingerprint, never the key.
+  signingKey: { env: 'NIXERY_SIGNING_KEY', flag: '--signing-key', description: 'sign every manifest served (cosign format): a PEM private key, ECDSA P-256 or Ed25519, inline or the path of a file', parse: (raw: string) => SigningKey.load(raw) },
+  publicHost: { env: 'NIXERY_PUBLIC_HOST', flag: '--public-host', description: 'host[:port] clients pull from: the identity signatures vouch for, and what the explorer shows in pull commands', parse: publicHost },
   // Below Kubernetes' default 30 s grace period, so the drain ends before the SIGKILL.
   shutdownTimeout: { env: 'NIXERY_SHUTDOWN_TIMEOUT', flag: '--shutdown-timeout', description: 'seconds to finish requests in flight on SIGTERM before closing what remains', default: 25, parse: integer(0, 3600) },
 } satisfies Record<string, Setting<unknown>>;
@@ -165,6 +186,19 @@ export function describeConfig(config: Config, env: NodeJS.ProcessEnv = process.
     if (value && !(name in shown)) shown[name] = displayUrl(value);
   }
   return shown;
+}
+
+// ---- Signing: both settings together. ----
+
+/**
+ * The signing settings when NIXERY_SIGNING_KEY is set: the key and the public host the
+ * signatures name (required with it: a signature vouches for HOST/NAME, and the host a request
+ * came in on is the client's to choose). Undefined when signing is off.
+ */
+export function signingSettings(config: Pick<Config, 'signingKey' | 'publicHost'>): { key: SigningKey; publicHost: string } | undefined {
+  if (!config.signingKey) return undefined;
+  if (!config.publicHost) throw new ConfigError('NIXERY_SIGNING_KEY needs NIXERY_PUBLIC_HOST: the host[:port] clients pull from, which signatures name');
+  return { key: config.signingKey, publicHost: config.publicHost };
 }
 
 // ---- Storage backends: the backend-specific variables, read here like every other setting. ----

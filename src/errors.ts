@@ -82,6 +82,7 @@ export const ERROR_CATALOGUE = {
   CLIENT_CONNECTIONS: { code: 'TOOMANYREQUESTS', status: 429, message: 'this client has too many connections open', retryAfterSeconds: 1 },
   CONFIG_INVALID: { code: 'UNKNOWN', status: 500, message: 'invalid configuration' },
   INPUT_INVALID: { code: 'UNKNOWN', status: 500, message: 'invalid input' },
+  VERIFY_FAILED: { code: 'UNKNOWN', status: 500, message: "the image's provenance could not be read" },
   UNKNOWN: { code: 'UNKNOWN', status: 500, message: 'unknown error' },
 } as const satisfies Record<string, CatalogueEntry>;
 
@@ -297,8 +298,12 @@ export const IntegrityError = /* @__PURE__ */ defineError('IntegrityError', 'INT
 export const ShuttingDownError = /* @__PURE__ */ defineError('ShuttingDownError', 'SHUTTING_DOWN');
 /** A missing or invalid configuration value; stops startup with one clear line. */
 export const ConfigError = /* @__PURE__ */ defineError('ConfigError', 'CONFIG_INVALID', (message: string) => msg(message));
+/** A build request's image `config` with a field that is not what it must be: the 400 names the field. */
+export const ImageConfigInvalidError = /* @__PURE__ */ defineError('ImageConfigInvalidError', 'BODY_INVALID', (field: string, why: string) => msg(`${field ? `config.${field}` : 'config'}: ${why}`, { detail: { field: field ? `config.${field}` : 'config' } }));
 /** Input to a command (a layering request, popularity data) that is not what it must be. */
 export const InvalidInputError = /* @__PURE__ */ defineError('InvalidInputError', 'INPUT_INVALID', (message: string) => msg(message));
+/** `nixery verify` could not get as far as comparing: the registry or the provenance failed it. */
+export const VerifyError = /* @__PURE__ */ defineError('VerifyError', 'VERIFY_FAILED', (message: string) => msg(message));
 /** Popularity data that is not `{"name": count}`. */
 export const InvalidPopularityError = /* @__PURE__ */ defineError('InvalidPopularityError', 'INPUT_INVALID', (message: string) => msg(message), InvalidInputError);
 /** A `nixery layers` request that is not JSON or not in the contract's shape. */

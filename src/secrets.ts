@@ -17,6 +17,19 @@ export const URL_SETTINGS = [
   'STORAGE_EMULATOR_HOST',
 ] as const;
 
+/**
+ * Variables no child process gets (Nix, git): a package set evaluated by Nix could read them
+ * with builtins.getEnv and put them in an image. The signing key's only reader is config.ts.
+ */
+export const WITHHELD_FROM_CHILDREN = ['NIXERY_SIGNING_KEY'] as const;
+
+/** `env` without the variables children must not see. */
+export function childEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out = { ...env };
+  for (const name of WITHHELD_FROM_CHILDREN) delete out[name];
+  return out;
+}
+
 export const MASK = '***';
 
 /**

@@ -3,12 +3,14 @@
 // offending file and import.
 //
 // The house, bottom to top (a module may import only from its own folder or a lower one):
-//   util · errors · secrets · image · manifest · nix · layers · archive · storage · config ·
-//   builder · auth · service · registry · cleanup · metrics · log-destination · app · cli
+//   util · errors · secrets · image · manifest · nix · sbom · layers · archive · storage · signing ·
+//   config · builder · auth · service · registry · cleanup · metrics · log-destination · app · cli
 // util/errors/secrets are the ground floor; image and manifest are the pure OCI/name domain the
-// pipeline uses; nix → layers → archive → storage → builder is the pipeline (the builder owns
+// pipeline uses; sbom turns what Nix and the build report into SBOM and provenance JSON (pure
+// data → JSON, beside the manifests; the builder stores it); nix → layers → archive → storage → builder is the pipeline (the builder owns
 // it and calls the others). config reads every setting (it knows the storage backends'
-// option types, so it sits above storage); service sits under the HTTP registry; metrics and
+// option types, so it sits above storage; and it parses the signing key, so above signing,
+// which keeps signatures in storage and is read by gc and scrub in the builder); service sits under the HTTP registry; metrics and
 // the composition root (app, cli) sit on top and may import anything below them.
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -21,7 +23,7 @@ import { ERROR_CATALOGUE } from '../src/errors.js';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SRC = path.join(ROOT, 'src');
 
-const ORDER = ['util', 'errors', 'secrets', 'image', 'manifest', 'nix', 'layers', 'archive', 'storage', 'config', 'builder', 'auth', 'service', 'registry', 'cleanup', 'metrics', 'log-destination', 'app', 'cli'];
+const ORDER = ['util', 'errors', 'secrets', 'image', 'manifest', 'nix', 'sbom', 'layers', 'archive', 'storage', 'signing', 'config', 'builder', 'auth', 'service', 'registry', 'cleanup', 'metrics', 'log-destination', 'app', 'cli'];
 
 interface Import {
   from: string; // file, relative to src/ (e.g. registry/server.ts)

@@ -5,7 +5,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
+import { generateKeyPairSync } from 'node:crypto';
 import { credentialsOf, learnSettingSecrets, redact, Redactor, URL_SETTINGS } from '../src/secrets.js';
+import { describeConfig, loadConfig } from '../src/config.js';
+import { runProcess } from '../src/nix/run.js';
 
 test('userinfo with a password: the URL is shown without it, the password is gone from any text', () => {
   const r = new Redactor();
@@ -117,4 +120,32 @@ test('learnSettingSecrets reads every URL-valued setting; redact() and a pino lo
   const lines = written.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
   assert.equal(lines[0]!.msg, 'popularity token ***');
   assert.equal(lines[1]!.source, 'https://h/{rev}.tar.gz?token=***');
+});
+
+test('the signing key: its PEM lines are redacted from logs, and no child process (Nix, git) gets the variable', async () => {
+  const pem = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const saved = process.env.NIXERY_SIGNING_KEY;
+  process.env.NIXERY_SIGNING_KEY = pem;
+  try {
+    const config = loadConfig(process.env);
+    const body = pem.split('\n').find((l) => /^[A-Za-z0-9+/=]{16,}$/.test(l))!;
+    assert.equal(redact(`oops: ${body}`), 'oops: ***');
+    let written = '';
+    const sink = new Writable({
+      write(chunk, _enc, done) {
+        written += String(chunk);
+        done();
+      },
+    });
+    pino({ hooks: { streamWrite: redact } }, sink).info({ config: describeConfig(config), key: config.signingKey, raw: pem }, 'started');
+    assert.ok(!written.includes(body), written);
+    assert.match(written, /"NIXERY_SIGNING_KEY":"ed25519 key \(inline PEM, sha256:[0-9a-f]{16}…\)"/);
+    // A package set could read the variable with builtins.getEnv: children never get it.
+    const { stdout } = await runProcess('env', [], { timeoutMs: 10_000, what: 'env' });
+    assert.ok(!stdout.includes('NIXERY_SIGNING_KEY'), stdout);
+    assert.ok(stdout.includes('PATH='));
+  } finally {
+    if (saved === undefined) delete process.env.NIXERY_SIGNING_KEY;
+    else process.env.NIXERY_SIGNING_KEY = saved;
+  }
 });

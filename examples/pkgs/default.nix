@@ -309,6 +309,10 @@ in
     version = "2.12.1";
     script = if arm64Target then aarch64Hello else writeBin "hello" "echo 'Hello, world!'";
     meta.description = "Prints a known line";
+    # As in nixpkgs: an image of hello alone runs /bin/hello by default.
+    meta.mainProgram = "hello";
+    # One license, as nixpkgs' lib.licenses spells it (SBOMs carry its spdxId).
+    meta.license = { spdxId = "GPL-3.0-or-later"; shortName = "gpl3Plus"; fullName = "GNU General Public License v3.0 or later"; };
   };
 
   # Registry names cannot start with `_`: `1password` is looked up as `_1password`.
@@ -324,6 +328,8 @@ in
     version = "1.7.1";
     outputs = [ "bin" "man" "doc" "lib" "out" ];
     meta.outputsToInstall = [ "bin" "man" ];
+    # A list of licenses, one without an SPDX id (left out of SBOMs).
+    meta.license = [ { spdxId = "MIT"; shortName = "mit"; } { shortName = "stand-in"; free = true; } ];
     script = ''
       mkdir -p $bin/bin $man/share/man/man1 $doc/share/doc/jq $lib/lib $out/nix-support
       echo "stand-in libjq; NEEDED ${oniguruma}/lib" > $lib/lib/libjq.so.1

@@ -1,12 +1,15 @@
 // The customisation layer, made here instead of by a Nix build: the merged symlink forest of the
 // requested packages' outputs (as nixpkgs' symlinkJoin/lndir would make it), plus the image
 // essentials: /usr/bin/env (never dangling), /tmp (1777) and /etc/ssl/certs/ca-bundle.crt.
+// With a user (the `nonroot` meta-package): /etc/passwd and /etc/group naming root, nobody and
+// the user, and the user's home, owned by it.
 
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { isUtf8 } from 'node:buffer';
 import { posix } from 'node:path';
 import type { Stats } from 'node:fs';
 import { compareStrings } from '../image/name.js';
+import type { ImageUser } from '../image/config.js';
 import { ArchiveError } from './errors.js';
 import { sortEntries, type TarEntry } from './tar.js';
 
@@ -17,6 +20,8 @@ export interface CustomisationInput {
   closure: readonly string[];
   /** Directory the store paths are read under (tests use fake stores); targets stay as given. */
   storeRoot?: string;
+  /** A user to add (the `nonroot` meta-package): passwd, group and its home. */
+  user?: ImageUser;
 }
 
 /** Two packages provide the same path; `kept` is in the image, `ignored` is not. */
@@ -39,6 +44,8 @@ export interface CustomisationLayer {
 export const DIRECTORY_MODE = 0o755;
 export const TMP_MODE = 0o1777;
 export const CA_BUNDLE = 'etc/ssl/certs/ca-bundle.crt';
+/** Mode of /etc/passwd and /etc/group (readable by every user, as on any system). */
+export const ACCOUNT_FILE_MODE = 0o644;
 /** Deepest directory nesting merged; deeper means a symlink loop. */
 const MAX_DEPTH = 64;
 const MAX_SYMLINK_HOPS = 40;
@@ -49,6 +56,16 @@ interface DirNode {
   /** The first directory this one was made from (for collision reports). */
   origin: string;
   mode: number;
+  /** Owner, when not root (a user's home). */
+  owner?: { uid: number; gid: number };
+}
+
+/** A regular file the layer holds itself (/etc/passwd, /etc/group). */
+interface FileNode {
+  kind: 'file';
+  data: Buffer;
+  mode: number;
+  origin: string;
 }
 
 interface LeafNode {
@@ -59,7 +76,7 @@ interface LeafNode {
   expand?: string;
 }
 
-type Node = DirNode | LeafNode;
+type Node = DirNode | LeafNode | FileNode;
 
 const newDir = (origin: string, mode = DIRECTORY_MODE): DirNode => ({ kind: 'dir', children: new Map(), origin, mode });
 
@@ -75,9 +92,9 @@ export async function customisationLayer(input: CustomisationInput): Promise<Cus
 export async function customisationEntries(
   outputs: readonly string[],
   closure: readonly string[],
-  options: { storeRoot?: string } = {},
+  options: { storeRoot?: string; user?: ImageUser } = {},
 ): Promise<{ entries: TarEntry[]; collisions: string[]; details: Collision[]; warnings: string[]; env: string | null }> {
-  const layer = await customisationLayer({ outputs, closure, storeRoot: options.storeRoot });
+  const layer = await customisationLayer({ outputs, closure, storeRoot: options.storeRoot, user: options.user });
   return {
     entries: layer.entries,
     collisions: layer.collisions.map((c) => `${c.path}: kept ${c.kept}, ignored ${c.ignored}`),
@@ -115,6 +132,16 @@ class ForestBuilder {
 
     await this.place(['tmp'], newDir('/tmp', TMP_MODE));
 
+    const { user } = this.input;
+    if (user) {
+      for (const [name, data] of Object.entries(accountFiles(user))) {
+        await this.place(['etc', name], { kind: 'file', data, mode: ACCOUNT_FILE_MODE, origin: `/etc/${name}` });
+      }
+      const home = newDir(user.home, DIRECTORY_MODE);
+      home.owner = { uid: user.uid, gid: user.gid };
+      await this.place(user.home.split('/').filter(Boolean), home);
+    }
+
     if (!(await this.treeHas(CA_BUNDLE.split('/')))) {
       const cacert = closure.filter((p) => /^[a-z0-9]+-cacert-/.test(posix.basename(p)));
       const bundle = await this.firstWith(CA_BUNDLE, [...outputs, ...cacert, ...closure]);
@@ -126,8 +153,10 @@ class ForestBuilder {
       for (const [name, node] of dir.children) {
         const path = prefix + name;
         if (node.kind === 'dir') {
-          entries.push({ type: 'directory', path, mode: node.mode });
+          entries.push({ type: 'directory', path, mode: node.mode, ...(node.owner ?? {}) });
           emit(node, `${path}/`);
+        } else if (node.kind === 'file') {
+          entries.push({ type: 'file', path, mode: node.mode, size: node.data.length, source: { data: node.data } });
         } else {
           entries.push({ type: 'symlink', path, target: node.target });
         }
@@ -166,8 +195,8 @@ class ForestBuilder {
         } else {
           dir.children.set(name, { kind: 'leaf', target: childLogical, expand: kind.type === 'dirlink' ? kind.real : undefined });
         }
-      } else if (existing.kind === 'dir') {
-        if (kind.type === 'leaf') this.collide(childRel, existing.origin, childLogical);
+      } else if (existing.kind === 'dir' || existing.kind === 'file') {
+        if (kind.type === 'leaf' || existing.kind === 'file') this.collide(childRel, existing.origin, childLogical);
         else await this.merge(existing, kind.type === 'dir' ? childReal : kind.real, childLogical, childRel, depth + 1);
       } else if (existing.target === childLogical) {
         // The same path listed twice: nothing to merge.
@@ -198,6 +227,7 @@ class ForestBuilder {
       if (isLast) {
         if (node.kind === 'dir' && existing?.kind === 'dir') {
           existing.mode = node.mode; // keep what packages put there, with the essential's mode
+          existing.owner = node.owner;
           return;
         }
         if (existing) this.collide(rel, describe(node), describe(existing), true);
@@ -211,7 +241,7 @@ class ForestBuilder {
         dir.children.set(name, d);
         dir = d;
       } else {
-        if (existing) this.collide(rel, `directory /${rel}`, existing.target, true);
+        if (existing) this.collide(rel, `directory /${rel}`, describe(existing), true);
         const d = newDir(`/${rel}`);
         dir.children.set(name, d);
         dir = d;
@@ -223,12 +253,13 @@ class ForestBuilder {
   private async treeHas(components: string[]): Promise<boolean> {
     let node: Node = this.tree;
     for (const [i, name] of components.entries()) {
+      if (node.kind === 'file') return false;
       if (node.kind === 'leaf') return (await this.resolve(`${node.target}/${components.slice(i).join('/')}`)) !== null;
       const next: Node | undefined = node.children.get(name);
       if (!next) return false;
       node = next;
     }
-    return node.kind === 'dir' || (await this.resolve(node.target)) !== null;
+    return node.kind !== 'leaf' || (await this.resolve(node.target)) !== null;
   }
 
   /** `<path>/<rel>` for the first path that has `rel` as a file (following symlinks), or null. */
@@ -278,7 +309,27 @@ class ForestBuilder {
 }
 
 function describe(node: Node): string {
-  return node.kind === 'dir' ? `directory ${node.origin}` : node.target;
+  return node.kind === 'dir' ? `directory ${node.origin}` : node.kind === 'file' ? `file ${node.origin}` : node.target;
+}
+
+/**
+ * /etc/passwd and /etc/group: root, nobody and the user, as distroless images have them (no
+ * login shell: an image's shell is run as a command, not as a login).
+ */
+export function accountFiles(user: ImageUser): { passwd: Buffer; group: Buffer } {
+  const nologin = '/sbin/nologin';
+  return {
+    passwd: Buffer.from(
+      `root:x:0:0:root:/root:${nologin}
+nobody:x:65534:65534:nobody:/nonexistent:${nologin}
+${user.name}:x:${user.uid}:${user.gid}:${user.name}:${user.home}:${nologin}
+`,
+    ),
+    group: Buffer.from(`root:x:0:
+nobody:x:65534:
+${user.name}:x:${user.gid}:
+`),
+  };
 }
 
 async function lstatOrNull(path: string): Promise<Stats | null> {

@@ -1,6 +1,7 @@
 // A deterministic POSIX tar writer: ustar headers, PAX extended headers where ustar cannot say
 // it (long or non-ASCII names and link targets, sizes >= 8 GiB). Every header field that could
-// leak the build machine is fixed: uid/gid 0, empty uname/gname, mtime 1, no atime/ctime.
+// leak the build machine is fixed: uid/gid 0 (a directory may name its owner: a user's home),
+// empty uname/gname, mtime 1, no atime/ctime.
 
 import { constants as fsConstants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
@@ -13,7 +14,7 @@ import { ArchiveError, FileChangedError } from './errors.js';
  * target may be a Buffer to carry file names that are not valid UTF-8 byte for byte.
  */
 export type TarEntry =
-  | { type: 'directory'; path: TarPath; mode: number }
+  | { type: 'directory'; path: TarPath; mode: number; uid?: number; gid?: number }
   | { type: 'file'; path: TarPath; mode: number; size: number; source: { file: TarPath } | { data: Buffer } }
   | { type: 'symlink'; path: TarPath; target: TarPath }
   /** `target` is the path of an earlier regular-file entry of the same archive. */
@@ -142,14 +143,16 @@ interface HeaderFields {
   size: number;
   typeflag: string;
   linkname?: Buffer;
+  uid?: number;
+  gid?: number;
 }
 
 function ustarHeader(f: HeaderFields): Buffer {
   const block = Buffer.alloc(BLOCK_SIZE);
   f.name.copy(block, 0);
   writeOctal(block, 100, 8, f.mode);
-  writeOctal(block, 108, 8, 0); // uid
-  writeOctal(block, 116, 8, 0); // gid
+  writeOctal(block, 108, 8, f.uid ?? 0); // uid
+  writeOctal(block, 116, 8, f.gid ?? 0); // gid
   writeOctal(block, 124, 12, f.size);
   writeOctal(block, 136, 12, ENTRY_MTIME);
   block.write(f.typeflag, 156, 'ascii');
@@ -235,7 +238,8 @@ export function encodeHeader(entry: TarEntry): Buffer {
     sizeField = 0;
   }
 
-  const header = ustarHeader({ name: ustarName, prefix, mode, size: sizeField, typeflag, linkname });
+  const owner = entry.type === 'directory' ? { uid: entry.uid, gid: entry.gid } : {};
+  const header = ustarHeader({ name: ustarName, prefix, mode, size: sizeField, typeflag, linkname, ...owner });
   if (records.length === 0) return header;
 
   const values = records.map(([, v]) => v);

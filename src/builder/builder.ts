@@ -3,33 +3,32 @@
 // storage. The registry and the `build` command both call `ImageBuilder.build`, or `buildAll`
 // for the platforms of a multi-platform image (built concurrently, then `index`).
 
-import { createHash } from 'node:crypto';
 import type { ImageRequest } from '../image/name.js';
 import type { Storage } from '../storage/storage.js';
 import type { LayeringStrategy, Popularity } from '../layers/types.js';
-import type { ResolvedPackage } from '../nix/types.js';
 import type { PinnedSource } from '../nix/source.js';
 import type { RealiseOptions } from '../nix/realise.js';
 import type { NixRunObserver } from '../nix/observer.js';
-import { NIX, rootPaths, type NixStage } from './nix-stage.js';
-import { buildManifests, type ImageManifests } from '../manifest/manifest.js';
+import { NIX, type NixStage } from './nix-stage.js';
+import { ImagePacker, recordLayers } from './pack-image.js';
+import { imageCacheKey, indexCacheKey } from './cache-key.js';
 import { buildIndex, type ImageIndex } from '../manifest/image-index.js';
 import { LayerStore } from './layer-store.js';
-import { ManifestCache, recordDigests, type ImageLayer, type ManifestRecord } from './manifest-cache.js';
+import { ManifestCache, recordDigests, type ManifestRecord } from './manifest-cache.js';
 import { SingleFlight } from '../util/singleflight.js';
 import { LruCache } from '../util/lru.js';
 import { blobKey, manifestKey } from './layout.js';
 import type { Quarantine } from './integrity.js';
 import { popularityDigest } from '../layers/popularity.js';
-import { layerSharing } from '../layers/sharing.js';
 import { StorageObjectNotFoundError } from '../storage/errors.js';
-import { ImageTooLargeError, NixeryError, PlatformBuildError } from '../errors.js';
+import { NixeryError, PlatformBuildError } from '../errors.js';
 import type { Pin, Pinner } from './pins.js';
-import { PackProgress, ProgressChannel } from './progress.js';
+import { ProgressChannel } from './progress.js';
 import { timePhases, type BuildObserver } from './observer.js';
-import { mapLimit } from '../util/semaphore.js';
-import { toLayerGraph } from './popularity.js';
 import { RecordOwners } from './record-owners.js';
+import { sha256Digest } from '../manifest/manifest.js';
+import type { ArtifactRecord } from './attest.js';
+import { BuildLeases, type BuildLeaseSettings } from './build-lease.js';
 
 import type { BuildLimit, BuildPolicy, BuildProgress, BuiltImage, Logger, NixTimeouts } from './types.js';
 
@@ -61,10 +60,11 @@ export interface BuilderOptions {
   nixObserver?: NixRunObserver;
   /** Where Nix's steps run (default: the real Nix; tests of the registry give a stand-in). */
   nix?: NixStage;
+  /** One build per image across replicas (build-lease.ts); default a 30 s lease. */
+  buildLease?: BuildLeaseSettings;
+  /** Make SBOMs and provenance with every image (default true; attest.ts). */
+  attestations?: boolean;
 }
-
-/** Bump when the bytes of layers or manifests change for the same input. */
-const FORMAT_VERSION = 'nixery-ts/1';
 
 /** A build whose record references blobs that vanished while it was written (gc) is redone this often. */
 const BUILD_ATTEMPTS = 3;
@@ -89,6 +89,8 @@ export class ImageBuilder {
   private readonly repairs = new SingleFlight<string, boolean>();
   /** Which image each blob of an image built or loaded here belongs to: a lost blob is rebuilt from it. */
   private readonly owners = new LruCache<string, ImageRequest>(100_000);
+  /** The artifacts of each image manifest built or loaded here (by its OCI digest). */
+  private readonly artifacts = new LruCache<string, ArtifactRecord[]>(10_000);
   /** Which platforms each index blob made here is over. */
   private readonly indexOwners = new LruCache<string, IndexOwner>(10_000);
   /** Indexes (by OCI index digest) whose blobs and record this process has written. */
@@ -98,8 +100,11 @@ export class ImageBuilder {
   private readonly recordOwners: RecordOwners;
   /** Builds that ran Nix (not served from the manifest cache). */
   buildsRun = 0;
+  /** The build leases shared with other replicas on the storage. */
+  readonly leases: BuildLeases;
 
   private readonly nix: NixStage;
+  private readonly packer: ImagePacker;
 
   constructor(private readonly options: BuilderOptions) {
     this.pins = options.pins;
@@ -107,6 +112,10 @@ export class ImageBuilder {
     this.recordOwners = new RecordOwners(options.storage, options.quarantine);
     this.layers = new LayerStore(options.storage, options.log, options.quarantine, options.observer, this.nix.storeRoot);
     this.manifests = new ManifestCache(options.storage, options.manifestCacheSize ?? 1024, options.quarantine, options.observer);
+    const { strategy, budget, log, maxImageSize, policy, packConcurrency, nixObserver } = options;
+    const attestations = options.attestations === false ? undefined : { compression: 'gzip' };
+    this.packer = new ImagePacker({ nix: this.nix, layers: this.layers, manifests: this.manifests, strategy, budget, log, maxImageSize, policy, packConcurrency, nixObserver, attestations });
+    this.leases = new BuildLeases(options.storage, options.buildLease ?? { periodMs: 30_000 }, log, options.observer);
   }
 
   /** The popularity data builds use now (its identity changes when it is reloaded). */
@@ -144,11 +153,13 @@ export class ImageBuilder {
     const pinned = pin.pinned;
     const key = cacheKey;
     // Without a cache key, identical concurrent requests still share one build.
-    const flightKey = key ?? `uncached:${image.arch.nixSystem}:${image.tag}:${image.packages.join(' ')}`;
+    const flightKey = key ?? `uncached:${image.arch.nixSystem}:${image.tag}:${image.packages.join(' ')}:${JSON.stringify([image.nonroot ?? false, image.config ?? null])}`;
     let channel = this.progress.get(flightKey);
     const flight = this.builds.run(flightKey, () => {
       const report = (p: BuildProgress) => channel!.emit(p);
-      return limit(() => this.buildUncached(image, pinned, key, popularity, report), report);
+      const run = () => limit(() => this.buildUncached(image, pinned, key, popularity, report), report);
+      // Another replica may be building it: its record is served when it lands (build-lease.ts).
+      return key ? this.leases.once(key, run, () => this.landed(image, key, pin), report) : run();
     });
     if (!flight.shared || !channel) {
       const own = new ProgressChannel();
@@ -235,9 +246,7 @@ export class ImageBuilder {
   /** Key of an index record: the platforms' cache keys, in order (null when one has none). */
   private indexKey(built: readonly BuiltImage[]): string | null {
     if (built.some((b) => b.cacheKey === null)) return null;
-    return createHash('sha256')
-      .update(JSON.stringify({ format: FORMAT_VERSION, index: built.map((b) => b.cacheKey) }))
-      .digest('hex');
+    return indexCacheKey(built.map((b) => b.cacheKey!));
   }
 
   private indexRecord(built: readonly BuiltImage[], index: ImageIndex) {
@@ -246,7 +255,12 @@ export class ImageBuilder {
       index,
       platforms: built.map((b) => ({
         platform: b.image.arch.platform,
-        record: { revision: b.revision, manifests: b.manifests, layers: b.layers.map(({ digest, size, diffId, paths }) => ({ digest, size, diffId, paths })) },
+        record: {
+          revision: b.revision,
+          manifests: b.manifests,
+          layers: b.layers.map(({ digest, size, diffId, paths }) => ({ digest, size, diffId, paths })),
+          ...(b.artifacts ? { artifacts: b.artifacts } : {}),
+        },
       })),
     };
   }
@@ -310,7 +324,7 @@ export class ImageBuilder {
    * A record that gc expired while its blobs remain is written again (the image is in use).
    */
   async stillWhole(built: BuiltImage): Promise<boolean> {
-    const record: ManifestRecord = { revision: built.revision, manifests: built.manifests, layers: recordLayers(built.layers) };
+    const record: ManifestRecord = { revision: built.revision, manifests: built.manifests, layers: recordLayers(built.layers), ...(built.artifacts ? { artifacts: built.artifacts } : {}) };
     if (!(await this.blobsPresent(record))) {
       if (built.cacheKey) this.manifests.forget(built.cacheKey);
       return false;
@@ -321,16 +335,22 @@ export class ImageBuilder {
 
   /** Cache key: everything that decides the image's bytes. */
   cacheKey(image: ImageRequest, revision: string, popularity: Popularity = this.options.popularity()): string {
-    const input = JSON.stringify({
-      format: FORMAT_VERSION,
+    return imageCacheKey({
       system: image.arch.nixSystem,
       revision,
       packages: image.packages,
       layering: this.options.strategy.name,
       budget: this.options.budget,
       popularity: popularityDigest(popularity),
+      nonroot: image.nonroot,
+      config: image.config,
     });
-    return createHash('sha256').update(input).digest('hex');
+  }
+
+  /** The image from its record in storage, written by another replica (null: none usable). */
+  private async landed(image: ImageRequest, cacheKey: string, pin: Pin): Promise<BuiltImage | null> {
+    const record = await this.manifests.get(cacheKey);
+    return record ? this.fromRecord(image, cacheKey, record, pin) : null;
   }
 
   private async fromRecord(image: ImageRequest, cacheKey: string, record: ManifestRecord, pin: Pin): Promise<BuiltImage> {
@@ -343,6 +363,7 @@ export class ImageBuilder {
       layers: record.layers.map((l) => ({ ...l, cached: true })),
       fromCache: true,
       pin,
+      ...(record.artifacts ? { artifacts: record.artifacts } : {}),
     };
   }
 
@@ -385,7 +406,7 @@ export class ImageBuilder {
     const realised = await this.nix.realise(resolved, realiseOptions);
     try {
       for (let attempt = 1; ; attempt++) {
-        const built = await this.packImage(image, pinned, cacheKey, resolved, popularity, started, onProgress);
+        const built = await this.packer.pack({ image, pinned, cacheKey, resolved, popularity, started, onProgress });
         // A concurrent `nixery gc` may have removed a blob this image reuses after it was looked
         // up: then the record written last points at nothing. Checked after writing it, so a
         // removal either shows here (and the image is redone) or gc sees the record.
@@ -410,90 +431,26 @@ export class ImageBuilder {
 
   private remember(image: ImageRequest, record: ManifestRecord): void {
     for (const digest of recordDigests(record)) this.owners.set(digest, image);
+    if (record.artifacts) this.artifacts.set(record.manifests.oci.digest, record.artifacts);
   }
 
-  private async packImage(
-    image: ImageRequest,
-    pinned: PinnedSource,
-    cacheKey: string | null,
-    resolved: ResolvedPackage[],
-    popularity: Popularity,
-    started: number,
-    onProgress: (p: BuildProgress) => void,
-  ): Promise<{ image: BuiltImage; record: ManifestRecord }> {
-    const { log } = this.options;
-    const roots = rootPaths(resolved);
-    onProgress({ phase: 'closure', message: 'reading the runtime closure' });
-    const closure = await this.nix.closure(roots, { observer: this.options.nixObserver });
-    this.options.policy?.checkClosure(closure.paths.map((p) => p.path));
-    const closureBytes = closure.paths.reduce((sum, p) => sum + p.narSize, 0);
-    if (this.options.maxImageSize !== undefined && closureBytes > this.options.maxImageSize) {
-      log.info({ image: image.name, tag: image.tag, closureBytes, limit: this.options.maxImageSize }, 'image refused: over NIXERY_MAX_IMAGE_SIZE');
-      throw new ImageTooLargeError(closureBytes, this.options.maxImageSize);
-    }
-
-    onProgress({ phase: 'layers', message: `grouping ${closure.paths.length} store paths into layers` });
-    const groups = this.options.strategy.group(toLayerGraph(closure), { budget: this.options.budget, popularity });
-
-    // Each layer's size as Nix reports it; the customisation layer (symlinks) counts as nothing.
-    const narSizes = new Map(closure.paths.map((p) => [p.path, p.narSize]));
-    const estimates = [...groups.map((g) => g.paths.reduce((sum, p) => sum + (narSizes.get(p) ?? 0), 0)), 0];
-    const progress = new PackProgress(estimates, onProgress);
-    progress.start();
-    const packed = await mapLimit(groups, this.options.packConcurrency ?? 2, async (group, i) => {
-      const layer = await this.layers.storePathLayer(group.paths, progress.bytes(i));
-      progress.layerDone(i);
-      return layer;
-    });
-    // Collisions in the symlink forest go to the package named first (packages are sorted).
-    const forestOrder = [...new Set(resolved.flatMap((p) => Object.values(p.outputs)))];
-    const custom = await this.layers.customisationLayer(forestOrder, closure, progress.bytes(groups.length));
-    progress.layerDone(groups.length);
-    for (const c of custom.collisions) log.warn({ image: image.name, collision: c }, 'customisation layer collision');
-
-    onProgress({ phase: 'manifest', message: 'writing the manifests' });
-    const narSize = new Map(closure.paths.map((p) => [p.path, p.narSize]));
-    const layers: Array<ImageLayer & { cached: boolean }> = [
-      ...packed.map((p, i) => {
-        const paths = groups[i]!.paths;
-        const storePaths = paths.map((path) => ({ path, narSize: narSize.get(path) ?? 0 }));
-        return { ...p.digests, paths: paths.length, storePaths, ...layerSharing(paths, popularity), cached: p.cached };
-      }),
-      { ...custom.digests, paths: roots.length, storePaths: [], links: roots, popularity: 0, runtime: null, cached: custom.cached },
-    ];
-    const manifests = buildManifests({
-      architecture: image.arch.imageArch,
-      layers,
-      cmd: resolved.some((p) => p.attrPath.length === 1 && p.attrPath[0] === 'bashInteractive') ? ['bash'] : undefined,
-      packages: image.packages,
-      source: pinned.description,
-      revision: pinned.revision,
-    });
-    await this.storeManifests(manifests);
-    const record: ManifestRecord = {
-      revision: pinned.revision,
-      manifests,
-      layers: recordLayers(layers),
-    };
-    if (cacheKey) await this.manifests.set(cacheKey, record, image);
-    log.info(
-      { image: image.name, tag: image.tag, revision: pinned.revision, storePaths: closure.paths.length, layers: layers.length, packed: packed.filter((p) => !p.cached).length, ms: Date.now() - started, digest: manifests.oci.digest },
-      'image built',
-    );
-    return { image: { image, cacheKey, revision: pinned.revision, manifests, layers, fromCache: false }, record };
+  /** A stored artifact document (an SBOM), checked against its digest; null when missing or damaged. */
+  async readDocument(digest: string): Promise<Buffer | null> {
+    const bytes = await this.options.storage.read(blobKey(digest));
+    return bytes && sha256Digest(bytes) === digest ? bytes : null;
   }
 
-  private async storeManifests(m: ImageManifests): Promise<void> {
-    await Promise.all([m.config, m.oci, m.docker].map((b) => this.layers.putBlob(b)));
+  /**
+   * The artifacts (SBOMs, provenance) whose subject is the image manifest `subject`: of an image
+   * built or served here, else from the stored records (another replica, before a restart).
+   */
+  async artifactsOf(subject: string): Promise<ArtifactRecord[]> {
+    return this.artifacts.get(subject) ?? (await this.recordOwners.artifactsOf(subject));
   }
+
 }
 
 /** Whether two platforms failed the same way (then it is not the platform's failure). */
 function sameFailure(a: unknown, b: unknown): boolean {
   return a instanceof NixeryError && b instanceof NixeryError && a.kind === b.kind && a.message === b.message;
-}
-
-/** What a record keeps of an image's layers (whether they were packed now is not kept). */
-function recordLayers(layers: ReadonlyArray<ImageLayer & { cached: boolean }>): ImageLayer[] {
-  return layers.map(({ cached: _cached, ...layer }) => layer);
 }

@@ -2,6 +2,10 @@
 // docker-archive tarball (`docker-archive:FILE`) that `docker load` and `ctr images import`
 // accept. The archive holds both an OCI layout and Docker's manifest.json, as `docker save` does.
 // A multi-platform image goes to an OCI layout whose tag names the image index (`exportIndex`).
+// Both name the image as it was asked for (`nixery build shell/hello` loads as shell/hello), not
+// by the canonical name, which sorts the components (hello/shell would ask for a package "shell").
+// With `--sbom DIR` the SBOMs and provenance are written to DIR (`exportAttestations`) and go
+// into an OCI layout as referrers of their manifests.
 
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rm, stat, writeFile, readdir } from 'node:fs/promises';
@@ -15,7 +19,9 @@ import { MEDIA_TYPES } from '../manifest/manifest.js';
 import type { BuiltImage } from './builder.js';
 import type { ImageIndex } from '../manifest/image-index.js';
 import { writeTar } from '../archive/tar.js';
+import { ARTIFACT_TYPES, artifactDigests } from './attest.js';
 import type { TarEntry } from '../archive/tar.js';
+import { pullName } from '../image/name.js';
 
 export interface OutputTarget {
   kind: 'oci' | 'docker-archive';
@@ -28,19 +34,31 @@ export function parseOutputTarget(spec: string): OutputTarget {
   return { kind: m[1] as OutputTarget['kind'], path: path.resolve(m[2]!) };
 }
 
-export async function exportImage(built: BuiltImage, storage: Storage, target: OutputTarget): Promise<void> {
+/** The name an exported image carries: the one asked for, else one that pulls it (meta-packages first). */
+function exportName(built: BuiltImage, name: string | undefined): string {
+  return `${name ?? pullName(built.image)}:${built.image.tag}`;
+}
+
+/** What goes into an OCI layout besides the image: its SBOMs and provenance as referrers (OCI 1.1). */
+export interface LayoutOptions {
+  referrers?: boolean;
+}
+
+/** `name`: the image name as requested (validated), which `docker load` and `ctr images import` list. */
+export async function exportImage(built: BuiltImage, storage: Storage, target: OutputTarget, name?: string, options: LayoutOptions = {}): Promise<void> {
+  const ref = exportName(built, name);
   if (target.kind === 'oci') {
-    await writeOciLayout(built, storage, target.path);
+    await writeOciLayout(built, storage, target.path, ref, undefined, undefined, options.referrers ? [built] : []);
     return;
   }
   const dir = await mkdtemp(path.join(tmpdir(), 'nixery-export-'));
   try {
-    await writeOciLayout(built, storage, dir);
+    await writeOciLayout(built, storage, dir, ref);
     const layers = built.layers.map((l) => `blobs/sha256/${digestHex(l.digest)}`);
     const dockerManifest = [
       {
         Config: `blobs/sha256/${digestHex(built.manifests.config.digest)}`,
-        RepoTags: [`${built.image.name}:${built.image.tag}`],
+        RepoTags: [ref],
         Layers: layers,
       },
     ];
@@ -55,26 +73,59 @@ export async function exportImage(built: BuiltImage, storage: Storage, target: O
  * A multi-platform image as an OCI image layout: every platform's OCI manifest, config and
  * layers, the OCI image index over them, and index.json naming that index with the tag.
  */
-export async function exportIndex(built: readonly BuiltImage[], index: ImageIndex, storage: Storage, target: OutputTarget): Promise<void> {
+export async function exportIndex(built: readonly BuiltImage[], index: ImageIndex, storage: Storage, target: OutputTarget, name?: string, options: LayoutOptions = {}): Promise<void> {
   if (target.kind !== 'oci') throw new ConfigError(`${target.kind}:FILE holds one platform: write several platforms to oci:DIR, or build one --platform`);
   const digests = [index.oci.digest, ...built.flatMap((b) => [b.manifests.oci.digest, b.manifests.config.digest, ...b.layers.map((l) => l.digest)])];
-  await writeOciLayout(built[0]!, storage, target.path, digests, index.oci);
+  await writeOciLayout(built[0]!, storage, target.path, exportName(built[0]!, name), digests, index.oci, options.referrers ? built : []);
+}
+
+/** File names of the documents `--sbom DIR` writes, by artifact type. */
+const DOCUMENT_FILES: Record<string, string> = {
+  [ARTIFACT_TYPES.cyclonedx]: 'cdx.json',
+  [ARTIFACT_TYPES.spdx]: 'spdx.json',
+  [ARTIFACT_TYPES.provenance]: 'provenance.intoto.json',
+};
+
+/**
+ * Writes each image's SBOMs (CycloneDX, SPDX) and provenance into `dir`, as they are stored:
+ * `sbom.cdx.json`, `sbom.spdx.json`, `sbom.provenance.intoto.json` for one platform,
+ * `<os>-<arch>.cdx.json` … for several. Returns the files written.
+ */
+export async function exportAttestations(built: readonly BuiltImage[], storage: Storage, dir: string): Promise<string[]> {
+  await mkdir(dir, { recursive: true });
+  const written: string[] = [];
+  for (const b of built) {
+    if (!b.artifacts?.length) throw new ConfigError(`${b.image.name}:${b.image.tag} (${b.image.arch.platform}) has no SBOM: it was recorded by an older version; build it again with an empty storage`);
+    const stem = built.length === 1 ? 'sbom' : b.image.arch.platform.replaceAll('/', '-');
+    for (const a of b.artifacts) {
+      const bytes = await storage.read(blobKey(a.document.digest));
+      if (!bytes) throw new BlobNotFoundError(a.document.digest);
+      const file = path.join(dir, `${stem}.${DOCUMENT_FILES[a.artifactType] ?? `${digestHex(a.document.digest)}.json`}`);
+      await writeFile(file, bytes);
+      written.push(file);
+    }
+  }
+  return written;
 }
 
 /**
  * An OCI image layout: oci-layout, every blob, and index.json naming `top` (the image's OCI
- * manifest, or a multi-platform index) with the tag as ref.name.
+ * manifest, or a multi-platform index) with the tag as ref.name and `ref` (name:tag) for containerd.
  */
 async function writeOciLayout(
   built: BuiltImage,
   storage: Storage,
   dir: string,
+  ref: string,
   digests = [built.manifests.oci.digest, built.manifests.config.digest, ...built.layers.map((l) => l.digest)],
   top: { mediaType: string; digest: string; size: number } = built.manifests.oci,
+  /** Images whose SBOMs and provenance go in too, as referrers of their manifests. */
+  attested: readonly BuiltImage[] = [],
 ): Promise<void> {
   const blobs = path.join(dir, 'blobs', 'sha256');
   await mkdir(blobs, { recursive: true });
-  for (const digest of digests) {
+  const artifacts = attested.flatMap((b) => b.artifacts ?? []);
+  for (const digest of [...digests, ...artifactDigests(artifacts)]) {
     const file = path.join(blobs, digestHex(digest));
     if (await exists(file)) continue;
     const stream = await storage.get(blobKey(digest));
@@ -91,10 +142,12 @@ async function writeOciLayout(
         digest: top.digest,
         size: top.size,
         annotations: {
-          'io.containerd.image.name': `${built.image.name}:${built.image.tag}`,
+          'io.containerd.image.name': ref,
           'org.opencontainers.image.ref.name': built.image.tag,
         },
       },
+      // Referrers in a layout: their manifests listed in index.json, untagged (as oras writes them).
+      ...artifacts.map((a) => ({ ...a.manifest, artifactType: a.artifactType, ...(a.annotations ? { annotations: a.annotations } : {}) })),
     ],
   };
   await writeFile(path.join(dir, 'index.json'), JSON.stringify(index));

@@ -1,6 +1,8 @@
 // Storage garbage collection. Roots are the cached manifests (`manifests/*.json`); everything
-// they reference (manifest, config and layer blobs; a multi-platform index record: its index
-// blobs and every platform's) stays. Blobs, build-cache entries and staging
+// they reference (manifest, config and layer blobs, the image's SBOM and provenance artifacts; a
+// multi-platform index record: its index blobs and every platform's) stays, and so do the stored
+// signatures of those manifests (`signatures/…`, with their payload, config and manifest blobs).
+// Blobs, build-cache entries and staging
 // objects that no root references are removed once they were last modified before the run
 // started minus a grace period.
 //
@@ -20,9 +22,11 @@
 import { randomUUID } from 'node:crypto';
 import type { ObjectInfo, Storage } from '../storage/storage.js';
 import { decodeRecord } from './records.js';
+import { EMPTY_CONFIG } from '../manifest/referrers.js';
+import { readRecord, SIGNATURES_PREFIX, subjectOfRecordKey, artifactBlobs } from '../signing/store.js';
 
 /** Points between phases, for tests that interleave writes with a run. */
-export type GcPhase = 'start' | 'manifests' | 'builds' | 'blobs' | 'staging';
+export type GcPhase = 'start' | 'manifests' | 'signatures' | 'builds' | 'blobs' | 'staging';
 
 export interface GcHooks {
   /** Runs after each phase, before the next one starts. */
@@ -49,6 +53,8 @@ export interface GcReport {
   manifestsKept: number;
   manifestsRemoved: number;
   blobsKept: number;
+  /** Stored signatures kept (their signed manifest lives); those of gone manifests are in `removed`. */
+  signaturesKept: number;
   removed: Array<{ key: string; size: number }>;
   bytesFreed: number;
   /** Records (written during the run) removed because they used a blob this run removed. */
@@ -63,6 +69,8 @@ interface ImageRecordRefs {
   oci?: { digest?: string };
   docker?: { digest?: string };
   layers?: Array<{ digest?: string }>;
+  /** SBOMs and provenance: their artifact manifests and documents (and the empty config). */
+  artifacts?: Array<{ manifest?: { digest?: string }; document?: { digest?: string } }>;
 }
 
 /** An image's record, or a multi-platform index's (its index blobs and each platform's image). */
@@ -85,6 +93,7 @@ export async function collectGarbage(storage: Storage, options: GcOptions): Prom
       manifestsKept: 0,
       manifestsRemoved: 0,
       blobsKept: 0,
+      signaturesKept: 0,
       removed: [],
       bytesFreed: 0,
       danglingRecordsRemoved: [],
@@ -135,6 +144,20 @@ export async function collectGarbage(storage: Storage, options: GcOptions): Prom
       for (const d of manifestDigests(decoded.record)) live.add(d);
     }
     await hooks.afterPhase?.('manifests');
+
+    // 1b. Stored signatures: kept, with their blobs, while the manifest they sign lives.
+    for await (const o of storage.list(SIGNATURES_PREFIX.slice(0, -1))) {
+      const subject = subjectOfRecordKey(o.key);
+      const raw = subject && live.has(subject) ? await storage.read(o.key) : null;
+      const read = raw ? readRecord(o.key, raw) : undefined;
+      if (read?.ok) {
+        report.signaturesKept++;
+        for (const b of artifactBlobs(read.artifact)) live.add(b.digest);
+        continue;
+      }
+      await removeIfOlder(o, cutoff);
+    }
+    await hooks.afterPhase?.('signatures');
 
     // 2. Build-cache entries: kept when their blob is live or when they are young (a build is using them).
     const protectedByBuild = new Set<string>();
@@ -196,7 +219,13 @@ export async function collectGarbage(storage: Storage, options: GcOptions): Prom
 }
 
 function manifestDigests(record: ManifestRecordRefs): string[] {
-  const image = (r: ImageRecordRefs) => [r.config?.digest, r.oci?.digest, r.docker?.digest, ...(Array.isArray(r.layers) ? r.layers : []).map((l) => l?.digest)];
+  const image = (r: ImageRecordRefs) => [
+    r.config?.digest,
+    r.oci?.digest,
+    r.docker?.digest,
+    ...(Array.isArray(r.layers) ? r.layers : []).map((l) => l?.digest),
+    ...(Array.isArray(r.artifacts) && r.artifacts.length > 0 ? [...r.artifacts.flatMap((a) => [a?.manifest?.digest, a?.document?.digest]), EMPTY_CONFIG.digest] : []),
+  ];
   const all = [...image(record), record.index?.oci?.digest, record.index?.docker?.digest, ...(Array.isArray(record.platforms) ? record.platforms : []).flatMap((p) => (p ? image(p) : []))];
   return all.filter((d): d is string => typeof d === 'string');
 }

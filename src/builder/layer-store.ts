@@ -8,6 +8,7 @@ import type { Blob, LayerDescriptor } from '../manifest/manifest.js';
 import { MEDIA_TYPES } from '../manifest/manifest.js';
 import { packEntries, packStorePaths, type LayerDigests } from '../archive/pack.js';
 import { customisationEntries } from '../archive/customisation.js';
+import type { ImageUser } from '../image/config.js';
 import { blobKey, buildKey, stagingKey } from './layout.js';
 import { LruCache } from '../util/lru.js';
 import { SingleFlight } from '../util/singleflight.js';
@@ -68,11 +69,12 @@ export class LayerStore {
    * The customisation layer (symlink forest, /usr/bin/env, /tmp). Store paths are immutable, so
    * the requested outputs (in priority order) decide its content; the key is derived from them.
    */
-  async customisationLayer(roots: string[], closure: ClosureGraph, onProgress?: (bytes: number) => void): Promise<CustomisationLayer> {
-    const key = sha256Hex(`${LAYER_FORMAT}\ncustomisation\n${roots.join('\n')}`);
+  async customisationLayer(roots: string[], closure: ClosureGraph, onProgress?: (bytes: number) => void, user?: ImageUser): Promise<CustomisationLayer> {
+    // A user (nonroot) is part of the key only when there is one: other layers keep their keys.
+    const key = sha256Hex(`${LAYER_FORMAT}\ncustomisation\n${roots.join('\n')}${user ? `\nuser ${JSON.stringify(user)}` : ''}`);
     let collisions: string[] = [];
     const layer = await this.cachedOrPacked(key, async (sink) => {
-      const forest = await customisationEntries(roots, closure.paths.map((p) => p.path), { storeRoot: this.storeRoot });
+      const forest = await customisationEntries(roots, closure.paths.map((p) => p.path), { storeRoot: this.storeRoot, user });
       collisions = forest.collisions;
       return packEntries(forest.entries, sink, { onProgress });
     });

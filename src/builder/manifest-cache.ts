@@ -16,6 +16,8 @@ import { manifestKey, blobKey } from './layout.js';
 import { LruCache } from '../util/lru.js';
 import { encodeRecord } from './records.js';
 import type { Quarantine } from './integrity.js';
+import { artifactDigests, type ArtifactRecord } from './attest.js';
+import { EMPTY_CONFIG } from '../manifest/referrers.js';
 
 /**
  * One layer of a built image as its record keeps it. The optional fields were added for the
@@ -39,6 +41,8 @@ export interface ManifestRecord {
   revision: string | null;
   manifests: ImageManifests;
   layers: ImageLayer[];
+  /** The image's SBOMs and provenance (attest.ts); absent in records written before them. */
+  artifacts?: ArtifactRecord[];
 }
 
 export interface StoredRecord {
@@ -49,6 +53,7 @@ export interface StoredRecord {
   oci: Omit<Blob, 'bytes'>;
   docker: Omit<Blob, 'bytes'>;
   layers: ImageLayer[];
+  artifacts?: ArtifactRecord[];
 }
 
 /** A multi-platform index and the image of each of its platforms, in index order. */
@@ -75,7 +80,7 @@ export interface StoredIndexRecord {
 /** Every blob digest an image's record references. */
 export function recordDigests(record: ManifestRecord): string[] {
   const { config, oci, docker } = record.manifests;
-  return [config.digest, oci.digest, docker.digest, ...record.layers.map((l) => l.digest)];
+  return [config.digest, oci.digest, docker.digest, ...record.layers.map((l) => l.digest), ...artifactDigests(record.artifacts)];
 }
 
 const strip = ({ mediaType, digest, size }: Blob): Descriptor => ({ mediaType, digest, size });
@@ -124,7 +129,9 @@ export class ManifestCache {
     if (!config || !oci || !docker) return null;
     const layers = await Promise.all(stored.layers.map((l) => this.storage.stat(blobKey(l.digest))));
     if (layers.some((info, i) => !info || info.size !== stored.layers[i]!.size)) return null;
-    const record: ManifestRecord = { revision: stored.revision, manifests: { config, oci, docker }, layers: stored.layers };
+    // An artifact lost or damaged: the image is built again, which writes it again.
+    if (stored.artifacts && !(await this.artifactsWhole(stored.artifacts))) return null;
+    const record: ManifestRecord = { revision: stored.revision, manifests: { config, oci, docker }, layers: stored.layers, ...(stored.artifacts ? { artifacts: stored.artifacts } : {}) };
     this.memory.set(cacheKey, record);
     return record;
   }
@@ -151,6 +158,14 @@ export class ManifestCache {
     this.memory.delete(cacheKey);
   }
 
+  /** Whether every artifact's manifest (checked against its digest) and document is in storage. */
+  private async artifactsWhole(artifacts: readonly ArtifactRecord[]): Promise<boolean> {
+    const manifests = await Promise.all(artifacts.map((a) => this.load(a.manifest)));
+    if (manifests.some((m) => !m)) return false;
+    const documents = await Promise.all([...artifacts.map((a) => a.document), EMPTY_CONFIG].map((d) => this.storage.stat(blobKey(d.digest))));
+    return documents.every((info, i) => info !== null && info.size === (artifacts[i]?.document.size ?? EMPTY_CONFIG.size));
+  }
+
   /** A manifest or config blob, checked against its digest; a damaged one is removed. */
   private async load(d: Omit<Blob, 'bytes'>): Promise<Blob | null> {
     const key = blobKey(d.digest);
@@ -165,5 +180,11 @@ export class ManifestCache {
 }
 
 function storedImage(record: ManifestRecord): Omit<StoredRecord, 'revision'> {
-  return { config: strip(record.manifests.config), oci: strip(record.manifests.oci), docker: strip(record.manifests.docker), layers: record.layers };
+  return {
+    config: strip(record.manifests.config),
+    oci: strip(record.manifests.oci),
+    docker: strip(record.manifests.docker),
+    layers: record.layers,
+    ...(record.artifacts ? { artifacts: record.artifacts } : {}),
+  };
 }

@@ -9,7 +9,7 @@ import { sortedUnique } from '../image/name.js';
 import type { PinnedSource } from '../nix/source.js';
 import { resolvePackages, type ResolveOptions } from '../nix/resolve-packages.js';
 import { realise, type Realised, type RealiseOptions } from '../nix/realise.js';
-import { queryClosure } from '../nix/closure.js';
+import { narHashOf, queryClosure } from '../nix/closure.js';
 import { checkNix } from '../nix/health.js';
 import type { NixRunObserver } from '../nix/observer.js';
 
@@ -26,11 +26,22 @@ export interface NixStage {
 
 /** The real Nix. */
 export const NIX: NixStage = {
-  resolve: resolvePackages,
+  resolve: async (pinned, packages, system, opts) => withTarballHash(pinned, await resolvePackages(pinned, packages, system, opts), opts),
   realise,
   closure: (roots, opts) => queryClosure(roots, opts),
   check: () => checkNix(),
 };
+
+/**
+ * For a channel source, the NAR hash of the nixpkgs tarball Nix unpacked (for the provenance):
+ * one store query, on the path the evaluation reported.
+ */
+async function withTarballHash(pinned: PinnedSource, resolved: ResolvedPackage[], opts: ResolveOptions): Promise<ResolvedPackage[]> {
+  const info = resolved[0]?.sourceInfo;
+  if (pinned.srcType !== 'channel' || !info?.storePath) return resolved;
+  const narHash = await narHashOf(info.storePath, { env: opts.env, signal: opts.signal, observer: opts.observer });
+  return resolved.map((p) => ({ ...p, sourceInfo: { ...info, narHash } }));
+}
 
 /** The store paths that go into the image for the requested packages, sorted and unique. */
 export function rootPaths(resolved: readonly ResolvedPackage[]): string[] {

@@ -4,6 +4,9 @@
 import type { BuildPhase, BuildProgress } from './types.js';
 import type { ManifestCacheObserver } from './manifest-cache.js';
 
+/** A build lease (build-lease.ts): taken to build, waited on (another replica builds), taken over after it expired. */
+export type LeaseEvent = 'taken' | 'waited' | 'expired';
+
 /** `manifestLookup`: the manifest cache was asked for an image's record. */
 export interface BuildObserver extends ManifestCacheObserver {
   /** A build starts running Nix (it was not served from the manifest cache). */
@@ -14,6 +17,8 @@ export interface BuildObserver extends ManifestCacheObserver {
   build(outcome: 'succeeded' | 'failed', seconds: number): void;
   /** A layer was packed into storage (not found in the build cache). */
   layerPacked(layer: { compressedBytes: number; uncompressedBytes: number; seconds: number }): void;
+  /** Something happened to an image's build lease (one event per build that asked for it). */
+  buildLease(event: LeaseEvent): void;
 }
 
 /**

@@ -8,6 +8,15 @@ import type { Storage } from '../storage/storage.js';
 import { SingleFlight } from '../util/singleflight.js';
 import type { Quarantine } from './integrity.js';
 import type { StoredIndexRecord, StoredRecord } from './manifest-cache.js';
+import { artifactDigests, type ArtifactRecord } from './attest.js';
+
+interface Scan {
+  at?: number;
+  owners: Map<string, RecordOwner>;
+  images: ImageRequest[];
+  /** Image manifest digest → the artifacts its record lists. */
+  artifacts: Map<string, ArtifactRecord[]>;
+}
 
 export interface RecordOwner {
   /** The image (or, for an index's blob, the platforms' images) that makes the blob. */
@@ -23,8 +32,8 @@ export interface RecordOwner {
 const SCAN_TTL_MS = 10_000;
 
 export class RecordOwners {
-  private scanned: { at: number; owners: Map<string, RecordOwner>; images: ImageRequest[] } | undefined;
-  private readonly scans = new SingleFlight<string, { owners: Map<string, RecordOwner>; images: ImageRequest[] }>();
+  private scanned: Scan | undefined;
+  private readonly scans = new SingleFlight<string, Scan>();
 
   constructor(
     private readonly storage: Storage,
@@ -41,13 +50,19 @@ export class RecordOwners {
     return (await this.current()).images;
   }
 
-  private async current(): Promise<{ owners: Map<string, RecordOwner>; images: ImageRequest[] }> {
-    const fresh = this.scanned && Date.now() - this.scanned.at < SCAN_TTL_MS ? this.scanned : undefined;
+  /** The artifacts a stored record lists for the image manifest `subject` (empty: none). */
+  async artifactsOf(subject: string): Promise<ArtifactRecord[]> {
+    return (await this.current()).artifacts.get(subject) ?? [];
+  }
+
+  private async current(): Promise<Scan> {
+    const fresh = this.scanned && Date.now() - this.scanned.at! < SCAN_TTL_MS ? this.scanned : undefined;
     return fresh ?? (await this.scans.run('scan', () => this.scan()).promise);
   }
 
-  private async scan(): Promise<{ owners: Map<string, RecordOwner>; images: ImageRequest[] }> {
+  private async scan(): Promise<Scan> {
     const owners = new Map<string, RecordOwner>();
+    const artifacts = new Map<string, ArtifactRecord[]>();
     const images: ImageRequest[] = [];
     const at = Date.now();
     for await (const o of this.storage.list('manifests')) {
@@ -60,13 +75,16 @@ export class RecordOwners {
         const owner: RecordOwner = { images: record.images, index: record.index.oci.digest };
         owners.set(record.index.oci.digest, owner);
         owners.set(record.index.docker.digest, owner);
+        for (const p of record.platforms) if (p.artifacts?.length) artifacts.set(p.oci.digest, p.artifacts);
       } else if (record.image) {
         images.push(record.image);
         const owner: RecordOwner = { images: [record.image] };
         for (const d of [record.config, record.oci, record.docker, ...record.layers]) if (!owners.has(d.digest)) owners.set(d.digest, owner);
+        for (const d of artifactDigests(record.artifacts)) if (!owners.has(d)) owners.set(d, owner);
+        if (record.artifacts?.length) artifacts.set(record.oci.digest, record.artifacts);
       }
     }
-    this.scanned = { at, owners, images };
+    this.scanned = { at, owners, images, artifacts };
     return this.scanned;
   }
 }

@@ -21,6 +21,7 @@ import { IMAGE_MANIFEST_MEDIA_TYPES, INDEX_MEDIA_TYPES, MEDIA_TYPES } from '../m
 import { DIGEST_REGEXP, blobKey } from './layout.js';
 import { decodeRecord } from './records.js';
 import { pinProblem } from './pin-record.js';
+import { artifactBlobs, readRecord as readSignatureRecord, SIGNATURES_PREFIX, subjectOfRecordKey } from '../signing/store.js';
 
 export interface ScrubOptions {
   /** Remove what is bad (and the records that use it). */
@@ -41,7 +42,7 @@ export interface ScrubFinding {
 }
 
 export interface ScrubReport {
-  checked: { blobs: number; bytes: number; builds: number; manifests: number; pins: number };
+  checked: { blobs: number; bytes: number; builds: number; manifests: number; pins: number; signatures: number };
   /** Bad objects, one per key. */
   bad: ScrubFinding[];
   /** Worth knowing but not bad: staging leftovers, keys that are not ours. */
@@ -87,7 +88,7 @@ const KEEP_BYTES = new Set<string>([...IMAGE_MANIFEST_MEDIA_TYPES, ...INDEX_MEDI
 const INDEX_MEMBER_TYPE: Record<string, string> = { [MEDIA_TYPES.ociIndex]: MEDIA_TYPES.ociManifest, [MEDIA_TYPES.dockerManifestList]: MEDIA_TYPES.dockerManifest };
 
 export async function scrubStorage(storage: Storage, options: ScrubOptions): Promise<ScrubReport> {
-  const report: ScrubReport = { checked: { blobs: 0, bytes: 0, builds: 0, manifests: 0, pins: 0 }, bad: [], notes: [], removed: [], changed: [], repair: options.repair };
+  const report: ScrubReport = { checked: { blobs: 0, bytes: 0, builds: 0, manifests: 0, pins: 0, signatures: 0 }, bad: [], notes: [], removed: [], changed: [], repair: options.repair };
   /** Bad keys → why, with the version that was checked (what repair may remove). */
   const bad = new Map<string, { why: string; version?: string; size: number }>();
   const markBad = (key: string, why: string, seen: { version?: string; size: number }) => {
@@ -172,6 +173,26 @@ export async function scrubStorage(storage: Storage, options: ScrubOptions): Pro
 
   // 5. Persisted source pins: they decode (a bad one is removed; the source pins the tag again).
   await checkRecords('pins', async (record) => pinProblem(record));
+
+  // 5b. Stored signatures: each verifies with its public key over the payload it stands for (a
+  //     bad one is removed; the registry signs again). Its blobs the registry writes again from
+  //     the record when they are missing, so a missing one is only a note, as is a signature of
+  //     a manifest that is gone (gc removes it).
+  for await (const o of storage.list(SIGNATURES_PREFIX.slice(0, -1))) {
+    report.checked.signatures++;
+    const read = await readRecord(storage, o);
+    if (!read) continue;
+    const checked = read.raw ? readSignatureRecord(o.key, read.raw) : { ok: false as const, why: `it has ${read.info.size} bytes, too large for a record` };
+    if (!checked.ok) {
+      markBad(o.key, `unusable signature: ${checked.why}`, read.info);
+      continue;
+    }
+    const subject = subjectOfRecordKey(o.key)!;
+    if ((await verify(subject)).state === 'missing') note(o.key, `signs ${subject}, which is gone (nixery gc removes the signature)`);
+    for (const b of artifactBlobs(checked.artifact)) {
+      if ((await verify(b.digest)).state === 'missing') note(o.key, `its blob ${b.digest} is missing (the registry writes it again from the record)`);
+    }
+  }
 
   // 6. Staging leftovers: uploads of crashed processes (gc removes them).
   const now = options.now ?? Date.now();
@@ -332,6 +353,8 @@ async function manifestRecordProblem(
     const problem = await blobProblem(role, d);
     if (problem) return problem;
   }
+  const artifactProblem = await artifactsProblem(storage, body, record.oci, verify, blobProblem);
+  if (artifactProblem) return artifactProblem;
   const layerList = record.layers.map((l) => `${l.digest}/${l.size}`).join(' ');
   const expectedTypes = { oci: MEDIA_TYPES.ociManifest, docker: MEDIA_TYPES.dockerManifest };
   for (const form of ['oci', 'docker'] as const) {
@@ -352,6 +375,33 @@ async function manifestRecordProblem(
   const config = parseJson(await smallBlobBytes(storage, record.config.digest, await verify(record.config.digest)));
   const diffIds = isObject(config) && isObject(config.rootfs) && Array.isArray(config.rootfs.diff_ids) ? config.rootfs.diff_ids : undefined;
   if (diffIds?.join(' ') !== record.layers.map((l) => l.diffId).join(' ')) return `its config ${record.config.digest} lists other layer diffIds than the record`;
+  return undefined;
+}
+
+/**
+ * Why a record's SBOM and provenance artifacts cannot be served, or undefined: each artifact
+ * manifest and document is there and good, and the manifest refers to the record's image.
+ */
+async function artifactsProblem(
+  storage: Storage,
+  body: unknown,
+  subject: Descriptor,
+  verify: Verify,
+  blobProblem: (role: string, d: { digest: string; size: number }) => Promise<string | undefined>,
+): Promise<string | undefined> {
+  const artifacts = isObject(body) ? body.artifacts : undefined;
+  if (artifacts === undefined) return undefined;
+  if (!Array.isArray(artifacts)) return 'its artifacts are not a list';
+  for (const a of artifacts) {
+    if (!isObject(a) || typeof a.artifactType !== 'string' || !isDescriptor(a.manifest) || !isDescriptor(a.document)) return 'an artifact is not { artifactType, manifest, document }';
+    const role = `${a.artifactType} artifact`;
+    const problem = (await blobProblem(`${role} manifest`, a.manifest)) ?? (await blobProblem(`${role} document`, a.document));
+    if (problem) return problem;
+    const manifest = parseJson(await smallBlobBytes(storage, a.manifest.digest, await verify(a.manifest.digest)));
+    const refersTo = isObject(manifest) && isObject(manifest.subject) ? manifest.subject.digest : undefined;
+    const carries = isObject(manifest) && Array.isArray(manifest.layers) && isObject(manifest.layers[0]) ? manifest.layers[0].digest : undefined;
+    if (refersTo !== subject.digest || carries !== a.document.digest) return `its ${role} manifest ${a.manifest.digest} is not about ${subject.digest} and ${a.document.digest}`;
+  }
   return undefined;
 }
 

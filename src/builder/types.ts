@@ -6,6 +6,7 @@ import type { ImageManifests } from '../manifest/manifest.js';
 import type { ImageLayer } from './manifest-cache.js';
 import type { Pin } from './pins.js';
 import type { ResolvedPackage } from '../nix/types.js';
+import type { ArtifactRecord } from './attest.js';
 
 import type { Logger as BaseLogger } from '../util/logger.js';
 
@@ -46,6 +47,7 @@ export interface NixTimeouts {
 }
 
 export interface BuiltImage {
+  /** What was built; its `config` (a build request's, canonical) and `nonroot` are part of the image (provenance). */
   image: ImageRequest;
   /** Cache key of the manifest (null when the source could not be pinned). */
   cacheKey: string | null;
@@ -56,6 +58,8 @@ export interface BuiltImage {
   fromCache: boolean;
   /** The source pin it was found or built under (the registry's hot path compares it). */
   pin?: Pin;
+  /** Its SBOMs and provenance (absent for images recorded before they were made). */
+  artifacts?: ArtifactRecord[];
 }
 
 /**

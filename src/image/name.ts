@@ -2,6 +2,7 @@
 // set plus the target architecture; the result, not the spelling, identifies the image.
 
 import { InvalidNameError, InvalidTagError } from '../errors.js';
+import type { ImageConfig } from './config.js';
 
 /** One path component of a repository name (OCI distribution grammar). */
 const COMPONENT = '[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*';
@@ -26,6 +27,8 @@ export const ARM64: Architecture = { nixSystem: 'aarch64-linux', imageArch: 'arm
 
 /** Packages the `shell` meta-package adds. */
 export const SHELL_PACKAGES = ['bashInteractive', 'coreutils', 'moreutils', 'nano'] as const;
+/** The meta-packages: leading name components that are not packages. */
+export const META_PACKAGES = ['shell', 'arm64', 'nonroot'] as const;
 /** Packages every image gets: the CA bundle and /etc/protocols, /etc/services. */
 export const ALWAYS_PACKAGES = ['cacert', 'iana-etc'] as const;
 
@@ -38,6 +41,13 @@ export interface ImageRequest {
   arch: Architecture;
   /** True when the name picks the architecture (the `arm64` meta-package): one platform only. */
   archRequested: boolean;
+  /** The `nonroot` meta-package: the image runs as user nonroot (65532:65532). Absent when not asked for. */
+  nonroot?: true;
+  /**
+   * Runtime config from a build request (POST /api/v1/builds), validated and canonical
+   * (config.ts). Absent for images by name: a tag names packages and a revision only.
+   */
+  config?: ImageConfig;
 }
 
 /** Throws InvalidTagError unless `tag` is a valid OCI tag. */
@@ -87,7 +97,7 @@ export function sortedUnique(items: Iterable<string>): string[] {
 }
 
 /**
- * Parses an image name and tag. A leading run of meta-packages (`shell`, `arm64`) is expanded;
+ * Parses an image name and tag. A leading run of meta-packages (`shell`, `arm64`, `nonroot`) is expanded;
  * later occurrences are ordinary package names, as in Nixery. Without `arm64` the architecture is
  * amd64 here; `forPlatforms` (platform.ts) gives the image for each configured platform.
  */
@@ -97,6 +107,7 @@ export function parseImageName(name: string, tag = 'latest'): ImageRequest {
   const components = name.split('/');
   let arch = AMD64;
   let archRequested = false;
+  let nonroot = false;
   const packages: string[] = [];
   let i = 0;
   for (; i < components.length; i++) {
@@ -106,6 +117,7 @@ export function parseImageName(name: string, tag = 'latest'): ImageRequest {
       arch = ARM64;
       archRequested = true;
     }
+    else if (c === 'nonroot') nonroot = true;
     else break;
   }
   packages.push(...components.slice(i), ...ALWAYS_PACKAGES);
@@ -115,6 +127,8 @@ export function parseImageName(name: string, tag = 'latest'): ImageRequest {
     packages: sortedUnique(packages),
     arch,
     archRequested,
+    // Only when asked for: the request of a plain image (and its record) stays as it was.
+    ...(nonroot ? { nonroot: true as const } : {}),
   };
 }
 
@@ -127,9 +141,9 @@ export function pullName(image: ImageRequest): string {
   const has = new Set(image.packages);
   const shell = SHELL_PACKAGES.every((p) => has.has(p));
   const implied = new Set<string>([...ALWAYS_PACKAGES, ...(shell ? SHELL_PACKAGES : [])]);
-  const meta = [...(image.arch === ARM64 ? ['arm64'] : []), ...(shell ? ['shell'] : [])];
+  const meta = [...(image.arch === ARM64 ? ['arm64'] : []), ...(image.nonroot ? ['nonroot'] : []), ...(shell ? ['shell'] : [])];
   // Packages that happen to be called like a meta-package go last, behind an ordinary one.
-  const isMeta = (p: string) => p === 'shell' || p === 'arm64';
+  const isMeta = (p: string) => (META_PACKAGES as readonly string[]).includes(p);
   const rest = image.packages.filter((p) => !implied.has(p));
   const ordered = [...rest.filter((p) => !isMeta(p)), ...rest.filter(isMeta)];
   if (ordered.length > 0 && isMeta(ordered[0]!)) ordered.unshift(ALWAYS_PACKAGES[0]);

@@ -43,6 +43,18 @@ export interface ImageSpec {
   layers: LayerDescriptor[];
   /** Container command, e.g. ["bash"] when the shell is in the image. */
   cmd?: string[];
+  // The runtime fields below are written only when set, so an image without them keeps its bytes.
+  /** `User`, e.g. `65532:65532`. */
+  user?: string;
+  /** The whole `Env` (default IMAGE_ENV). */
+  env?: readonly string[];
+  entrypoint?: string[];
+  workingDir?: string;
+  /** `port/proto`, e.g. `8080/tcp`. */
+  exposedPorts?: string[];
+  /** Labels after the registry's own (which they cannot replace). */
+  labels?: Record<string, string>;
+  stopSignal?: string;
   /** The requested packages, sorted. */
   packages: string[];
   /** Human description of the package source, e.g. `git https://… (branch main)`. */
@@ -79,9 +91,17 @@ export function imageConfig(spec: ImageSpec): Buffer {
   labels[LABELS.packages] = spec.packages.join(' ');
   if (spec.revision) labels[LABELS.revision] = spec.revision;
   labels[LABELS.source] = spec.source;
-  const config: Record<string, unknown> = { Env: IMAGE_ENV };
+  for (const [key, value] of Object.entries(spec.labels ?? {})) if (!Object.hasOwn(labels, key)) labels[key] = value;
+  // Docker's field order; fields not set are left out.
+  const config: Record<string, unknown> = {};
+  if (spec.user !== undefined) config.User = spec.user;
+  if (spec.exposedPorts) config.ExposedPorts = Object.fromEntries(spec.exposedPorts.map((p) => [p, {}]));
+  config.Env = spec.env ?? IMAGE_ENV;
+  if (spec.entrypoint) config.Entrypoint = spec.entrypoint;
   if (spec.cmd) config.Cmd = spec.cmd;
+  if (spec.workingDir !== undefined) config.WorkingDir = spec.workingDir;
   config.Labels = labels;
+  if (spec.stopSignal !== undefined) config.StopSignal = spec.stopSignal;
   return Buffer.from(
     JSON.stringify({
       created: CREATED,

@@ -49,6 +49,9 @@ export interface MetricReadings {
 interface Counts {
   buildsRun: number;
   layersPacked: number;
+  leasesTaken: number;
+  leasesWaited: number;
+  leasesExpired: number;
   manifestMemoryHits: number;
   manifestStorageHits: number;
   manifestMisses: number;
@@ -89,6 +92,9 @@ const SCALARS: readonly Scalar[] = [
   counter('nixery_builds_rejected_total', 'Builds refused because the build queue was full.', (s) => s.readings?.rejected() ?? 0),
   gauge('nixery_builds_running', 'Builds running now.', (s) => s.readings?.building() ?? 0),
   gauge('nixery_builds_queued', 'Builds waiting for a build slot (queue depth).', (s) => s.readings?.queued() ?? 0),
+  counter('nixery_build_leases_taken_total', 'Build leases taken to build an image (of them, taken over after expiry: nixery_build_leases_expired_total).', (s) => s.counts.leasesTaken),
+  counter('nixery_build_leases_waited_total', 'Builds that waited for the image another replica held the build lease of.', (s) => s.counts.leasesWaited),
+  counter('nixery_build_leases_expired_total', 'Build leases taken over because their holder stopped renewing them.', (s) => s.counts.leasesExpired),
   counter('nixery_layers_packed_total', 'Layers packed (not found in the build cache).', (s) => s.counts.layersPacked),
   counter('nixery_manifest_cache_misses_total', 'Manifest cache lookups that found no usable record (the image is built).', (s) => s.counts.manifestMisses),
   counter('nixery_blob_cache_hits_total', 'Blob and manifest-by-digest requests answered from the hot-blob cache.', (s) => s.counts.hotHits),
@@ -133,6 +139,9 @@ export class Metrics implements HttpObserver, MetricsExposition {
   private readonly counts: Counts = {
     buildsRun: 0,
     layersPacked: 0,
+    leasesTaken: 0,
+    leasesWaited: 0,
+    leasesExpired: 0,
     manifestMemoryHits: 0,
     manifestStorageHits: 0,
     manifestMisses: 0,
@@ -367,6 +376,11 @@ export class Metrics implements HttpObserver, MetricsExposition {
       this.packedBytes.inc({ form: 'uncompressed' }, uncompressedBytes);
       this.packDurations.observe(seconds);
       if (seconds > 0) this.packThroughput.observe(uncompressedBytes / seconds);
+    },
+    buildLease: (event) => {
+      if (event === 'taken') this.counts.leasesTaken++;
+      else if (event === 'waited') this.counts.leasesWaited++;
+      else this.counts.leasesExpired++;
     },
   };
 

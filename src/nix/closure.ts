@@ -50,19 +50,35 @@ export async function queryClosure(
   return { roots: sortedRoots, paths };
 }
 
+/** The NAR hash of one valid store path, as Nix prints it (null when Nix gives none). */
+export async function narHashOf(path: string, opts: Omit<NixCallOptions, 'timeoutMs'> & { timeoutMs?: number } = {}): Promise<string | null> {
+  const what = `reading the NAR hash of ${path}`;
+  const { stdout } = await runNix('nix', [...NIX_COMMAND_FLAGS, 'path-info', '--json', '--closure-size', path], {
+    timeoutMs: opts.timeoutMs ?? CLOSURE_QUERY_TIMEOUT_MS, timeoutKind: 'STORE_QUERY_TIMEOUT', command: 'closure', what, signal: opts.signal, env: opts.env, observer: opts.observer,
+  });
+  try {
+    return parsePathInfo(JSON.parse(stdout), dirname(path)).find((p) => p.path === path)?.narHash ?? null;
+  } catch (err) {
+    throw new NixFailedError(what, (err as Error).message, 0);
+  }
+}
+
 interface RawPathInfo {
   path?: unknown;
   valid?: unknown;
   narSize?: unknown;
   closureSize?: unknown;
   references?: unknown;
+  narHash?: unknown;
+  deriver?: unknown;
 }
 
 /**
  * Parses `nix path-info --json` in either shape: the array of `{ path, … }` objects (Nix ≤ 2.18)
  * or the object keyed by store path (Nix 2.19+, Lix), where a null value or `valid: false`
- * marks an invalid path (skipped). References may be absolute or bare `<hash>-<name>`; they
- * are made absolute with `storeDir`, self-references dropped, everything sorted by path.
+ * marks an invalid path (skipped). References and the deriver may be absolute or bare
+ * `<hash>-<name>`; they are made absolute with `storeDir`, self-references dropped, everything
+ * sorted by path. The NAR hash is kept as Nix prints it (nix32 or SRI; sbom/nix-hash.ts reads both).
  */
 export function parsePathInfo(json: unknown, storeDir = '/nix/store'): StorePathInfo[] {
   const entries: [string, RawPathInfo | null][] = [];
@@ -89,6 +105,9 @@ export function parsePathInfo(json: unknown, storeDir = '/nix/store'): StorePath
       references: sortedUnique(references.map((r) => absolute(String(r))).filter((r) => r !== path)),
       narSize: toNumber(item.narSize, 'narSize', path),
       closureSize: toNumber(item.closureSize, 'closureSize', path),
+      ...(typeof item.narHash === 'string' ? { narHash: item.narHash } : {}),
+      // Nix 2.8 says `unknown-deriver` (in the old text format); JSON gives the path or nothing.
+      ...(typeof item.deriver === 'string' && item.deriver !== '' && !item.deriver.endsWith('unknown-deriver') ? { deriver: absolute(item.deriver) } : {}),
     });
   }
   return [...byPath.values()].sort((a, b) => compareStrings(a.path, b.path));

@@ -24,9 +24,10 @@ const LOAD_PACKAGE_SET = `
  * The result is `{ missing = [ { requested, reason } ]; }` when anything is missing,
  * `{ failed = [ requested ]; }` when a package fails to evaluate (a `throw` or `assert`: a
  * removed or broken package; with `catch = "0"` the evaluation fails instead, so Nix prints why),
- * else `{ resolved = [ { requested, attrPath, packagePath, drvPath, outputs } ]; denied = …; }`
+ * else `{ resolved = [ { requested, attrPath, packagePath, drvPath, outputs, mainProgram? } ]; denied = …; }`
  * where `packagePath` is the attribute path of the derivation itself (an output such as `.out`
- * dropped). `denied` (JSON list of attribute paths, from the deny policy) comes back as the
+ * dropped), and `meta` = { pname, version, licenses } (packageMeta); `sourceInfo` says when a git
+ * source's commit was made and where a fetched source sits. `denied` (JSON list of attribute paths, from the deny policy) comes back as the
  * derivations those paths name (`[ { name, drvPath } ]`, missing ones skipped), so an alias of a
  * denied package is known by its derivation. Nothing is instantiated unless everything resolves.
  * Evaluated with --read-write-mode so reading drvPath writes the .drv files.
@@ -85,6 +86,11 @@ let
       names = if chosen == [ ] then [ default ] else chosen;
     in listToAttrs (map (o: { name = o; value = drv.\${o}.outPath; }) names);
 
+  # meta.mainProgram, as data: a string, or nothing (absent, or failing to evaluate).
+  mainProgramOf = drv:
+    let m = tryEval (drv.meta.mainProgram or null); in
+    if m.success && builtins.isString m.value then { mainProgram = m.value; } else { };
+
   lookups = map
     (p:
       let r = walk pkgs [ ] null p.path; in
@@ -98,6 +104,31 @@ let
     (builtins.fromJSON packages);
   missing = filter (l: l ? reason) lookups;
   failed = filter (l: l ? failed) lookups;
+
+  # What an SBOM says of a package, as data: pname and version (else parsed from name), and the
+  # SPDX ids of meta.license (one license or a list; licenses without spdxId are left out).
+  packageMeta = drv:
+    let
+      str = v: let r = tryEval (if builtins.isString v then v else ""); in if r.success then r.value else "";
+      parsed = builtins.parseDrvName (str (drv.name or ""));
+      pname = str (drv.pname or "");
+      version = str (drv.version or "");
+      license = tryEval (drv.meta.license or [ ]);
+      licenses = if !license.success then [ ] else if builtins.isList license.value then license.value else [ license.value ];
+      spdx = l: let r = tryEval (if builtins.isAttrs l && builtins.isString (l.spdxId or null) then [ l.spdxId ] else [ ]); in if r.success then r.value else [ ];
+    in {
+      pname = if pname == "" then parsed.name else pname;
+      version = if version == "" then parsed.version else version;
+      licenses = builtins.sort builtins.lessThan (builtins.concatMap spdx licenses);
+    };
+
+  # The fetched source, for SBOMs: a git commit's time, and the store path a source was fetched to.
+  sourceInfo =
+    let args = builtins.fromJSON (builtins.getEnv "NIXERY_SRC_ARGS"); in
+    if srcType == "git" then
+      let s = builtins.fetchGit args; in { lastModified = s.lastModified or null; storePath = builtins.unsafeDiscardStringContext s.outPath; }
+    else if srcType == "channel" then { lastModified = null; storePath = builtins.unsafeDiscardStringContext (builtins.fetchTarball args.url); }
+    else { lastModified = null; storePath = null; };
 
   # A denied attribute path, exactly as written, to its derivation (if it has one).
   deniedDrv = path:
@@ -113,9 +144,11 @@ if missing != [ ] then { missing = map (l: { inherit (l) requested reason; }) mi
 else if failed != [ ] then { failed = map (l: l.requested) failed; }
 else {
   resolved = map
-    (l: { inherit (l) requested attrPath packagePath; drvPath = l.drv.drvPath; outputs = outputsOf l.drv; })
+    (l: { inherit (l) requested attrPath packagePath; drvPath = l.drv.drvPath; outputs = outputsOf l.drv; } // mainProgramOf l.drv
+      // { meta = packageMeta l.drv; })
     lookups;
   denied = builtins.concatMap deniedDrv (builtins.fromJSON denied);
+  inherit sourceInfo;
 })
 `;
 

@@ -6,7 +6,7 @@ import { RESOLVE_EXPRESSION } from './expressions.js';
 import { runNix } from './run.js';
 import type { NixRunObserver } from './observer.js';
 import { sourceEnv, type PinnedSource } from './source.js';
-import type { ResolvedPackage } from './types.js';
+import type { PackageMeta, ResolvedPackage, SourceInfo } from './types.js';
 
 export interface NixCallOptions {
   /**
@@ -139,6 +139,11 @@ function missingRevision(pinned: PinnedSource, stderr: string): ManifestNotFound
   return undefined;
 }
 
+/** A file name in bin/ (what `meta.mainProgram` must be to become a command); anything else is ignored. */
+export function mainProgramOf(value: unknown): { mainProgram?: string } {
+  return typeof value === 'string' && /^[A-Za-z0-9_+][A-Za-z0-9_.+-]{0,254}$/.test(value) ? { mainProgram: value } : {};
+}
+
 export function parseResolveOutput(stdout: string, what: string): { resolved: ResolvedPackage[] } | { failed: string[] } {
   let result: unknown;
   try {
@@ -149,8 +154,9 @@ export function parseResolveOutput(stdout: string, what: string): { resolved: Re
   const r = result as {
     missing?: { requested: string; reason: string }[];
     failed?: string[];
-    resolved?: { requested: string; attrPath: string[]; packagePath: string[]; drvPath: string; outputs: Record<string, string> }[];
+    resolved?: { requested: string; attrPath: string[]; packagePath: string[]; drvPath: string; outputs: Record<string, string>; mainProgram?: unknown; meta?: PackageMeta }[];
     denied?: { name: string; drvPath: string }[];
+    sourceInfo?: SourceInfo;
   };
   if (r.missing) throw new PackagesNotFoundWithReasons(r.missing);
   if (Array.isArray(r.failed) && r.failed.length > 0) return { failed: r.failed };
@@ -164,6 +170,9 @@ export function parseResolveOutput(stdout: string, what: string): { resolved: Re
       drvPath: p.drvPath,
       outputs: p.outputs,
       sameAs: denied.filter((d) => d.drvPath === p.drvPath).map((d) => d.name),
+      ...mainProgramOf(p.mainProgram),
+      ...(p.meta ? { meta: p.meta } : {}),
+      ...(r.sourceInfo ? { sourceInfo: r.sourceInfo } : {}),
     })),
   };
 }

@@ -8,6 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { NixFailedError, NixTimeoutError, OutOfDescriptorsError, ShuttingDownError, type NixTimeoutKind } from '../errors.js';
 import { cleanStderr } from './stderr.js';
+import { childEnvironment } from '../secrets.js';
 import { descendantsIn, listProcesses } from '../util/proc.js';
 import { childTmpDir, isShuttingDown, trackProcess, withParentDeathSignal } from './processes.js';
 import type { NixCommand, NixFailure, NixRunObserver } from './observer.js';
@@ -19,7 +20,7 @@ export interface RunOptions {
   timeoutMs: number;
   /** What the invocation is for, used in error messages (e.g. `realising hello`). */
   what: string;
-  /** Added to (and overriding) this process's environment, which is always passed through. */
+  /** Added to (and overriding) this process's environment, which is always passed through (less secrets.ts's WITHHELD_FROM_CHILDREN). */
   env?: NodeJS.ProcessEnv;
   signal?: AbortSignal;
   /** Time between SIGTERM (lets Nix stop its builders) and SIGKILL. Default 2000 ms. */
@@ -68,7 +69,7 @@ export function runProcess(program: string, args: readonly string[], opts: RunOp
       child = spawn(command.command, command.args, {
         detached: true,
         stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, TMPDIR: childTmpDir(), ...opts.env },
+        env: { ...childEnvironment(process.env), TMPDIR: childTmpDir(), ...opts.env },
         cwd: opts.cwd,
       });
     } catch (err) {

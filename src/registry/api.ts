@@ -4,12 +4,14 @@
 // pull of the tag gets (every configured platform, and their index), or the platforms asked for.
 //
 //   POST /api/v1/builds              {"image": "shell/git:latest"} → 202, Location, the status
+//                                    (optional `config`: an image pulled by digest, image/config.ts)
 //   GET  /api/v1/builds/<id>         the status (builds.ts)
 //   GET  /api/v1/builds/<id>/events  the status as server-sent events until the build ends
 //   GET  /api/v1/packages?q=&limit=  search the pinned package set (package-index.ts)
 
 import type { ServerResponse } from 'node:http';
 import { ARM64, parseReference, type Architecture, type ImageRequest } from '../image/name.js';
+import { isEmptyConfig, validateImageConfig } from '../image/config.js';
 import { canonicalPlatform, forPlatforms } from '../image/platform.js';
 import { InvalidTagError, NixeryError, PaginationInvalidError, TooManyConnectionsError } from '../errors.js';
 import type { PackageIndex } from '../builder/package-index.js';
@@ -153,8 +155,8 @@ export async function searchPackages(ctx: RequestContext, deps: ApiDeps): Promis
 function buildRequest(body: unknown, configured: readonly Architecture[]): { images: ImageRequest[]; requested: { name: string; tag: string } } {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalidBody('the body must be a JSON object such as {"image": "shell/git:latest"}');
   const fields = body as Record<string, unknown>;
-  const unknown = Object.keys(fields).filter((k) => k !== 'image' && k !== 'platforms');
-  if (unknown.length > 0) throw invalidBody(`unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k.slice(0, 50))).join(', ')}: expected image (and platforms)`);
+  const unknown = Object.keys(fields).filter((k) => k !== 'image' && k !== 'platforms' && k !== 'config');
+  if (unknown.length > 0) throw invalidBody(`unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k.slice(0, 50))).join(', ')}: expected image (and platforms, config)`);
   const ref = fields.image;
   if (typeof ref !== 'string' || ref === '') throw invalidBody('image must be an image reference such as "shell/git:latest"');
   if (ref.length > MAX_REFERENCE) throw invalidBody(`image is ${ref.length} characters long (at most ${MAX_REFERENCE})`);
@@ -165,6 +167,11 @@ function buildRequest(body: unknown, configured: readonly Architecture[]): { ima
     // A pull's bad tag is a 404 (the conformance suite wants it); in a body it is a bad request.
     if (err instanceof InvalidTagError) throw invalidBody(err.message);
     throw err;
+  }
+  // A config makes another image than the tag's (pulled by digest); an empty one changes nothing.
+  if (fields.config !== undefined && fields.config !== null) {
+    const config = validateImageConfig(fields.config);
+    if (!isEmptyConfig(config)) image = { ...image, config };
   }
   const colon = ref.lastIndexOf(':');
   const name = colon > ref.lastIndexOf('/') ? ref.slice(0, colon) : ref;

@@ -14,13 +14,13 @@ import { gzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import type { BuiltImage } from '../builder/builder.js';
 import type { Pinner } from '../builder/pins.js';
-import { pullName, validateName, validateTag } from '../image/name.js';
+import { parseImageName, pullName, validateName, validateTag } from '../image/name.js';
 import type { Blob } from '../manifest/manifest.js';
 import { NixeryError } from '../errors.js';
 import { notModified, writeHead, type RequestContext } from './http.js';
 import { renderExplorePage, renderIndexPage, type PageAssets } from './index-page.js';
 import type { RegistryService } from '../service/registry-service.js';
-import type { ImageDetails, LayerDetails } from '../service/explorer-types.js';
+import type { ImageDetails, ImageSharing, LayerDetails, RecentImagesResponse } from '../service/explorer-types.js';
 import type { Admission } from './access.js';
 
 export const CONTENT_SECURITY_POLICY = [
@@ -93,6 +93,8 @@ export interface ExplorerOptions {
   /** Describes the package source on the index page. */
   sourceDescription: string;
   version: string;
+  /** NIXERY_PUBLIC_HOST: the host pull commands name (default: the request's Host). */
+  publicHost?: string;
 }
 
 export class Explorer {
@@ -104,6 +106,7 @@ export class Explorer {
     const status = pins.status();
     const html = renderIndexPage({
       host: ctx.req.headers.host ?? '',
+      pullHost: this.options.publicHost,
       source: this.options.sourceDescription,
       revision: pins.peek('latest')?.pinned.revision ?? null,
       sourceFailure: status.failure ? { message: status.failure.error.message, since: new Date(status.failure.since).toISOString() } : undefined,
@@ -114,10 +117,11 @@ export class Explorer {
     send(ctx, 200, 'text/html; charset=utf-8', Buffer.from(html), PAGE_HEADERS);
   }
 
-  /** `/explore/<name>:<tag>`: the shell; the script asks the API for the image. */
+  /** `/explore/<name>:<tag>`: the shell, headed by the canonical name; the script asks the API for the image. */
   explore(ctx: RequestContext, params: Record<string, string>): void {
     const { name, tag } = checkedRef(params);
-    const html = renderExplorePage({ image: `${name}:${tag}`, version: this.options.version, assets: this.options.assets?.paths });
+    // The heading names the image as the registry does (meta-packages first, the rest sorted).
+    const html = renderExplorePage({ image: `${pullName(parseImageName(name, tag))}:${tag}`, version: this.options.version, assets: this.options.assets?.paths, pullHost: this.options.publicHost });
     send(ctx, 200, 'text/html; charset=utf-8', Buffer.from(html), PAGE_HEADERS);
   }
 
@@ -138,11 +142,16 @@ export class Explorer {
 
   /** `GET /api/v1/images`: the images built (or found in storage) lately that the client may pull, newest first. */
   recent(ctx: RequestContext, admission: Admission): void {
-    sendJson(ctx, { images: this.options.service.recent.list().filter((i) => admission.mayPull(i.name)) });
+    const visible = (name: string) => admission.mayPull(name);
+    const { recent } = this.options.service;
+    sendJson(ctx, { images: recent.list(visible), sharedLayers: recent.sharedLayers(visible) } satisfies RecentImagesResponse);
   }
 
-  /** `GET /api/v1/images/<name>:<tag>[/part]`: an image's details, or one of its JSON documents. */
-  async image(ctx: RequestContext, params: Record<string, string>): Promise<void> {
+  /**
+   * `GET /api/v1/images/<name>:<tag>[/part]`: an image's details (with what it shares with the
+   * recent images the client may pull), or one of its JSON documents.
+   */
+  async image(ctx: RequestContext, params: Record<string, string>, admission?: Admission): Promise<void> {
     const { name, tag } = checkedRef(params);
     const built = await this.options.service.findImage(name, tag);
     switch (params.part) {
@@ -153,7 +162,7 @@ export class Explorer {
       case 'config':
         return sendDocument(ctx, built.manifests.config);
       default:
-        return sendJson(ctx, imageDetails(built));
+        return sendJson(ctx, { ...imageDetails(built, this.options.service.recent.sharing(built, (n) => admission?.mayPull(n) ?? true)), attestations: await this.options.service.attestationDetails(built) });
     }
   }
 }
@@ -163,7 +172,7 @@ function checkedRef(params: Record<string, string>): { name: string; tag: string
   return { name: validateName(params.name!), tag: validateTag(params.tag!) };
 }
 
-export function imageDetails(built: BuiltImage): ImageDetails {
+export function imageDetails(built: BuiltImage, sharing: ImageSharing): ImageDetails {
   const name = pullName(built.image);
   const tag = built.image.tag;
   const ref = `${name}:${tag}`;
@@ -211,6 +220,7 @@ export function imageDetails(built: BuiltImage): ImageDetails {
       narSize: known ? layers.reduce((s, l) => s + (l.storePaths ?? []).reduce((t, p) => t + p.narSize, 0), 0) : null,
     },
     layers,
+    sharing,
   };
 }
 

@@ -10,7 +10,10 @@ import { compareStrings, validateName } from '../image/name.js';
 import { BlobNotFoundError, InvalidDigestError, ManifestNotFoundError, PaginationInvalidError } from '../errors.js';
 import { MEDIA_TYPES, type Blob } from '../manifest/manifest.js';
 import { DIGEST_REGEXP } from '../image/digest.js';
+import { referrersTagDigest } from '../manifest/referrers.js';
 import type { BlobServer } from './blob-server.js';
+import type { Signatures } from '../service/signatures.js';
+import { SIGNATURE_TAG } from '../signing/cosign.js';
 import type { RegistryService } from '../service/registry-service.js';
 import type { Readiness } from '../service/readiness.js';
 import type { RegistryMetrics } from './observer.js';
@@ -20,6 +23,8 @@ import { API_VERSION_HEADER, notModified, writeHead, type RequestContext } from 
 export interface HandlerDeps {
   service: RegistryService;
   blobs: BlobServer;
+  /** Signatures (cosign format) of what is served; with signing off it knows none. */
+  signatures?: Signatures;
 }
 
 export function ping(ctx: RequestContext): void {
@@ -122,6 +127,22 @@ export async function manifest(ctx: RequestContext, deps: HandlerDeps, params: R
     await manifestByDigest(ctx, deps, name, reference, admission);
     return;
   }
+  // The cosign tag scheme: `sha256-<hex>.sig` is the signature of that manifest, never a source tag.
+  const sig = SIGNATURE_TAG.exec(reference);
+  if (sig) {
+    validateName(name);
+    if (!deps.signatures) throw new ManifestNotFoundError(`no signature of sha256:${sig[1]} in ${name}`);
+    ctx.log.cache = 'signature';
+    sendManifest(ctx, await deps.signatures.signatureManifest(name, `sha256:${sig[1]}`, admission));
+    return;
+  }
+  // The referrers tag schema, for clients without the referrers API: the same index.
+  const subject = referrersTagDigest(reference);
+  if (subject) {
+    validateName(name);
+    sendManifest(ctx, await deps.service.referrers(name, subject, admission));
+    return;
+  }
   // Validates the name and tag unless this exact name:tag was served before.
   const tagged = await deps.service.imageByTag(name, reference, admission);
   ctx.log.cache = tagged.fromCache ? 'hit' : 'build';
@@ -131,7 +152,7 @@ export async function manifest(ctx: RequestContext, deps: HandlerDeps, params: R
 
 async function manifestByDigest(ctx: RequestContext, deps: HandlerDeps, name: string, digest: string, admission: Admission | undefined): Promise<void> {
   if (!DIGEST_REGEXP.test(digest)) throw new InvalidDigestError(`invalid digest ${JSON.stringify(digest.slice(0, 100))}: expected sha256:<64 hex>`);
-  if (admission?.restricted && !(await deps.service.contains(name, digest))) throw new ManifestNotFoundError(`${digest} is not a manifest of ${name}`);
+  if (admission?.restricted && !deps.signatures?.contains(name, digest) && !(await deps.service.contains(name, digest))) throw new ManifestNotFoundError(`${digest} is not a manifest of ${name}`);
   const { bytes, mediaType } = await deps.blobs.manifest(digest, admission);
   ctx.log.cache = 'storage';
   sendManifest(ctx, { mediaType, digest, size: bytes.length, bytes });
@@ -152,7 +173,7 @@ export async function blob(ctx: RequestContext, deps: HandlerDeps, params: Recor
   validateName(params.name!);
   const digest = params.digest!;
   if (!DIGEST_REGEXP.test(digest)) throw new InvalidDigestError(`invalid digest ${JSON.stringify(digest.slice(0, 100))}: expected sha256:<64 hex>`);
-  if (admission?.restricted && !(await deps.service.contains(params.name!, digest))) throw new BlobNotFoundError(`${digest} is not a blob of ${params.name!}`);
+  if (admission?.restricted && !deps.signatures?.contains(params.name!, digest) && !(await deps.service.contains(params.name!, digest))) throw new BlobNotFoundError(`${digest} is not a blob of ${params.name!}`);
   await deps.blobs.serve(ctx, digest, admission);
 }
 
@@ -188,11 +209,19 @@ export function paginate(all: readonly string[], n: string | null, last: string 
   return limit > 0 && after.length > limit ? { tags: page, next: { n: limit, last: page.at(-1)! } } : { tags: page };
 }
 
-/** We store no referring artifacts: an empty index, as the spec requires (not a 404). */
-export function referrers(ctx: RequestContext, params: Record<string, string>): void {
+/**
+ * The referrers of a manifest (OCI 1.1): its SBOMs and provenance, its signature when signing is
+ * on (the service's referrer sources), as an image index; an empty one for a manifest without
+ * any (the spec's answer, not a 404). `?artifactType=` keeps those of one type, and says so in
+ * `OCI-Filters-Applied`.
+ */
+export async function referrers(ctx: RequestContext, deps: HandlerDeps, params: Record<string, string>, admission?: Admission): Promise<void> {
   validateName(params.name!);
   if (!DIGEST_REGEXP.test(params.digest!)) throw new InvalidDigestError(`invalid digest ${JSON.stringify(params.digest!.slice(0, 100))}`);
-  sendJson(ctx, 200, { schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: [] }, MEDIA_TYPES.ociIndex);
+  const artifactType = new URL(ctx.req.url ?? '/', 'http://x').searchParams.get('artifactType') ?? undefined;
+  const index = await deps.service.referrers(params.name!, params.digest!, admission, artifactType);
+  writeHead(ctx, 200, { ...(artifactType !== undefined ? { 'OCI-Filters-Applied': 'artifactType' } : {}), 'Content-Type': index.mediaType, 'Content-Length': index.size });
+  ctx.res.end(index.bytes);
 }
 
 export function sendJson(ctx: RequestContext, status: number, value: unknown, contentType = 'application/json', headers: Record<string, string> = {}): void {

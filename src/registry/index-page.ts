@@ -23,6 +23,8 @@ export interface PageAssets {
 export interface IndexPageData {
   /** The request's Host header (may be attacker-controlled: escaped below). */
   host: string;
+  /** NIXERY_PUBLIC_HOST: what pull commands name instead of the Host header, when set. */
+  pullHost?: string;
   source: string;
   revision: string | null;
   /** Set while the package source cannot be reached. */
@@ -54,8 +56,13 @@ function top(version: string): string {
   return `<header class="top"><a class="brand" href="/">nixery-ts</a><span class="tagline">container images built on demand from Nix packages</span><span class="version">${show(version)}</span></header>`;
 }
 
+/** `data-pull-host` for the script (web/explorer/dom.ts pullHost), when a public host is set. */
+function pullHostAttribute(pullHost: string | undefined): string {
+  return pullHost ? ` data-pull-host="${show(pullHost)}"` : '';
+}
+
 export function renderIndexPage(d: IndexPageData): string {
-  const host = show(d.host || 'localhost:8080');
+  const host = show(d.pullHost || d.host || 'localhost:8080');
   const errors = d.errors.length
     ? `<section id="build-errors">
 <h2>Recent build errors</h2>
@@ -66,7 +73,7 @@ ${d.errors
 </section>`
     : '';
   return `${head('nixery-ts', d.assets)}
-<body data-view="index">
+<body data-view="index"${pullHostAttribute(d.pullHost)}>
 ${top(d.version)}
 <main>
 <section id="intro">
@@ -78,6 +85,7 @@ packages: <code>${host}/shell/git/htop</code> is an image with a shell, git and 
 <div id="app"></div>
 <section id="how-to-pull">
 <h2>Pull an image</h2>
+<p><code>ctr</code> needs containerd running, <code>docker</code> the Docker daemon; podman and skopeo need no daemon.</p>
 <pre>ctr images pull --plain-http ${host}/shell/hello:latest
 ctr run --rm ${host}/shell/hello:latest demo hello
 skopeo inspect --tls-verify=false docker://${host}/shell/hello
@@ -105,6 +113,8 @@ ${errors}
 export interface ExplorePageData {
   /** `name:tag` as requested (escaped below; the script reads it from the URL). */
   image: string;
+  /** NIXERY_PUBLIC_HOST, when set: the script's pull commands name it (else the page's host). */
+  pullHost?: string;
   version: string;
   assets?: PageAssets | null;
 }
@@ -112,7 +122,7 @@ export interface ExplorePageData {
 /** The shell of `/explore/<name>:<tag>`: the script fetches the image's details and draws them. */
 export function renderExplorePage(d: ExplorePageData): string {
   return `${head(`${d.image} · nixery-ts`, d.assets)}
-<body data-view="explore">
+<body data-view="explore"${pullHostAttribute(d.pullHost)}>
 ${top(d.version)}
 <main>
 <h1 class="image-title">${show(d.image)}</h1>

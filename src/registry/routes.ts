@@ -14,6 +14,7 @@ import type { Explorer } from './explorer.js';
 import type { Readiness } from '../service/readiness.js';
 import type { RegistryMetrics } from './observer.js';
 import { NixeryError } from '../errors.js';
+import { referrersTagDigest } from '../manifest/referrers.js';
 
 export type Params = Record<string, string>;
 
@@ -102,8 +103,11 @@ function imageRef(prefix: string, parts: readonly string[]) {
   };
 }
 
-/** A manifest by tag may build the image (the package policy applies); by digest it is a read. */
-const manifestAccess = (p: Params): AccessRule => (p.reference!.includes(':') ? 'pull' : 'pull-build');
+/**
+ * A manifest by tag may build the image (the package policy applies); by digest, or a referrers
+ * tag (`sha256-<hex>`), it is a read.
+ */
+const manifestAccess = (p: Params): AccessRule => (p.reference!.includes(':') || referrersTagDigest(p.reference!) ? 'pull' : 'pull-build');
 
 /** The routes, in matching order (the first whose pattern matches the path is the route). */
 export const ROUTES = {
@@ -114,7 +118,7 @@ export const ROUTES = {
   upload: { path: '/v2/<name>/blobs/uploads/…', methods: [], access: 'open', match: (p) => (/^\/v2\/.+\/blobs\/uploads(?:\/.*)?$/.test(p) ? {} : null), handle: () => { throw new NixeryError('UNSUPPORTED'); } },
   blob: { path: '/v2/<name>/blobs/<digest>', methods: ['GET'], access: 'pull', match: underName('blobs', 'digest'), handle: (ctx, p, env, a) => blob(ctx, env.deps, p, a) },
   tags: { path: '/v2/<name>/tags/list', methods: ['GET'], access: 'pull', match: underName('tags/list', null), handle: (ctx, p, env, admission) => tags(ctx, env.deps, p, admission) },
-  referrers: { path: '/v2/<name>/referrers/<digest>', methods: ['GET'], access: 'pull', match: underName('referrers', 'digest'), handle: (ctx, p) => referrers(ctx, p) },
+  referrers: { path: '/v2/<name>/referrers/<digest>', methods: ['GET'], access: 'pull', match: underName('referrers', 'digest'), handle: (ctx, p, env, a) => referrers(ctx, env.deps, p, a) },
   index: { path: '/', methods: ['GET'], access: 'pull', match: exact('/'), handle: (ctx, _p, env, a) => env.explorer.index(ctx, a) },
   // For probes and scrapers: no credentials.
   healthz: { path: '/healthz', methods: ['GET'], access: 'open', match: exact('/healthz'), handle: healthz },
@@ -129,7 +133,7 @@ export const ROUTES = {
   explore: { path: '/explore/<name>:<tag>', methods: ['GET'], access: 'pull', match: imageRef('/explore/', []), handle: (ctx, p, env) => env.explorer.explore(ctx, p) },
   asset: { path: '/assets/<file>', methods: ['GET'], access: 'pull', match: (p) => (p.startsWith('/assets/') && p.length > 8 && !p.includes('/', 8) ? { file: p.slice(8) } : null), handle: (ctx, p, env) => env.explorer.asset(ctx, p) },
   'api-images': { path: '/api/v1/images', methods: ['GET'], access: 'pull', match: exact('/api/v1/images', '/api/v1/images/'), handle: (ctx, _p, env, a) => env.explorer.recent(ctx, a) },
-  'api-image': { path: '/api/v1/images/<name>:<tag>[/manifest|/docker-manifest|/config]', methods: ['GET'], access: 'pull', match: imageRef('/api/v1/images/', ['manifest', 'docker-manifest', 'config']), handle: (ctx, p, env) => env.explorer.image(ctx, p) },
+  'api-image': { path: '/api/v1/images/<name>:<tag>[/manifest|/docker-manifest|/config]', methods: ['GET'], access: 'pull', match: imageRef('/api/v1/images/', ['manifest', 'docker-manifest', 'config']), handle: (ctx, p, env, a) => env.explorer.image(ctx, p, a) },
 } satisfies Record<string, RouteSpec>;
 
 export type RouteName = keyof typeof ROUTES;

@@ -32,6 +32,8 @@ import { EventStreams, type ApiDeps } from './api.js';
 import type { PackageIndex } from '../builder/package-index.js';
 import type { RegistryMetrics } from './observer.js';
 import type { BlobObserver } from '../service/blob-observer.js';
+import { Signatures } from '../service/signatures.js';
+import type { SignatureStore } from '../signing/store.js';
 
 export type RegistryLogger = Pick<Logger, 'info' | 'warn' | 'error'>;
 
@@ -75,6 +77,10 @@ export interface RegistryOptions {
   trustedProxies?: string;
   /** The routes served (default: routes.ts ROUTES). */
   routes?: RouteTable;
+  /** Signs what is served (NIXERY_SIGNING_KEY); without it there are no signatures. */
+  signing?: SignatureStore;
+  /** NIXERY_PUBLIC_HOST: the host the explorer's pull commands name (default: the request's Host). */
+  publicHost?: string;
 }
 
 export interface Registry {
@@ -107,7 +113,10 @@ export function createRegistry(options: RegistryOptions): Registry {
     observer: options.blobObserver,
   });
   const blobs = new BlobServer(policy, options.sendTimeoutSeconds * 1000, options.blobObserver);
-  const deps: HandlerDeps = { service, blobs };
+  const signatures = new Signatures(options.signing, { service, manifest: (digest, who) => blobs.manifest(digest, who) });
+  // A manifest's signature joins its SBOMs and provenance in its referrers index.
+  if (signatures.enabled) service.referrerSources.add((name, subject, who) => signatures.signatureReferrers(name, subject, who));
+  const deps: HandlerDeps = { service, blobs, signatures };
   const api: ApiDeps = { builds: new BuildTracker(service, { log: options.log }), packages: options.packages };
   const limits: ConnectionLimits & { maxEventStreams?: number } = options.connections ?? defaultLimits();
   const eventStreams = new EventStreams(limits.maxEventStreams ?? defaultEventStreams(limits.maxConnections));
@@ -124,7 +133,7 @@ export function createRegistry(options: RegistryOptions): Registry {
   );
   const loaded = loadExplorerAssets(options.explorerAssetsDir);
   if (!loaded.assets) options.log.warn({ missing: loaded.missing }, 'the explorer is not built (npm run build): pages are served without it');
-  const explorer = new Explorer({ service, pins, assets: loaded.assets, sourceDescription: options.sourceDescription, version: options.version });
+  const explorer = new Explorer({ service, pins, assets: loaded.assets, sourceDescription: options.sourceDescription, version: options.version, publicHost: options.publicHost });
   const metrics = options.metrics;
   const idPrefix = randomBytes(3).toString('hex');
   let nextId = 0;

@@ -11,7 +11,7 @@ import { createRegistry, type Registry, type RegistryOptions } from './server.js
 import { loadTls, reloadTlsOnChange } from './tls.js';
 
 /** What the registry serves from; the rest comes from the settings. */
-export type RegistryParts = Pick<RegistryOptions, 'storage' | 'service' | 'quarantine' | 'log' | 'packages' | 'sourceDescription' | 'version' | 'metrics' | 'blobObserver'>;
+export type RegistryParts = Pick<RegistryOptions, 'storage' | 'service' | 'quarantine' | 'log' | 'packages' | 'sourceDescription' | 'version' | 'metrics' | 'blobObserver' | 'signing'>;
 
 /**
  * Makes the registry and listens on NIXERY_PORT/NIXERY_HOST. `admitted` is told of the gate
@@ -34,6 +34,7 @@ export async function startRegistry(config: Config, parts: RegistryParts, admitt
     blobVerify: config.blobVerify,
     connections: connectionLimits(config),
     trustedProxies: config.trustedProxies,
+    publicHost: config.publicHost,
   });
   await new Promise<void>((resolve, reject) => {
     registry.server.once('error', reject);

@@ -7,7 +7,8 @@
 
 import type { Logger } from '../util/logger.js';
 import { randomBytes } from 'node:crypto';
-import type { Architecture, ImageRequest } from '../image/name.js';
+import { AMD64, pullName, type Architecture, type ImageRequest } from '../image/name.js';
+import type { ImageConfig } from '../image/config.js';
 import type { BuildPhase, BuildProgress, BuiltImage } from '../builder/builder.js';
 import { describeError, isClientError, logDetail, TooManyRequestsError } from '../errors.js';
 import { MEDIA_TYPES } from '../manifest/manifest.js';
@@ -27,6 +28,8 @@ export interface BuildStatus {
   tag: string;
   /** The platforms built (`linux/amd64`…), in the registry's configured order. */
   platforms: string[];
+  /** The request's image config (canonical), or null: an image with one is pulled by digest (`result.reference`). */
+  config: ImageConfig | null;
   state: BuildState;
   /** `source` and `queued` before the build runs; `done` once it succeeded. */
   phase: BuildPhase | 'done' | null;
@@ -54,6 +57,13 @@ export interface BuildLayer {
 
 /** The fields before `index` are the first platform's (the default one, what a plain pull gets). */
 export interface BuildResult {
+  /**
+   * What to pull by digest: the index's digest when several platforms were built, else the
+   * manifest's; and `<name>@<digest>`, with the name as clients pull it. The only way to pull
+   * an image built with a config (a pull by tag gets the plain image).
+   */
+  digest: string;
+  reference: string;
   manifestDigest: string;
   mediaType: string;
   configDigest: string;
@@ -125,7 +135,8 @@ export class BuildTracker {
   async start(images: readonly ImageRequest[], requested: { name: string; tag: string }, admission: Admission): Promise<BuildStatus> {
     const first = images[0];
     if (!first) throw new Error('a build needs at least one platform');
-    const key = `${first.name}:${first.tag}:${images.map((i) => i.arch.nixSystem).join(',')}`;
+    // Builds with another config (or none) are other images: they do not join each other.
+    const key = `${first.name}:${first.tag}:${images.map((i) => i.arch.nixSystem).join(',')}${first.config ? `:${JSON.stringify(first.config)}` : ''}`;
     const running = this.active.get(key);
     if (running) {
       await running.underWay;
@@ -150,6 +161,7 @@ export class BuildTracker {
         name: requested.name,
         tag: requested.tag,
         platforms: images.map((i) => i.arch.platform),
+        config: first.config ?? null,
         state: 'queued',
         phase: null,
         message: 'accepted',
@@ -197,7 +209,13 @@ export class BuildTracker {
 
   /** The images, through the service (as a pull of them would), and their index when there are several. */
   private async buildAndIndex(images: readonly ImageRequest[], admission: Admission, onProgress: (p: BuildProgress) => void): Promise<{ tagged: TaggedImage; index: ImageIndex | null }> {
-    const tagged = await this.service.imagesFor([...images], admission, onProgress);
+    let tagged = await this.service.imagesFor([...images], admission, onProgress);
+    // An image with a config is pulled by digest only, so no pull by tag checks it is still
+    // whole (gc may have expired it): when it is not, it is built again (the same digest).
+    if (images[0]!.config && tagged.fromCache) {
+      const whole = await Promise.all(tagged.images.map((b) => this.service.builder.stillWhole(b)));
+      if (!whole.every(Boolean)) tagged = await this.service.imagesFor([...images], admission, onProgress);
+    }
     return { tagged, index: tagged.images.length > 1 ? await this.service.index(tagged) : null };
   }
 
@@ -307,7 +325,11 @@ export class BuildTracker {
     s.phase = 'done';
     s.message = tagged.fromCache ? `the image${several ? 's were' : ' was'} built before` : 'built';
     s.finishedAt = new Date().toISOString();
+    const digest = index?.oci.digest ?? built.manifests.oci.digest;
     s.result = {
+      digest,
+      // The name every platform's image is served under (arm64/ only when the name picks it).
+      reference: `${pullName(built.image.archRequested ? built.image : { ...built.image, arch: AMD64 })}@${digest}`,
       manifestDigest: built.manifests.oci.digest,
       mediaType: MEDIA_TYPES.ociManifest,
       configDigest: built.manifests.config.digest,
@@ -350,6 +372,7 @@ export class BuildTracker {
     return {
       ...s,
       platforms: [...s.platforms],
+      config: s.config && structuredClone(s.config),
       progress: s.progress && { ...s.progress },
       result: s.result && {
         ...s.result,

@@ -55,4 +55,61 @@ export interface ImageDetails {
   links: { manifest: string; dockerManifest: string; config: string; registryManifest: string; registryConfig: string };
   totals: { layers: number; size: number; uncompressedSize: number | null; storePaths: number; narSize: number | null };
   layers: LayerDetails[];
+  /** Which of its layers other recent images have (the client's view of popularity layering). */
+  sharing: ImageSharing;
+  /** The image's SBOMs and provenance; null for images recorded before they were made. */
+  attestations?: AttestationDetails | null;
+}
+
+/** The SBOMs and provenance of an image manifest, and the license summary of its SBOM. */
+export interface AttestationDetails {
+  /** The referrers index that lists them (the registry API). */
+  referrers: string;
+  documents: Array<{ artifactType: string; manifest: string; document: string; size: number; link: string }>;
+  /** How many store paths declare each license (SPDX ids), most common first. */
+  licenses: Array<{ license: string; storePaths: number }>;
+  /** Store paths whose package declares no license (or that no requested package is). */
+  withoutLicense: number;
+}
+
+/** One of an image's layers that other recent images have too. */
+export interface SharedLayerOfImage {
+  digest: string;
+  /** 1-based position in this image's manifest. */
+  index: number;
+  /** Compressed size: what a client that has one of `images` does not download again. */
+  size: number;
+  /** What the layer holds, in a few words (its shared runtime, or its largest store path). */
+  label: string;
+  /** The other recent images (`name:tag`) whose manifests list it, newest first. */
+  images: string[];
+}
+
+/** What an image shares with the other images built lately (RecentImages). */
+export interface ImageSharing {
+  /** How many other recent images it was compared with. */
+  compared: number;
+  /** Compressed bytes of all its layers (a pull of it with nothing cached). */
+  totalBytes: number;
+  /** Compressed bytes of its layers that some other recent image has: what a client that has them all skips. */
+  skippedBytes: number;
+  layers: SharedLayerOfImage[];
+  /** For each other recent image that shares a layer: what a client that has just that one skips, most first. */
+  images: Array<{ image: string; name: string; tag: string; layers: number; bytes: number }>;
+}
+
+/** A layer on the front page's "most shared" list. */
+export interface SharedLayer {
+  digest: string;
+  size: number;
+  label: string;
+  /** The recent images (`name:tag`) whose manifests list it, newest first. */
+  images: string[];
+}
+
+/** GET /api/v1/images */
+export interface RecentImagesResponse {
+  images: RecentImage[];
+  /** The layers most recent images have in common (in at least two), most shared first. */
+  sharedLayers: SharedLayer[];
 }

@@ -15,6 +15,12 @@ import type { Admission } from './admission.js';
 import { Semaphore, QueueFullError } from '../util/semaphore.js';
 import { SingleFlight } from '../util/singleflight.js';
 import type { Popularity } from '../layers/types.js';
+import { attestationReferrers, Referrers } from './referrers.js';
+import { ARTIFACT_TYPES, artifactDigests } from '../builder/attest.js';
+import { licenseSummary } from '../sbom/summary.js';
+import type { AttestationDetails } from './explorer-types.js';
+import type { Blob } from '../manifest/manifest.js';
+import { referrersIndex } from '../manifest/referrers.js';
 
 export interface RecentError {
   image: string;
@@ -120,6 +126,10 @@ export class RegistryService {
   /** Names whose packages the source was found to have (tags/list of a name not built here). */
   private readonly knownNames = new LruCache<string, true>(SCOPES);
   private readonly knownNameChecks = new SingleFlight<string, void>();
+  /** License summaries of CycloneDX documents (by digest) the explorer asked for. */
+  private readonly licenseSummaries = new LruCache<string, ReturnType<typeof licenseSummary>>(256);
+  /** Where referrers indexes come from (the builder's SBOMs and provenance; `add` more). */
+  readonly referrerSources: Referrers;
 
   constructor(
     readonly builder: ImageBuilder,
@@ -131,6 +141,36 @@ export class RegistryService {
   ) {
     this.slots = new Semaphore(buildConcurrency, buildQueue);
     this.byTag = new LruCache(memoSize);
+    this.referrerSources = new Referrers([attestationReferrers(builder)]);
+  }
+
+  /** The image's SBOMs and provenance for the explorer, with its license summary (null: none). */
+  async attestationDetails(built: BuiltImage): Promise<AttestationDetails | null> {
+    const artifacts = built.artifacts;
+    if (!artifacts?.length) return null;
+    const name = pullName(built.image);
+    const cdx = artifacts.find((a) => a.artifactType === ARTIFACT_TYPES.cyclonedx);
+    let summary = cdx ? this.licenseSummaries.get(cdx.document.digest) : undefined;
+    if (cdx && !summary) {
+      const bytes = await this.builder.readDocument(cdx.document.digest);
+      if (bytes) this.licenseSummaries.set(cdx.document.digest, (summary = licenseSummary(bytes)));
+    }
+    return {
+      referrers: `/v2/${name}/referrers/${built.manifests.oci.digest}`,
+      documents: artifacts.map((a) => ({ artifactType: a.artifactType, manifest: a.manifest.digest, document: a.document.digest, size: a.document.size, link: `/v2/${name}/blobs/${a.document.digest}` })),
+      ...(summary ?? { licenses: [], withoutLicense: 0 }),
+    };
+  }
+
+  /**
+   * The referrers index of the manifest `digest` under `name` (validated by the caller), of
+   * `artifactType` only when one is given. Only a manifest of an image `name` resolves to has
+   * referrers under `name` (as only those are signed as `name`): another repository's gets an
+   * empty index, as a manifest that has none does, so nothing leaks across repositories.
+   */
+  async referrers(name: string, digest: string, admission?: Admission, artifactType?: string): Promise<Blob> {
+    if (!(await this.contains(name, digest))) return referrersIndex([]);
+    return this.referrerSources.index(name, digest, artifactType, admission);
   }
 
   /** The images of a repository name and tag (validated here), through the hot-path memo. */
@@ -228,6 +268,14 @@ export class RegistryService {
       scope = this.scopeOf(found[0]!);
     }
     const canonical = scopeKey(parseImageName(name));
+    // Images built with a request's config (pulled by digest only) are found by their records.
+    for (const image of await this.builder.storedImages()) {
+      if (!image.config || scopeKey(image) !== canonical) continue;
+      const found = await this.builder.find(image).catch(() => null);
+      if (!found) continue;
+      this.remember([found]);
+      scope = this.scopeOf(found);
+    }
     scope ??= this.scopes.get(canonical);
     if (scope) scope.lookedAt = Date.now();
     else {
@@ -258,6 +306,7 @@ export class RegistryService {
       scope.digests.add(manifests.docker.digest);
       scope.digests.add(manifests.config.digest);
       for (const l of layers) scope.digests.add(l.digest);
+      for (const d of artifactDigests(built.artifacts)) scope.digests.add(d);
     }
   }
 

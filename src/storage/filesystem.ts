@@ -22,7 +22,8 @@ import { compareStrings } from '../image/name.js';
 import { LruCache } from '../util/lru.js';
 import { isAbandoned, ownedName } from '../util/owner.js';
 import { StorageUnavailableError, StorageObjectNotFoundError, checkRange, isMoveOntoItself, validateKey, validatePrefix } from './errors.js';
-import type { ByteRange, ObjectInfo, ObjectWriter, OpenedObject, Storage } from './storage.js';
+import * as conditional from './filesystem-conditional.js';
+import type { ByteRange, ObjectInfo, ObjectWriter, OpenedObject, Storage, VersionedObject } from './storage.js';
 
 const TMP_DIR = '.tmp';
 const META_DIR = '.meta';
@@ -44,7 +45,8 @@ export interface FilesystemStorageOptions {
 export class FilesystemStorage implements Storage {
   readonly name: string;
   readonly root: string;
-  private readonly fsync: boolean;
+  /** @internal */
+  readonly fsync: boolean;
   private ready: Promise<void> | undefined;
   /** Per-key chains that serialise the (sidecar, data) rename pairs within this process. */
   private readonly locks = new Map<string, Promise<void>>();
@@ -75,6 +77,7 @@ export class FilesystemStorage implements Storage {
       throw this.failure('put', key, err);
     }
   }
+
 
   async writer(key: string, options: { contentType?: string } = {}): Promise<ObjectWriter> {
     validateKey(key);
@@ -248,6 +251,40 @@ export class FilesystemStorage implements Storage {
     });
   }
 
+  // Conditional writes (filesystem-conditional.ts): atomic between processes, not only in this one.
+
+  async createIfAbsent(key: string, data: Buffer | string): Promise<string | null> {
+    validateKey(key);
+    await this.init();
+    return this.conditionally('create', key, () => conditional.createIfAbsent(this, key, data));
+  }
+
+  async replaceIfVersion(key: string, data: Buffer | string, version: string): Promise<string | null> {
+    validateKey(key);
+    await this.init();
+    return this.conditionally('replace', key, () => conditional.replaceIfVersion(this, key, data, version));
+  }
+
+  async deleteIfVersion(key: string, version: string): Promise<boolean> {
+    validateKey(key);
+    await this.init();
+    return this.conditionally('delete', key, () => conditional.deleteIfVersion(this, key, version));
+  }
+
+  async readVersioned(key: string): Promise<VersionedObject | null> {
+    validateKey(key);
+    const read = await this.conditionally('read', key, () => conditional.readVersioned(this.dataPath(key)));
+    return read ?? this.missing('read', key);
+  }
+
+  private async conditionally<T>(operation: string, key: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw this.failure(operation, key, err);
+    }
+  }
+
   /**
    * Keys in code-unit order, streamed: directory entries are sorted with `/` appended to
    * directory names, which is exactly the order of the full keys.
@@ -371,11 +408,13 @@ export class FilesystemStorage implements Storage {
     return removed;
   }
 
-  private tempPath(): string {
+  /** @internal */
+  tempPath(): string {
     return path.join(this.root, TMP_DIR, ownedName(randomUUID()));
   }
 
-  private dataPath(key: string): string {
+  /** @internal */
+  dataPath(key: string): string {
     return path.join(this.root, key);
   }
 

@@ -8,7 +8,7 @@ import { ObjectStoreWriter } from './object-writer.js';
 export interface ResumableTarget {
   readonly chunkSize: number;
   failure(operation: string, key: string, err: unknown): Error;
-  mediaUpload(name: string, body: Buffer, contentType: string | undefined): Promise<void>;
+  mediaUpload(name: string, body: Buffer, contentType: string | undefined): Promise<unknown>;
   startResumable(name: string, contentType: string | undefined): Promise<string>;
   request(options: { method: string; url: string; headers?: Record<string, string>; body?: Buffer | string; accept?: number[] }): Promise<{ status: number; headers: Headers }>;
 }

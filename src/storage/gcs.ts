@@ -233,6 +233,36 @@ export class GcsStorage extends ObjectStore implements Storage {
     await this.call('delete', key, () => this.request({ method: 'DELETE', url: this.objectUrl(this.objectName(key)), accept: [404], idempotent: true }));
   }
 
+  // Conditional writes: GCS's preconditions on the generation (0: no live object), 412 when unmet.
+
+  async createIfAbsent(key: string, data: Buffer | string): Promise<string | null> {
+    return this.uploadIf('create', key, data, '0');
+  }
+
+  async replaceIfVersion(key: string, data: Buffer | string, version: string): Promise<string | null> {
+    return this.uploadIf('replace', key, data, version);
+  }
+
+  async deleteIfVersion(key: string, version: string): Promise<boolean> {
+    validateKey(key);
+    if (!/^\d+$/.test(version)) return false;
+    const url = `${this.objectUrl(this.objectName(key))}?ifGenerationMatch=${version}`;
+    const res = await this.call('delete', key, () => this.request({ method: 'DELETE', url, accept: [404, 412], idempotent: true }));
+    return res.status !== 404 && res.status !== 412;
+  }
+
+  /** A media upload on the condition that the object's generation is `generation`: the new generation, or null. */
+  private async uploadIf(operation: string, key: string, data: Buffer | string, generation: string): Promise<string | null> {
+    validateKey(key);
+    if (!/^\d+$/.test(generation)) return null; // not a generation: no object has it
+    const body = typeof data === 'string' ? Buffer.from(data) : data;
+    const res = await this.call(operation, key, () => this.mediaUpload(this.objectName(key), body, undefined, generation));
+    if (res.status === 412) return null;
+    const written = (res.data as { generation?: unknown } | undefined)?.generation;
+    if (typeof written !== 'string' && typeof written !== 'number') throw this.failure(operation, key, new Error('the upload answer names no generation'));
+    return String(written);
+  }
+
   async redirectUrl(key: string, options: { method: 'GET' | 'HEAD' }): Promise<string | null> {
     validateKey(key);
     if (!this.redirects) return null;
@@ -254,14 +284,20 @@ export class GcsStorage extends ObjectStore implements Storage {
 
   // --- internals, shared with ResumableUpload ------------------------------------------------
 
-  /** @internal One simple (media) upload: the object appears when it completes. */
-  async mediaUpload(name: string, body: Buffer, contentType: string | undefined): Promise<void> {
+  /**
+   * @internal One simple (media) upload: the object appears when it completes. With
+   * `ifGenerationMatch`, only if the object is at that generation (412 otherwise).
+   */
+  async mediaUpload(name: string, body: Buffer, contentType: string | undefined, ifGenerationMatch?: string): Promise<GcsResponse> {
     const params = new URLSearchParams({ uploadType: 'media', name });
-    await this.request({
+    if (ifGenerationMatch !== undefined) params.set('ifGenerationMatch', ifGenerationMatch);
+    return this.request({
       method: 'POST',
       url: `${this.endpoint}/upload/storage/v1/b/${encodeURIComponent(this.bucket)}/o?${params}`,
       headers: { 'Content-Type': contentType ?? 'application/octet-stream' },
       body,
+      accept: ifGenerationMatch === undefined ? [] : [412],
+      // A retried conditional upload that had landed answers 412: the lease module reads back to tell.
       idempotent: true,
     });
   }

@@ -5,7 +5,24 @@
 import type { Readable } from 'node:stream';
 import type { ByteRange, ObjectInfo, ObjectWriter, OpenedObject, Storage } from './storage.js';
 
-export type StorageOperation = 'put' | 'writer' | 'commit' | 'abort' | 'get' | 'open' | 'read' | 'stat' | 'move' | 'list' | 'delete' | 'redirect_url' | 'remove_temporaries';
+export type StorageOperation =
+  | 'put'
+  | 'writer'
+  | 'commit'
+  | 'abort'
+  | 'get'
+  | 'open'
+  | 'read'
+  | 'stat'
+  | 'move'
+  | 'list'
+  | 'delete'
+  | 'redirect_url'
+  | 'remove_temporaries'
+  | 'create_if_absent'
+  | 'replace_if_version'
+  | 'delete_if_version'
+  | 'read_versioned';
 
 export interface StorageObserver {
   /**
@@ -52,6 +69,10 @@ export function measuredStorage(inner: Storage, observer: StorageObserver): Stor
     stat: (key: string) => timed('stat', () => inner.stat(key)),
     move: (from: string, to: string) => timed('move', () => inner.move(from, to)),
     delete: (key: string) => timed('delete', () => inner.delete(key)),
+    createIfAbsent: (key: string, data: Buffer | string) => timed('create_if_absent', () => inner.createIfAbsent(key, data)),
+    replaceIfVersion: (key: string, data: Buffer | string, version: string) => timed('replace_if_version', () => inner.replaceIfVersion(key, data, version)),
+    deleteIfVersion: (key: string, version: string) => timed('delete_if_version', () => inner.deleteIfVersion(key, version)),
+    readVersioned: (key: string) => timed('read_versioned', () => inner.readVersioned(key)),
     list: (prefix: string): AsyncIterable<ObjectInfo> => ({
       async *[Symbol.asyncIterator]() {
         const started = performance.now();

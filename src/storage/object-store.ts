@@ -4,7 +4,7 @@
 import type { Readable } from 'node:stream';
 import { NixeryError } from '../errors.js';
 import { StorageUnavailableError } from './errors.js';
-import { type ByteRange, type OpenedObject } from './storage.js';
+import { type ByteRange, type OpenedObject, type VersionedObject } from './storage.js';
 
 /** Attempts to read a whole object whose body broke off. */
 const READ_ATTEMPTS = 3;
@@ -36,6 +36,21 @@ export abstract class ObjectStore {
         await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt * (0.5 + Math.random())));
       }
     }
+  }
+
+  /** A whole small object and the version it was read at (what conditional writes compare). */
+  async readVersioned(key: string): Promise<VersionedObject | null> {
+    const opened = await this.open(key);
+    if (!opened) return null;
+    const chunks: Buffer[] = [];
+    try {
+      for await (const chunk of opened.stream) chunks.push(chunk as Buffer);
+    } catch (err) {
+      throw this.failure('read', key, err);
+    }
+    const version = opened.info.version;
+    if (!version) throw this.failure('read', key, new Error('the object store named no version (generation or ETag) for the object'));
+    return { data: Buffer.concat(chunks), version };
   }
 
   /** @internal Runs `fn`, reporting what it throws as a failure of `operation` on `key`. */

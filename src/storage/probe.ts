@@ -36,3 +36,27 @@ async function probeRead(storage: Storage, prefix: string): Promise<void> {
   if (!stream) return;
   for await (const chunk of stream) void chunk;
 }
+
+/**
+ * Whether the storage honours conditional writes (storage.ts, ConditionalWrites): a probe object
+ * is created, created again, replaced and deleted on versions old and current. False when a
+ * condition that must fail succeeded (a server that ignores If-None-Match, such as s3rver); a
+ * storage that fails outright throws.
+ */
+export async function conditionalWritesHonoured(storage: Storage): Promise<boolean> {
+  const key = `probes/conditional-${randomUUID()}`;
+  try {
+    const first = await storage.createIfAbsent(key, 'first');
+    if (!first) return false; // a fresh key: only a broken condition refuses it
+    if (await storage.createIfAbsent(key, 'second')) return false;
+    const second = await storage.replaceIfVersion(key, 'second', first);
+    if (!second || second === first) return false;
+    if (await storage.replaceIfVersion(key, 'third', first)) return false;
+    if (await storage.deleteIfVersion(key, first)) return false;
+    const back = await storage.readVersioned(key);
+    if (back?.data.toString() !== 'second' || back.version !== second) return false;
+    return await storage.deleteIfVersion(key, second);
+  } finally {
+    await storage.delete(key).catch(() => {});
+  }
+}

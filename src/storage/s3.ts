@@ -203,6 +203,41 @@ export class S3Storage extends ObjectStore implements Storage {
     }
   }
 
+  // Conditional writes: If-None-Match: * and If-Match: <ETag> (AWS S3 honours both on PUT, and
+  // If-Match on DELETE). 412 when unmet; 409 when a concurrent conditional write to the key won.
+
+  async createIfAbsent(key: string, data: Buffer | string): Promise<string | null> {
+    return this.putIf('create', key, data, { IfNoneMatch: '*' });
+  }
+
+  async replaceIfVersion(key: string, data: Buffer | string, version: string): Promise<string | null> {
+    return this.putIf('replace', key, data, { IfMatch: version });
+  }
+
+  async deleteIfVersion(key: string, version: string): Promise<boolean> {
+    validateKey(key);
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), IfMatch: version }));
+      return true;
+    } catch (err) {
+      if (isNotFound(err) || isConditionUnmet(err)) return false;
+      throw this.failure('delete', key, err);
+    }
+  }
+
+  private async putIf(operation: string, key: string, data: Buffer | string, condition: { IfNoneMatch?: string; IfMatch?: string }): Promise<string | null> {
+    validateKey(key);
+    const body = typeof data === 'string' ? Buffer.from(data) : data;
+    try {
+      const res = await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), Body: body, ContentLength: body.length, ...condition }));
+      if (!res.ETag) throw new Error('the PUT answer names no ETag');
+      return res.ETag;
+    } catch (err) {
+      if (isNotFound(err) || isConditionUnmet(err)) return null;
+      throw this.failure(operation, key, err);
+    }
+  }
+
   async redirectUrl(key: string, options: { method: 'GET' | 'HEAD' }): Promise<string | null> {
     validateKey(key);
     if (!this.redirects) return null;
@@ -341,6 +376,12 @@ function isNotFound(err: unknown): boolean {
   const name = (err as { name?: string; Code?: string } | undefined)?.name;
   // Not any 404: a missing bucket (NoSuchBucket) is a configuration error, not a missing key.
   return name === 'NoSuchKey' || name === 'NotFound';
+}
+
+/** A precondition that did not hold (412), or a concurrent conditional write that won (409). */
+function isConditionUnmet(err: unknown): boolean {
+  const status = statusOf(err);
+  return status === 412 || (status === 409 && (err as { name?: string }).name === 'ConditionalRequestConflict');
 }
 
 function describeS3Error(err: unknown): Error {

@@ -49,7 +49,31 @@ export interface ObjectWriter {
   abort(): Promise<void>;
 }
 
-export interface Storage {
+/** A small object read whole, with the version that conditional writes compare against. */
+export interface VersionedObject {
+  data: Buffer;
+  version: string;
+}
+
+/**
+ * Conditional writes of small objects (build leases): each succeeds only if the object is as the
+ * caller last saw it, atomically against every other process and replica on the same storage
+ * (filesystem: an exclusive link and a rename; GCS: ifGenerationMatch; S3: If-None-Match and
+ * If-Match). A version is opaque and non-empty. A server that ignores the conditions (some
+ * S3-compatible ones) is detected by `conditionalWritesHonoured` (probe.ts), not here.
+ */
+export interface ConditionalWrites {
+  /** Creates `key` only if no object is there: the new version, or null when one was. */
+  createIfAbsent(key: string, data: Buffer | string): Promise<string | null>;
+  /** Replaces `key` only if its current version is `version`: the new version, or null (another version, or gone). */
+  replaceIfVersion(key: string, data: Buffer | string, version: string): Promise<string | null>;
+  /** Deletes `key` only if its current version is `version`: false when it is another version or gone. */
+  deleteIfVersion(key: string, version: string): Promise<boolean>;
+  /** Reads a whole (small) object and its version in one read; null when missing. */
+  readVersioned(key: string): Promise<VersionedObject | null>;
+}
+
+export interface Storage extends ConditionalWrites {
   /** For logs, e.g. `filesystem (/var/cache/nixery)`. */
   readonly name: string;
   /**

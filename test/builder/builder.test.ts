@@ -96,8 +96,11 @@ describe('image builder', () => {
     // The example set's identity: its git checkout's, or its content hash outside a checkout.
     assert.match(config.config.Labels['org.opencontainers.image.revision'], /^(?:git:[0-9a-f]{40}(?:\+dirty\.[0-9a-f]{32})?|sha256:[0-9a-f]{64})$/);
     assert.deepEqual(config.rootfs.diff_ids, built.layers.map((l) => l.diffId));
-    const plain = await app.builder.build(parseImageName('hello'));
+    const plain = await app.builder.build(parseImageName('curl'));
     assert.equal(JSON.parse(plain.manifests.config.bytes.toString()).config.Cmd, undefined);
+    // hello declares meta.mainProgram: alone in an image, it is the command.
+    const hello = await app.builder.build(parseImageName('hello'));
+    assert.deepEqual(JSON.parse(hello.manifests.config.bytes.toString()).config.Cmd, ['/bin/hello']);
     // A user typing the attribute in lower case still gets the shell as command.
     const typed = await app.builder.build(parseImageName('bashinteractive/hello'));
     assert.deepEqual(JSON.parse(typed.manifests.config.bytes.toString()).config.Cmd, ['bash']);

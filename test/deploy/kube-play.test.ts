@@ -1,7 +1,7 @@
 // The Kubernetes manifests run (issue 19, point 4): `podman kube play` of the rendered `single`
-// overlay (Deployment, ConfigMap, PVC) with the locally built image, changed only as an operator's
-// own overlay would: the example package set instead of a channel (no internet here), the
-// image's version tag, and a hostPort to reach the pod. Through the pod's published port skopeo
+// overlay (Deployment, ConfigMap, Secret, PVC) with the locally built image, changed only as an
+// operator's own overlay would: the example package set instead of a channel (no internet here),
+// the image's version tag, a credential in the Secret, and a hostPort to reach the pod. Through the pod's published port skopeo
 // pulls shell/hello, containerd runs it; the registry's process in the pod is not uid 0 and its
 // root filesystem is read-only; `podman kube down` removes the pod.
 
@@ -12,6 +12,8 @@ import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { parseAllDocuments } from 'yaml';
+import { randomBytes } from 'node:crypto';
 import { buildImage, cannotBuild, CONTAINERS_CONF, onPath, ROOT } from './image.js';
 import { freePort } from '../helpers/net.js';
 import { startContainerd, ctrRun } from '../helpers/containerd.js';
@@ -37,6 +39,7 @@ test('podman kube play runs the single overlay: pull through it, run the image, 
 
   // The operator's overlay on top of `single`.
   const port = await freePort();
+  const credential = `kube-play-${randomBytes(12).toString('hex')}`;
   const prefix = `t${process.pid}-`;
   await cp(path.join(ROOT, 'deploy/kubernetes'), path.join(dir, 'kubernetes'), { recursive: true });
   const overlay = path.join(dir, 'kubernetes/overlays/test');
@@ -55,6 +58,11 @@ configMapGenerator:
       - NIXERY_CHANNEL=
       - NIXERY_PKGS_PATH=/app/examples/pkgs
       - NIX_CONFIG=substituters =
+secretGenerator:
+  - name: nixery-secrets
+    behavior: merge
+    literals:
+      - AWS_SECRET_ACCESS_KEY=${credential}
 patches:
   - target: { kind: Deployment }
     patch: |-
@@ -63,10 +71,24 @@ patches:
         value: ${port}
 `,
   );
-  const manifest = path.join(dir, 'rendered.yaml');
-  await writeFile(manifest, await run('kubectl', ['kustomize', overlay]));
-  const rendered = await readFile(manifest, 'utf8');
+  const rendered = await run('kubectl', ['kustomize', overlay]);
   assert.match(rendered, /readOnlyRootFilesystem: true/);
+  // Podman 4.3 (Debian 12's) stores a Secret it plays as YAML, which its own env lookup then
+  // cannot read ("not valid JSON"); a podman secret holding the Secret's data (name → base64) is
+  // what it reads. So the Secrets become podman secrets, and the rest is played as rendered.
+  const docs = parseAllDocuments(rendered).map((d) => d.toJS() as { kind: string; metadata: { name: string }; data?: Record<string, string> });
+  const secrets = docs.filter((d) => d.kind === 'Secret');
+  assert.deepEqual(secrets.map((s) => s.metadata.name.replace(/-[a-z0-9]{10}$/, '')), [`${prefix}nixery-secrets`]);
+  const manifest = path.join(dir, 'rendered.yaml');
+  await writeFile(manifest, rendered.split(/^---$/m).filter((doc) => !/^kind: Secret$/m.test(doc)).join('---'));
+  t.after(async () => {
+    for (const secret of secrets) await run('podman', ['secret', 'rm', secret.metadata.name]).catch(() => {});
+  });
+  for (const secret of secrets) {
+    const file = path.join(dir, `${secret.metadata.name}.json`);
+    await writeFile(file, JSON.stringify(secret.data ?? {}), { mode: 0o600 });
+    await run('podman', ['secret', 'create', secret.metadata.name, file]);
+  }
 
   const volume = `${prefix}nixery-storage`;
   t.after(async () => {
@@ -102,6 +124,8 @@ patches:
   const children = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8')).trim().split(/\s+/).filter(Boolean);
   for (const child of children) assert.match(await readFile(`/proc/${child}/status`, 'utf8'), /^Uid:\s+65532\s/m);
   assert.equal((await run('podman', ['inspect', '--format', '{{.HostConfig.ReadonlyRootfs}}', container])).trim(), 'true');
+  // The Secret's credential reached the registry's environment, and none of its log lines.
+  assert.ok((await readFile(`/proc/${pid}/environ`, 'latin1')).split('\0').includes(`AWS_SECRET_ACCESS_KEY=${credential}`));
 
   // skopeo pulls through the pod's port; containerd runs what it pulled.
   const archive = path.join(dir, 'hello.tar');
@@ -111,6 +135,7 @@ patches:
   await c.ctr(['images', 'import', '--snapshotter', 'native', archive]);
   assert.equal((await ctrRun(c, 'localhost/shell/hello:latest', ['hello'])).trim(), 'Hello, world!');
 
+  assert.ok(!(await run('podman', ['logs', container])).includes(credential), 'the credential is in the logs');
   await run('podman', ['kube', 'down', manifest]);
   await assert.rejects(run('podman', ['pod', 'exists', podId]));
   await assert.rejects(run('podman', ['container', 'exists', container]));

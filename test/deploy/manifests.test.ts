@@ -106,10 +106,14 @@ function checkCommon(objs: Obj[]) {
   return { deployment, pod, container, configMap };
 }
 
-test('overlay single: one replica, filesystem storage on a PVC, Recreate', async () => {
+test('overlay single: one replica, filesystem storage on a PVC, Recreate, credentials from a Secret', async () => {
   const objs = await render(path.join(KUSTOMIZE_DIR, 'overlays/single'));
-  assert.deepEqual(objs.map((o) => o.kind).sort(), ['ConfigMap', 'Deployment', 'NetworkPolicy', 'PersistentVolumeClaim', 'Service', 'ServiceAccount']);
-  const { deployment, pod, configMap } = checkCommon(objs);
+  assert.deepEqual(objs.map((o) => o.kind).sort(), ['ConfigMap', 'Deployment', 'NetworkPolicy', 'PersistentVolumeClaim', 'Secret', 'Service', 'ServiceAccount']);
+  const { deployment, pod, container, configMap } = checkCommon(objs);
+  // The Secret (empty until the operator fills secrets.env) reaches the registry's environment.
+  const [secret] = byKind(objs, 'Secret');
+  assert.deepEqual(secret.data ?? {}, {});
+  assert.ok(container.envFrom.some((e: Obj) => e.secretRef?.name === secret.metadata.name));
   assert.equal(deployment.spec.replicas, 1);
   assert.equal(deployment.spec.strategy.type, 'Recreate');
   assert.equal(configMap.data.NIXERY_STORAGE_BACKEND, 'filesystem');

@@ -97,6 +97,8 @@ test('npm start: SIGTERM to the npm process stops the registry too', async (t) =
   assert.equal(await listening(port), false);
   assert.match(out, /"signal":"SIGTERM"/);
   assert.match(out, /"msg":"stopped"/);
+  // With popularity data for the example set (nixery popcount, cached in .nixery): images share layers.
+  assert.match(out, /"NIX_POPULARITY_URL":"[^"]*\/\.nixery\/popularity-[0-9a-f]{16}\.json"/);
 });
 
 async function realpathOf(cmd: string): Promise<string> {

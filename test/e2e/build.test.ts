@@ -11,6 +11,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { EXAMPLE_PKGS } from '../helpers/nix.js';
 import { startContainerd, ctrRun, type Containerd } from '../helpers/containerd.js';
+import { startDockerd, type DockerEngine } from '../helpers/docker.js';
 
 const execFileP = promisify(execFile);
 const CLI = path.resolve('dist/src/cli.js');
@@ -100,7 +101,8 @@ describe('nixery build, end to end', () => {
       c = await startContainerd();
       await c.ctr(['images', 'import', '--snapshotter', 'native', file]);
       const images = await c.ctr(['images', 'ls', '-q']);
-      const ref = images.split('\n').find((l) => l.includes('hello/shell:latest'));
+      // Named as asked for (not the sorted hello/shell, which would ask for a package called shell).
+      const ref = images.split('\n').find((l) => l.includes('shell/hello:latest'));
       assert.ok(ref, `imported image listed: ${images}`);
       assert.equal((await ctrRun(c, ref, ['hello'])).trim(), 'Hello, world!');
       const out = await ctrRun(c, ref, ['bash', '-c', 'echo "args: $#"; ls /bin | grep -c . ; test -d /tmp && echo tmp-ok; env | grep ^SSL_CERT_FILE']);
@@ -111,6 +113,27 @@ describe('nixery build, end to end', () => {
       t.diagnostic(`ran ${ref}`);
     } finally {
       await c?.stop();
+    }
+  });
+
+  test('docker load of the docker-archive: the image is called as asked for, shell/hello, and runs', async (t) => {
+    const file = path.join(dir, 'hello-docker.tar');
+    const summary = await build('shell/hello:latest', `docker-archive:${file}`, path.join(dir, 'storage-d'));
+    assert.equal((summary as unknown as { image: string }).image, 'shell/hello:latest');
+    let engine: DockerEngine | undefined;
+    try {
+      engine = await startDockerd();
+    } catch (err) {
+      t.skip(`dockerd cannot start here: ${(err as Error).message.split('\n')[0]}`);
+      return;
+    }
+    try {
+      const loaded = await engine.docker(['load', '--input', file]);
+      assert.match(loaded, /^Loaded image: shell\/hello:latest$/m);
+      assert.equal((await engine.docker(['image', 'ls', '--format', '{{.Repository}}:{{.Tag}}'])).trim(), 'shell/hello:latest');
+      assert.equal((await engine.docker(['run', '--rm', '--network', 'none', 'shell/hello:latest', 'hello'])).trim(), 'Hello, world!');
+    } finally {
+      await engine.stop();
     }
   });
 

@@ -18,6 +18,7 @@ import type { ClosureGraph, ResolvedPackage, StorePathInfo } from '../../src/nix
 import type { PinnedSource } from '../../src/nix/source.js';
 import type { ResolveOptions } from '../../src/nix/resolve-packages.js';
 import { NixFailedError, PackagesNotFoundError } from '../../src/errors.js';
+import { splitNameVersion } from '../../src/sbom/model.js';
 
 /** A file of a package: text or bytes (0444), an executable script (0555), or a symlink. */
 export type StandInFile = string | Buffer | { executable: string } | { symlink: string };
@@ -35,6 +36,10 @@ export interface StandInPackage {
   failsOn?: string[];
   /** Realising it takes this long (a build that takes time). */
   buildMs?: number;
+  /** SPDX ids of its meta.license (what SBOMs carry). */
+  licenses?: string[];
+  /** `meta.mainProgram`, as the real resolver reports it. */
+  mainProgram?: string;
 }
 
 export type Catalogue = Record<string, StandInPackage>;
@@ -54,7 +59,7 @@ export function incompressible(n: number, seed = 'nixery-stand-in'): Buffer {
 
 /** Names and shapes after the example package set (examples/pkgs), small. */
 const PACKAGES: Catalogue = {
-  hello: { name: 'hello-2.12.1', files: { 'bin/hello': script("echo 'Hello, world!'"), 'share/doc/hello/README': 'GNU Hello, a stand-in\n' } },
+  hello: { name: 'hello-2.12.1', mainProgram: 'hello', licenses: ['GPL-3.0-or-later'], files: { 'bin/hello': script("echo 'Hello, world!'"), 'share/doc/hello/README': 'GNU Hello, a stand-in\n' } },
   busybox: { name: 'busybox-static', files: { 'bin/busybox': script('echo busybox'), 'bin/sh': { symlink: 'busybox' }, 'bin/ls': { symlink: 'busybox' } } },
   bashInteractive: { name: 'bash-interactive-5.2p32', files: { 'bin/bash': script('exec sh "$@"') }, deps: ['ncurses'] },
   coreutils: { name: 'coreutils-9.5', files: { 'bin/cat': script('exec busybox cat "$@"'), 'bin/echo': script('exec busybox echo "$@"') }, deps: ['busybox'] },
@@ -71,7 +76,7 @@ const PACKAGES: Catalogue = {
   curl: { name: 'curl-8.9.1', files: { 'bin/curl': script('echo "curl 8.9.1"'), 'lib/libcurl.so.4': 'libcurl stand-in\n'.repeat(128) }, deps: ['openssl', 'zlib', 'cacert'] },
   git: { name: 'git-2.45.2', files: { 'bin/git': script('echo "git version 2.45.2"') }, deps: ['curl', 'perl', 'zlib'] },
   htop: { name: 'htop-3.3.0', files: { 'bin/htop': script('echo "htop 3.3.0"') }, deps: ['ncurses'] },
-  jq: { name: 'jq-1.7.1', files: { 'bin/jq': script('echo jq-1.7.1') }, deps: ['oniguruma'] },
+  jq: { name: 'jq-1.7.1', licenses: ['MIT'], files: { 'bin/jq': script('echo jq-1.7.1') }, deps: ['oniguruma'] },
   oniguruma: { name: 'oniguruma-6.9.9', files: { 'lib/libonig.so': 'oniguruma stand-in\n'.repeat(32) } },
   tree: { name: 'tree-2.1.3', files: { 'bin/tree': script('ls -R "$@"') } },
   _1password: { name: '1password-cli-2.29.0', files: { 'bin/op': script('echo "1Password CLI 2.29.0"') } },
@@ -98,6 +103,25 @@ export const EXAMPLE_CATALOGUE: Catalogue = Object.fromEntries(
 );
 
 const NIX_BASE32 = '0123456789abcdfghijklmnpqrsvwxyz';
+
+/** Nix's base-32 of `bytes` (its alphabet, most significant digit first), as Nix prints hashes. */
+export function toNix32(bytes: Buffer): string {
+  const len = Math.ceil((bytes.length * 8) / 5);
+  let out = '';
+  for (let n = len - 1; n >= 0; n--) {
+    const b = n * 5;
+    const i = b >> 3;
+    const j = b & 7;
+    const c = ((bytes[i] ?? 0) >> j) | (i + 1 < bytes.length ? bytes[i + 1]! << (8 - j) : 0);
+    out += NIX_BASE32[c & 0x1f];
+  }
+  return out;
+}
+
+/** The derivation a stand-in store path is "built" by. */
+function drvPathOf(out: string, pkg: StandInPackage): string {
+  return `/nix/store/${storeHash(`drv ${out}`)}-${pkg.name}.drv`;
+}
 
 function storeHash(input: string): string {
   const digest = createHash('sha256').update(input).digest();
@@ -185,7 +209,19 @@ export class StandInNix implements NixStage {
       const out = this.storePath(attr, system, pinned.revision ?? '');
       // Deny entries that look up to the same package are the same derivation (aliases, spellings).
       const sameAs = (opts.compareWith ?? []).filter((p) => this.lookup(p) === attr);
-      resolved.push({ requested, attrPath: attr.split('.'), packagePath: attr.split('.'), sameAs, drvPath: `/nix/store/${storeHash(`drv ${out}`)}-${this.catalogue[attr]!.name}.drv`, outputs: { out } });
+      const pkg = this.catalogue[attr]!;
+      const { name, version } = splitNameVersion(pkg.name);
+      resolved.push({
+        requested,
+        attrPath: attr.split('.'),
+        packagePath: attr.split('.'),
+        sameAs,
+        drvPath: drvPathOf(out, pkg),
+        outputs: { out },
+        ...(pkg.mainProgram ? { mainProgram: pkg.mainProgram } : {}),
+        meta: { pname: name, version, licenses: [...(pkg.licenses ?? [])].sort() },
+        sourceInfo: { lastModified: null, storePath: null },
+      });
     }
     if (missing.length > 0) throw new PackagesNotFoundError(missing);
     return resolved;
@@ -217,6 +253,9 @@ export class StandInNix implements NixStage {
       references: this.byPath.get(p)!.references,
       narSize: narSize(p),
       closureSize: this.closurePaths([p]).reduce((sum, q) => sum + narSize(q), 0),
+      // As Nix ≤ 2.18 prints them: `sha256:<nix32>` (of the files, not of a real NAR).
+      narHash: `sha256:${toNix32(createHash('sha256').update(`nar ${p} ${contentDigest(this.byPath.get(p)!.pkg)}`).digest())}`,
+      deriver: drvPathOf(p, this.byPath.get(p)!.pkg),
     }));
     return { roots: sortedRoots, paths };
   }

@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { gunzipSync } from 'node:zlib';
 import { startStandInRegistry as startRegistry, type StandInRegistry as TestRegistry } from '../helpers/registry.js';
 import { CONTENT_SECURITY_POLICY } from '../../src/registry/explorer.js';
-import type { ImageDetails } from '../../src/service/explorer-types.js';
+import type { ImageDetails, RecentImagesResponse } from '../../src/service/explorer-types.js';
 import { MEDIA_TYPES } from '../../src/manifest/manifest.js';
 import { decodeRecord, encodeRecord } from '../../src/builder/records.js';
 
@@ -208,6 +208,63 @@ describe('the explorer: pages, assets and the image API', () => {
     const html = await page.text();
     assert.match(html, /<body data-view="explore">/);
     assert.match(html, /<h1 class="image-title">curl\/hello:latest<\/h1>/);
+  });
+
+  test('what images share: the layers two manifests both list, the bytes a client that has one skips, the most shared layers', async () => {
+    const manifestOf = async (name: string) => {
+      const res = await fetch(`${r.url}/v2/${name}/manifests/latest`, { headers: { Accept: MEDIA_TYPES.ociManifest } });
+      assert.equal(res.status, 200);
+      return (await res.json()) as { layers: Array<{ digest: string; size: number }> };
+    };
+    const shell = await manifestOf('shell/hello');
+    const curl = await manifestOf('curl/hello');
+    const hello = await manifestOf('hello');
+    // From the manifests alone: what curl/hello has in common with each of the others.
+    const digests = (m: typeof curl) => new Set(m.layers.map((l) => l.digest));
+    const inShell = digests(shell);
+    const inHello = digests(hello);
+    const common = curl.layers.filter((l) => inShell.has(l.digest) || inHello.has(l.digest));
+    assert.ok(common.length >= 2, 'the example images share layers (busybox, cacert…)');
+    assert.ok(common.length < curl.layers.length, 'and not all of them');
+
+    // The name in any order is the same image, and the page's heading is canonical.
+    const d = (await (await fetch(`${r.url}/api/v1/images/hello/curl:latest`)).json()) as Details;
+    const s = d.sharing;
+    assert.equal(s.compared, 2);
+    assert.deepEqual(
+      s.layers.map((l) => [l.digest, l.size, l.index]),
+      common.map((l) => [l.digest, l.size, curl.layers.indexOf(l) + 1]),
+    );
+    for (const l of s.layers) {
+      assert.deepEqual([...l.images].sort(), ['hello:latest', 'shell/hello:latest'].filter((i) => (i === 'hello:latest' ? inHello : inShell).has(l.digest)));
+    }
+    assert.equal(s.totalBytes, curl.layers.reduce((n, l) => n + l.size, 0));
+    assert.equal(s.skippedBytes, common.reduce((n, l) => n + l.size, 0));
+    const withHello = curl.layers.filter((l) => inHello.has(l.digest));
+    assert.deepEqual(
+      s.images.find((i) => i.image === 'hello:latest'),
+      { image: 'hello:latest', name: 'hello', tag: 'latest', layers: withHello.length, bytes: withHello.reduce((n, l) => n + l.size, 0) },
+    );
+    assert.ok(s.layers.some((l) => l.label === 'busybox-static'), JSON.stringify(s.layers.map((l) => l.label)));
+    const page = await (await fetch(`${r.url}/explore/hello/curl:latest`)).text();
+    assert.match(page, /<h1 class="image-title">curl\/hello:latest<\/h1>/);
+
+    // The front page's most shared layers: in all three, first; each at least in two.
+    const { sharedLayers } = (await (await fetch(`${r.url}/api/v1/images`)).json()) as RecentImagesResponse;
+    const everywhere = curl.layers.filter((l) => inShell.has(l.digest) && inHello.has(l.digest)).map((l) => l.digest);
+    assert.ok(everywhere.length >= 1);
+    assert.deepEqual(sharedLayers.slice(0, everywhere.length).map((l) => l.digest).sort(), [...everywhere].sort());
+    for (const l of sharedLayers) {
+      const holders = [['curl/hello:latest', curl], ['shell/hello:latest', shell], ['hello:latest', hello]] as const;
+      assert.deepEqual([...l.images].sort(), holders.filter(([, m]) => digests(m).has(l.digest)).map(([n]) => n).sort(), l.digest);
+      assert.ok(l.images.length >= 2);
+    }
+    // Only images the client may pull are compared with or named (access.ts mayPull decides).
+    const built = await r.app.service.findImage('curl/hello', 'latest');
+    const hidden = r.app.service.recent.sharing(built, (name) => name !== 'hello');
+    assert.equal(hidden.compared, 1);
+    assert.ok(hidden.layers.length > 0 && hidden.layers.every((l) => !l.images.includes('hello:latest')));
+    assert.ok(r.app.service.recent.sharedLayers((name) => name !== 'hello').every((l) => !l.images.includes('hello:latest')));
   });
 
   test('recently built images: newest first, one entry per image, bounded', async () => {

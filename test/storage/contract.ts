@@ -8,6 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { NixeryError } from '../../src/errors.js';
 import type { ObjectInfo, Storage } from '../../src/storage/storage.js';
+import { conditionalWritesContract } from './conditional-contract.js';
 
 export interface StorageFixture {
   storage: Storage;
@@ -26,6 +27,8 @@ export interface ContractOptions {
     unsortedList?: string;
     /** A PUT is not atomic: concurrent writers of one key may mix their bytes. */
     nonAtomicPut?: string;
+    /** Conditions on writes (If-None-Match, If-Match) are ignored: the probe must say so. */
+    noConditionalWrites?: string;
   };
 }
 
@@ -350,6 +353,8 @@ export function runStorageContract(name: string, makeStorage: () => Promise<Stor
       assert.equal(tail.length, 4096);
       assert.equal(tail.readUInt32BE(0), (total - 4096) >>> 0);
     });
+
+    conditionalWritesContract(() => s, options.serverDefects?.noConditionalWrites);
   });
 }
 

@@ -10,6 +10,7 @@ import { describe, it } from 'node:test';
 import { ConfigError, logDetail } from '../../src/errors.js';
 import { FilesystemStorage } from '../../src/storage/filesystem.js';
 import { createStorage } from '../../src/storage/index.js';
+import { measuredStorage } from '../../src/storage/measured.js';
 import { storageSettings } from '../../src/config.js';
 import { UNJUDGED_MAX_AGE_MS, currentOwner, ownedName } from '../../src/util/owner.js';
 import { readProcStat } from '../../src/util/proc.js';
@@ -108,6 +109,20 @@ describe('filesystem storage', () => {
       await s.put('k', 'v');
       const kept = files.filter(([, , keep]) => keep).map(([name]) => name);
       assert.deepEqual((await fs.readdir(path.join(root, '.tmp'))).sort(), kept.sort());
+    });
+  });
+
+  it('createIfAbsent: of writers racing on one key (two instances on one directory) exactly one wins, and the object is whole', async () => {
+    await inTempRoot(async (root) => {
+      const a = new FilesystemStorage(root);
+      const b = measuredStorage(new FilesystemStorage(root), { operation: () => {} });
+      const bodies = Array.from({ length: 8 }, (_, i) => `writer ${i} `.repeat(10_000));
+      const won = await Promise.all(bodies.map((body, i) => (i % 2 ? b : a).createIfAbsent('signatures/k.json', body)));
+      assert.equal(won.filter(Boolean).length, 1);
+      assert.equal((await a.read('signatures/k.json'))!.toString(), bodies[won.findIndex(Boolean)]);
+      assert.equal(await a.createIfAbsent('signatures/k.json', 'later'), null);
+      assert.equal((await b.read('signatures/k.json'))!.toString(), bodies[won.findIndex(Boolean)]);
+      assert.deepEqual(await fs.readdir(path.join(root, '.tmp')), []);
     });
   });
 

@@ -8,6 +8,7 @@
 //     token) and IAM Credentials generateAccessToken (impersonation) and signBlob (signs with
 //     the service account's key, as IAM does for accounts without a key of their own);
 //   - a GCE metadata server (token and email of the default service account);
+//   - preconditions on media uploads and deletes (ifGenerationMatch, 0 for no live object; 412);
 //   - JSON API: media and resumable uploads (308 + Range, `bytes */total` finalisation,
 //     DELETE cancels with 499), object metadata, alt=media downloads with Range, list with
 //     prefix and page tokens (name order), delete, multi-call rewriteTo;
@@ -147,6 +148,7 @@ export async function startFakeGcs(options: FakeGcsOptions = {}): Promise<FakeGc
       if (req.method === 'POST' && url.searchParams.get('uploadType') === 'media') {
         const name = url.searchParams.get('name');
         if (!name) return send(res, 400, { error: { code: 400, message: 'Required parameter: name' } });
+        if (unmet(bucket.objects.get(name), url)) return preconditionFailed(res);
         const stored = store(bucket.objects, name, body, req.headers['content-type'] ?? 'application/octet-stream');
         return send(res, 200, resource(segments[4]!, name, stored));
       }
@@ -210,6 +212,7 @@ export async function startFakeGcs(options: FakeGcsOptions = {}): Promise<FakeGc
         const object = bucket.objects.get(name);
         if (req.method === 'DELETE') {
           if (!object) return send(res, 404, { error: { code: 404, message: `No such object: ${bucketName}/${name}` } });
+          if (unmet(object, url)) return preconditionFailed(res);
           bucket.objects.delete(name);
           res.writeHead(204).end();
           return;
@@ -473,6 +476,16 @@ export async function startFakeGcs(options: FakeGcsOptions = {}): Promise<FakeGc
 function send(res: http.ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'Content-Type': 'application/json; charset=UTF-8', 'Content-Length': String(Buffer.byteLength(text)) }).end(text);
+}
+
+/** Whether the request's ifGenerationMatch (0: no live object) does not hold; checked and acted on in one tick. */
+function unmet(object: StoredObject | undefined, url: URL): boolean {
+  const want = url.searchParams.get('ifGenerationMatch');
+  return want !== null && (object?.generation ?? 0) !== Number(want);
+}
+
+function preconditionFailed(res: http.ServerResponse): void {
+  send(res, 412, { error: { code: 412, message: 'At least one of the pre-conditions you specified did not hold.', errors: [{ reason: 'conditionNotMet' }] } });
 }
 
 function xmlError(res: http.ServerResponse, status: number, code: string, message: string): void {

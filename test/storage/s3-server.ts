@@ -2,8 +2,9 @@
 //
 // s3rver encrypts list continuation tokens with DES, which OpenSSL 3 only has in its legacy
 // provider, hence `--openssl-legacy-provider` for that child process only. What s3rver does
-// not do: verify SigV4 signatures (it does check presigned URL expiry) and abort multipart
-// uploads (DELETE ?uploadId answers 405).
+// not do: verify SigV4 signatures (it does check presigned URL expiry), abort multipart
+// uploads (DELETE ?uploadId answers 405), and honour conditional writes (If-None-Match and
+// If-Match on PUT and DELETE are ignored; s3-conditional-proxy.ts enforces them in front of it).
 //
 // One s3rver bug is patched here: after a DELETE it removes the key's parent directories once
 // they are empty, which races a concurrent PUT under the same prefix (its mkdir, then the

@@ -1,13 +1,15 @@
 // The S3 backend against a real S3-compatible server (s3rver) started on loopback.
 
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { after, afterEach, beforeEach, describe, it } from 'node:test';
 import { ConfigError, logDetail } from '../../src/errors.js';
 import { createStorage } from '../../src/storage/index.js';
 import { S3Storage, type S3StorageOptions } from '../../src/storage/s3.js';
 import { s3Settings as s3OptionsFromEnv, storageSettings } from '../../src/config.js';
 import { runStorageContract, collect } from './contract.js';
 import { S3RVER_CREDENTIALS, startS3Server, type S3TestServer } from './s3-server.js';
+import { conditionalWritesContract } from './conditional-contract.js';
+import { startConditionalS3Proxy, type ConditionalS3Proxy } from './s3-conditional-proxy.js';
 
 // Never let the SDK's credential chain look for an instance metadata service.
 process.env.AWS_EC2_METADATA_DISABLED = 'true';
@@ -43,9 +45,25 @@ runStorageContract(
     serverDefects: {
       unsortedList: 's3rver lists in directory-walk order; the S3 API (AWS, MinIO, R2, GCS XML) lists in UTF-8 binary order',
       nonAtomicPut: 's3rver writes a PUT straight into the object file; S3 PUT and CompleteMultipartUpload are atomic',
+      noConditionalWrites: 's3rver ignores If-None-Match and If-Match on PUT and DELETE; AWS S3 honours them',
     },
   },
 );
+
+describe('s3 conditional writes, against s3rver behind a proxy that enforces them as AWS S3 does', () => {
+  let proxy: ConditionalS3Proxy | undefined;
+  let storage: S3Storage | undefined;
+  beforeEach(async () => {
+    proxy ??= await startConditionalS3Proxy((await s3()).endpoint);
+    storage = await makeStorage({ endpoint: proxy.endpoint, prefix: 'nixery/' });
+  });
+  afterEach(() => storage?.client.destroy());
+  after(async () => {
+    assert.ok((proxy?.refused ?? 0) > 0, 'the proxy refused unmet conditions');
+    await proxy?.stop();
+  });
+  conditionalWritesContract(() => storage!, undefined);
+});
 
 describe('s3 storage', () => {
   it('keeps a multipart upload invisible until commit, then shows it whole', async () => {

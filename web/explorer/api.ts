@@ -55,23 +55,55 @@ export interface PackageSearch {
 
 export type BuildState = 'queued' | 'running' | 'succeeded' | 'failed';
 
+/** A layer of a built image (src/service/build-tracker.ts BuildLayer). */
+export interface BuildLayer {
+  digest: string;
+  size: number;
+  diffId: string;
+  paths: number;
+  cached: boolean;
+}
+
+/** What a build made (src/service/build-tracker.ts BuildResult): the first platform's image, and the index over all. */
+export interface BuildResult {
+  /** What to pull by digest (the index's, else the manifest's), and `<name>@<digest>`. */
+  digest?: string;
+  reference?: string;
+  manifestDigest: string;
+  mediaType: string;
+  configDigest: string;
+  revision: string | null;
+  fromCache: boolean;
+  layers: BuildLayer[];
+  index: { mediaType: string; digest: string } | null;
+  platforms: Array<{ platform: string; manifestDigest: string; configDigest: string; layers: BuildLayer[] }>;
+}
+
+/** GET /api/v1/builds/<id> (src/service/build-tracker.ts BuildStatus). */
 export interface BuildStatus {
   id: string;
+  /** `name:tag` as asked for. */
   image: string;
   name: string;
   tag: string;
+  platforms?: string[];
   state: BuildState;
   phase: string | null;
   message: string | null;
-  progress: { layer?: number; layers?: number; bytesDone?: number; bytesTotal?: number } | null;
+  progress: { layer?: number; layers?: number; layersDone?: number; bytesDone?: number; bytesTotal?: number } | null;
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
-  result: { manifestDigest: string } | null;
+  result: BuildResult | null;
   error: { code: string; message: string } | null;
 }
 
-export type { ImageDetails, LayerDetails, RecentImage } from '../../src/service/explorer-types.js';
+/** The digest a pull by digest of a build's image names: the index over its platforms, else its manifest. */
+export function pinnedDigest(result: BuildResult): string {
+  return result.digest ?? result.index?.digest ?? result.manifestDigest;
+}
+
+export type { ImageDetails, ImageSharing, LayerDetails, RecentImage, RecentImagesResponse, SharedLayer } from '../../src/service/explorer-types.js';
 
 /** `/explore/<name>:<tag>` for an image (names and tags need no escaping in a path). */
 export function explorePath(name: string, tag: string): string {

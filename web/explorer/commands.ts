@@ -1,13 +1,13 @@
 // The pull commands of an image, one tab per client (docker, podman, containerd, Kubernetes),
 // each with a copy button.
 
-import { copyText, fill, h } from './dom.js';
+import { copyText, fill, h, pullHost } from './dom.js';
 import { pullCommands, type PullCommand } from './lib/names.js';
 
 export interface CommandsWidget {
   element: HTMLElement;
-  /** Shows the commands for `name:tag` (or a hint when there is no name yet). */
-  update(name: string | null, tag: string): void;
+  /** Shows the commands for `name:tag` (or `name@digest`; a hint when there is no name yet). */
+  update(name: string | null, tag: string, digest?: string): void;
 }
 
 export function commandsWidget(): CommandsWidget {
@@ -64,8 +64,8 @@ export function commandsWidget(): CommandsWidget {
 
   return {
     element,
-    update(name, tag) {
-      commands = name ? pullCommands(location.host, name, tag, location.protocol === 'http:') : [];
+    update(name, tag, digest) {
+      commands = name ? pullCommands(pullHost(), name, tag, location.protocol === 'http:', digest) : [];
       render();
     },
   };

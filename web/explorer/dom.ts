@@ -70,3 +70,41 @@ export async function copyText(text: string): Promise<void> {
     area.remove();
   }
 }
+
+/** A button that copies `text`, saying so (or how to copy by hand) in `status` for screen readers too. */
+export function copyButton(text: string, label: string, props: { id?: string; class?: string } = {}): HTMLElement {
+  const status = h('span', { class: 'copied', attrs: { 'aria-live': 'polite' } });
+  const button = h(
+    'button',
+    {
+      class: `copy ${props.class ?? ''}`.trim(),
+      attrs: { type: 'button', id: props.id, 'data-copy': text, 'aria-label': label, title: label },
+      on: {
+        click: () => {
+          copyText(text).then(
+            () => (status.textContent = 'Copied'),
+            () => (status.textContent = 'Copy failed: select the text instead'),
+          );
+          setTimeout(() => (status.textContent = ''), 2000);
+        },
+      },
+    },
+    'Copy',
+  );
+  return h('span', { class: 'copy-wrap' }, button, status);
+}
+
+/**
+ * A digest shortened to `sha256:0123456789ab…` (the whole one in its title), never wrapped
+ * mid-hash, with a button that copies it whole. `href`: the short form links there.
+ */
+export function digestView(digest: string, short: string, opts: { id?: string; href?: string; title?: string } = {}): HTMLElement {
+  const title = opts.title ?? digest;
+  const text = opts.href ? Object.assign(link(opts.href, short), { title }) : h('code', { attrs: { title } }, short);
+  return h('span', { class: 'digest', attrs: { id: opts.id, 'data-digest': digest } }, text, ' ', copyButton(digest, `Copy ${digest}`, { class: 'copy-digest' }));
+}
+
+/** The host pull commands name: NIXERY_PUBLIC_HOST when the registry set it on the page, else this page's host. */
+export function pullHost(): string {
+  return document.body.dataset.pullHost || location.host;
+}

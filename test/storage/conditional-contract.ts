@@ -1,0 +1,65 @@
+// The storage contract for conditional writes (build leases): registered inside
+// runStorageContract (contract.ts), so every backend runs it. A test server that ignores the
+// conditions (s3rver) says so with `noConditionalWrites`: the probe must then report it, and the
+// other assertions are skipped with the reason, never passed silently.
+
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import { conditionalWritesHonoured } from '../../src/storage/probe.js';
+import type { Storage } from '../../src/storage/storage.js';
+
+export function conditionalWritesContract(storage: () => Storage, noConditionalWrites: string | undefined): void {
+  it(`the conditional-write probe reports ${noConditionalWrites === undefined ? 'that they are honoured' : 'that they are not honoured'}, and leaves nothing behind`, async () => {
+    const s = storage();
+    assert.equal(await conditionalWritesHonoured(s), noConditionalWrites === undefined);
+    const left = [];
+    for await (const o of s.list('probes/')) left.push(o.key);
+    assert.deepEqual(left, []);
+  });
+
+  it('createIfAbsent creates once; readVersioned gives the bytes and the version it made', async (t) => {
+    if (noConditionalWrites !== undefined) return t.skip(noConditionalWrites);
+    const s = storage();
+    const first = await s.createIfAbsent('leases/a', 'one');
+    assert.ok(first, 'the first create succeeds');
+    assert.equal(await s.createIfAbsent('leases/a', 'two'), null, 'the second finds the object there');
+    assert.deepEqual(await s.readVersioned('leases/a'), { data: Buffer.from('one'), version: first });
+    assert.equal(await s.readVersioned('leases/missing'), null);
+    // Any object has a version to compare against, however it was written.
+    await s.put('leases/b', 'put');
+    assert.equal(await s.createIfAbsent('leases/b', 'x'), null);
+    const b = await s.readVersioned('leases/b');
+    assert.equal(b?.data.toString(), 'put');
+    assert.ok(await s.replaceIfVersion('leases/b', 'replaced', b!.version));
+  });
+
+  it('replaceIfVersion and deleteIfVersion act only on the version named', async (t) => {
+    if (noConditionalWrites !== undefined) return t.skip(noConditionalWrites);
+    const s = storage();
+    const v1 = (await s.createIfAbsent('leases/k', 'v1'))!;
+    const v2 = await s.replaceIfVersion('leases/k', 'v2', v1);
+    assert.ok(v2 && v2 !== v1, 'a replace gives a new version');
+    assert.equal(await s.replaceIfVersion('leases/k', 'stale', v1), null, 'a replace of an old version fails');
+    assert.equal(await s.deleteIfVersion('leases/k', v1), false, 'a delete of an old version fails');
+    assert.deepEqual(await s.readVersioned('leases/k'), { data: Buffer.from('v2'), version: v2 });
+    assert.equal(await s.deleteIfVersion('leases/k', v2), true);
+    assert.equal(await s.readVersioned('leases/k'), null);
+    assert.equal(await s.replaceIfVersion('leases/k', 'gone', v2), null, 'a replace of a deleted object fails');
+    assert.equal(await s.deleteIfVersion('leases/k', v2), false);
+    assert.equal(await s.stat('leases/k'), null, 'a failed replace creates nothing');
+  });
+
+  it('of concurrent creates, and of concurrent replaces of one version, exactly one wins', async (t) => {
+    if (noConditionalWrites !== undefined) return t.skip(noConditionalWrites);
+    const s = storage();
+    const creates = await Promise.all(Array.from({ length: 16 }, (_, i) => s.createIfAbsent('leases/race', `create ${i}`)));
+    const created = creates.flatMap((v, i) => (v ? [i] : []));
+    assert.equal(created.length, 1, `one create wins: ${created}`);
+    const base = creates[created[0]!]!;
+    assert.equal((await s.readVersioned('leases/race'))?.data.toString(), `create ${created[0]}`);
+    const replaces = await Promise.all(Array.from({ length: 16 }, (_, i) => s.replaceIfVersion('leases/race', `replace ${i}`, base)));
+    const replaced = replaces.flatMap((v, i) => (v ? [i] : []));
+    assert.equal(replaced.length, 1, `one replace wins: ${replaced}`);
+    assert.deepEqual(await s.readVersioned('leases/race'), { data: Buffer.from(`replace ${replaced[0]}`), version: replaces[replaced[0]!] });
+  });
+}
