@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The registry in its image next to the same registry outside a container, in one run: each
 # serves the example set's shell/hello (built once, as a pull does), then wrk asks for its
-# manifest by tag and its largest layer for BENCH_SECONDS each. Prints requests/s, the CPU time the
-# registry process used per 1000 requests, and its RSS (now and peak) for both, and the ratios.
+# manifest by tag and its largest layer for BENCH_SECONDS each. Prints requests/s and the CPU time
+# the registry process used per 1000 requests of each kind, its RSS (now and peak), and the ratios.
 # Needs the image (scripts/build-image.sh), wrk, podman; run as root after npm run build.
 # BENCH_PODMAN_ARGS adds options to podman run (e.g. --security-opt seccomp=unconfined).
 set -euo pipefail
@@ -31,17 +31,18 @@ measure() { # name pid port
   curl -fs -o /dev/null -H 'Accept: application/vnd.oci.image.manifest.v1+json' "$base/v2/shell/hello/manifests/latest"
   m=$(curl -fs -H 'Accept: application/vnd.oci.image.manifest.v1+json' "$base/v2/shell/hello/manifests/latest")
   b=$(node -e 'const m=JSON.parse(process.argv[1]);console.log(m.layers.sort((a,b)=>b.size-a.size)[0].digest)' "$m")
+  local rm rb t0 t1 t2 cm cb
   t0=$(ticks "$pid")
-  local rm rb
   rm=$(wrk -t1 -c8 -d"${secs}s" -H 'Accept: application/vnd.oci.image.manifest.v1+json' "$base/v2/shell/hello/manifests/latest" | awk '/Requests\/sec/{print $2}')
-  rb=$(wrk -t1 -c8 -d"${secs}s" "$base/v2/shell/hello/blobs/$b" | awk '/Requests\/sec/{print $2}')
   t1=$(ticks "$pid")
-  local reqs cpu
-  reqs=$(node -e "console.log(Math.round(($rm+$rb)*$secs))")
-  cpu=$(node -e "console.log((($t1-$t0)/$(getconf CLK_TCK)*1000/($reqs/1000)).toFixed(1))")
-  printf '%-8s manifests %8.0f req/s  blob %7.0f req/s  CPU %6s ms/1000 req  RSS %6d MB  peak %6d MB\n' \
-    "$name" "$rm" "$rb" "$cpu" $(( $(kb "$pid" VmRSS) / 1024 )) $(( $(kb "$pid" VmHWM) / 1024 ))
-  echo "$name $rm $rb $cpu $(kb "$pid" VmHWM)" >> "$work/results"
+  rb=$(wrk -t1 -c8 -d"${secs}s" "$base/v2/shell/hello/blobs/$b" | awk '/Requests\/sec/{print $2}')
+  t2=$(ticks "$pid")
+  # CPU time of the registry's process per 1000 requests, for each kind of request apart.
+  cm=$(node -e "console.log((($t1-$t0)/$(getconf CLK_TCK)*1e6/($rm*$secs)).toFixed(1))")
+  cb=$(node -e "console.log((($t2-$t1)/$(getconf CLK_TCK)*1e6/($rb*$secs)).toFixed(1))")
+  printf '%-8s manifests %8.0f req/s %6s ms CPU/1000  blob %7.0f req/s %6s ms CPU/1000  RSS %6d MB  peak %6d MB\n' \
+    "$name" "$rm" "$cm" "$rb" "$cb" $(( $(kb "$pid" VmRSS) / 1024 )) $(( $(kb "$pid" VmHWM) / 1024 ))
+  echo "$name $rm $rb $cm $cb $(kb "$pid" VmHWM)" >> "$work/results"
 }
 
 # Outside: the registry as npm start runs it.
@@ -65,5 +66,5 @@ node -e '
 const rows = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").map((l) => l.split(" ").map(Number));
 const [o, i] = rows;
 const r = (k, n) => (i[k] / o[k]).toFixed(2);
-console.log(`image/outside: manifests ${r(1)}, blob ${r(2)}, CPU per request ${r(3)}, peak RSS ${r(4)}`);
+console.log(`image/outside: manifests ${r(1)} req/s and ${r(3)} CPU per request, blob ${r(2)} req/s and ${r(4)} CPU per request, peak RSS ${r(5)}`);
 ' "$work/results"
