@@ -3,7 +3,7 @@
 
 import { pino, type Logger as PinoLogger } from 'pino';
 import type { Config } from './config.js';
-import { describeConfig, storageSettings } from './config.js';
+import { describeConfig, layerCompressionSetting, storageSettings } from './config.js';
 import { learnSettingSecrets, redact } from './secrets.js';
 import { createStorage } from './storage/index.js';
 import type { Storage } from './storage/storage.js';
@@ -85,6 +85,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
   );
   const source = sourceFromConfig(config);
   const strategy = getStrategy(config.layering);
+  const compression = layerCompressionSetting(config);
   const metrics = new Metrics();
   const backend = await createStorage(storageSettings(config));
   const storage = measuredStorage(backend, metrics.storage(config.storageBackend));
@@ -109,6 +110,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     observer: metrics.builds,
     nixObserver: metrics.nix,
     nix: options.nix,
+    compression,
   });
   const service = new RegistryService(builder, config.buildConcurrency, config.buildQueue, config.manifestCacheSize, config.platforms.map(platformArch));
   // Search lists the packages of the first configured platform's system.

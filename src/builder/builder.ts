@@ -7,6 +7,7 @@ import type { ImageRequest } from '../image/name.js';
 import type { Storage } from '../storage/storage.js';
 import type { LayeringStrategy, Popularity } from '../layers/types.js';
 import type { PinnedSource } from '../nix/source.js';
+import type { LayerCompression } from '../archive/compression.js';
 import type { RealiseOptions } from '../nix/realise.js';
 import type { NixRunObserver } from '../nix/observer.js';
 import { NIX, type NixStage } from './nix-stage.js';
@@ -57,6 +58,8 @@ export interface BuilderOptions {
   nixObserver?: NixRunObserver;
   /** Where Nix's steps run (default: the real Nix; tests of the registry give a stand-in). */
   nix?: NixStage;
+  /** What layers are compressed with (NIXERY_LAYER_COMPRESSION, NIXERY_GZIP; config.ts). */
+  compression: LayerCompression;
 }
 
 /** A build whose record references blobs that vanished while it was written (gc) is redone this often. */
@@ -99,7 +102,7 @@ export class ImageBuilder {
     this.pins = options.pins;
     this.nix = options.nix ?? NIX;
     this.recordOwners = new RecordOwners(options.storage, options.quarantine);
-    this.layers = new LayerStore(options.storage, options.log, options.quarantine, options.observer, this.nix.storeRoot);
+    this.layers = new LayerStore(options.storage, options.log, options.quarantine, options.compression, options.observer, this.nix.storeRoot);
     this.manifests = new ManifestCache(options.storage, options.manifestCacheSize ?? 1024, options.quarantine, options.observer);
     const { strategy, budget, log, maxImageSize, policy, packConcurrency, nixObserver } = options;
     this.packer = new ImagePacker({ nix: this.nix, layers: this.layers, manifests: this.manifests, strategy, budget, log, maxImageSize, policy, packConcurrency, nixObserver });
@@ -322,6 +325,7 @@ export class ImageBuilder {
       layering: this.options.strategy.name,
       budget: this.options.budget,
       popularity: popularityDigest(popularity),
+      compression: this.layers.compression.description,
     });
   }
 
@@ -335,6 +339,8 @@ export class ImageBuilder {
       layers: record.layers.map((l) => ({ ...l, cached: true })),
       fromCache: true,
       pin,
+      // The record was found under a key that names the compression.
+      compression: this.layers.compression.description,
     };
   }
 

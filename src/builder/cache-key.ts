@@ -18,11 +18,13 @@ export interface ImageKeyInput {
   budget: number;
   /** Digest of the popularity data the layering used. */
   popularity: string;
+  /** The layer compression's description: compressor, version, parameters (LayerCompression). */
+  compression: string;
 }
 
 export function imageCacheKey(input: ImageKeyInput): string {
-  const { system, revision, packages, layering, budget, popularity } = input;
-  return sha256Json({ format: FORMAT_VERSION, system, revision, packages, layering, budget, popularity });
+  const { system, revision, packages, layering, budget, popularity, compression } = input;
+  return sha256Json({ format: FORMAT_VERSION, system, revision, packages, layering, budget, popularity, compression });
 }
 
 /** Key of an index record: its platforms' image keys, in order. */

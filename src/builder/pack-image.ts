@@ -92,6 +92,7 @@ export class ImagePacker {
       packages: image.packages,
       source: pinned.description,
       revision: pinned.revision,
+      layerFormat: this.options.layers.compression.format,
     });
     await this.storeManifests(manifests);
     const record: ManifestRecord = { revision: pinned.revision, manifests, layers: recordLayers(layers) };
@@ -100,7 +101,7 @@ export class ImagePacker {
       { image: image.name, tag: image.tag, revision: pinned.revision, storePaths: closure.paths.length, layers: layers.length, packed: packed.filter((p) => !p.cached).length, ms: Date.now() - started, digest: manifests.oci.digest },
       'image built',
     );
-    return { image: { image, cacheKey, revision: pinned.revision, manifests, layers, fromCache: false }, record };
+    return { image: { image, cacheKey, revision: pinned.revision, manifests, layers, fromCache: false, compression: this.options.layers.compression.description }, record };
   }
 
   private async storeManifests(m: ImageManifests): Promise<void> {

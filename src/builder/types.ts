@@ -56,6 +56,8 @@ export interface BuiltImage {
   fromCache: boolean;
   /** The source pin it was found or built under (the registry's hot path compares it). */
   pin?: Pin;
+  /** What its layers are compressed with, e.g. `gzip/libdeflate-1.14/level6/chunk4M/members` (for provenance). */
+  compression: string;
 }
 
 /**
