@@ -4,11 +4,13 @@
 // size with `tar -c | gzip -6` and `tar -c | pigz -p 2 -6` on the same data.
 //
 //   npm run bench            (BENCH_SCALE=0.2 for a quick run, BENCH_ROUNDS=n, default 3)
+//   BENCH_DATA=debian        real files instead: this machine's Debian binaries, libraries and
+//                            shared data (/usr/bin, /usr/lib, /usr/share), ~300 MB × BENCH_SCALE
 
 import { spawnSync } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -127,6 +129,31 @@ async function generateStore(dir: string): Promise<Generated> {
   return { root, paths, bytes };
 }
 
+/** 12 store paths of real files from /usr, in a fixed order, until ~300 MB × BENCH_SCALE. */
+async function debianStore(dir: string): Promise<Generated> {
+  const root = join(dir, 'root');
+  const limit = 300e6 * SCALE;
+  const paths = Array.from({ length: 12 }, (_, p) => `/nix/store/${createHash('sha256').update(`debian ${p}`).digest('hex').slice(0, 32)}-debian${p}`);
+  for (const p of paths) await mkdir(join(root, p), { recursive: true });
+  let bytes = 0;
+  let n = 0;
+  async function walk(from: string): Promise<void> {
+    for (const name of (await readdir(from)).sort()) {
+      if (bytes >= limit) return;
+      const file = join(from, name);
+      const st = await lstat(file).catch(() => undefined);
+      if (!st) continue;
+      if (st.isDirectory()) await walk(file);
+      else if (st.isFile() && st.size > 0 && st.size < 64e6) {
+        const to = join(root, paths[n++ % paths.length]!, file.replaceAll('/', '_'));
+        if (await copyFile(file, to).then(() => true, () => false)) bytes += st.size;
+      }
+    }
+  }
+  for (const from of ['/usr/bin', '/usr/lib/x86_64-linux-gnu', '/usr/share']) await walk(from);
+  return { root, paths, bytes };
+}
+
 interface Timing {
   seconds: number;
   /** CPU seconds (user + system), all threads. */
@@ -181,8 +208,9 @@ async function main(): Promise<void> {
     const compressions = [libdeflateGzip(), zlibGzip(), zstd()];
     console.log(`cpu: ${cpus()[0]?.model ?? '?'} × ${availableParallelism()}, node ${process.version}, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
     const genStart = performance.now();
-    const store = await generateStore(dir);
-    console.log(`generated ${store.paths.length} store paths, ${(store.bytes / MB).toFixed(1)} MB of file data in ${((performance.now() - genStart) / 1000).toFixed(1)} s`);
+    const debian = process.env.BENCH_DATA === 'debian';
+    const store = debian ? await debianStore(dir) : await generateStore(dir);
+    console.log(`${debian ? 'copied' : 'generated'} ${store.paths.length} store paths, ${(store.bytes / MB).toFixed(1)} MB of ${debian ? "this machine's /usr files" : 'file data'} in ${((performance.now() - genStart) / 1000).toFixed(1)} s`);
 
     const rssBefore = process.memoryUsage().rss; // includes the generator's leftovers
     const out = join(dir, 'out');
