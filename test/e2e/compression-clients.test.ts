@@ -1,4 +1,4 @@
-// Layers of several compression chunks, as real clients unpack them: a 13 MiB layer is a
+// Layers of several compression chunks, as real clients unpack them: an 8.5 MiB layer is a
 // multi-member gzip stream (libdeflate, the default) or a multi-frame zstd stream, and containerd,
 // podman and Docker pull it (each checks the diff_ids while it unpacks). Debian's Docker 20.10
 // cannot read zstd: the pull fails, as the README says. The images come from the stand-in Nix stage

@@ -15,15 +15,15 @@ function text(n: number): string {
   return out.slice(0, n);
 }
 
-/** The example catalogue plus `bigmix`: 13 MiB of text and noise, so layers span 4 MiB chunks. */
+/** The example catalogue plus `bigmix`: 8.5 MiB of text and noise, so its layer spans three 4 MiB chunks. */
 export const COMPRESSION_CATALOGUE: Catalogue = {
   ...EXAMPLE_CATALOGUE,
   bigmix: {
     name: 'bigmix-1.0',
     files: {
-      'share/doc/manual.txt': text(6 * 1024 * 1024 + 12345),
-      'lib/libnoise.so': incompressible(5 * 1024 * 1024 + 777, 'bigmix'),
-      'share/doc/more.txt': text(2 * 1024 * 1024),
+      'share/doc/manual.txt': text(4 * 1024 * 1024 + 12345),
+      'lib/libnoise.so': incompressible(4 * 1024 * 1024 + 777, 'bigmix'),
+      'share/doc/more.txt': text(512 * 1024),
     },
   },
 };
