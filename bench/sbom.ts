@@ -75,7 +75,7 @@ console.log(
   const opts = { timeoutMs: 120_000 };
   const resolved = await NIX.resolve(pinned, IMAGE.packages, IMAGE.arch.nixSystem, opts);
   const closure = await NIX.closure(rootPaths(resolved));
-  const build = { layering: 'x', budget: 94, popularity: 'x', compression: 'gzip' };
+  const build = { layering: 'x', budget: 94, popularity: 'x', compression: app.builder.layers.compression.description };
   const n = 20;
   let bytes = 0;
   const made: number[] = [];
@@ -87,7 +87,7 @@ console.log(
     // Written as the hook writes them (LayerStore.putBlob), into storage that has none of them yet.
     await mkdir(path.join(dir, `store-${i}`));
     const storage = new FilesystemStorage(path.join(dir, `store-${i}`));
-    const layers = new LayerStore(storage, app.log, app.quarantine);
+    const layers = new LayerStore(storage, app.log, app.quarantine, app.builder.layers.compression);
     await Promise.all(blobs.map((b) => layers.putBlob(b)));
     made.push(t1 - t0);
     stored.push(performance.now() - t1);

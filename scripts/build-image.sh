@@ -2,9 +2,11 @@
 # Builds the image of nixery-ts here, offline from anything but Debian's and npm's package
 # repositories, as the Containerfile describes it for the world outside:
 #   - a Debian 12 root filesystem made by mmdebstrap from this machine's apt sources (in place of
-#     debian:bookworm-slim) with Nix, git, CA certificates and busybox (the example package set);
+#     debian:bookworm-slim) with Nix, git, CA certificates, busybox (the example package set) and
+#     libdeflate (the gzip addon's library);
 #   - Node 24 from the npm registry's node-linux-<arch> package;
-#   - the app: `npm ci --omit=dev` plus dist/ (run `npm run build` first) and examples/pkgs.
+#   - the app: `npm ci --omit=dev` plus dist/ (run `npm run build` first; dist/native is the
+#     gzip addon, built against this machine's Debian 12 libdeflate) and examples/pkgs.
 # Writes an OCI archive (one layer, files sorted, times set to SOURCE_DATE_EPOCH, owners
 # numeric, gzip without names or times) to .scratch/image/nixery-ts-<version>.oci.tar and loads it
 # as localhost/nixery-ts:<version> and :latest into podman, and into docker when its daemon is up
@@ -22,11 +24,12 @@ for arg in "$@"; do
 done
 [ "$(id -u)" -eq 0 ] || { echo "build-image: run as root (mmdebstrap, file owners)" >&2; exit 1; }
 [ -f dist/src/cli.js ] || { echo "build-image: dist/ is missing: run npm run build first" >&2; exit 1; }
+[ -f dist/native/nixery_deflate.node ] || { echo "build-image: dist/native/nixery_deflate.node is missing: apt-get install libdeflate-dev, then npm run build" >&2; exit 1; }
 source scripts/node-env.sh
 
 NODE_MAJOR=24
 UID_GID=65532
-PACKAGES=nix-bin,git,ca-certificates,busybox-static,tini
+PACKAGES=nix-bin,git,ca-certificates,busybox-static,tini,libdeflate0
 version=$(node -p 'require("./package.json").version')
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 source_url=https://github.com/nixery-ts/nixery-ts
@@ -41,7 +44,7 @@ out="$work/nixery-ts-$version.oci.tar"
 
 # The inputs' fingerprint: same inputs, same image (and no rebuild with --if-changed).
 key=$( { cat scripts/build-image.sh package.json package-lock.json; echo "$PACKAGES $NODE_MAJOR $SOURCE_DATE_EPOCH $revision";
-  find dist/src dist/assets examples/pkgs -type f -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-32)
+  find dist/src dist/assets dist/native examples/pkgs -type f -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-32)
 if [ -n "$if_changed" ] && [ -f "$out" ] && [ "$(podman image inspect --format '{{index .Labels "dev.nixery-ts.build-key"}}' "localhost/nixery-ts:$version" 2>/dev/null)" = "$key" ]; then
   echo "build-image: localhost/nixery-ts:$version is up to date ($key)" >&2
   exit 0
@@ -89,7 +92,7 @@ mkdir -p "$app/dist" "$app/examples"
 cp package.json package-lock.json "$app/"
 (cd "$app" && PATH="$root/usr/local/bin:$PATH" npm ci --omit=dev --ignore-scripts --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null)
 rm -rf "$app/node_modules/.package-lock.json"
-cp -r dist/src dist/assets "$app/dist/"
+cp -r dist/src dist/assets dist/native "$app/dist/"
 find "$app/dist" -name '*.map' -delete
 cp -r examples/pkgs "$app/examples/"
 ln -s /app/dist/src/cli.js "$root/usr/local/bin/nixery"

@@ -3,9 +3,10 @@
 # busybox-static (the example package set's programs), Debian's static busybox and bash for arm64
 # (the set's aarch64-linux programs), QEMU user emulation (to run arm64 images in the tests), the
 # real registry clients the end-to-end tests pull with, and Chromium for the explorer's browser
-# test, and mmdebstrap for scripts/build-image.sh. Run as root; as another user it only says what is missing. Running it again changes nothing that is already in place.
+# test, mmdebstrap for scripts/build-image.sh, and libdeflate with a C compiler, make and python3
+# for the gzip addon (native/, built by `npm run build`), and pigz for `npm run bench:pack`. Run as root; as another user it only says what is missing. Running it again changes nothing that is already in place.
 set -euo pipefail
-pkgs=(nix-bin busybox-static containerd runc skopeo umoci docker-registry podman nginx wrk git xz-utils apache2-utils docker.io openssl qemu-user-static binfmt-support chromium mmdebstrap util-linux)
+pkgs=(nix-bin busybox-static containerd runc skopeo umoci docker-registry podman nginx wrk git xz-utils apache2-utils docker.io openssl qemu-user-static binfmt-support chromium mmdebstrap util-linux libdeflate-dev gcc g++ make python3 pigz zstd)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

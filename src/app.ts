@@ -3,7 +3,7 @@
 
 import { pino, type Logger as PinoLogger } from 'pino';
 import type { Config } from './config.js';
-import { describeConfig, signingSettings, storageSettings } from './config.js';
+import { describeConfig, layerCompressionSetting, signingSettings, storageSettings } from './config.js';
 import { learnSettingSecrets, redact } from './secrets.js';
 import { createStorage } from './storage/index.js';
 import type { Storage } from './storage/storage.js';
@@ -91,6 +91,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
   // Checked before anything starts: a key without the public host it would vouch for is an error.
   const signing = signingSettings(config);
   const strategy = getStrategy(config.layering);
+  const compression = layerCompressionSetting(config);
   const metrics = new Metrics();
   const backend = await createStorage(storageSettings(config));
   const storage = measuredStorage(backend, metrics.storage(config.storageBackend));
@@ -117,6 +118,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Ap
     nix: options.nix,
     buildLease: { periodMs: config.buildLeaseSeconds * 1000 },
     attestations: options.attestations,
+    compression,
   });
   const service = new RegistryService(builder, config.buildConcurrency, config.buildQueue, config.manifestCacheSize, config.platforms.map(platformArch));
   // Search lists the packages of the first configured platform's system.

@@ -49,7 +49,7 @@ function configFrom(opts: Record<string, unknown>, names: SettingName[]): Config
 }
 
 const SOURCE_SETTINGS: SettingName[] = ['channel', 'pkgsRepo', 'pkgsPath'];
-const BUILD_SETTINGS: SettingName[] = [...SOURCE_SETTINGS, 'storageBackend', 'storagePath', 'nixTimeout', 'evalTimeout', 'buildTimeout', 'popularityUrl', 'layering', 'layerBudget', 'logLevel'];
+const BUILD_SETTINGS: SettingName[] = [...SOURCE_SETTINGS, 'storageBackend', 'storagePath', 'nixTimeout', 'evalTimeout', 'buildTimeout', 'popularityUrl', 'layering', 'layerBudget', 'layerCompression', 'gzip', 'logLevel'];
 const SERVE_SETTINGS: SettingName[] = [
   'port',
   'host',

@@ -11,6 +11,7 @@ import { hostPlatform, parsePlatforms } from './image/platform.js';
 import { STORAGE_BACKENDS, STORAGE_KEY, type StorageBackendName } from './storage/storage.js';
 import type { GcsSettings, S3StorageOptions, StorageSettings } from './storage/index.js';
 import { SigningKey } from './signing/key.js';
+import { layerCompression, LibdeflateUnavailableError, type LayerCompression } from './archive/index.js';
 
 export interface Setting<T> {
   env: string;
@@ -124,6 +125,8 @@ export const SETTINGS = {
   allowPackages: { env: 'NIXERY_ALLOW_PACKAGES', flag: '--allow-packages', description: 'packages images may contain: attribute names or globs, inline or a file of them', parse: nonEmpty },
   denyPackages: { env: 'NIXERY_DENY_PACKAGES', flag: '--deny-packages', description: 'packages images may not contain: attribute names or globs, inline or a file of them', parse: nonEmpty },
   denyClosure: { env: 'NIXERY_DENY_CLOSURE', flag: '--deny-closure', description: "store paths images may not contain in their closure: names or globs (e.g. perl-*), inline or a file of them", parse: nonEmpty },
+  layerCompression: { env: 'NIXERY_LAYER_COMPRESSION', flag: '--layer-compression', description: 'how layers are compressed: gzip, or zstd (smaller and faster to unpack, but Docker 20.10 and other older clients cannot pull such images)', default: 'gzip' as const, parse: oneOf('gzip', 'zstd') },
+  gzip: { env: 'NIXERY_GZIP', flag: '--gzip', description: "gzip compressor: libdeflate (the native addon, 2-3× faster) or zlib (Node's own); the bytes, so the layer digests, differ", default: 'libdeflate' as const, parse: oneOf('libdeflate', 'zlib') },
   maxImageSize: { env: 'NIXERY_MAX_IMAGE_SIZE', flag: '--max-image-size', description: "largest closure an image may have (e.g. 2G), checked before anything is packed", parse: byteSize },
   maxPackages: { env: 'NIXERY_MAX_PACKAGES', flag: '--max-packages', description: 'most packages in one image (besides cacert and iana-etc)', parse: integer(1, 10_000) },
   sendTimeout: { env: 'NIXERY_SEND_TIMEOUT', flag: '--send-timeout', description: 'seconds a client may accept no bytes of a response before it is closed', default: 60, parse: integer(1, 86400) },
@@ -199,6 +202,24 @@ export function signingSettings(config: Pick<Config, 'signingKey' | 'publicHost'
   if (!config.signingKey) return undefined;
   if (!config.publicHost) throw new ConfigError('NIXERY_SIGNING_KEY needs NIXERY_PUBLIC_HOST: the host[:port] clients pull from, which signatures name');
   return { key: config.signingKey, publicHost: config.publicHost };
+}
+
+/**
+ * The layer compression the settings choose. libdeflate is never swapped for zlib behind the
+ * operator's back (the digests would change): when its addon cannot load, one line says how to
+ * install it or how to choose zlib.
+ */
+export function layerCompressionSetting(config: Pick<Config, 'layerCompression' | 'gzip'>): LayerCompression {
+  try {
+    return layerCompression(config.layerCompression, config.gzip);
+  } catch (err) {
+    if (err instanceof LibdeflateUnavailableError) {
+      throw new ConfigError(
+        `NIXERY_GZIP=libdeflate (the default), but the libdeflate addon cannot load (${err.message}): install it with \`bash scripts/install-deps.sh\` (or \`apt-get install libdeflate-dev && npm run build\`), or set NIXERY_GZIP=zlib to compress with Node's zlib`,
+      );
+    }
+    throw new ConfigError(`invalid NIXERY_LAYER_COMPRESSION: ${(err as Error).message}`);
+  }
 }
 
 // ---- Storage backends: the backend-specific variables, read here like every other setting. ----

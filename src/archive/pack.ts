@@ -1,14 +1,15 @@
-// Packing a layer: tar → parallel gzip → sink, with the compressed digest and size and the
-// uncompressed diff_id computed in the same single pass.
+// Packing a layer: tar → parallel compression (gzip or zstd) → sink, with the compressed digest
+// and size and the uncompressed diff_id computed in the same single pass.
 
 import { createHash } from 'node:crypto';
 import { ArchiveError } from './errors.js';
-import { ParallelGzip } from './gzip.js';
+import { ChunkedEncoder } from './chunked.js';
+import { zlibGzip, type LayerCompression } from './compression.js';
 import { storePathEntries, type StorePathOptions } from './storepaths.js';
 import { writeTar, type ByteSink, type TarEntry } from './tar.js';
 
 export interface LayerDigests {
-  /** `sha256:<hex>` of the compressed (gzip) blob. */
+  /** `sha256:<hex>` of the compressed blob. */
   digest: string;
   /** Compressed size in bytes. */
   size: number;
@@ -21,6 +22,8 @@ export interface PackOptions {
   /** Called as uncompressed bytes are produced (about every MiB), with the running total. */
   onProgress?: (uncompressedBytes: number) => void;
   signal?: AbortSignal;
+  /** What the tar is compressed with (default: gzip through Node's zlib). */
+  compression?: LayerCompression;
 }
 
 /** Writes to a Node writable, resolving once the stream has accepted the bytes (its callback). */
@@ -31,7 +34,7 @@ function writeTo(sink: NodeJS.WritableStream, bytes: Buffer): Promise<void> {
 }
 
 /**
- * Packs `entries` (in the given order) as a gzip-compressed tar into `sink`. Resolves when the
+ * Packs `entries` (in the given order) as a compressed tar into `sink`. Resolves when the
  * sink has accepted every byte; the sink is not ended (the caller commits or aborts it).
  * Memory stays flat: file contents are streamed and at most a few MiB are in flight.
  */
@@ -51,7 +54,8 @@ export async function packEntries(
   };
   sink.on('error', onSinkError);
 
-  const gzip = new ParallelGzip(
+  const encoder = new ChunkedEncoder(
+    (options.compression ?? zlibGzip()).codec(),
     async (compressed) => {
       if (sinkError) throw sinkError;
       compressedHash.update(compressed);
@@ -68,13 +72,13 @@ export async function packEntries(
   const tarSink: ByteSink = {
     write: (chunk) => {
       signal?.throwIfAborted();
-      return gzip.write(chunk);
+      return encoder.write(chunk);
     },
   };
 
   try {
     await writeTar(entries, tarSink, { signal });
-    const { inputSize, outputSize } = await gzip.end();
+    const { inputSize, outputSize } = await encoder.end();
     if (sinkError) throw sinkError;
     return {
       digest: `sha256:${compressedHash.digest('hex')}`,

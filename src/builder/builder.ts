@@ -7,6 +7,7 @@ import type { ImageRequest } from '../image/name.js';
 import type { Storage } from '../storage/storage.js';
 import type { LayeringStrategy, Popularity } from '../layers/types.js';
 import type { PinnedSource } from '../nix/source.js';
+import type { LayerCompression } from '../archive/compression.js';
 import type { RealiseOptions } from '../nix/realise.js';
 import type { NixRunObserver } from '../nix/observer.js';
 import { NIX, type NixStage } from './nix-stage.js';
@@ -64,6 +65,8 @@ export interface BuilderOptions {
   buildLease?: BuildLeaseSettings;
   /** Make SBOMs and provenance with every image (default true; attest.ts). */
   attestations?: boolean;
+  /** What layers are compressed with (NIXERY_LAYER_COMPRESSION, NIXERY_GZIP; config.ts). */
+  compression: LayerCompression;
 }
 
 /** A build whose record references blobs that vanished while it was written (gc) is redone this often. */
@@ -110,10 +113,10 @@ export class ImageBuilder {
     this.pins = options.pins;
     this.nix = options.nix ?? NIX;
     this.recordOwners = new RecordOwners(options.storage, options.quarantine);
-    this.layers = new LayerStore(options.storage, options.log, options.quarantine, options.observer, this.nix.storeRoot);
+    this.layers = new LayerStore(options.storage, options.log, options.quarantine, options.compression, options.observer, this.nix.storeRoot);
     this.manifests = new ManifestCache(options.storage, options.manifestCacheSize ?? 1024, options.quarantine, options.observer);
     const { strategy, budget, log, maxImageSize, policy, packConcurrency, nixObserver } = options;
-    const attestations = options.attestations === false ? undefined : { compression: 'gzip' };
+    const attestations = options.attestations !== false;
     this.packer = new ImagePacker({ nix: this.nix, layers: this.layers, manifests: this.manifests, strategy, budget, log, maxImageSize, policy, packConcurrency, nixObserver, attestations });
     this.leases = new BuildLeases(options.storage, options.buildLease ?? { periodMs: 30_000 }, log, options.observer);
   }
@@ -344,6 +347,7 @@ export class ImageBuilder {
       popularity: popularityDigest(popularity),
       nonroot: image.nonroot,
       config: image.config,
+      compression: this.layers.compression.description,
     });
   }
 
@@ -364,6 +368,8 @@ export class ImageBuilder {
       fromCache: true,
       pin,
       ...(record.artifacts ? { artifacts: record.artifacts } : {}),
+      // The record was found under a key that names the compression.
+      compression: this.layers.compression.description,
     };
   }
 

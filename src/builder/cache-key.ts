@@ -19,6 +19,8 @@ export interface ImageKeyInput {
   budget: number;
   /** Digest of the popularity data the layering used. */
   popularity: string;
+  /** The layer compression's description: compressor, version, parameters (LayerCompression). */
+  compression: string;
   // Optional fields are hashed only when set: the keys of images without them do not change.
   /** The `nonroot` meta-package. */
   nonroot?: boolean;
@@ -27,7 +29,7 @@ export interface ImageKeyInput {
 }
 
 export function imageCacheKey(input: ImageKeyInput): string {
-  const { system, revision, packages, layering, budget, popularity, nonroot, config } = input;
+  const { system, revision, packages, layering, budget, popularity, compression, nonroot, config } = input;
   return sha256Json({
     format: FORMAT_VERSION,
     system,
@@ -36,6 +38,7 @@ export function imageCacheKey(input: ImageKeyInput): string {
     layering,
     budget,
     popularity,
+    compression,
     ...(nonroot ? { nonroot: true } : {}),
     ...(config && Object.keys(config).length > 0 ? { config } : {}),
   });

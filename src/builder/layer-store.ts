@@ -1,12 +1,14 @@
-// Layers in storage, packed at most once: a layer is keyed by its set of store paths, and
-// the build cache (`builds/<key>.json`) remembers its digests, so later images reuse the blob.
+// Layers in storage, packed at most once: a layer is keyed by its set of store paths and the
+// compression (compressor, version, parameters), and the build cache (`builds/<key>.json`)
+// remembers its digests, so later images reuse the blob.
 
 import { createHash } from 'node:crypto';
 import type { Storage } from '../storage/storage.js';
 import type { ClosureGraph } from '../nix/types.js';
 import type { Blob, LayerDescriptor } from '../manifest/manifest.js';
-import { MEDIA_TYPES } from '../manifest/manifest.js';
+import { layerMediaType } from '../manifest/manifest.js';
 import { packEntries, packStorePaths, type LayerDigests } from '../archive/pack.js';
+import type { LayerCompression } from '../archive/compression.js';
 import { customisationEntries } from '../archive/customisation.js';
 import type { ImageUser } from '../image/config.js';
 import { blobKey, buildKey, stagingKey } from './layout.js';
@@ -19,7 +21,10 @@ import { StorageUnavailableError } from '../storage/errors.js';
 import type { Logger } from './types.js';
 import type { BuildObserver } from './observer.js';
 
-/** Bump when the tar or gzip bytes of a layer change for the same store paths. */
+/**
+ * Bump when the tar bytes of a layer change for the same store paths (the compression's
+ * description changes with its compressor, version and parameters).
+ */
 const LAYER_FORMAT = 'nixery-ts layer v1';
 
 /**
@@ -50,19 +55,23 @@ export class LayerStore {
     private readonly storage: Storage,
     private readonly log: Logger,
     private readonly quarantine: Quarantine,
+    /** What layers are compressed with; its description is part of every layer's key. */
+    readonly compression: LayerCompression,
     private readonly observer?: Pick<BuildObserver, 'layerPacked'>,
     /** Directory the store paths are read under (a stand-in store in tests; none: `/`). */
     private readonly storeRoot?: string,
   ) {}
 
-  static storePathKey(paths: string[]): string {
-    return sha256Hex(`${LAYER_FORMAT}\nstore-paths\n${paths.join('\n')}`);
+  /** The key of a layer of store paths, compressed as `compression` describes. */
+  static storePathKey(paths: string[], compression: string): string {
+    return sha256Hex(`${layerFormat(compression)}\nstore-paths\n${paths.join('\n')}`);
   }
 
   /** A layer of whole store paths (sorted), from the build cache or packed now. */
   storePathLayer(paths: string[], onProgress?: (bytes: number) => void): Promise<PackedLayer> {
-    const key = LayerStore.storePathKey(paths);
-    return this.cachedOrPacked(key, (sink) => packStorePaths(paths, sink, { onProgress, storeRoot: this.storeRoot }));
+    const key = LayerStore.storePathKey(paths, this.compression.description);
+    const { compression, storeRoot } = this;
+    return this.cachedOrPacked(key, (sink) => packStorePaths(paths, sink, { onProgress, storeRoot, compression }));
   }
 
   /**
@@ -71,12 +80,12 @@ export class LayerStore {
    */
   async customisationLayer(roots: string[], closure: ClosureGraph, onProgress?: (bytes: number) => void, user?: ImageUser): Promise<CustomisationLayer> {
     // A user (nonroot) is part of the key only when there is one: other layers keep their keys.
-    const key = sha256Hex(`${LAYER_FORMAT}\ncustomisation\n${roots.join('\n')}${user ? `\nuser ${JSON.stringify(user)}` : ''}`);
+    const key = sha256Hex(`${layerFormat(this.compression.description)}\ncustomisation\n${roots.join('\n')}${user ? `\nuser ${JSON.stringify(user)}` : ''}`);
     let collisions: string[] = [];
     const layer = await this.cachedOrPacked(key, async (sink) => {
       const forest = await customisationEntries(roots, closure.paths.map((p) => p.path), { storeRoot: this.storeRoot, user });
       collisions = forest.collisions;
-      return packEntries(forest.entries, sink, { onProgress });
+      return packEntries(forest.entries, sink, { onProgress, compression: this.compression });
     });
     return { ...layer, collisions };
   }
@@ -137,7 +146,7 @@ export class LayerStore {
   private async packToStorage(pack: (sink: NodeJS.WritableStream) => Promise<LayerDigests>): Promise<LayerRecord> {
     const staging = stagingKey();
     const started = performance.now();
-    const writer = await this.storage.writer(staging, { contentType: MEDIA_TYPES.ociLayerGzip });
+    const writer = await this.storage.writer(staging, { contentType: layerMediaType(this.compression.format) });
     let digests: LayerDigests;
     try {
       digests = await pack(writer.stream);
@@ -168,6 +177,11 @@ export class LayerStore {
 function descriptorOf(record: LayerRecord): LayerDescriptor & { uncompressedSize?: number } {
   const { digest, size, diffId, uncompressedSize } = record;
   return uncompressedSize === undefined ? { digest, size, diffId } : { digest, size, diffId, uncompressedSize };
+}
+
+/** The first lines of a layer key: the tar format and the compression. */
+function layerFormat(compression: string): string {
+  return `${LAYER_FORMAT}\n${compression}`;
 }
 
 function sha256Hex(s: string): string {

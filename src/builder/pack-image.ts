@@ -34,7 +34,7 @@ export interface PackerOptions {
   packConcurrency?: number;
   nixObserver?: NixRunObserver;
   /** SBOMs and provenance made with each image (attest.ts); absent: none. */
-  attestations?: { compression: string };
+  attestations?: boolean;
 }
 
 export interface PackRequest {
@@ -100,6 +100,7 @@ export class ImagePacker {
       packages: image.packages,
       source: pinned.description,
       revision: pinned.revision,
+      layerFormat: this.options.layers.compression.format,
     });
     await this.storeManifests(manifests);
     const artifacts = await this.attest({ image, pinned, resolved, closure, layers, manifests, popularity });
@@ -109,14 +110,13 @@ export class ImagePacker {
       { image: image.name, tag: image.tag, revision: pinned.revision, storePaths: closure.paths.length, layers: layers.length, packed: packed.filter((p) => !p.cached).length, ms: Date.now() - started, digest: manifests.oci.digest },
       'image built',
     );
-    return { image: { image, cacheKey, revision: pinned.revision, manifests, layers, fromCache: false, ...(artifacts ? { artifacts } : {}) }, record };
+    return { image: { image, cacheKey, revision: pinned.revision, manifests, layers, fromCache: false, compression: this.options.layers.compression.description, ...(artifacts ? { artifacts } : {}) }, record };
   }
 
   /** The image's SBOMs and provenance as stored artifacts (see attest.ts), when they are made. */
   private async attest(req: Omit<Parameters<typeof attestationInput>[0], 'build'> & { popularity: Popularity }) {
-    const settings = this.options.attestations;
-    if (!settings) return undefined;
-    const build = { layering: this.options.strategy.name, budget: this.options.budget, popularity: popularityDigest(req.popularity), compression: settings.compression };
+    if (!this.options.attestations) return undefined;
+    const build = { layering: this.options.strategy.name, budget: this.options.budget, popularity: popularityDigest(req.popularity), compression: this.options.layers.compression.description };
     const { blobs, artifacts } = attestations(attestationInput({ ...req, build }));
     await Promise.all(blobs.map((b) => this.options.layers.putBlob(b)));
     return artifacts;

@@ -60,6 +60,8 @@ export interface BuiltImage {
   pin?: Pin;
   /** Its SBOMs and provenance (absent for images recorded before they were made). */
   artifacts?: ArtifactRecord[];
+  /** What its layers are compressed with, e.g. `gzip/libdeflate-1.14/level6/chunk4M/members` (for provenance). */
+  compression: string;
 }
 
 /**

@@ -10,6 +10,7 @@ export const MEDIA_TYPES = {
   ociIndex: 'application/vnd.oci.image.index.v1+json',
   ociConfig: 'application/vnd.oci.image.config.v1+json',
   ociLayerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  ociLayerZstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
   dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
   dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
   dockerConfig: 'application/vnd.docker.container.image.v1+json',
@@ -17,6 +18,14 @@ export const MEDIA_TYPES = {
 } as const;
 
 export type ManifestFormat = 'oci' | 'docker';
+
+/** How layer blobs are compressed (NIXERY_LAYER_COMPRESSION). */
+export type LayerFormat = 'gzip' | 'zstd';
+
+/** The OCI media type of a layer blob (also its content type in storage). */
+export function layerMediaType(format: LayerFormat): string {
+  return format === 'zstd' ? MEDIA_TYPES.ociLayerZstd : MEDIA_TYPES.ociLayerGzip;
+}
 
 /** Fixed creation time: the Nix store's mtime (1 s after the epoch). */
 export const CREATED = '1970-01-01T00:00:01Z';
@@ -61,6 +70,8 @@ export interface ImageSpec {
   source: string;
   /** Immutable source revision, when there is one. */
   revision?: string | null;
+  /** How the layers are compressed (default gzip). */
+  layerFormat?: LayerFormat;
 }
 
 export interface Blob {
@@ -117,6 +128,10 @@ export function buildManifests(spec: ImageSpec): ImageManifests {
   const configBytes = imageConfig(spec);
   const configDigest = sha256Digest(configBytes);
   const config: Blob = { mediaType: MEDIA_TYPES.ociConfig, digest: configDigest, size: configBytes.length, bytes: configBytes };
+  // Docker schema 2 has no zstd layer type: the Docker form of a zstd image names the OCI one
+  // (containerd and Docker 23+ read it; clients that accept OCI manifests get the OCI form).
+  const ociLayer = layerMediaType(spec.layerFormat ?? 'gzip');
+  const dockerLayer = spec.layerFormat === 'zstd' ? ociLayer : MEDIA_TYPES.dockerLayerGzip;
   const form = (manifestType: string, configType: string, layerType: string, withMediaTypeField: boolean) => ({
     schemaVersion: 2,
     mediaType: withMediaTypeField ? manifestType : undefined,
@@ -125,8 +140,8 @@ export function buildManifests(spec: ImageSpec): ImageManifests {
   });
   return {
     config,
-    oci: blob(MEDIA_TYPES.ociManifest, form(MEDIA_TYPES.ociManifest, MEDIA_TYPES.ociConfig, MEDIA_TYPES.ociLayerGzip, true)),
-    docker: blob(MEDIA_TYPES.dockerManifest, form(MEDIA_TYPES.dockerManifest, MEDIA_TYPES.dockerConfig, MEDIA_TYPES.dockerLayerGzip, true)),
+    oci: blob(MEDIA_TYPES.ociManifest, form(MEDIA_TYPES.ociManifest, MEDIA_TYPES.ociConfig, ociLayer, true)),
+    docker: blob(MEDIA_TYPES.dockerManifest, form(MEDIA_TYPES.dockerManifest, MEDIA_TYPES.dockerConfig, dockerLayer, true)),
   };
 }
 

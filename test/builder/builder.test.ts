@@ -27,7 +27,7 @@ describe('image builder', () => {
   });
   after(() => rm(dir, { recursive: true, force: true }));
 
-  test('the cache key covers architecture, revision, packages and layering settings', async () => {
+  test('the cache key covers architecture, revision, packages, layering settings and compression', async () => {
     const b = app.builder;
     const hello = parseImageName('hello');
     const key = b.cacheKey(hello, 'rev-1');
@@ -38,6 +38,10 @@ describe('image builder', () => {
     assert.notEqual(b.cacheKey(parseImageName('hello/git'), 'rev-1'), key, 'packages');
     const other = await makeApp(path.join(dir, 'storage'), { NIXERY_LAYER_BUDGET: '20' });
     assert.notEqual(other.builder.cacheKey(hello, 'rev-1'), key, 'layer budget');
+    const zlibGzip = await makeApp(path.join(dir, 'storage'), { NIXERY_GZIP: 'zlib' });
+    assert.notEqual(zlibGzip.builder.cacheKey(hello, 'rev-1'), key, 'gzip compressor');
+    const zstd = await makeApp(path.join(dir, 'storage'), { NIXERY_LAYER_COMPRESSION: 'zstd' });
+    assert.notEqual(zstd.builder.cacheKey(hello, 'rev-1'), key, 'layer compression');
   });
 
   test('the cache key covers the popularity data as used: replicas with other data use other keys', async () => {

@@ -16,13 +16,20 @@ import { NixeryError } from '../../src/errors.js';
 
 const ORDER = ['queued', 'running', 'succeeded'];
 
-/** The `big` package's file: a layer whose packing reports progress many times (about every MiB). */
-const BIG_BYTES = 16 * 1024 * 1024;
+/**
+ * The `big` package: a layer whose packing takes longer than the event stream's interval (250 ms),
+ * so the stream shows it: 64 MiB that does not compress, four copies of 16 MiB (made once; each
+ * compression chunk is compressed alone, so the copies cost as much as different bytes).
+ */
+const BIG_PART = 16 * 1024 * 1024;
+const BIG_BYTES = 4 * BIG_PART;
+
+const bigPart = incompressible(BIG_PART, 'big');
 
 /** The example packages, `slow<N>` packages whose build takes N half-seconds, and `big`. */
 function catalogue(sleeps: number[]): Catalogue {
   const slow = Object.fromEntries(sleeps.map((n) => [`slow${n}`, { name: `slow${n}-1.0`, files: { slept: `${n}\n` }, buildMs: n * 500 }]));
-  return { ...EXAMPLE_CATALOGUE, ...slow, big: { name: 'big-1.0', files: { 'share/random.bin': incompressible(BIG_BYTES, 'big') } } };
+  return { ...EXAMPLE_CATALOGUE, ...slow, big: { name: 'big-1.0', files: Object.fromEntries([0, 1, 2, 3].map((i) => [`share/random-${i}.bin`, bigPart])) } };
 }
 
 describe('build API', () => {
