@@ -187,10 +187,12 @@ export async function collectGarbage(storage: Storage, options: GcOptions): Prom
     }
     await hooks.afterPhase?.('blobs');
 
-    // 4. Abandoned staging uploads (and markers of crashed runs).
+    // 4. Abandoned staging uploads (and markers of crashed runs), and build leases whose holder
+    //    died (a live holder rewrites its lease every third of a lease period).
     for await (const o of storage.list('staging')) {
       if (o.key !== marker) await removeIfOlder(o, cutoff);
     }
+    for await (const o of storage.list('leases')) await removeIfOlder(o, cutoff);
     await hooks.afterPhase?.('staging');
 
     // 5. Records written during the run that use a blob it removed: removed too, so that no

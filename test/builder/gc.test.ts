@@ -27,12 +27,14 @@ test('gc removes unreferenced blobs, build entries and staging objects, and keep
     const manifest = JSON.parse(await res.text()) as { config: { digest: string }; layers: Array<{ digest: string }> };
     const { storage } = r.app;
 
-    // Garbage: a stray blob, a build entry pointing at it, an abandoned staging upload.
+    // Garbage: a stray blob, a build entry pointing at it, an abandoned staging upload, the build
+    // lease of a replica that died.
     const stray = Buffer.from('not referenced by anything');
     const strayDigest = sha256Digest(stray);
     await storage.put(blobKey(strayDigest), stray, { contentType: 'application/octet-stream' });
     await storage.put(`builds/${'f'.repeat(64)}.json`, encodeRecord({ digest: strayDigest, size: stray.length, diffId: strayDigest }));
     await storage.put('staging/abandoned', Buffer.alloc(100));
+    await storage.createIfAbsent(`leases/${'e'.repeat(64)}`, 'x'.repeat(50));
     const blobsBefore = await keys(storage, 'blobs');
 
     // Inside the grace period nothing goes.
@@ -42,13 +44,13 @@ test('gc removes unreferenced blobs, build entries and staging objects, and keep
     // A dry run reports without removing.
     const later = Date.now() + 2 * 3600_000;
     const dry = await collectGarbage(storage, { graceSeconds: 3600, dryRun: true, now: later });
-    assert.deepEqual(dry.removed.map((x) => x.key).sort(), [blobKey(strayDigest), `builds/${'f'.repeat(64)}.json`, 'staging/abandoned'].sort());
+    assert.deepEqual(dry.removed.map((x) => x.key).sort(), [blobKey(strayDigest), `builds/${'f'.repeat(64)}.json`, 'staging/abandoned', `leases/${'e'.repeat(64)}`].sort());
     assert.deepEqual(await keys(storage, 'blobs'), blobsBefore);
 
     const real = await collectGarbage(storage, { graceSeconds: 3600, dryRun: false, now: later });
-    assert.equal(real.removed.length, 3);
+    assert.equal(real.removed.length, 4);
     const recordSize = encodeRecord({ digest: strayDigest, size: stray.length, diffId: strayDigest }).length;
-    assert.equal(real.bytesFreed, stray.length + recordSize + 100);
+    assert.equal(real.bytesFreed, stray.length + recordSize + 100 + 50);
     assert.equal(await storage.stat(blobKey(strayDigest)), null);
     for (const d of [manifest.config.digest, ...manifest.layers.map((l) => l.digest)]) {
       assert.ok(await storage.stat(blobKey(d)), `kept ${d}`);
