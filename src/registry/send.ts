@@ -92,8 +92,14 @@ export class BodyWriter {
     }
   }
 
-  /** Ends the response and waits until it is flushed (or fails). */
+  /**
+   * Ends the response once every byte written is flushed, and waits until the end is (or it
+   * fails). Ended only then: a draining server closes connections whose response has ended
+   * (Node's `closeIdleConnections` counts an ended response as done), which would drop bytes
+   * still queued for a slow reader.
+   */
   async end(): Promise<void> {
+    while (this.inFlight > 0) await this.waitForProgress();
     this.throwIfFailed();
     await new Promise<void>((resolve) => {
       this.res.end(() => resolve());

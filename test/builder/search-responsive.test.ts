@@ -67,7 +67,9 @@ test('max-size queries from 8 clients on a 100k index: a server on the same loop
     probes.sort((a, b) => a - b);
     const worst = probes[probes.length - 1]!;
     // Before, each search held the loop for its whole length, and 8 of them for all of theirs.
-    assert.ok(probes.length >= 10, `the health check was answered ${probes.length} times in ${Math.round(searchMs)} ms of searching`);
+    // A probe about every 25 ms of searching (a loop held by the searches answers one at the end).
+    const wanted = Math.max(2, Math.min(10, Math.floor(searchMs / 25)));
+    assert.ok(probes.length >= wanted, `the health check was answered ${probes.length} times in ${Math.round(searchMs)} ms of searching`);
     assert.ok(worst < Math.max(aloneMs, 250), `worst health check ${Math.round(worst)} ms (one search alone takes ${Math.round(aloneMs)} ms, all took ${Math.round(searchMs)} ms)`);
   } finally {
     agent.destroy();

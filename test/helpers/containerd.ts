@@ -79,6 +79,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 /** Runs a command of an image with `ctr run` (native snapshotter, no networking) and returns stdout. */
 export async function ctrRun(c: Containerd, ref: string, cmd: string[]): Promise<string> {
-  const id = `t${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-  return c.ctr(['run', '--rm', '--snapshotter', 'native', ref, id, ...cmd]);
+  // containerd's stdio copy can lose all output of a process that exits at once (a known race:
+  // containerd/containerd#770, concourse/concourse#6775); an empty answer is run again (twice at
+  // most). A run whose output is really empty still answers '' in the end.
+  let out = '';
+  for (let attempt = 0; attempt < 3 && out === ''; attempt++) {
+    const id = `t${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+    out = await c.ctr(['run', '--rm', '--snapshotter', 'native', ref, id, ...cmd]);
+  }
+  return out;
 }
