@@ -2,16 +2,9 @@
 // "Image config"). Pure: the page shows the errors next to the form and sends nothing until the
 // fields read well. Empty fields are left out, and no field at all means no `config`.
 
-export interface ImageConfig {
-  user?: string;
-  entrypoint?: string[];
-  cmd?: string[];
-  env?: string[];
-  workingDir?: string;
-  exposedPorts?: string[];
-  labels?: Record<string, string>;
-  stopSignal?: string;
-}
+import type { ImageConfig } from '../../../src/image/config.js';
+
+export type { ImageConfig };
 
 /** The form's text, as typed. */
 export interface ConfigFields {
