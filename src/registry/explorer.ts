@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import type { BuiltImage } from '../builder/builder.js';
 import type { Pinner } from '../builder/pins.js';
 import { parseImageName, pullName, validateName, validateTag } from '../image/name.js';
+import type { Signatures } from '../service/signatures.js';
 import type { Blob } from '../manifest/manifest.js';
 import { NixeryError } from '../errors.js';
 import { notModified, writeHead, type RequestContext } from './http.js';
@@ -95,6 +96,8 @@ export interface ExplorerOptions {
   version: string;
   /** NIXERY_PUBLIC_HOST: the host pull commands name (default: the request's Host). */
   publicHost?: string;
+  /** Whether (and with which key) what is served is signed. */
+  signatures?: Pick<Signatures, 'details'>;
 }
 
 export class Explorer {
@@ -162,7 +165,11 @@ export class Explorer {
       case 'config':
         return sendDocument(ctx, built.manifests.config);
       default:
-        return sendJson(ctx, { ...imageDetails(built, this.options.service.recent.sharing(built, (n) => admission?.mayPull(n) ?? true)), attestations: await this.options.service.attestationDetails(built) });
+        return sendJson(ctx, {
+          ...imageDetails(built, this.options.service.recent.sharing(built, (n) => admission?.mayPull(n) ?? true)),
+          attestations: await this.options.service.attestationDetails(built),
+          signature: this.options.signatures?.details(pullName(built.image), built.manifests.oci.digest) ?? { signed: false },
+        });
     }
   }
 }

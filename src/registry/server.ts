@@ -133,7 +133,7 @@ export function createRegistry(options: RegistryOptions): Registry {
   );
   const loaded = loadExplorerAssets(options.explorerAssetsDir);
   if (!loaded.assets) options.log.warn({ missing: loaded.missing }, 'the explorer is not built (npm run build): pages are served without it');
-  const explorer = new Explorer({ service, pins, assets: loaded.assets, sourceDescription: options.sourceDescription, version: options.version, publicHost: options.publicHost });
+  const explorer = new Explorer({ service, pins, assets: loaded.assets, sourceDescription: options.sourceDescription, version: options.version, publicHost: options.publicHost, signatures });
   const metrics = options.metrics;
   const idPrefix = randomBytes(3).toString('hex');
   let nextId = 0;

@@ -59,6 +59,17 @@ export interface ImageDetails {
   sharing: ImageSharing;
   /** The image's SBOMs and provenance; null for images recorded before they were made. */
   attestations?: AttestationDetails | null;
+  /** Whether what the registry serves of this image is signed (NIXERY_SIGNING_KEY). */
+  signature?: SignatureDetails;
+}
+
+/** The cosign signature of an image manifest: made by the registry's key on first request. */
+export interface SignatureDetails {
+  signed: boolean;
+  /** The cosign tag that holds it (`NAME:sha256-<hex>.sig`), the key's algorithm and fingerprint. */
+  tag?: string;
+  algorithm?: string;
+  keyFingerprint?: string;
 }
 
 /** The SBOMs and provenance of an image manifest, and the license summary of its SBOM. */

@@ -10,6 +10,7 @@ import { artifactBlobs, type SignatureStore } from '../signing/store.js';
 import { LruCache } from '../util/lru.js';
 import type { RegistryService } from './registry-service.js';
 import type { BlobRequester } from './blob-policy.js';
+import type { SignatureDetails } from './explorer-types.js';
 
 export interface SignatureSources {
   service: Pick<RegistryService, 'contains'>;
@@ -29,6 +30,13 @@ export class Signatures {
 
   get enabled(): boolean {
     return this.store !== undefined;
+  }
+
+  /** What the explorer says of the signature of manifest `digest` served as `name`. */
+  details(name: string, digest: string): SignatureDetails {
+    if (!this.store) return { signed: false };
+    const { algorithm, fingerprint } = this.store.keyInfo;
+    return { signed: true, tag: `${name}:${digest.replace(':', '-')}.sig`, algorithm, keyFingerprint: fingerprint };
   }
 
   /** The signature manifest of `subjectDigest` as `name` (the `.sig` tag); 404 MANIFEST_UNKNOWN when there is none to give. */

@@ -93,6 +93,11 @@ export class SignatureStore {
   /** Signatures made here (a new record written), and records found damaged and replaced. */
   readonly stats = { signed: 0, damaged: 0 };
 
+  /** The key's algorithm and the SHA-256 of its public key (what operators distribute). */
+  get keyInfo(): { algorithm: string; fingerprint: string } {
+    return { algorithm: this.key.algorithm, fingerprint: `sha256:${this.key.fingerprint}` };
+  }
+
   constructor(
     private readonly storage: Storage,
     private readonly key: SigningKey,

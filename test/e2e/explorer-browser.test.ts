@@ -257,6 +257,12 @@ describe('the explorer in Chromium', { timeout: 600_000 }, () => {
     const manifestHref = await page.locator('#link-manifest').getAttribute('href');
     const doc = await fetch(`${r.url}${manifestHref}`);
     assert.equal(doc.headers.get('docker-content-digest'), pulled.digest);
+    // Its SBOMs and provenance are linked, its licenses summed up, and it says it is not signed
+    // (this registry has no NIXERY_SIGNING_KEY).
+    const sbomLinks = await page.locator('#attestations a').allTextContents();
+    assert.deepEqual(sbomLinks.filter((t) => t !== 'referrers').sort(), ['CycloneDX SBOM', 'SLSA provenance', 'SPDX SBOM']);
+    assert.match((await page.locator('#licenses').textContent()) ?? '', /./);
+    assert.match((await page.locator('#signature').textContent()) ?? '', /^no: this registry signs nothing/);
     await assertFits(page, 'image page');
     await shot(page, 'desktop-image');
 

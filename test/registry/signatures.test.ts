@@ -279,6 +279,14 @@ describe('signatures (Ed25519, key inline)', () => {
     const digest = await pullDigest(r.url, 'shell/hello');
     await checkSignature(r.url, 'shell/hello', digest, keys.publicPem);
   });
+
+  test('the explorer API says the image is signed, where, and with which key (its fingerprint, never the key)', async () => {
+    const digest = await pullDigest(r.url, 'shell/hello');
+    const details = (await (await fetch(`${r.url}/api/v1/images/shell/hello:latest`)).json()) as { signature: { signed: boolean; tag: string; algorithm: string; keyFingerprint: string } };
+    const spki = createPublicKey(keys.publicPem).export({ type: 'spki', format: 'der' });
+    assert.deepEqual(details.signature, { signed: true, tag: `shell/hello:${digest.replace(':', '-')}.sig`, algorithm: 'ed25519', keyFingerprint: `sha256:${createHash('sha256').update(spki).digest('hex')}` });
+    assert.equal((await sigManifest(r.url, 'shell/hello', digest)).status, 200, 'the tag it names is served');
+  });
 });
 
 test('with signing off there is no signature: the .sig tag is unknown and the referrers index is empty', async () => {
@@ -287,6 +295,8 @@ test('with signing off there is no signature: the .sig tag is unknown and the re
     const digest = await pullDigest(r.url, 'shell/hello');
     const sig = await sigManifest(r.url, 'shell/hello', digest);
     assert.equal(sig.status, 404);
+    const details = (await (await fetch(`${r.url}/api/v1/images/shell/hello:latest`)).json()) as { signature: unknown };
+    assert.deepEqual(details.signature, { signed: false });
     assert.equal((JSON.parse(sig.body.toString()) as { errors: Array<{ code: string }> }).errors[0]!.code, 'MANIFEST_UNKNOWN');
     // The SBOMs and provenance only (test/registry/referrers.test.ts), no signature.
     const index = (await (await fetch(`${r.url}/v2/shell/hello/referrers/${digest}`)).json()) as { mediaType: string; manifests: Array<{ artifactType: string }> };

@@ -134,6 +134,7 @@ function render(app: HTMLElement, d: ImageDetails): void {
           Object.assign(link(`/api/v1/images/${d.image}`, 'these details'), { id: 'link-details' }),
         ),
         ...attestationRows(d),
+        ...signatureRows(d),
       ),
       h('h3', {}, 'Pull it'),
       commands.element,
@@ -163,6 +164,16 @@ function attestationRows(d: ImageDetails): HTMLElement[] {
     h('dt', {}, 'Licenses'),
     h('dd', { attrs: { id: 'licenses' } }, `${licenses || 'none declared'}${a.withoutLicense ? `; ${a.withoutLicense} store path${a.withoutLicense === 1 ? '' : 's'} without` : ''}`),
   ];
+}
+
+/** Whether the registry signs what it serves of the image, and where the signature is. */
+function signatureRows(d: ImageDetails): HTMLElement[] {
+  const s = d.signature;
+  if (!s) return [];
+  const text = s.signed
+    ? `yes: a cosign signature (${s.algorithm} key ${s.keyFingerprint?.slice(0, 23)}…), tag ${s.tag}`
+    : 'no: this registry signs nothing (NIXERY_SIGNING_KEY is not set)';
+  return [h('dt', {}, 'Signed'), h('dd', { attrs: { id: 'signature' } }, text)];
 }
 
 /** Which layers the other recent images have too, and what a client that has them skips. */
