@@ -74,6 +74,14 @@ export class BuildLeases {
   }
 
   /**
+   * Starts the probe (see `check`) if nothing has yet, so it runs alongside what precedes a build
+   * (pinning the source); the promise of a probe this call started, else undefined.
+   */
+  startCheck(): Promise<boolean> | undefined {
+    return this.honoured === undefined && this.settings.periodMs > 0 ? this.check() : undefined;
+  }
+
+  /**
    * The startup probe (see `check`), waited for at most `boundMs`: a slow storage does not hold
    * up startup (builds wait for the probe anyway), and a registry closed right after it started
    * has no probe still writing to its storage.

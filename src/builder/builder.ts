@@ -142,16 +142,25 @@ export class ImageBuilder {
     const popularity = this.options.popularity();
     // An image built before is served under the tag's current pin, even while the source
     // cannot be reached (the last good pin); a new build needs a pin the source confirmed.
+    // A first build in this process probes the storage for leases while the tag is pinned; an
+    // image found built waits for that probe, so none is left half done in storage at exit.
+    const probing = this.pins.peek(image.tag) ? undefined : this.leases.startCheck();
     let pin = await this.pins.pin(image.tag);
     let cacheKey = this.pinnedKey(image, pin.pinned, popularity);
     const cached = cacheKey ? await this.manifests.get(cacheKey) : null;
-    if (cached && cacheKey) return this.fromRecord(image, cacheKey, cached, pin);
+    if (cached && cacheKey) {
+      await probing;
+      return this.fromRecord(image, cacheKey, cached, pin);
+    }
     const confirmed = await this.pins.forBuild(image.tag);
     if (confirmed !== pin) {
       pin = confirmed;
       cacheKey = this.pinnedKey(image, pin.pinned, popularity);
       const record = cacheKey ? await this.manifests.get(cacheKey) : null;
-      if (record && cacheKey) return this.fromRecord(image, cacheKey, record, pin);
+      if (record && cacheKey) {
+        await probing;
+        return this.fromRecord(image, cacheKey, record, pin);
+      }
     }
     const pinned = pin.pinned;
     const key = cacheKey;

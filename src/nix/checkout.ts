@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, readlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { runProcess } from './run.js';
 
 export interface CheckoutIdentity {
@@ -49,6 +49,7 @@ async function git(dir: string, args: string[], opts: CheckoutOptions): Promise<
  * whose tree holds `dir`, or git cannot tell (not installed, a repository it refuses to use).
  */
 export async function checkoutIdentity(dir: string, opts: CheckoutOptions): Promise<CheckoutIdentity | null> {
+  if (!(await mayBeInCheckout(dir, opts))) return null;
   // `HEAD:./` is the directory's tree in HEAD: it fails for a directory HEAD does not have.
   const revs = await git(dir, ['rev-parse', '--show-toplevel', 'HEAD', 'HEAD:./'], opts);
   const lines = revs?.split('\n') ?? [];
@@ -71,6 +72,26 @@ export async function checkoutIdentity(dir: string, opts: CheckoutOptions): Prom
     hash.update('\0');
   }
   return { commit, dirty: hash.digest('hex'), changes: entries.length };
+}
+
+/**
+ * Whether git could find a repository for `dir`: GIT_DIR names one, or `dir` or a directory above
+ * it has a `.git` (a directory, or a worktree's file). Git finds none otherwise (a bare repository
+ * above has no work tree, which checkoutIdentity refuses anyway), so starting it (~10 ms) is
+ * skipped. Anything but "not there" counts as maybe.
+ */
+async function mayBeInCheckout(dir: string, opts: CheckoutOptions): Promise<boolean> {
+  if ({ ...process.env, ...opts.env }['GIT_DIR']) return true;
+  for (let d = resolve(dir); ; d = dirname(d)) {
+    try {
+      await lstat(join(d, '.git'));
+      return true;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') return true;
+    }
+    if (dirname(d) === d) return false;
+  }
 }
 
 /** What a changed path holds now: its type, executable bit and contents (or link target). */

@@ -9,9 +9,12 @@
 // modified within RACY_MS of being read may change again within the same timestamp tick, so its
 // digest is not remembered and it is read again next time.
 //
-// The walk runs in a worker thread with synchronous file system calls: tens of thousands of
-// small files cost a few microseconds each that way, against tens through libuv's thread pool,
-// and the registry's event loop and its own file reads are not in the way.
+// The walk uses synchronous file system calls: tens of thousands of small files cost a few
+// microseconds each that way, against tens through libuv's thread pool. A big tree is walked in
+// a worker thread, so the registry's event loop and its own file reads are not in the way; a
+// small one (a few hundred files) is walked inline, as starting the worker costs more (~40 ms)
+// than the walk. Each inline pass gives up at a bound of entries and bytes to read (so it blocks
+// a few milliseconds at most), and from then on that hasher uses the worker.
 
 import { createHash } from 'node:crypto';
 import { closeSync, lstatSync, openSync, readSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
@@ -22,6 +25,13 @@ import { compareStrings } from '../image/name.js';
 /** Coarsest file timestamp granularity we allow for (FAT has 2 s). */
 const RACY_MS = 2000;
 const READ_CHUNK = 1 << 20;
+/** An inline pass gives up past this many directory entries (a few ms of lstat calls)... */
+export const INLINE_MAX_ENTRIES = 1000;
+/** ...or past this many bytes to read (a few ms of SHA-256). */
+export const INLINE_MAX_READ_BYTES = 2 * 1024 * 1024;
+
+/** Thrown by a bounded hashTreeSync when the tree is too big to walk inline. */
+class TooBigForInline extends Error {}
 
 export interface Remembered {
   dev: bigint;
@@ -38,19 +48,28 @@ export interface TreeHashResult {
   files: number;
   /** Bytes read this pass (files whose remembered digest could not be reused). */
   bytesRead: number;
+  /** Whether the pass ran in the worker thread (a big tree) or inline (a small one). */
+  inWorker: boolean;
+}
+
+export interface InlineBounds {
+  maxEntries: number;
+  maxReadBytes: number;
 }
 
 /**
  * Hashes the tree at `root` synchronously, reusing the digests in `remembered` for files whose
  * stat is unchanged; returns the digests to remember for the next pass. Blocks: run it in a
- * worker (TreeHasher does).
+ * worker (TreeHasher does), or with `bounds`, past which it throws TooBigForInline.
  */
-export function hashTreeSync(root: string, remembered: Map<string, Remembered>): TreeHashResult & { remembered: Map<string, Remembered> } {
+export function hashTreeSync(root: string, remembered: Map<string, Remembered>, bounds?: InlineBounds): Omit<TreeHashResult, 'inWorker'> & { remembered: Map<string, Remembered> } {
   const next = new Map<string, Remembered>();
   const hash = createHash('sha256');
   const buffer = Buffer.allocUnsafe(READ_CHUNK);
   let files = 0;
   let bytesRead = 0;
+  let entries = 0;
+  let toRead = 0;
   const field = (s: string): void => {
     hash.update(s);
     hash.update('\0');
@@ -61,6 +80,8 @@ export function hashTreeSync(root: string, remembered: Map<string, Remembered>):
       next.set(rel, known);
       return known.digest;
     }
+    toRead += Number(st.size);
+    if (bounds && toRead > bounds.maxReadBytes) throw new TooBigForInline();
     const startedNs = BigInt(Date.now()) * 1_000_000n;
     const h = createHash('sha256');
     const fd = openSync(abs, 'r');
@@ -82,6 +103,7 @@ export function hashTreeSync(root: string, remembered: Map<string, Remembered>):
     return digest;
   };
   const visit = (abs: string, rel: string, st: BigIntStats): void => {
+    if (bounds && ++entries > bounds.maxEntries) throw new TooBigForInline();
     if (st.isSymbolicLink()) {
       field('symlink');
       field(rel);
@@ -112,24 +134,50 @@ export function hashTreeSync(root: string, remembered: Map<string, Remembered>):
 
 interface WorkerReply {
   id: number;
-  result?: TreeHashResult;
+  result?: Omit<TreeHashResult, 'inWorker'>;
   error?: { message: string; code?: string };
 }
 
 /**
- * Hashes trees in a worker thread of its own, remembering file digests between passes (in the
- * worker). One pass at a time; the worker does not keep the process alive.
+ * Hashes trees, remembering file digests between passes: inline while the tree is small, in a
+ * worker thread of its own once it was not (the digests remembered so far go along). One pass at
+ * a time; the worker does not keep the process alive.
  */
 export class TreeHasher {
   private worker: Worker | undefined;
   private nextId = 0;
   private readonly pending = new Map<number, { resolve: (r: TreeHashResult) => void; reject: (e: Error) => void }>();
   private queue: Promise<unknown> = Promise.resolve();
+  /** Digests of the inline passes; handed to the worker when it takes over. */
+  private remembered = new Map<string, Remembered>();
+  /** A pass outgrew the inline bounds: the worker hashes from then on. */
+  private big = false;
+  private readonly bounds: InlineBounds;
+
+  constructor(bounds: Partial<InlineBounds> = {}) {
+    this.bounds = { maxEntries: bounds.maxEntries ?? INLINE_MAX_ENTRIES, maxReadBytes: bounds.maxReadBytes ?? INLINE_MAX_READ_BYTES };
+  }
 
   hash(root: string): Promise<TreeHashResult> {
-    const run = this.queue.then(() => this.send(root));
+    const run = this.queue.then(() => this.pass(root));
     this.queue = run.catch(() => {});
     return run;
+  }
+
+  private async pass(root: string): Promise<TreeHashResult> {
+    if (!this.big) {
+      try {
+        const { remembered, ...result } = hashTreeSync(root, this.remembered, this.bounds);
+        this.remembered = remembered;
+        return { ...result, inWorker: false };
+      } catch (err) {
+        if (!(err instanceof TooBigForInline)) throw err;
+        this.big = true;
+      }
+    }
+    const handOver = this.remembered;
+    this.remembered = new Map();
+    return this.send(root, handOver.size > 0 ? handOver : undefined);
   }
 
   /** Stops the worker (a later hash starts a new one, with nothing remembered). */
@@ -139,13 +187,13 @@ export class TreeHasher {
     await w?.terminate();
   }
 
-  private send(root: string): Promise<TreeHashResult> {
+  private send(root: string, remembered?: Map<string, Remembered>): Promise<TreeHashResult> {
     const worker = this.start();
     const id = this.nextId++;
     return new Promise<TreeHashResult>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       worker.ref();
-      worker.postMessage({ id, root });
+      worker.postMessage({ id, root, remembered });
     });
   }
 
@@ -158,7 +206,7 @@ export class TreeHasher {
       this.pending.delete(reply.id);
       if (this.pending.size === 0) worker.unref();
       if (!p) return;
-      if (reply.result) p.resolve(reply.result);
+      if (reply.result) p.resolve({ ...reply.result, inWorker: true });
       else p.reject(Object.assign(new Error(reply.error?.message ?? 'hashing failed'), { code: reply.error?.code }));
     });
     const failAll = (err: Error): void => {
