@@ -95,7 +95,8 @@ export function parentDeathWrapper(): string | null {
     } catch {
       continue;
     }
-    const probe = spawnSync(candidate, ['--pdeathsig', 'SIGKILL', '--', process.execPath, '--version'], { stdio: 'ignore', timeout: 10_000 });
+    // setpriv running itself: it starts in ~3 ms, half of `node --version` (this blocks, once).
+    const probe = spawnSync(candidate, ['--pdeathsig', 'SIGKILL', '--', candidate, '--version'], { stdio: 'ignore', timeout: 10_000 });
     if (probe.status === 0) wrapper = candidate;
     break;
   }
