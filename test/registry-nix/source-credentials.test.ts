@@ -37,7 +37,10 @@ test('a git source with user:password in its URL builds, and no command line eve
   // Slow answers keep git's processes alive while /proc is scanned.
   const server = await startGitHttpServer(dir, user, secret, { delayMs: 300 });
   const host = new URL(server.url).host;
-  await initRepo(path.join(dir, 'pkgs'), EXAMPLE_PKGS);
+  // A repository path new to every run: Nix keeps fetched git repositories by URL (and the
+  // commit is the same each run), so a URL seen before (the same port) would skip the fetch.
+  const repo = `pkgs-${randomBytes(6).toString('hex')}`;
+  await initRepo(path.join(dir, repo), EXAMPLE_PKGS);
   const leaks: string[] = [];
   const gitSeen = new Set<string>();
   let watching = true;
@@ -50,7 +53,7 @@ test('a git source with user:password in its URL builds, and no command line eve
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
   })();
-  const r = await startRegistry({ NIXERY_PKGS_PATH: '', NIXERY_PKGS_REPO: `http://${user}:${secret}@${host}/pkgs` });
+  const r = await startRegistry({ NIXERY_PKGS_PATH: '', NIXERY_PKGS_REPO: `http://${user}:${secret}@${host}/${repo}` });
   try {
     const res = await fetch(`${r.url}/v2/hello/manifests/latest`, { headers: { Accept: MANIFEST } });
     const body = await res.text();
