@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startRegistry } from '../helpers/registry.js';
 import { EXAMPLE_PKGS } from '../helpers/nix.js';
-import { initRepo } from '../helpers/git.js';
+import { git, initRepo } from '../helpers/git.js';
 import { startGitHttpServer } from '../helpers/git-http.js';
 
 const MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -37,10 +37,12 @@ test('a git source with user:password in its URL builds, and no command line eve
   // Slow answers keep git's processes alive while /proc is scanned.
   const server = await startGitHttpServer(dir, user, secret, { delayMs: 300 });
   const host = new URL(server.url).host;
-  // A repository path new to every run: Nix keeps fetched git repositories by URL (and the
-  // commit is the same each run), so a URL seen before (the same port) would skip the fetch.
+  // A commit new to every run: Nix 2.8 reuses a git input it fetched before by its commit alone
+  // (whatever the URL), and the example set's first commit is the same in every test that makes
+  // one, so without it Nix may not fetch at all and the test would not see the fetch it watches.
   const repo = `pkgs-${randomBytes(6).toString('hex')}`;
   await initRepo(path.join(dir, repo), EXAMPLE_PKGS);
+  await git(path.join(dir, repo), 'commit', '-q', '--allow-empty', '-m', `run ${randomBytes(8).toString('hex')}`);
   const leaks: string[] = [];
   const gitSeen = new Set<string>();
   let watching = true;
