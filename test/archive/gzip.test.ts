@@ -9,21 +9,7 @@ import { gunzipSync } from 'node:zlib';
 import { GZIP_CHUNK_SIZE, ParallelGzip, setCompressionConcurrency } from '../../src/archive/gzip.js';
 import { packStorePaths } from '../../src/archive/pack.js';
 import { availableParallelism } from 'node:os';
-import { ociLayout, packToFile, run, sha256, withTempDir } from './helpers.js';
-
-/** Deterministic mixed data: runs of text-like bytes and noise. */
-function sample(size: number, seed: number): Buffer {
-  const out = Buffer.alloc(size);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    out[i] = (i >> 12) % 3 === 0 ? x & 0xff : 97 + ((x >>> 8) % 6);
-  }
-  return out;
-}
+import { ociLayout, packToFile, run, sample, sha256, withTempDir } from './helpers.js';
 
 async function gzipAll(data: Buffer, pieces: number[], options: { maxQueued?: number } = {}): Promise<Buffer> {
   const out: Buffer[] = [];

@@ -108,3 +108,17 @@ export async function ociLayout(layout: string, layerFile: string, digests: Laye
   );
   return `${layout}:test`;
 }
+
+/** Deterministic mixed data: runs of text-like bytes and noise. */
+export function sample(size: number, seed: number): Buffer {
+  const out = Buffer.alloc(size);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    out[i] = (i >> 12) % 3 === 0 ? x & 0xff : 97 + ((x >>> 8) % 6);
+  }
+  return out;
+}

@@ -15,25 +15,11 @@ import { ChunkedEncoder, setCompressionConcurrency } from '../../src/archive/chu
 import { libdeflateGzip, zstd, type LayerCompression } from '../../src/archive/compression.js';
 import { LIBDEFLATE_CHUNK_SIZE, libdeflate } from '../../src/archive/libdeflate.js';
 import { packStorePaths } from '../../src/archive/pack.js';
-import { ociLayout, packToFile, run, sha256, withTempDir } from './helpers.js';
+import { ociLayout, packToFile, run, sample, sha256, withTempDir } from './helpers.js';
 import { freePort } from '../helpers/net.js';
 
 // @types/node 20 does not know node:zlib's zstd (Node ≥ 22.15).
 const { zstdDecompressSync } = zlib as unknown as { zstdDecompressSync(input: Buffer): Buffer };
-
-/** Deterministic mixed data: runs of text-like bytes and noise. */
-function sample(size: number, seed: number): Buffer {
-  const out = Buffer.alloc(size);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    out[i] = (i >> 12) % 3 === 0 ? x & 0xff : 97 + ((x >>> 8) % 6);
-  }
-  return out;
-}
 
 async function encode(compression: LayerCompression, data: Buffer, pieces: number[], maxQueued?: number): Promise<Buffer> {
   const out: Buffer[] = [];
