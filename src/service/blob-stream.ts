@@ -68,14 +68,19 @@ export function storageBody(opened: OpenedObject, range: { start: number; end: n
 
 async function* checkedChunks(opened: OpenedObject, source: AsyncIterable<Buffer>, expected: number, options: StorageBodyOptions): AsyncGenerator<Buffer> {
   const { check } = options;
+  // Only the chunk that reaches the expected length is held back: earlier ones go out as soon as
+  // they are checked (holding back one chunk all along put a read between every check and its
+  // write); a stream that ends short has sent less than Content-Length anyway.
   let held: Buffer | undefined;
   let bytes = 0;
   try {
     for await (const chunk of source) {
+      if (chunk.length === 0) continue;
       check?.update(chunk);
       bytes += chunk.length;
-      if (held) yield held;
-      held = chunk;
+      if (bytes < expected) yield chunk;
+      // The chunk that reaches the length; any byte after it makes the stream too long (damaged).
+      else held ??= chunk;
     }
   } finally {
     opened.stream.destroy();
