@@ -11,10 +11,12 @@
 //                            BENCH_COLD_ONLY=paths or =sizes runs half of them.
 
 import { execFileSync, spawnSync } from 'node:child_process';
+import { Writable } from 'node:stream';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { createApp } from '../src/app.js';
+import { packStorePaths, zlibGzip } from '../src/archive/index.js';
 import { loadConfig } from '../src/config.js';
 import { parseImageName } from '../src/image/name.js';
 import type { ImageBuilder } from '../src/builder/builder.js';
@@ -99,6 +101,21 @@ interface Run {
   gzipMs: number;
   gzipBytes: number;
   packedBytes: number;
+  /** The store-path layers as built, and packed again by our packer with Node's zlib at level 6 (NIXERY_GZIP=zlib), bytes. */
+  storeLayers: { ours: number; zlib: number };
+}
+
+/** The image's store-path layers: their size as built, and packed again with Node's zlib at level 6. */
+async function zlibSizes(built: BuiltImage): Promise<{ ours: number; zlib: number }> {
+  const sizes = { ours: 0, zlib: 0 };
+  for (const layer of built.layers) {
+    const paths = (layer.storePaths ?? []).map((p) => p.path);
+    if (paths.length === 0) continue;
+    const sink = new Writable({ write: (_chunk, _enc, done) => done() });
+    sizes.zlib += (await packStorePaths(paths, sink, { compression: zlibGzip() })).size;
+    sizes.ours += layer.size;
+  }
+  return sizes;
 }
 
 /** Builds an image from the first progress report to the manifest; its phases by report label, ms. */
@@ -146,6 +163,7 @@ async function runCase(c: Case, dir: string): Promise<Run> {
       gzipMs,
       gzipBytes: Number(gz.stdout.toString().trim()),
       packedBytes: built.layers.reduce((n, l) => n + l.size, 0),
+      storeLayers: await zlibSizes(built),
     };
   } finally {
     await set.remove();
@@ -187,7 +205,7 @@ async function main(): Promise<void> {
         );
       }
       rows.push(
-        `| ${c.name} (${first.storePaths} paths, ${(first.closureBytes / 1e6).toFixed(1)} MB, ${first.layers} layers) | ${f0(ms((r) => r.totalMs))} | ${PHASES.map(([, label]) => f0(phase(label))).join(' | ')} | ${f0(notPackRealise)} | ${f0(ms((r) => r.gzipMs))} | ${packRatio.toFixed(2)}× | ${(first.packedBytes / first.gzipBytes).toFixed(3)} |`,
+        `| ${c.name} (${first.storePaths} paths, ${(first.closureBytes / 1e6).toFixed(1)} MB, ${first.layers} layers) | ${f0(ms((r) => r.totalMs))} | ${PHASES.map(([, label]) => f0(phase(label))).join(' | ')} | ${f0(notPackRealise)} | ${f0(ms((r) => r.gzipMs))} | ${packRatio.toFixed(2)}× | ${(first.packedBytes / first.gzipBytes).toFixed(3)} | ${(first.storeLayers.ours / first.storeLayers.zlib).toFixed(4)} |`,
       );
     }
   } finally {
@@ -195,8 +213,8 @@ async function main(): Promise<void> {
   }
   const nix = execFileSync('nix-build', ['--version']).toString().trim();
   console.log(`\ncold builds, time to manifest in ms (the round with the median total of ${ROUNDS}, new packages in each; ${nix}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')})\n`);
-  console.log(`| image | total | ${PHASES.map(([, label]) => label).join(' | ')} | all but pack and realise | tar \\| gzip -6 of the closure | pack speed vs gzip -6 | packed size / gzip -6 size |`);
-  console.log(`|---|---|${PHASES.map(() => '---').join('|')}|---|---|---|---|`);
+  console.log(`| image | total | ${PHASES.map(([, label]) => label).join(' | ')} | all but pack and realise | tar \\| gzip -6 of the closure | pack speed vs gzip -6 | packed size / gzip -6 size | packed size / zlib level 6 size |`);
+  console.log(`|---|---|${PHASES.map(() => '---').join('|')}|---|---|---|---|---|`);
   for (const row of rows) console.log(row);
   if (secondRows.length) {
     console.log('\nthe next image in the same process (its pin known, its leaves built and packed already), ms\n');
