@@ -64,10 +64,13 @@ export async function startConditionalS3Proxy(upstream: string): Promise<Conditi
     const head = await forward(req, body, 'HEAD');
     const etag = head.status === 200 ? String(head.headers.etag ?? '') : null;
     if (ifMatch !== undefined && etag === null) return refuse(404, 'NoSuchKey', 'The specified key does not exist.');
-    const unmet = (ifNoneMatch === '*' && etag !== null) || (ifMatch !== undefined && ifMatch !== etag);
+    // AWS compares ETags with or without their quotes (the s3 backend sends them bare).
+    const unmet = (ifNoneMatch === '*' && etag !== null) || (ifMatch !== undefined && bare(ifMatch) !== bare(etag ?? ''));
     if (unmet) return refuse(412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
     return forward(req, body);
   }
+
+  const bare = (etag: string) => etag.replace(/^"(.*)"$/, '$1');
 
   function refuse(status: number, code: string, message: string): Answer {
     state.refused++;

@@ -62,7 +62,7 @@ describe('s3 conditional writes, against s3rver behind a proxy that enforces the
     assert.ok((proxy?.refused ?? 0) > 0, 'the proxy refused unmet conditions');
     await proxy?.stop();
   });
-  conditionalWritesContract(() => storage!, undefined);
+  conditionalWritesContract(() => storage!);
 });
 
 describe('s3 storage', () => {
