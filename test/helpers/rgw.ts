@@ -70,7 +70,9 @@ export async function startRgw(): Promise<RgwServer> {
     await run('ceph-mon', [...c, '--mkfs', '-i', 'a', '--monmap', path.join(dir, 'monmap')]);
     children.push(daemon('ceph-mon', [...c, '-i', 'a', '-f']));
     const id = (await run('ceph', [...c, '--connect-timeout', '30', 'osd', 'create'])).trim();
-    await run('ceph-osd', [...c, '-i', id, '--mkfs']);
+    // The OSD is placed in the CRUSH map here, not by itself at start: its own placement command
+    // races its monitor session in Ceph 16 (refused as 'wrong fsid', and the OSD exits).
+    await Promise.all([run('ceph-osd', [...c, '-i', id, '--mkfs']), run('ceph', [...c, 'osd', 'crush', 'add', `osd.${id}`, '1', 'root=default'])]);
     children.push(daemon('ceph-osd', [...c, '-i', id, '-f']));
     children.push(daemon('radosgw', [...c, '-n', 'client.rgw', '-f']));
     const endpoint = `http://127.0.0.1:${rgwPort}`;
@@ -142,6 +144,8 @@ paxos min wait = 0.001
 mon data = ${dir}/mon
 [osd]
 osd data = ${dir}/osd
+osd crush update on start = false
+osd class update on start = false
 osd objectstore = memstore
 memstore device bytes = 2147483648
 [client.rgw]
