@@ -1,10 +1,11 @@
 // A loopback proxy in front of s3rver that enforces S3's conditional writes, which s3rver ignores:
 // PUT with `If-None-Match: *` or `If-Match: <ETag>` and DELETE with `If-Match`, as AWS documents
 // them (412 PreconditionFailed when the condition does not hold; 404 NoSuchKey for If-Match on a
-// missing key). No S3 server that honours them installs here (MinIO is a Go binary in no registry
-// this machine reaches); this lets the s3 backend's conditional requests and its reading of the
-// answers run against a server. Checks and writes of one key are serialised, so a condition and
-// the write it guards are atomic, as on S3. Everything else passes through untouched.
+// missing key). Ceph RGW 16 (s3-rgw.test.ts) honours the conditions on PUT but ignores If-Match
+// on DELETE, and MinIO is a Go binary in no registry this machine reaches: this proxy is what runs
+// the s3 backend's conditional DELETE, and its reading of the answers, against a server. Checks
+// and writes of one key are serialised, so a condition and the write it guards are atomic, as on
+// S3. Everything else passes through untouched.
 
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
