@@ -52,7 +52,7 @@ if (unavailable) {
   }, {
     serverDefects: {
       noConditionalDelete:
-        'radosgw 16 ignores If-Match on DELETE (it deletes whatever version is there, and answers 204 for a missing key); AWS S3 honours it since 2024 (checked against s3rver behind s3-conditional-proxy.ts)',
+        'radosgw 16 ignores If-Match on DELETE (it deletes whatever version is there, and answers 204 for a missing key); AWS S3 honours it on general purpose buckets since September 2025, Ceph since ceph/ceph#63348 (2025); checked against s3rver behind s3-conditional-proxy.ts',
     },
   });
 }
