@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { withParentDeathSignal } from '../../src/nix/processes.js';
 import { freePort } from './net.js';
 
 const execFileP = promisify(execFile);
@@ -48,7 +49,7 @@ export async function rgwUnavailable(): Promise<string | undefined> {
     }
     if (!found) missing.push(program);
   }
-  return missing.length ? `Ceph RGW is not installed (missing ${missing.join(', ')}; apt-get install radosgw ceph-mon ceph-osd, or run scripts/install-deps.sh)` : undefined;
+  return missing.length ? `Ceph RGW is not installed (missing ${missing.join(', ')}; apt-get install --no-install-recommends radosgw ceph-mon ceph-osd, or run scripts/install-deps.sh)` : undefined;
 }
 
 export async function startRgw(): Promise<RgwServer> {
@@ -164,8 +165,10 @@ async function run(program: string, args: string[]): Promise<string> {
 }
 
 function daemon(program: string, args: string[]): ChildProcess {
-  // Logs go to files in the temp dir (log file above); stdio would only repeat them.
-  const child = spawn(program, args, { stdio: 'ignore' });
+  // Dies with the test process (setpriv's parent-death signal), so a killed run leaves no Ceph
+  // behind. Logs go to files in the temp dir (log file above); stdio would only repeat them.
+  const { command, args: argv } = withParentDeathSignal(program, args);
+  const child = spawn(command, argv, { stdio: 'ignore' });
   child.on('error', () => {});
   return child;
 }
