@@ -205,19 +205,21 @@ export class S3Storage extends ObjectStore implements Storage {
 
   // Conditional writes: If-None-Match: * and If-Match: <ETag> (AWS S3 honours both on PUT, and
   // If-Match on DELETE). 412 when unmet; 409 when a concurrent conditional write to the key won.
+  // If-Match carries the ETag without its quotes: AWS and MinIO accept both forms, Ceph RGW (and
+  // DigitalOcean Spaces, built on it) only the bare one, refusing the quoted one with 412.
 
   async createIfAbsent(key: string, data: Buffer | string): Promise<string | null> {
     return this.putIf('create', key, data, { IfNoneMatch: '*' });
   }
 
   async replaceIfVersion(key: string, data: Buffer | string, version: string): Promise<string | null> {
-    return this.putIf('replace', key, data, { IfMatch: version });
+    return this.putIf('replace', key, data, { IfMatch: bareETag(version) });
   }
 
   async deleteIfVersion(key: string, version: string): Promise<boolean> {
     validateKey(key);
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), IfMatch: version }));
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), IfMatch: bareETag(version) }));
       return true;
     } catch (err) {
       if (isNotFound(err) || isConditionUnmet(err)) return false;
@@ -382,6 +384,11 @@ function isNotFound(err: unknown): boolean {
 function isConditionUnmet(err: unknown): boolean {
   const status = statusOf(err);
   return status === 412 || (status === 409 && (err as { name?: string }).name === 'ConditionalRequestConflict');
+}
+
+/** `"abc"` → `abc`; a version that is no quoted ETag stays as it is. */
+function bareETag(version: string): string {
+  return /^"[^"]*"$/.test(version) ? version.slice(1, -1) : version;
 }
 
 function describeS3Error(err: unknown): Error {

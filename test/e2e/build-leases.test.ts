@@ -1,6 +1,6 @@
 // One build per image across replicas (build leases, src/builder/build-lease.ts), with real Nix
 // and three real `nixery serve` processes on one storage: a filesystem directory, the GCS test
-// server, and s3rver (which ignores conditional writes). 30 concurrent cold pulls of one image
+// server, s3rver (which ignores conditional writes) and Ceph RGW 16 (which ignores them on DELETE). 30 concurrent cold pulls of one image
 // (a package whose builder sleeps, so that the pulls overlap the build) are spread over the
 // replicas. Builds are counted by each replica's nixery_image_builds_total (builds that ran Nix).
 // Leases last 2 s here (NIXERY_BUILD_LEASE_SECONDS), to keep the expiry case short.
@@ -16,6 +16,7 @@ import { metric } from '../helpers/registry.js';
 import { parsePrometheusText, sampleSum } from '../helpers/prometheus.js';
 import { startFakeGcs, type FakeGcs } from '../storage/gcs-server.js';
 import { startS3Server, S3RVER_CREDENTIALS, type S3TestServer } from '../storage/s3-server.js';
+import { rgwUnavailable, startRgw, type RgwServer } from '../helpers/rgw.js';
 import { FilesystemStorage } from '../../src/storage/filesystem.js';
 import { GcsStorage } from '../../src/storage/gcs.js';
 import type { Storage } from '../../src/storage/storage.js';
@@ -24,6 +25,7 @@ const PULLS = 30;
 const SLEEP_SECONDS = 4;
 const IMAGE = `slow${SLEEP_SECONDS}`;
 const LEASE_SECONDS = 2;
+const rgwMissing = await rgwUnavailable();
 
 interface Backend {
   name: string;
@@ -80,6 +82,7 @@ function assertAllSucceeded(pulls: readonly Pulled[]): void {
 describe('build leases: one build per image across replicas', () => {
   let gcs: FakeGcs;
   let s3: S3TestServer;
+  let rgw: RgwServer | undefined;
   let scratch: string;
   const started: ServeProcess[] = [];
   const sets: TestPackageSet[] = [];
@@ -98,6 +101,7 @@ describe('build leases: one build per image across replicas', () => {
     }
     await gcs.stop();
     await s3.stop();
+    await rgw?.stop();
     await rm(scratch, { recursive: true, force: true });
   });
 
@@ -173,27 +177,43 @@ describe('build leases: one build per image across replicas', () => {
     });
   }
 
-  test('a server without conditional writes (s3rver): one warning line, and every replica builds for itself', async (t) => {
-    const bucket = await s3.createBucket();
-    const env = {
-      NIXERY_STORAGE_BACKEND: 's3',
-      S3_BUCKET: bucket,
-      S3_ENDPOINT: s3.endpoint,
-      S3_FORCE_PATH_STYLE: 'true',
-      AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey,
-    };
-    const { replicas: rs } = await replicas({ name: 's3', env });
-    const pulls = await Promise.all(Array.from({ length: PULLS }, (_, i) => pull(rs, i % rs.length)));
-    assertAllSucceeded(pulls);
-    for (const r of rs) {
-      const warnings = r.output().split('\n').filter((line) => /does not honour conditional writes/.test(line));
-      assert.equal(warnings.length, 1, `one warning line: ${r.output().slice(-2000)}`);
-      assert.match(warnings[0]!, /"level":\s*"?(warn|40)/);
-    }
-    assert.equal(await sum(rs, 'nixery_image_builds_total'), 3, 'each replica built the image');
-    assert.equal(await sum(rs, 'nixery_build_leases_taken_total') + (await sum(rs, 'nixery_build_leases_waited_total')), 0, 'no leases');
-    t.diagnostic('builds per replica: 1, 1, 1');
-    await Promise.all(rs.map((r) => r.stop()));
-  });
+  // s3rver ignores every condition; Ceph RGW 16 honours them on PUT but ignores If-Match on DELETE
+  // (a lease could not be released safely), which the probe finds as well.
+  const servers = [
+    { name: 'a server without conditional writes (s3rver)', missing: undefined, start: async () => ({ endpoint: s3.endpoint, bucket: await s3.createBucket(), credentials: S3RVER_CREDENTIALS }) },
+    {
+      name: 'Ceph RGW 16, which ignores If-Match on DELETE',
+      missing: rgwMissing,
+      start: async () => {
+        rgw ??= await startRgw();
+        return { endpoint: rgw.endpoint, bucket: await rgw.createBucket(), credentials: rgw.credentials };
+      },
+    },
+  ];
+  for (const server of servers) {
+    test(`${server.name}: one warning line, and every replica builds for itself`, async (t) => {
+      if (server.missing) return t.skip(server.missing);
+      const { endpoint, bucket, credentials } = await server.start();
+      const env = {
+        NIXERY_STORAGE_BACKEND: 's3',
+        S3_BUCKET: bucket,
+        S3_ENDPOINT: endpoint,
+        S3_FORCE_PATH_STYLE: 'true',
+        AWS_ACCESS_KEY_ID: credentials.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
+      };
+      const { replicas: rs } = await replicas({ name: 's3', env });
+      const pulls = await Promise.all(Array.from({ length: PULLS }, (_, i) => pull(rs, i % rs.length)));
+      assertAllSucceeded(pulls);
+      for (const r of rs) {
+        const warnings = r.output().split('\n').filter((line) => /does not honour conditional writes/.test(line));
+        assert.equal(warnings.length, 1, `one warning line: ${r.output().slice(-2000)}`);
+        assert.match(warnings[0]!, /"level":\s*"?(warn|40)/);
+      }
+      assert.equal(await sum(rs, 'nixery_image_builds_total'), 3, 'each replica built the image');
+      assert.equal(await sum(rs, 'nixery_build_leases_taken_total') + (await sum(rs, 'nixery_build_leases_waited_total')), 0, 'no leases');
+      t.diagnostic('builds per replica: 1, 1, 1');
+      await Promise.all(rs.map((r) => r.stop()));
+    });
+  }
 });

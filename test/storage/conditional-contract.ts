@@ -1,17 +1,27 @@
 // The storage contract for conditional writes (build leases): registered inside
 // runStorageContract (contract.ts), so every backend runs it. A test server that ignores the
-// conditions (s3rver) says so with `noConditionalWrites`: the probe must then report it, and the
-// other assertions are skipped with the reason, never passed silently.
+// conditions (s3rver) says so with `noConditionalWrites`, one that honours them on PUT but not on
+// DELETE (Ceph RGW 16) with `noConditionalDelete`: the probe must then report it, and the
+// assertions that cannot hold are skipped with the reason, never passed silently.
 
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { conditionalWritesHonoured } from '../../src/storage/probe.js';
 import type { Storage } from '../../src/storage/storage.js';
 
-export function conditionalWritesContract(storage: () => Storage, noConditionalWrites: string | undefined): void {
-  it(`the conditional-write probe reports ${noConditionalWrites === undefined ? 'that they are honoured' : 'that they are not honoured'}, and leaves nothing behind`, async () => {
+export interface ConditionalDefects {
+  /** Conditions on writes (If-None-Match, If-Match) are ignored altogether. */
+  noConditionalWrites?: string;
+  /** Conditions on PUT hold, but DELETE ignores If-Match: the probe must say they are not honoured. */
+  noConditionalDelete?: string;
+}
+
+export function conditionalWritesContract(storage: () => Storage, defects: ConditionalDefects = {}): void {
+  const { noConditionalWrites, noConditionalDelete } = defects;
+  const honoured = noConditionalWrites === undefined && noConditionalDelete === undefined;
+  it(`the conditional-write probe reports ${honoured ? 'that they are honoured' : 'that they are not honoured'}, and leaves nothing behind`, async () => {
     const s = storage();
-    assert.equal(await conditionalWritesHonoured(s), noConditionalWrites === undefined);
+    assert.equal(await conditionalWritesHonoured(s), honoured);
     const left = [];
     for await (const o of s.list('probes/')) left.push(o.key);
     assert.deepEqual(left, []);
@@ -33,8 +43,23 @@ export function conditionalWritesContract(storage: () => Storage, noConditionalW
     assert.ok(await s.replaceIfVersion('leases/b', 'replaced', b!.version));
   });
 
+  it('replaceIfVersion acts only on the version named', async (t) => {
+    if (noConditionalWrites !== undefined) return t.skip(noConditionalWrites);
+    const s = storage();
+    const v1 = (await s.createIfAbsent('leases/r', 'v1'))!;
+    const v2 = await s.replaceIfVersion('leases/r', 'v2', v1);
+    assert.ok(v2 && v2 !== v1, 'a replace gives a new version');
+    assert.equal(await s.replaceIfVersion('leases/r', 'stale', v1), null, 'a replace of an old version fails');
+    assert.deepEqual(await s.readVersioned('leases/r'), { data: Buffer.from('v2'), version: v2 });
+    const v3 = await s.replaceIfVersion('leases/r', 'v3', v2);
+    assert.ok(v3 && v3 !== v2, 'the current version can be replaced again');
+    assert.equal(await s.replaceIfVersion('leases/missing', 'x', v3), null, 'a replace of a missing object fails');
+    assert.equal(await s.stat('leases/missing'), null, 'a failed replace creates nothing');
+  });
+
   it('replaceIfVersion and deleteIfVersion act only on the version named', async (t) => {
     if (noConditionalWrites !== undefined) return t.skip(noConditionalWrites);
+    if (noConditionalDelete !== undefined) return t.skip(noConditionalDelete);
     const s = storage();
     const v1 = (await s.createIfAbsent('leases/k', 'v1'))!;
     const v2 = await s.replaceIfVersion('leases/k', 'v2', v1);

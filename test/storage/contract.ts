@@ -29,6 +29,8 @@ export interface ContractOptions {
     nonAtomicPut?: string;
     /** Conditions on writes (If-None-Match, If-Match) are ignored: the probe must say so. */
     noConditionalWrites?: string;
+    /** Conditions on PUT hold, DELETE ignores If-Match: the probe must say they are not honoured. */
+    noConditionalDelete?: string;
   };
 }
 
@@ -354,7 +356,7 @@ export function runStorageContract(name: string, makeStorage: () => Promise<Stor
       assert.equal(tail.readUInt32BE(0), (total - 4096) >>> 0);
     });
 
-    conditionalWritesContract(() => s, options.serverDefects?.noConditionalWrites);
+    conditionalWritesContract(() => s, options.serverDefects);
   });
 }
 

@@ -1,10 +1,11 @@
 // A loopback proxy in front of s3rver that enforces S3's conditional writes, which s3rver ignores:
 // PUT with `If-None-Match: *` or `If-Match: <ETag>` and DELETE with `If-Match`, as AWS documents
 // them (412 PreconditionFailed when the condition does not hold; 404 NoSuchKey for If-Match on a
-// missing key). No S3 server that honours them installs here (MinIO is a Go binary in no registry
-// this machine reaches); this lets the s3 backend's conditional requests and its reading of the
-// answers run against a server. Checks and writes of one key are serialised, so a condition and
-// the write it guards are atomic, as on S3. Everything else passes through untouched.
+// missing key). Ceph RGW 16 (s3-rgw.test.ts) honours the conditions on PUT but ignores If-Match
+// on DELETE, and MinIO is a Go binary in no registry this machine reaches: this proxy is what runs
+// the s3 backend's conditional DELETE, and its reading of the answers, against a server. Checks
+// and writes of one key are serialised, so a condition and the write it guards are atomic, as on
+// S3. Everything else passes through untouched.
 
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -64,10 +65,13 @@ export async function startConditionalS3Proxy(upstream: string): Promise<Conditi
     const head = await forward(req, body, 'HEAD');
     const etag = head.status === 200 ? String(head.headers.etag ?? '') : null;
     if (ifMatch !== undefined && etag === null) return refuse(404, 'NoSuchKey', 'The specified key does not exist.');
-    const unmet = (ifNoneMatch === '*' && etag !== null) || (ifMatch !== undefined && ifMatch !== etag);
+    // AWS compares ETags with or without their quotes (the s3 backend sends them bare).
+    const unmet = (ifNoneMatch === '*' && etag !== null) || (ifMatch !== undefined && bare(ifMatch) !== bare(etag ?? ''));
     if (unmet) return refuse(412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
     return forward(req, body);
   }
+
+  const bare = (etag: string) => etag.replace(/^"(.*)"$/, '$1');
 
   function refuse(status: number, code: string, message: string): Answer {
     state.refused++;
