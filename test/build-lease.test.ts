@@ -1,6 +1,7 @@
 // The build-lease state machine (src/builder/build-lease.ts) on real storage: BuildLeases of
 // separate "replicas" (each its own holder) on one filesystem storage, builds that are functions
-// writing the image's record, and s3rver for a server that ignores conditional writes. The e2e
+// writing the image's record, s3rver for a server that ignores conditional writes, and Ceph RGW 16
+// for one that honours them on PUT but not on DELETE. The e2e
 // test (test/e2e/build-leases.test.ts) runs the same with real processes and Nix.
 
 import assert from 'node:assert/strict';
@@ -15,6 +16,9 @@ import { FilesystemStorage } from '../src/storage/filesystem.js';
 import { S3Storage } from '../src/storage/s3.js';
 import type { Storage } from '../src/storage/storage.js';
 import { startS3Server, S3RVER_CREDENTIALS, type S3TestServer } from './storage/s3-server.js';
+import { rgwUnavailable, startRgw, type RgwServer } from './helpers/rgw.js';
+
+const rgwMissing = await rgwUnavailable();
 
 // Renewals twenty times a period, and no fsync: a loaded machine (disk, CPU: the fast suite runs
 // files side by side) does not make a live holder look dead.
@@ -57,6 +61,7 @@ describe('build leases', () => {
   let root: string;
   let storage: FilesystemStorage;
   let s3: S3TestServer;
+  let rgw: RgwServer | undefined;
   let n = 0;
   const key = () => `image${++n}`;
 
@@ -68,6 +73,7 @@ describe('build leases', () => {
   after(async () => {
     await fs.rm(root, { recursive: true, force: true });
     await s3.stop();
+    await rgw?.stop();
   });
 
   it('one replica builds; the others wait for the record and serve it; the lease is released', async () => {
@@ -179,6 +185,32 @@ describe('build leases', () => {
         assert.deepEqual(r.events, []);
         assert.equal(r.warnings.filter((w) => /does not honour conditional writes/.test(w)).length, 1, r.warnings.join('\n'));
       }
+    } finally {
+      s.client.destroy();
+    }
+  });
+
+  it('a server that honours conditions on PUT but not on DELETE (Ceph RGW 16): one build, the lease released by a conditional replace and taken over by the next build', async (t) => {
+    if (rgwMissing) return t.skip(rgwMissing);
+    rgw ??= await startRgw();
+    const s = new S3Storage({ bucket: await rgw.createBucket(), endpoint: rgw.endpoint, forcePathStyle: true, credentials: rgw.credentials });
+    try {
+      const k = key();
+      const builds: string[] = [];
+      const replicas = [replica(s), replica(s), replica(s)];
+      const answers = await Promise.all(replicas.map((r, i) => r.leases.once(k, builder(s, k, `r${i}`, 300, builds), landed(s, k))));
+      assert.equal(builds.length, 1, `one build: ${builds.join(', ')}`);
+      assert.deepEqual(answers.filter((a) => a.startsWith('served')).length, 2, answers.join(', '));
+      const released = await s.readVersioned(leaseKey(k));
+      assert.ok(released, 'the lease stays, as a released marker (no conditional delete to remove it safely)');
+      assert.equal((JSON.parse(released.data.toString()) as { released?: boolean }).released, true);
+      for (const r of replicas) assert.deepEqual(r.warnings, [], 'no warning: leases are on');
+      // The next build of the image (its record gone, e.g. collected) takes the released lease over.
+      await s.delete(manifestKey(k));
+      const again: string[] = [];
+      assert.equal(await replicas[1]!.leases.once(k, builder(s, k, 'again', 10, again), landed(s, k)), 'built by again');
+      assert.deepEqual(again, ['again']);
+      assert.equal((JSON.parse((await s.readVersioned(leaseKey(k)))!.data.toString()) as { released?: boolean }).released, true, 'released again');
     } finally {
       s.client.destroy();
     }

@@ -13,12 +13,15 @@
 // A build that fails releases the lease: the waiters then take it in turn and build themselves
 // (each gets its own answer, e.g. the same error; at most one such build runs at a time). Where
 // the storage does not honour conditional writes (probed once), one warning line is logged and
-// every replica builds for itself, as without leases.
+// every replica builds for itself, as without leases. Where it honours create and replace but not
+// delete (Ceph RGW 16 ignores If-Match on DELETE: an unconditional delete could remove a lease
+// another replica just took), a lease is released by a conditional replace with a released
+// marker, which the next build takes over like a free lease and gc removes when it is old.
 
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Storage } from '../storage/storage.js';
-import { conditionalWritesHonoured } from '../storage/probe.js';
+import { conditionalWriteSupport } from '../storage/probe.js';
 import { manifestKey } from './layout.js';
 import type { BuildObserver } from './observer.js';
 import type { BuildProgress, Logger } from './types.js';
@@ -42,7 +45,7 @@ interface Held {
 }
 
 export class BuildLeases {
-  private honoured: Promise<boolean> | undefined;
+  private support: Promise<'all' | 'no-delete' | 'none'> | undefined;
   private readonly holder = `${hostname()}/${process.pid}/${randomUUID()}`;
   private writes = 0;
 
@@ -58,19 +61,24 @@ export class BuildLeases {
    * registry probes at startup). A probe that fails outright is tried again at the next build.
    */
   check(): Promise<boolean> {
-    if (this.settings.periodMs <= 0) return Promise.resolve(false);
-    this.honoured ??= conditionalWritesHonoured(this.storage).then(
-      (ok) => {
-        if (!ok) this.log.warn({ storage: this.storage.name }, 'the storage does not honour conditional writes: build leases are off, every replica builds the images it is asked for');
-        return ok;
+    return this.probe().then((support) => support !== 'none');
+  }
+
+  private probe(): Promise<'all' | 'no-delete' | 'none'> {
+    if (this.settings.periodMs <= 0) return Promise.resolve('none');
+    this.support ??= conditionalWriteSupport(this.storage).then(
+      (support) => {
+        if (support === 'none') this.log.warn({ storage: this.storage.name }, 'the storage does not honour conditional writes: build leases are off, every replica builds the images it is asked for');
+        if (support === 'no-delete') this.log.info({ storage: this.storage.name }, 'the storage ignores conditions on deletes: build leases are released by a conditional replace, and gc removes them');
+        return support;
       },
       (err: unknown) => {
-        this.honoured = undefined;
+        this.support = undefined;
         this.log.warn({ storage: this.storage.name, err: String(err) }, 'could not probe the storage for conditional writes: building without a lease');
-        return false;
+        return 'none' as const;
       },
     );
-    return this.honoured;
+    return this.support;
   }
 
   /**
@@ -78,7 +86,7 @@ export class BuildLeases {
    * (pinning the source); the promise of a probe this call started, else undefined.
    */
   startCheck(): Promise<boolean> | undefined {
-    return this.honoured === undefined && this.settings.periodMs > 0 ? this.check() : undefined;
+    return this.support === undefined && this.settings.periodMs > 0 ? this.check() : undefined;
   }
 
   /**
@@ -102,7 +110,8 @@ export class BuildLeases {
    * use (a blob lost): the wait goes on, until the lease is free or expires and this replica builds.
    */
   async once<T>(cacheKey: string, build: () => Promise<T>, landed: () => Promise<T | null>, report: (p: BuildProgress) => void = () => {}): Promise<T> {
-    if (!(await this.check())) return build();
+    const support = await this.probe();
+    if (support === 'none') return build();
     const key = leaseKey(cacheKey);
     const record = manifestKey(cacheKey);
     const periodMs = this.settings.periodMs;
@@ -113,13 +122,13 @@ export class BuildLeases {
     for (;;) {
       const current = await this.storage.readVersioned(key);
       let held: Held | null = null;
-      if (!current) {
+      if (!current || isReleased(current.data)) {
         // Free after a wait: its holder released it, after writing the record (unless it failed).
         if (waited && (await this.storage.stat(record))) {
           const answer = await landed();
           if (answer !== null) return answer;
         }
-        held = await this.write(key, null);
+        held = await this.write(key, current?.version ?? null);
       } else if (seen?.version === current.version && performance.now() - seen.since >= periodMs) {
         held = await this.write(key, current.version);
         if (held) {
@@ -129,7 +138,7 @@ export class BuildLeases {
       }
       if (held) {
         this.observer?.buildLease('taken');
-        return this.holding(key, record, held, build, landed);
+        return this.holding(key, record, held, support, build, landed);
       }
       if (current && seen?.version !== current.version) seen = { version: current.version, since: performance.now() };
       if (!waited) {
@@ -148,7 +157,7 @@ export class BuildLeases {
   }
 
   /** Builds while renewing the lease; releases it however the build ends. */
-  private async holding<T>(key: string, record: string, held: Held, build: () => Promise<T>, landed: () => Promise<T | null>): Promise<T> {
+  private async holding<T>(key: string, record: string, held: Held, support: 'all' | 'no-delete', build: () => Promise<T>, landed: () => Promise<T | null>): Promise<T> {
     let renewing: Promise<void> = Promise.resolve();
     const timer = setInterval(() => {
       renewing = renewing.then(() => this.renew(key, held));
@@ -163,8 +172,17 @@ export class BuildLeases {
     } finally {
       clearInterval(timer);
       await renewing;
-      if (!held.lost) await this.storage.deleteIfVersion(key, held.version).catch((err: unknown) => this.log.warn({ lease: key, err: String(err) }, 'could not release a build lease (it expires)'));
+      if (!held.lost) await this.release(key, held, support).catch((err: unknown) => this.log.warn({ lease: key, err: String(err) }, 'could not release a build lease (it expires)'));
     }
+  }
+
+  /** Deletes the lease on the version this replica wrote, or (no conditional deletes) replaces it with a released marker. */
+  private async release(key: string, held: Held, support: 'all' | 'no-delete'): Promise<void> {
+    if (support === 'all') {
+      await this.storage.deleteIfVersion(key, held.version);
+      return;
+    }
+    await this.storage.replaceIfVersion(key, this.body({ released: true }), held.version);
   }
 
   private async renew(key: string, held: Held): Promise<void> {
@@ -187,12 +205,26 @@ export class BuildLeases {
    * body is unique, so a write whose answer was lost and that was retried (then refused, as the
    * object had changed) is recognised by reading the object back.
    */
+  /** A lease body, unique to each write. */
+  private body(extra: { released?: true } = {}): string {
+    return JSON.stringify({ holder: this.holder, write: ++this.writes, at: new Date().toISOString(), ...extra });
+  }
+
   private async write(key: string, over: string | null): Promise<Held | null> {
-    const body = JSON.stringify({ holder: this.holder, write: ++this.writes, at: new Date().toISOString() });
+    const body = this.body();
     const version = over === null ? await this.storage.createIfAbsent(key, body) : await this.storage.replaceIfVersion(key, body, over);
     if (version) return { version, lost: false };
     const back = await this.storage.readVersioned(key);
     return back?.data.toString() === body ? { version: back.version, lost: false } : null;
+  }
+}
+
+/** A released lease (see `release`): free to take, like no lease. */
+function isReleased(data: Buffer): boolean {
+  try {
+    return (JSON.parse(data.toString()) as { released?: unknown }).released === true;
+  } catch {
+    return false;
   }
 }
 

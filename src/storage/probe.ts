@@ -38,25 +38,33 @@ async function probeRead(storage: Storage, prefix: string): Promise<void> {
 }
 
 /**
- * Whether the storage honours conditional writes (storage.ts, ConditionalWrites): a probe object
- * is created, created again, replaced and deleted on versions old and current. False when a
- * condition that must fail succeeded (a server that ignores If-None-Match, such as s3rver); a
- * storage that fails outright throws.
+ * Which conditional writes the storage honours (storage.ts, ConditionalWrites): a probe object is
+ * created, created again, replaced and deleted on versions old and current.
+ * - `all`: create, replace and delete;
+ * - `no-delete`: create and replace, but a delete on a stale version went through or a delete on
+ *   the current one was refused (Ceph RGW 16 ignores If-Match on DELETE);
+ * - `none`: a create or replace condition that must fail succeeded (s3rver ignores them all).
+ * A storage that fails outright throws.
  */
-export async function conditionalWritesHonoured(storage: Storage): Promise<boolean> {
+export async function conditionalWriteSupport(storage: Storage): Promise<'all' | 'no-delete' | 'none'> {
   const key = `probes/conditional-${randomUUID()}`;
   try {
     const first = await storage.createIfAbsent(key, 'first');
-    if (!first) return false; // a fresh key: only a broken condition refuses it
-    if (await storage.createIfAbsent(key, 'second')) return false;
+    if (!first) return 'none'; // a fresh key: only a broken condition refuses it
+    if (await storage.createIfAbsent(key, 'second')) return 'none';
     const second = await storage.replaceIfVersion(key, 'second', first);
-    if (!second || second === first) return false;
-    if (await storage.replaceIfVersion(key, 'third', first)) return false;
-    if (await storage.deleteIfVersion(key, first)) return false;
+    if (!second || second === first) return 'none';
+    if (await storage.replaceIfVersion(key, 'third', first)) return 'none';
     const back = await storage.readVersioned(key);
-    if (back?.data.toString() !== 'second' || back.version !== second) return false;
-    return await storage.deleteIfVersion(key, second);
+    if (back?.data.toString() !== 'second' || back.version !== second) return 'none';
+    if (await storage.deleteIfVersion(key, first)) return 'no-delete';
+    return (await storage.deleteIfVersion(key, second)) ? 'all' : 'no-delete';
   } finally {
     await storage.delete(key).catch(() => {});
   }
+}
+
+/** Whether the storage honours every conditional write (see conditionalWriteSupport). */
+export async function conditionalWritesHonoured(storage: Storage): Promise<boolean> {
+  return (await conditionalWriteSupport(storage)) === 'all';
 }

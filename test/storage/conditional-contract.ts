@@ -1,12 +1,13 @@
 // The storage contract for conditional writes (build leases): registered inside
 // runStorageContract (contract.ts), so every backend runs it. A test server that ignores the
 // conditions (s3rver) says so with `noConditionalWrites`, one that honours them on PUT but not on
-// DELETE (Ceph RGW 16) with `noConditionalDelete`: the probe must then report it, and the
+// DELETE (Ceph RGW 16) with `noConditionalDelete`: the probe must then report which (leases are
+// off, or released by a conditional replace), and the
 // assertions that cannot hold are skipped with the reason, never passed silently.
 
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { conditionalWritesHonoured } from '../../src/storage/probe.js';
+import { conditionalWriteSupport, conditionalWritesHonoured } from '../../src/storage/probe.js';
 import type { Storage } from '../../src/storage/storage.js';
 
 export interface ConditionalDefects {
@@ -19,9 +20,11 @@ export interface ConditionalDefects {
 export function conditionalWritesContract(storage: () => Storage, defects: ConditionalDefects = {}): void {
   const { noConditionalWrites, noConditionalDelete } = defects;
   const honoured = noConditionalWrites === undefined && noConditionalDelete === undefined;
-  it(`the conditional-write probe reports ${honoured ? 'that they are honoured' : 'that they are not honoured'}, and leaves nothing behind`, async () => {
+  const support = noConditionalWrites !== undefined ? 'none' : noConditionalDelete !== undefined ? 'no-delete' : 'all';
+  it(`the conditional-write probe reports ${honoured ? 'that they are honoured' : 'that they are not honoured'} (${support}), and leaves nothing behind`, async () => {
     const s = storage();
     assert.equal(await conditionalWritesHonoured(s), honoured);
+    assert.equal(await conditionalWriteSupport(s), support);
     const left = [];
     for await (const o of s.list('probes/')) left.push(o.key);
     assert.deepEqual(left, []);
