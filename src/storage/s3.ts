@@ -206,7 +206,8 @@ export class S3Storage extends ObjectStore implements Storage {
   // Conditional writes: If-None-Match: * and If-Match: <ETag> (AWS S3 honours both on PUT, and
   // If-Match on DELETE). 412 when unmet; 409 when a concurrent conditional write to the key won.
   // If-Match carries the ETag without its quotes: AWS and MinIO accept both forms, Ceph RGW (and
-  // DigitalOcean Spaces, built on it) only the bare one, refusing the quoted one with 412.
+  // DigitalOcean Spaces, built on it) and Cloudflare R2 only the bare one (RGW refuses the quoted
+  // one with 412; AWS's own Java SDK sends it bare).
 
   async createIfAbsent(key: string, data: Buffer | string): Promise<string | null> {
     return this.putIf('create', key, data, { IfNoneMatch: '*' });
