@@ -63,8 +63,3 @@ export async function conditionalWriteSupport(storage: Storage): Promise<'all' |
     await storage.delete(key).catch(() => {});
   }
 }
-
-/** Whether the storage honours every conditional write (see conditionalWriteSupport). */
-export async function conditionalWritesHonoured(storage: Storage): Promise<boolean> {
-  return (await conditionalWriteSupport(storage)) === 'all';
-}

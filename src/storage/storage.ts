@@ -60,7 +60,7 @@ export interface VersionedObject {
  * caller last saw it, atomically against every other process and replica on the same storage
  * (filesystem: an exclusive link and a rename; GCS: ifGenerationMatch; S3: If-None-Match and
  * If-Match). A version is opaque and non-empty. A server that ignores the conditions (some
- * S3-compatible ones) is detected by `conditionalWritesHonoured` (probe.ts), not here.
+ * S3-compatible ones) is detected by `conditionalWriteSupport` (probe.ts), not here.
  */
 export interface ConditionalWrites {
   /** Creates `key` only if no object is there: the new version, or null when one was. */
