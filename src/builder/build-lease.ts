@@ -200,16 +200,16 @@ export class BuildLeases {
     }
   }
 
-  /**
-   * Creates the lease (`over` null) or replaces version `over`; null when another write won. Each
-   * body is unique, so a write whose answer was lost and that was retried (then refused, as the
-   * object had changed) is recognised by reading the object back.
-   */
   /** A lease body, unique to each write. */
   private body(extra: { released?: true } = {}): string {
     return JSON.stringify({ holder: this.holder, write: ++this.writes, at: new Date().toISOString(), ...extra });
   }
 
+  /**
+   * Creates the lease (`over` null) or replaces version `over`; null when another write won. Each
+   * body is unique, so a write whose answer was lost and that was retried (then refused, as the
+   * object had changed) is recognised by reading the object back.
+   */
   private async write(key: string, over: string | null): Promise<Held | null> {
     const body = this.body();
     const version = over === null ? await this.storage.createIfAbsent(key, body) : await this.storage.replaceIfVersion(key, body, over);
@@ -219,21 +219,22 @@ export class BuildLeases {
   }
 }
 
-/** A released lease (see `release`): free to take, like no lease. */
-function isReleased(data: Buffer): boolean {
+/** A lease's body as written by `body` (an unreadable one: no fields). */
+function parseLease(data: Buffer): { holder?: unknown; released?: unknown } {
   try {
-    return (JSON.parse(data.toString()) as { released?: unknown }).released === true;
+    return (JSON.parse(data.toString()) as { holder?: unknown; released?: unknown } | null) ?? {};
   } catch {
-    return false;
+    return {};
   }
 }
 
+/** A released lease (see `release`): free to take, like no lease. */
+function isReleased(data: Buffer): boolean {
+  return parseLease(data).released === true;
+}
+
 function describeHolder(data: Buffer): string {
-  try {
-    return String((JSON.parse(data.toString()) as { holder?: unknown }).holder ?? 'unknown');
-  } catch {
-    return 'unknown';
-  }
+  return String(parseLease(data).holder ?? 'unknown');
 }
 
 function sleep(ms: number): Promise<void> {

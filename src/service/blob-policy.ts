@@ -120,7 +120,7 @@ export class BlobPolicy {
   private readonly trustVersions: boolean;
   /** SHA-256 on a digest's first read, its tag on later ones (blob-check.ts). */
   private readonly checks: ReadChecks;
-  /** Read buffers of file streams, used again once sent (blob-bytes.ts); at most 20 MB kept idle. */
+  /** Read buffers of file streams, used again once sent (blob-bytes.ts); at most 28 MB kept idle. */
   private readonly pools = { large: new BufferPool(READ_CHUNK, 6), small: new BufferPool(SMALL_READ_AHEAD, 64) };
   /** `hotHits`/`hotMisses`: requests the hot cache answered or not (when it is on); `unbuffered`: streams sent with the small window. */
   readonly stats = { repairs: 0, hotHits: 0, hotMisses: 0, unbuffered: 0 };
