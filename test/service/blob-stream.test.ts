@@ -13,6 +13,8 @@ import { FilesystemStorage } from '../../src/storage/filesystem.js';
 import { blobKey } from '../../src/builder/layout.js';
 import { Quarantine } from '../../src/builder/integrity.js';
 import { BlobPolicy, DamagedBlob, type BlobBody, type BlobVerification } from '../../src/service/blob-policy.js';
+import { storageBody } from '../../src/service/blob-stream.js';
+import { PassThrough } from 'node:stream';
 import { ReadChecks } from '../../src/service/blob-check.js';
 import { BufferPool, positionalReads } from '../../src/service/blob-bytes.js';
 
@@ -202,5 +204,59 @@ describe('a blob that rots after it was read and checked', () => {
     for (let i = 0; i < 2; i++) assert.equal(sha256((await drain(await policy.open(digest, undefined))).bytes), digest);
     await flip(storagePath, digest, MB);
     await assert.rejects(policy.open(digest, undefined));
+  });
+});
+
+describe('which chunk a stream holds back', () => {
+  /** A body over a stream the test feeds by hand, checked against `bytes`' digest. */
+  function fedBody(bytes: Buffer): { feed: PassThrough; body: BlobBody; damaged: string[] } {
+    const feed = new PassThrough();
+    const damaged: string[] = [];
+    const body = storageBody({ stream: feed, info: { key: 'blobs/x', size: bytes.length, modified: 0, version: 'v' } }, undefined, {
+      check: new ReadChecks(true).start(sha256(bytes)),
+      pool: new BufferPool(MB, 1),
+      window: MB,
+      damaged: async (why) => void damaged.push(why),
+      damagedMessage: 'damaged',
+      passed: () => {},
+      release: () => {},
+    });
+    return { feed, body, damaged };
+  }
+
+  test('each chunk before the last goes out once checked, before the next one is read; the last waits for the check', async () => {
+    const bytes = randomBytes(3000);
+    const { feed, body, damaged } = fedBody(bytes);
+    const chunks = body.chunks![Symbol.asyncIterator]();
+    feed.write(bytes.subarray(0, 1000));
+    // Nothing more is fed: the first chunk must come out anyway.
+    assert.deepEqual((await chunks.next()).value, bytes.subarray(0, 1000));
+    feed.write(bytes.subarray(1000, 2000));
+    assert.deepEqual((await chunks.next()).value, bytes.subarray(1000, 2000));
+    // The chunk that completes the length comes out only after the stream ends and the check passes.
+    let last: IteratorResult<Buffer> | undefined;
+    const pending = chunks.next().then((r) => (last = r));
+    feed.write(bytes.subarray(2000));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(last, undefined, 'held back while the stream has not ended');
+    feed.end();
+    await pending;
+    assert.deepEqual(last!.value, bytes.subarray(2000));
+    assert.equal((await chunks.next()).done, true);
+    assert.deepEqual(damaged, []);
+  });
+
+  test('a stream longer than its length is damaged, and the chunk that completed the length never comes out', async () => {
+    const bytes = randomBytes(2000);
+    const { feed, body, damaged } = fedBody(bytes);
+    feed.write(bytes.subarray(0, 1000));
+    feed.write(bytes.subarray(1000));
+    feed.end(Buffer.from('x'));
+    const out: Buffer[] = [];
+    await assert.rejects(async () => {
+      for await (const chunk of body.chunks!) out.push(Buffer.from(chunk));
+    }, DamagedBlob);
+    assert.ok(Buffer.concat(out).length < bytes.length, `${Buffer.concat(out).length} bytes came out`);
+    assert.equal(damaged.length, 1);
   });
 });
