@@ -2,8 +2,8 @@
 // runStorageContract (contract.ts), so every backend runs it. A test server that ignores the
 // conditions (s3rver) says so with `noConditionalWrites`, one that honours them on PUT but not on
 // DELETE (Ceph RGW 16) with `noConditionalDelete`: the probe must then report which (leases are
-// off, or released by a conditional replace), and the
-// assertions that cannot hold are skipped with the reason, never passed silently.
+// off, or released by a conditional replace), and the assertions that cannot hold are skipped
+// with the reason, never passed silently.
 
 import assert from 'node:assert/strict';
 import { it } from 'node:test';

@@ -29,7 +29,7 @@ export interface ContractOptions {
     nonAtomicPut?: string;
     /** Conditions on writes (If-None-Match, If-Match) are ignored: the probe must say so. */
     noConditionalWrites?: string;
-    /** Conditions on PUT hold, DELETE ignores If-Match: the probe must say they are not honoured. */
+    /** Conditions on PUT hold, DELETE ignores If-Match: the probe must say `no-delete`. */
     noConditionalDelete?: string;
   };
 }
