@@ -128,7 +128,7 @@ export class BlobPolicy {
   constructor(private readonly options: BlobPolicyOptions) {
     this.hot = options.hotCacheBytes > 0 ? new LruCache<string, Loaded>(options.hotCacheBytes, (b) => b.bytes.length) : undefined;
     this.hotMaxObject = Math.min(WHOLE_READ_MAX, options.hotCacheBytes / 8);
-    // One client holds at most an eighth of the buffer (and always room for a few streams).
+    // One client holds at most an eighth of the buffer, or four buffered streams (64 MB) if more.
     const capacity = options.sendBufferBytes;
     this.budget = new ByteBudget(capacity, Math.min(capacity, Math.max(capacity / 8, 4 * STREAM_RESERVATION)));
     this.verification = options.verify ?? 'once';
